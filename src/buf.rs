@@ -1,0 +1,257 @@
+//! A connection's write queue: what the kernel has not taken yet, as a list of
+//! shared frames, static bytes and owned answers, each with its own offset, and
+//! a running byte count that the queue limit is checked against.
+//!
+//! Uses nothing of the crate but `sse::Frame` and the framing enum.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+use crate::config::Framing;
+use crate::sse::Frame;
+
+/// Most slices handed to one vectored write (Linux takes up to 1024; beyond a
+/// few dozen the gain is nil and the stack array grows).
+const MAX_IOVECS: usize = 64;
+
+/// Bytes waiting to be written.
+#[derive(Debug)]
+enum Bytes {
+    /// An event frame shared with other subscribers' queues.
+    Shared(Arc<Frame>),
+    /// Constant bytes (heartbeat, last chunk).
+    Static(&'static [u8]),
+    /// Bytes made for this connection alone (a response head, an answer).
+    Owned(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct Item {
+    bytes: Bytes,
+    /// Next byte to write.
+    pos: usize,
+    /// Where this item's bytes started, to tell a started item.
+    start: usize,
+    end: usize,
+}
+
+impl Item {
+    fn remaining(&self) -> &[u8] {
+        let all: &[u8] = match &self.bytes {
+            Bytes::Shared(f) => f.bytes(),
+            Bytes::Static(s) => s,
+            Bytes::Owned(v) => v,
+        };
+        &all[self.pos..self.end]
+    }
+}
+
+/// What a connection still has to write, in order.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    items: VecDeque<Item>,
+    len: usize,
+}
+
+impl WriteQueue {
+    /// Unsent bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Nothing left to write.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues an event frame in the form `framing` writes: a pointer, no copy.
+    pub fn push_frame(&mut self, frame: &Arc<Frame>, framing: Framing) {
+        let (start, end) = frame.wire_range(framing);
+        self.push(Bytes::Shared(Arc::clone(frame)), start, end);
+    }
+
+    /// Queues constant bytes.
+    pub fn push_static(&mut self, bytes: &'static [u8]) {
+        self.push(Bytes::Static(bytes), 0, bytes.len());
+    }
+
+    /// Queues bytes made for this connection.
+    pub fn push_owned(&mut self, bytes: Vec<u8>) {
+        let end = bytes.len();
+        self.push(Bytes::Owned(bytes), 0, end);
+    }
+
+    fn push(&mut self, bytes: Bytes, start: usize, end: usize) {
+        if start == end {
+            return;
+        }
+        self.len += end - start;
+        self.items.push_back(Item {
+            bytes,
+            pos: start,
+            start,
+            end,
+        });
+    }
+
+    /// Drops everything but the part of the item already begun, so what was
+    /// written stays well-framed once the rest of that item goes out.
+    pub fn keep_started(&mut self) {
+        let keep = match self.items.front() {
+            Some(item) if item.pos > item.start => 1,
+            _ => 0,
+        };
+        self.items.truncate(keep);
+        self.len = self.items.iter().map(|i| i.end - i.pos).sum();
+    }
+
+    /// Writes as much as `out` takes with vectored writes, until the queue is
+    /// empty or `out` refuses (the error is returned; WouldBlock included).
+    /// Returns the bytes written.
+    pub fn write_to<W: Write>(&mut self, out: &mut W) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.items.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, item) in slices.iter_mut().zip(self.items.iter()) {
+                *slot = IoSlice::new(item.remaining());
+                count += 1;
+            }
+            let n = match out.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) => return Err(e),
+            };
+            total += n;
+            self.consume(n);
+        }
+        Ok(total)
+    }
+
+    /// Advances past `n` written bytes.
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let item = self.items.front_mut().expect("wrote more than queued");
+            let left = item.end - item.pos;
+            if n < left {
+                item.pos += n;
+                return;
+            }
+            n -= left;
+            self.items.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `room` bytes per call, then refuses with WouldBlock.
+    struct Trickle {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.room - n);
+                self.taken.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.room {
+                    break;
+                }
+            }
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_resume_where_they_stopped() {
+        let frame = Arc::new(Frame::event("1", None, "abc"));
+        let mut q = WriteQueue::default();
+        q.push_owned(b"head;".to_vec());
+        q.push_frame(&frame, Framing::Close);
+        q.push_static(b";end");
+        let total = q.len();
+        let mut out = Trickle {
+            taken: Vec::new(),
+            room: 7,
+        };
+        assert_eq!(q.write_to(&mut out).unwrap(), 7);
+        assert_eq!(q.len(), total - 7);
+        out.room = 1000;
+        q.write_to(&mut out).unwrap();
+        assert!(q.is_empty());
+        let mut want = b"head;".to_vec();
+        want.extend_from_slice(frame.payload());
+        want.extend_from_slice(b";end");
+        assert_eq!(out.taken, want);
+    }
+
+    #[test]
+    fn would_block_with_nothing_written_is_an_error() {
+        let mut q = WriteQueue::default();
+        q.push_static(b"x");
+        let mut out = Trickle {
+            taken: Vec::new(),
+            room: 0,
+        };
+        let err = q.write_to(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn keep_started_drops_unstarted_items() {
+        let mut q = WriteQueue::default();
+        q.push_owned(b"0123456789".to_vec());
+        q.push_static(b"abc");
+        let mut out = Trickle {
+            taken: Vec::new(),
+            room: 4,
+        };
+        q.write_to(&mut out).unwrap();
+        q.keep_started();
+        assert_eq!(q.len(), 6);
+        q.push_static(b"!");
+        out.room = 100;
+        q.write_to(&mut out).unwrap();
+        assert_eq!(out.taken, b"0123456789!");
+
+        let mut fresh = WriteQueue::default();
+        fresh.push_static(b"abc");
+        fresh.keep_started();
+        assert!(fresh.is_empty());
+    }
+
+    #[test]
+    fn many_items_need_several_vectored_writes() {
+        let mut q = WriteQueue::default();
+        for _ in 0..(MAX_IOVECS * 3 + 5) {
+            q.push_static(b"ab");
+        }
+        let mut out = Trickle {
+            taken: Vec::new(),
+            room: usize::MAX / 2,
+        };
+        q.write_to(&mut out).unwrap();
+        assert_eq!(out.taken.len(), (MAX_IOVECS * 3 + 5) * 2);
+        assert!(q.is_empty());
+    }
+}

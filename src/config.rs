@@ -1,0 +1,179 @@
+//! `Config`: every limit and timeout the server applies, each default a named
+//! constant, plus the parsers for the duration and size values the command
+//! line takes. Uses nothing else of the crate.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Address bound when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// An idle subscriber gets `: heartbeat` at least this often.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(20);
+/// Published events kept for `Last-Event-ID` replay.
+pub const DEFAULT_HISTORY: usize = 1024;
+/// Open connections (of any kind) served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Unsent bytes one connection may hold before it is cut off.
+pub const DEFAULT_QUEUE_LIMIT: usize = 1 << 20;
+/// Largest publish body.
+pub const DEFAULT_MAX_EVENT_SIZE: usize = 64 << 10;
+/// Time a client has to send a whole request (head and body) once it began,
+/// or its first request after connecting.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection with no request in progress is closed after this.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a shutdown request, queued bytes get this long to be written.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Largest request head (request line and headers).
+pub const DEFAULT_MAX_HEAD_SIZE: usize = 8 << 10;
+/// Most header fields in one request.
+pub const DEFAULT_MAX_HEADERS: usize = 64;
+/// After an error answer the connection reads and discards what the client
+/// still sends for at most this long, so the answer is not lost to a reset.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Body framing of HTTP/1.1 event streams (HTTP/1.0 is always close-delimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Transfer-Encoding: chunked`: the stream can end cleanly on a kept-alive socket.
+    Chunked,
+    /// The body ends when the connection closes.
+    Close,
+}
+
+/// Everything the server needs to know; `Config::default()` is what the
+/// binary runs with when given no options.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free port (see `Server::local_addr`).
+    pub listen: SocketAddr,
+    /// Heartbeat interval for idle subscribers; `None` sends none.
+    pub heartbeat: Option<Duration>,
+    /// When set, each new stream starts with `retry: <ms>`.
+    pub retry: Option<Duration>,
+    /// Body framing of HTTP/1.1 streams.
+    pub framing: Framing,
+    /// Published events kept for replay; 0 keeps none.
+    pub history: usize,
+    /// Open connections served at once.
+    pub max_connections: usize,
+    /// Unsent bytes one connection may hold.
+    pub queue_limit: usize,
+    /// Largest publish body in bytes.
+    pub max_event_size: usize,
+    /// Time allowed for a request to arrive whole.
+    pub header_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub idle_timeout: Duration,
+    /// Time queued bytes get to be written after a shutdown request.
+    pub shutdown_grace: Duration,
+    /// Largest request head in bytes.
+    pub max_head_size: usize,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("default address parses"),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            retry: None,
+            framing: Framing::Chunked,
+            history: DEFAULT_HISTORY,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            queue_limit: DEFAULT_QUEUE_LIMIT,
+            max_event_size: DEFAULT_MAX_EVENT_SIZE,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+        }
+    }
+}
+
+/// Parses a duration: a number with `ms`, `s` or `m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let (digits, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (text, 1000)
+    };
+    let n = parse_plain_number(digits)?;
+    Some(Duration::from_millis(n.checked_mul(unit_ms)?))
+}
+
+/// Parses a size: a number with `B`, `KiB` or `MiB`; a bare number is bytes.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let (digits, unit) = if let Some(n) = text.strip_suffix("KiB") {
+        (n, 1 << 10)
+    } else if let Some(n) = text.strip_suffix("MiB") {
+        (n, 1 << 20)
+    } else if let Some(n) = text.strip_suffix('B') {
+        (n, 1)
+    } else {
+        (text, 1)
+    };
+    let n = usize::try_from(parse_plain_number(digits)?).ok()?;
+    n.checked_mul(unit)
+}
+
+/// ASCII digits only: no sign, no spaces, no empty string.
+fn parse_plain_number(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("20s", Some(20_000)),
+            ("20", Some(20_000)),
+            ("150ms", Some(150)),
+            ("2m", Some(120_000)),
+            ("0", Some(0)),
+            ("", None),
+            ("s", None),
+            ("-1s", None),
+            ("1.5s", None),
+            ("1h", None),
+            (" 1s", None),
+            ("99999999999999999999s", None),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(
+                parse_duration(text),
+                ms.map(Duration::from_millis),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("1MiB", Some(1 << 20)),
+            ("64KiB", Some(64 << 10)),
+            ("100B", Some(100)),
+            ("100", Some(100)),
+            ("1KB", None),
+            ("KiB", None),
+            ("12XB", None),
+            ("+5", None),
+        ];
+        for (text, n) in cases {
+            assert_eq!(parse_size(text), n, "{text:?}");
+        }
+    }
+}

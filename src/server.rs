@@ -1,0 +1,781 @@
+//! The poll loop. It owns the `Poll`, the listener, the connections (a slab
+//! whose keys are the mio tokens), the hub, the deadlines and the inbox of
+//! the `Publisher`s, and it alone does I/O.
+//!
+//! One pass of the loop: wait for readiness or the nearest deadline; accept,
+//! read, answer and publish as the events say; write every connection that
+//! got bytes ("dirty") at once; fire due deadlines. A write the kernel
+//! refuses leaves the rest queued until writable readiness.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, trace, warn};
+use mio::event::Event as Readiness;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::{Config, Framing, LINGER_TIMEOUT};
+use crate::conn::{Conn, Phase, Step};
+use crate::http::{self, Head, Limits, Reject, Route, Status};
+use crate::hub::{Hub, Replay};
+use crate::io::{self as sio, FlushOutcome, ReadOutcome};
+use crate::publisher::{self, Command, INBOX_BUDGET, Inbox, Publisher};
+use crate::sse::{self, Event};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// Bytes read per read call (one buffer shared by every connection).
+const READ_CHUNK: usize = 64 << 10;
+/// Reads per readiness event before other connections get their turn.
+const READS_PER_TURN: usize = 16;
+/// Accepts per readiness event before other connections get their turn.
+const ACCEPTS_PER_TURN: usize = 256;
+/// A connection whose unsent answers reach this stops being read until they
+/// are written: a client that pipelines without reading cannot grow memory.
+const PAUSE_READING_AT: usize = 64 << 10;
+/// Heartbeat deadlines are rounded down to this fraction of the interval,
+/// so idle subscribers that came at different moments share wake-ups.
+const HEARTBEAT_TICKS: u32 = 16;
+/// `retry:` sent with a stream refused for now, when `--retry` is not set.
+const RETRY_LATER: Duration = Duration::from_secs(1);
+
+/// Counters of what the server did since it started.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Events published.
+    pub events_published: u64,
+    /// Event frames queued to subscribers (live and replayed).
+    pub deliveries: u64,
+    /// Bytes written to sockets.
+    pub bytes_written: u64,
+    /// Heartbeats sent.
+    pub heartbeats: u64,
+    /// Subscribers cut off for passing the queue limit.
+    pub slow_disconnects: u64,
+    /// Events sent from the history to resuming subscribers.
+    pub replayed: u64,
+}
+
+/// A bound SSE server; `run` serves until shut down.
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    config: Config,
+    limits: Limits,
+    conns: Slab<Conn>,
+    hub: Hub,
+    /// Every connection's deadline, nearest first.
+    deadlines: BTreeSet<(Instant, usize)>,
+    publisher: Publisher,
+    inbox: Inbox,
+    /// Connections with bytes to write this pass, in the order they got them.
+    dirty: VecDeque<usize>,
+    /// Connections whose read budget ran out with input possibly left.
+    read_backlog: Vec<usize>,
+    /// Subscribers found over the queue limit during a fan-out.
+    over_limit: Vec<usize>,
+    accept_pending: bool,
+    inbox_pending: bool,
+    scratch: Vec<u8>,
+    /// Fan-out counter, compared with `Conn::stamp`.
+    stamp: u64,
+    /// When the shutdown grace ends, once shutting down.
+    shutdown_at: Option<Instant>,
+    /// Start of the heartbeat tick grid.
+    epoch: Instant,
+    now: Instant,
+    stats: Stats,
+}
+
+impl Server {
+    /// Binds the listening socket and sets up the loop; nothing is served
+    /// until `run`.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (publisher, inbox) = publisher::channel(waker);
+        let limits = Limits {
+            max_head_size: config.max_head_size,
+            max_headers: config.max_headers,
+            max_body: config.max_event_size,
+        };
+        let now = Instant::now();
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            limits,
+            conns: Slab::new(),
+            hub: Hub::new(config.history),
+            deadlines: BTreeSet::new(),
+            publisher,
+            inbox,
+            dirty: VecDeque::new(),
+            read_backlog: Vec::new(),
+            over_limit: Vec::new(),
+            accept_pending: false,
+            inbox_pending: false,
+            scratch: vec![0; READ_CHUNK],
+            stamp: 0,
+            shutdown_at: None,
+            epoch: now,
+            now,
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that publishes into this server from any thread and can shut
+    /// it down.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Serves until a shutdown is requested and finished.
+    pub fn run(mut self) -> io::Result<()> {
+        info!("listening on http://{}", self.local_addr);
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.take_commands(),
+                    Token(key) => self.on_ready(key, event),
+                }
+                self.flush_dirty();
+            }
+            self.serve_backlogs();
+            self.expire();
+            self.flush_dirty();
+            if self.finished() {
+                break;
+            }
+        }
+        info!(
+            "stopped: {} events published, {} deliveries, {} connections served",
+            self.stats.events_published, self.stats.deliveries, self.stats.accepted
+        );
+        Ok(())
+    }
+
+    /// Zero while work is left over from the last pass; else until the
+    /// nearest deadline; else forever (an idle server does not wake).
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.accept_pending || self.inbox_pending || !self.read_backlog.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let nearest = self.deadlines.first().map(|&(at, _)| at);
+        let nearest = match (nearest, self.shutdown_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        nearest.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn serve_backlogs(&mut self) {
+        if std::mem::take(&mut self.accept_pending) {
+            self.accept();
+        }
+        if std::mem::take(&mut self.inbox_pending) {
+            self.take_commands();
+        }
+        let backlog = std::mem::take(&mut self.read_backlog);
+        for &key in &backlog {
+            self.on_readable(key);
+            self.flush_dirty();
+        }
+        // Keep the allocation for next time.
+        let mut backlog = backlog;
+        backlog.clear();
+        backlog.append(&mut self.read_backlog);
+        self.read_backlog = backlog;
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (mut socket, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if sio::accept_transient(&e) => {
+                    warn!("accept: {e}");
+                    return;
+                }
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            // Small event writes must leave at once, not wait for an ACK.
+            if let Err(e) = socket.set_nodelay(true) {
+                debug!("set_nodelay for {peer}: {e}");
+                continue;
+            }
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut socket,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                warn!("register {peer}: {e}");
+                continue;
+            }
+            entry.insert(Conn::new(socket, self.now));
+            self.stats.accepted += 1;
+            debug!("connection {key} from {peer}");
+            self.set_deadline(key, Some(self.now + self.config.header_timeout));
+        }
+        self.accept_pending = true;
+    }
+
+    fn take_commands(&mut self) {
+        self.inbox.begin();
+        for _ in 0..INBOX_BUDGET {
+            match self.inbox.next() {
+                Some(Command::Publish(event)) => {
+                    self.publish(&event);
+                }
+                Some(Command::Shutdown) => self.begin_shutdown(),
+                None => return,
+            }
+        }
+        self.inbox_pending = true;
+    }
+
+    fn on_ready(&mut self, key: usize, event: &Readiness) {
+        // Readiness is a hint: the write or read that follows decides.
+        if event.is_writable()
+            && let Some(conn) = self.conns.get_mut(key)
+        {
+            conn.blocked = false;
+            if !conn.queue.is_empty() {
+                self.flush(key);
+            }
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.on_readable(key);
+        }
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.read_paused || conn.peer_eof {
+                return;
+            }
+            if conn.reads_requests() && conn.queue.len() >= PAUSE_READING_AT {
+                conn.read_paused = true;
+                return;
+            }
+            match sio::read(&mut conn.socket, &mut self.scratch) {
+                ReadOutcome::Data(n) => self.on_input(key, n),
+                ReadOutcome::Eof => return self.on_eof(key),
+                ReadOutcome::WouldBlock => return,
+                ReadOutcome::Failed(e) => {
+                    let level = if sio::peer_gone(&e) {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(level, "connection {key}: read: {e}");
+                    return self.close(key, "read error");
+                }
+            }
+        }
+        // Budget spent with input possibly left: finish in a later pass.
+        self.read_backlog.push(key);
+    }
+
+    /// `n` bytes arrived in the scratch buffer.
+    fn on_input(&mut self, key: usize, n: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.reads_requests() {
+            // A subscriber or a closing connection has nothing more to say.
+            return;
+        }
+        if conn.request_began.is_none() {
+            conn.request_began = Some(self.now);
+        }
+        let scratch = std::mem::take(&mut self.scratch);
+        if conn.pending.is_empty() {
+            // The usual case: whole requests in one read, parsed in place.
+            let used = self.take_requests(key, &scratch[..n]);
+            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.reads_requests()) {
+                conn.pending.extend_from_slice(&scratch[used..n]);
+            }
+        } else {
+            let mut input = std::mem::take(&mut conn.pending);
+            input.extend_from_slice(&scratch[..n]);
+            let used = self.take_requests(key, &input);
+            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.reads_requests()) {
+                input.drain(..used);
+                conn.pending = input;
+            }
+        }
+        self.scratch = scratch;
+        self.rearm_request_deadline(key);
+    }
+
+    /// Serves every whole request at the start of `input`; returns the bytes used.
+    fn take_requests(&mut self, key: usize, input: &[u8]) -> usize {
+        let mut used = 0;
+        while let Some(conn) = self.conns.get_mut(key) {
+            if !conn.reads_requests() {
+                return input.len();
+            }
+            let (n, step) = conn.next_request(&input[used..], &self.limits);
+            used += n;
+            match step {
+                Step::NeedMore => break,
+                Step::Request(head, body) => self.dispatch(key, head, body),
+                Step::Reject(reject) => {
+                    self.reject(key, &reject);
+                    return input.len();
+                }
+            }
+        }
+        used
+    }
+
+    fn dispatch(&mut self, key: usize, head: Head, body: Vec<u8>) {
+        let route = match head.route {
+            Ok(route) => route,
+            Err(reject) => return self.reject(key, &reject),
+        };
+        let shutting_down = self.shutdown_at.is_some();
+        match route {
+            Route::Health => self.answer(key, "ok", head.keep_alive),
+            Route::Publish { .. } if shutting_down => {
+                self.reject(key, &Reject::new(Status::UNAVAILABLE, "shutting down"));
+            }
+            Route::Publish { topics, event_type } => {
+                let Ok(data) = String::from_utf8(body) else {
+                    return self.reject(
+                        key,
+                        &Reject::new(Status::BAD_REQUEST, "event data is not UTF-8"),
+                    );
+                };
+                let mut event = Event::new(data);
+                if let Some(t) = event_type {
+                    event = event.with_type(t);
+                }
+                for t in topics {
+                    event = event.with_topic(t);
+                }
+                let id = self.publish(&event);
+                self.answer(key, &id, head.keep_alive);
+            }
+            Route::Subscribe { .. } if shutting_down => {
+                self.refuse_stream(key, head.http11, "server shutting down");
+            }
+            Route::Subscribe {
+                topics,
+                last_event_id,
+            } => self.subscribe(key, head.http11, &topics, last_event_id.as_deref()),
+        }
+    }
+
+    fn answer(&mut self, key: usize, body: &str, keep_alive: bool) {
+        let keep_alive = keep_alive && self.shutdown_at.is_none();
+        let conn = &mut self.conns[key];
+        conn.queue.push_owned(http::text_response(body, keep_alive));
+        conn.served += 1;
+        conn.request_began = None;
+        mark_dirty(conn, key, &mut self.dirty);
+        if !keep_alive {
+            self.begin_closing(key);
+        }
+    }
+
+    fn reject(&mut self, key: usize, reject: &Reject) {
+        debug!("connection {key}: {} {}", reject.status.0, reject.reason);
+        let conn = &mut self.conns[key];
+        conn.queue.push_owned(http::error_response(reject));
+        mark_dirty(conn, key, &mut self.dirty);
+        self.begin_closing(key);
+    }
+
+    /// A stream that cannot be served now: `retry:` and a comment, then the
+    /// end, so an EventSource comes back later instead of giving up.
+    fn refuse_stream(&mut self, key: usize, http11: bool, why: &str) {
+        let chunked = http11 && self.config.framing == Framing::Chunked;
+        let retry = self.config.retry.unwrap_or(RETRY_LATER);
+        let conn = &mut self.conns[key];
+        conn.queue
+            .push_owned(http::refused_stream(chunked, retry, why));
+        mark_dirty(conn, key, &mut self.dirty);
+        self.begin_closing(key);
+    }
+
+    fn subscribe(&mut self, key: usize, http11: bool, topics: &[String], last_id: Option<&str>) {
+        let chunked = http11 && self.config.framing == Framing::Chunked;
+        let conn = &mut self.conns[key];
+        conn.framing = if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        };
+        conn.queue
+            .push_owned(http::stream_head(chunked, self.config.retry));
+        if let Some(id) = last_id {
+            match self.hub.replay(id, topics) {
+                Replay::Events(frames) => {
+                    for frame in &frames {
+                        conn.queue.push_frame(frame, conn.framing);
+                    }
+                    self.stats.replayed += frames.len() as u64;
+                    self.stats.deliveries += frames.len() as u64;
+                }
+                Replay::Reset(reason, frame) => {
+                    debug!("connection {key}: Last-Event-ID cannot be resumed: {reason:?}");
+                    conn.queue.push_frame(&frame, conn.framing);
+                }
+            }
+        }
+        conn.subscription = Some(self.hub.subscribe(key, topics));
+        conn.phase = Phase::Stream;
+        conn.pending = Vec::new();
+        conn.served += 1;
+        conn.request_began = None;
+        conn.last_write = self.now;
+        mark_dirty(conn, key, &mut self.dirty);
+        debug!("connection {key}: subscribed to {topics:?}");
+        let due = self.heartbeat_due(self.now);
+        self.set_deadline(key, due);
+        if self.conns[key].queue.len() > self.config.queue_limit {
+            self.over_limit.push(key);
+            self.cut_over_limit();
+        }
+    }
+
+    /// Assigns the id, encodes once, and queues the frame to every
+    /// recipient: a pointer per subscriber, no copy. Returns the id.
+    fn publish(&mut self, event: &Event) -> String {
+        let (id, frame) = self.hub.publish(event);
+        self.stats.events_published += 1;
+        self.stamp += 1;
+        let stamp = self.stamp;
+        let queue_limit = self.config.queue_limit;
+        for key in self.hub.recipients(event.topics()) {
+            let conn = &mut self.conns[key];
+            if conn.stamp == stamp {
+                continue;
+            }
+            conn.stamp = stamp;
+            conn.queue.push_frame(&frame, conn.framing);
+            self.stats.deliveries += 1;
+            if conn.queue.len() > queue_limit {
+                self.over_limit.push(key);
+            } else {
+                mark_dirty(conn, key, &mut self.dirty);
+            }
+        }
+        trace!(
+            "published {id}: {:?}",
+            String::from_utf8_lossy(frame.payload())
+        );
+        self.cut_over_limit();
+        id
+    }
+
+    fn cut_over_limit(&mut self) {
+        while let Some(key) = self.over_limit.pop() {
+            warn!(
+                "connection {key}: slow subscriber cut off ({} bytes unsent, limit {})",
+                self.conns[key].queue.len(),
+                self.config.queue_limit
+            );
+            self.stats.slow_disconnects += 1;
+            self.end_stream(key);
+        }
+    }
+
+    /// Ends a stream cleanly: what is queued beyond the frame in progress is
+    /// dropped (the client resumes with Last-Event-ID), then the last chunk.
+    fn end_stream(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.queue.keep_started();
+        if conn.framing == Framing::Chunked {
+            conn.queue.push_static(sse::LAST_CHUNK);
+        }
+        if let Some(sub) = conn.subscription.take() {
+            self.hub.unsubscribe(sub);
+        }
+        mark_dirty(conn, key, &mut self.dirty);
+        self.begin_closing(key);
+    }
+
+    /// From now on the connection only writes what it has queued, then
+    /// closes; a bounded wait covers a peer that never reads.
+    fn begin_closing(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Closing;
+        conn.pending = Vec::new();
+        conn.read_paused = false;
+        self.set_deadline(key, Some(self.now + LINGER_TIMEOUT));
+    }
+
+    fn on_eof(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.peer_eof = true;
+        match conn.phase {
+            Phase::Closing => self.finish_if_written(key),
+            // Answers owed for whole requests are still written, then it closes.
+            Phase::Head if !conn.queue.is_empty() && !conn.request_in_progress() => {
+                self.begin_closing(key);
+                self.finish_if_written(key);
+            }
+            _ => self.close(key, "peer closed"),
+        }
+    }
+
+    /// Writes what the connection has queued until the kernel refuses.
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        let (written, outcome) = sio::flush(&mut conn.socket, &mut conn.queue);
+        if written > 0 {
+            conn.last_write = self.now;
+            self.stats.bytes_written += written as u64;
+        }
+        match outcome {
+            FlushOutcome::Drained => {
+                conn.blocked = false;
+                if matches!(conn.phase, Phase::Closing) {
+                    self.finish_if_written(key);
+                } else if std::mem::take(&mut conn.read_paused) {
+                    self.read_backlog.push(key);
+                }
+            }
+            FlushOutcome::Blocked => conn.blocked = true,
+            FlushOutcome::Failed(e) => {
+                let level = if sio::peer_gone(&e) {
+                    log::Level::Debug
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(level, "connection {key}: write: {e}");
+                self.close(key, "write error");
+            }
+        }
+    }
+
+    /// For a closing connection: once its queue is written, shut our side so
+    /// the peer sees the end, and close when the peer has closed too.
+    fn finish_if_written(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.queue.is_empty() {
+            return;
+        }
+        if conn.peer_eof {
+            return self.close(key, "done");
+        }
+        if !conn.write_shut {
+            conn.write_shut = true;
+            // Our FIN ends a close-delimited body; reading on until the peer's
+            // FIN keeps a late request byte from turning into a reset that
+            // could destroy the answer in flight.
+            if let Err(e) = conn.socket.shutdown(Shutdown::Write) {
+                debug!("connection {key}: shutdown: {e}");
+                return self.close(key, "shutdown failed");
+            }
+            // Input may have been left unread while answers were pending.
+            self.read_backlog.push(key);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        while let Some(key) = self.dirty.pop_front() {
+            self.flush(key);
+        }
+    }
+
+    /// Removes the connection everywhere: poll, slab, deadlines, hub.
+    fn close(&mut self, key: usize, why: &str) {
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        if let Some(at) = conn.deadline {
+            self.deadlines.remove(&(at, key));
+        }
+        if let Some(sub) = conn.subscription.take() {
+            self.hub.unsubscribe(sub);
+        }
+        debug!("connection {key} closed: {why}");
+        // A listener that stopped for lack of descriptors may go on now.
+        self.accept_pending |= self.listener.is_some();
+    }
+
+    fn set_deadline(&mut self, key: usize, at: Option<Instant>) {
+        let conn = &mut self.conns[key];
+        if conn.deadline == at {
+            return;
+        }
+        if let Some(old) = conn.deadline {
+            self.deadlines.remove(&(old, key));
+        }
+        if let Some(new) = at {
+            self.deadlines.insert((new, key));
+        }
+        conn.deadline = at;
+    }
+
+    /// After input: a request in progress must be whole by its deadline; an
+    /// idle keep-alive connection closes after the idle timeout.
+    fn rearm_request_deadline(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.reads_requests() {
+            return;
+        }
+        let at = if conn.request_in_progress() {
+            let began = *conn.request_began.get_or_insert(self.now);
+            began + self.config.header_timeout
+        } else {
+            conn.request_began = None;
+            self.now + self.config.idle_timeout
+        };
+        self.set_deadline(key, Some(at));
+    }
+
+    /// When a subscriber last written to at `last_write` is due a heartbeat,
+    /// rounded down to the tick grid so that due subscribers share a wake-up.
+    fn heartbeat_due(&self, last_write: Instant) -> Option<Instant> {
+        let interval = self.config.heartbeat?;
+        let tick = (interval / HEARTBEAT_TICKS).max(Duration::from_millis(1));
+        let since_epoch = (last_write + interval).duration_since(self.epoch);
+        let ticks = since_epoch.as_nanos() / tick.as_nanos();
+        let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+        Some(self.epoch + tick * ticks)
+    }
+
+    fn expire(&mut self) {
+        let now = self.now;
+        while let Some(&(at, key)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let conn = &mut self.conns[key];
+            conn.deadline = None;
+            match conn.phase {
+                Phase::Head | Phase::Body { .. } => {
+                    if conn.request_in_progress() || conn.served == 0 {
+                        let reject =
+                            Reject::new(Status::REQUEST_TIMEOUT, "request not received in time");
+                        self.reject(key, &reject);
+                    } else {
+                        self.close(key, "idle");
+                    }
+                }
+                Phase::Stream => self.heartbeat(key),
+                Phase::Closing => self.close(key, "linger timeout"),
+            }
+        }
+    }
+
+    /// A subscriber's heartbeat deadline fired: send one if nothing was
+    /// written for the interval, and set the next check.
+    fn heartbeat(&mut self, key: usize) {
+        let due = self.heartbeat_due(self.conns[key].last_write);
+        let conn = &mut self.conns[key];
+        let next = match due {
+            Some(due) if due <= self.now => {
+                // Unsent bytes mean the stream is not idle, just slow.
+                if conn.queue.is_empty() {
+                    conn.queue.push_static(sse::heartbeat(conn.framing));
+                    self.stats.heartbeats += 1;
+                    mark_dirty(conn, key, &mut self.dirty);
+                }
+                self.heartbeat_due(self.now)
+            }
+            other => other,
+        };
+        self.set_deadline(key, next);
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        info!("shutting down: {} connections open", self.conns.len());
+        self.shutdown_at = Some(self.now + self.config.shutdown_grace);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let conn = &self.conns[key];
+            match conn.phase {
+                Phase::Stream => self.end_stream(key),
+                Phase::Head if !conn.request_in_progress() && conn.queue.is_empty() => {
+                    self.close(key, "shutdown")
+                }
+                // A request in progress is answered (503 or a retry stream),
+                // and the connection closes after it.
+                _ => {}
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self.shutdown_at {
+            Some(at) => self.conns.is_empty() || self.now >= at,
+            None => false,
+        }
+    }
+}
+
+/// Puts a connection with new bytes on the flush list, once; one the kernel
+/// refused waits for writable readiness instead.
+fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut VecDeque<usize>) {
+    if !conn.dirty && !conn.blocked {
+        conn.dirty = true;
+        dirty.push_back(key);
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.conns.len())
+            .field("subscribers", &self.hub.subscribers())
+            .finish_non_exhaustive()
+    }
+}

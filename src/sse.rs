@@ -1,0 +1,310 @@
+//! `Event` and its wire encoding. Pure: no sockets, no clock.
+//!
+//! An event is encoded once into a [`Frame`] that serves both body framings:
+//! the bytes are laid out as `<hex size>\r\n<payload>\r\n`, so a chunked
+//! stream writes the whole frame and a close-delimited one writes only the
+//! payload. Every subscriber's queue points at the same frame.
+
+use crate::config::Framing;
+
+/// An event to publish: its data, an optional type, and the topics it goes to
+/// (none: every subscriber).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    data: String,
+    event_type: Option<String>,
+    topics: Vec<String>,
+}
+
+impl Event {
+    /// An untyped broadcast event carrying `data`.
+    pub fn new(data: impl Into<String>) -> Self {
+        Event {
+            data: data.into(),
+            ..Event::default()
+        }
+    }
+
+    /// Sets the `event:` field; browsers dispatch it to listeners of that type.
+    pub fn with_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Adds a topic; an event with topics reaches only their subscribers.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// The data, as published.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
+    /// The event type, if any.
+    pub fn event_type(&self) -> Option<&str> {
+        self.event_type.as_deref()
+    }
+
+    /// The topics; empty for a broadcast.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Encodes the event with the id the server assigned.
+    pub fn encode(&self, id: &str) -> Frame {
+        Frame::event(id, self.event_type.as_deref(), &self.data)
+    }
+}
+
+/// True when `event_type` can be sent as an `event:` field: no line break
+/// (it would end the field early) and no NUL.
+pub fn valid_event_type(event_type: &str) -> bool {
+    !event_type.contains(['\r', '\n', '\0'])
+}
+
+/// Room kept in front of the payload for the chunk-size line: 16 hex digits
+/// and CRLF cover any `usize`.
+const CHUNK_HEAD_ROOM: usize = 18;
+
+/// One encoded event, shared by the queues of every subscriber it goes to.
+#[derive(Debug)]
+pub struct Frame {
+    bytes: Box<[u8]>,
+    chunk_start: usize,
+    payload_start: usize,
+}
+
+impl Frame {
+    /// Encodes `id`, the optional type and `data` as one SSE event.
+    ///
+    /// Each line of `data` (split on CRLF, CR and LF, as the WHATWG parser
+    /// does) becomes one `data:` field, so nothing in the data can start a
+    /// field of its own or end the event early; an empty body still yields one
+    /// `data:` line, so the browser dispatches it.
+    pub fn event(id: &str, event_type: Option<&str>, data: &str) -> Frame {
+        let data = data.as_bytes();
+        let breaks = data.iter().filter(|&&b| b == b'\n' || b == b'\r').count();
+        let capacity = CHUNK_HEAD_ROOM
+            + "id: \n".len()
+            + id.len()
+            + event_type.map_or(0, |t| "event: \n".len() + t.len())
+            + data.len()
+            + (breaks + 1) * "data: \n".len()
+            + "\n\r\n".len();
+        let mut out = Vec::with_capacity(capacity);
+        out.resize(CHUNK_HEAD_ROOM, 0);
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+        if let Some(t) = event_type {
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(t.as_bytes());
+            out.push(b'\n');
+        }
+        for line in DataLines::new(data) {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+        Frame::seal(out)
+    }
+
+    /// Wraps raw SSE text (a comment, a `retry:` line) as a frame.
+    pub fn raw(text: &[u8]) -> Frame {
+        let mut out = Vec::with_capacity(CHUNK_HEAD_ROOM + text.len() + 2);
+        out.resize(CHUNK_HEAD_ROOM, 0);
+        out.extend_from_slice(text);
+        Frame::seal(out)
+    }
+
+    /// Writes the chunk-size line right-aligned into the room kept in front
+    /// of the payload and appends the chunk's CRLF: no copy of the payload.
+    fn seal(mut out: Vec<u8>) -> Frame {
+        let payload_len = out.len() - CHUNK_HEAD_ROOM;
+        out.extend_from_slice(b"\r\n");
+        let head = format_chunk_head(payload_len);
+        let chunk_start = CHUNK_HEAD_ROOM - head.len();
+        out[chunk_start..CHUNK_HEAD_ROOM].copy_from_slice(head.as_bytes());
+        Frame {
+            bytes: out.into_boxed_slice(),
+            chunk_start,
+            payload_start: CHUNK_HEAD_ROOM,
+        }
+    }
+
+    /// The SSE text alone.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.payload_start..self.bytes.len() - 2]
+    }
+
+    /// The bytes a stream with `framing` writes: the whole chunk, or the payload.
+    pub fn wire(&self, framing: Framing) -> &[u8] {
+        match framing {
+            Framing::Chunked => &self.bytes[self.chunk_start..],
+            Framing::Close => self.payload(),
+        }
+    }
+
+    /// The range of the backing bytes that [`Frame::wire`] returns.
+    pub fn wire_range(&self, framing: Framing) -> (usize, usize) {
+        match framing {
+            Framing::Chunked => (self.chunk_start, self.bytes.len()),
+            Framing::Close => (self.payload_start, self.bytes.len() - 2),
+        }
+    }
+
+    /// All backing bytes (see [`Frame::wire_range`]).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+fn format_chunk_head(len: usize) -> String {
+    format!("{len:x}\r\n")
+}
+
+/// The heartbeat comment as a stream with `framing` writes it.
+pub fn heartbeat(framing: Framing) -> &'static [u8] {
+    match framing {
+        Framing::Chunked => b"d\r\n: heartbeat\n\n\r\n",
+        Framing::Close => b": heartbeat\n\n",
+    }
+}
+
+/// The last chunk of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Splits data into lines on CRLF, CR and LF; always yields at least one
+/// line, and a final empty line after a trailing break.
+struct DataLines<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> DataLines<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        DataLines { rest: Some(data) }
+    }
+}
+
+impl<'a> Iterator for DataLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+            Some(i) => {
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                self.rest = Some(&rest[i + skip..]);
+                Some(&rest[..i])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(frame: &Frame) -> &str {
+        std::str::from_utf8(frame.payload()).unwrap()
+    }
+
+    #[test]
+    fn plain_event() {
+        let f = Frame::event("r-1", None, "hello");
+        assert_eq!(text(&f), "id: r-1\ndata: hello\n\n");
+    }
+
+    #[test]
+    fn typed_event() {
+        let f = Frame::event("r-2", Some("progress"), "{\"p\":5}");
+        assert_eq!(text(&f), "id: r-2\nevent: progress\ndata: {\"p\":5}\n\n");
+    }
+
+    #[test]
+    fn empty_data_is_one_empty_line() {
+        assert_eq!(text(&Frame::event("1", None, "")), "id: 1\ndata: \n\n");
+    }
+
+    #[test]
+    fn every_line_break_splits() {
+        let f = Frame::event("1", None, "a\nb\rc\r\nd\n\re");
+        assert_eq!(
+            text(&f),
+            "id: 1\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \ndata: e\n\n"
+        );
+    }
+
+    #[test]
+    fn trailing_break_keeps_final_empty_line() {
+        assert_eq!(
+            text(&Frame::event("1", None, "a\r\n")),
+            "id: 1\ndata: a\ndata: \n\n"
+        );
+    }
+
+    #[test]
+    fn leading_space_survives_the_parser_strip() {
+        // The parser removes one space after the colon; ours is that space.
+        assert_eq!(text(&Frame::event("1", None, " x")), "id: 1\ndata:  x\n\n");
+    }
+
+    #[test]
+    fn data_cannot_inject_fields() {
+        let f = Frame::event("7", None, "x\n\nid: 99\nevent: evil\ndata: y");
+        assert_eq!(
+            text(&f),
+            "id: 7\ndata: x\ndata: \ndata: id: 99\ndata: event: evil\ndata: data: y\n\n"
+        );
+    }
+
+    #[test]
+    fn chunked_and_close_wire_forms() {
+        let f = Frame::event("1", None, "hi");
+        let payload = b"id: 1\ndata: hi\n\n";
+        assert_eq!(f.wire(Framing::Close), payload);
+        let mut chunk = format!("{:x}\r\n", payload.len()).into_bytes();
+        chunk.extend_from_slice(payload);
+        chunk.extend_from_slice(b"\r\n");
+        assert_eq!(f.wire(Framing::Chunked), &chunk[..]);
+    }
+
+    #[test]
+    fn large_event_chunk_size_is_hex() {
+        let data = "x".repeat(70_000);
+        let f = Frame::event("1", None, &data);
+        let len = f.payload().len();
+        assert!(
+            f.wire(Framing::Chunked)
+                .starts_with(format!("{len:x}\r\n").as_bytes())
+        );
+        assert!(f.wire(Framing::Chunked).ends_with(b"\n\n\r\n"));
+    }
+
+    #[test]
+    fn heartbeat_chunk_size_matches() {
+        let hb = heartbeat(Framing::Chunked);
+        assert_eq!(&hb[3..hb.len() - 2], heartbeat(Framing::Close));
+        assert_eq!(hb[0], b"d"[0]);
+        assert_eq!(heartbeat(Framing::Close).len(), 0xd);
+    }
+
+    #[test]
+    fn event_types() {
+        assert!(valid_event_type("progress"));
+        assert!(!valid_event_type("a\nb"));
+        assert!(!valid_event_type("a\rb"));
+        assert!(!valid_event_type("a\0b"));
+    }
+}
