@@ -344,6 +344,12 @@ impl Server {
             }
         }
         self.scratch = scratch;
+        if let Some(conn) = self.conns.get_mut(key) {
+            // Reading a head may have queued bytes of its own (100 Continue).
+            if !conn.queue.is_empty() {
+                mark_dirty(conn, key, &mut self.dirty);
+            }
+        }
         self.rearm_request_deadline(key);
     }
 
@@ -517,15 +523,16 @@ impl Server {
                 self.config.queue_limit
             );
             self.stats.slow_disconnects += 1;
+            // What it has not taken is dropped: it resumes with Last-Event-ID.
+            self.conns[key].queue.keep_started();
             self.end_stream(key);
         }
     }
 
-    /// Ends a stream cleanly: what is queued beyond the frame in progress is
-    /// dropped (the client resumes with Last-Event-ID), then the last chunk.
+    /// Ends a stream cleanly after what is queued: the last chunk when
+    /// chunked, then the close.
     fn end_stream(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        conn.queue.keep_started();
         if conn.framing == Framing::Chunked {
             conn.queue.push_static(sse::LAST_CHUNK);
         }
