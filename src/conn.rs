@@ -82,6 +82,9 @@ pub struct Conn {
     pub framing: Framing,
     /// Its place in the hub, for a subscriber.
     pub subscription: Option<Subscription>,
+    /// While a resuming subscriber catches up from the history: the last
+    /// sequence number queued to it. Live events wait for the cursor.
+    pub replay_after: Option<u64>,
     /// The one deadline it has in the server's timer set.
     pub deadline: Option<Instant>,
     /// When the request in progress began (or the connection was accepted).
@@ -115,6 +118,7 @@ impl Conn {
             pending: Vec::new(),
             framing: Framing::Close,
             subscription: None,
+            replay_after: None,
             deadline: None,
             request_began: Some(now),
             last_write: now,

@@ -85,6 +85,10 @@ pub enum Route {
     },
     /// `GET /health`.
     Health,
+    /// `GET /`: the wire inspector page.
+    Index,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
 }
 
 /// How the request body is delimited.
@@ -250,7 +254,7 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
     let target = strip_absolute_form(target);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let allowed = match path {
-        "/events" | "/health" => "GET",
+        "/events" | "/health" | "/" | "/metrics" => "GET",
         "/publish" => "POST",
         _ => return Err(Reject::new(Status::NOT_FOUND, "no such path")),
     };
@@ -263,6 +267,8 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
     }
     match path {
         "/health" => Ok(Route::Health),
+        "/" => Ok(Route::Index),
+        "/metrics" => Ok(Route::Metrics),
         "/events" => {
             let mut topics = Vec::new();
             let mut query_id = None;
@@ -512,9 +518,14 @@ pub fn error_response(reject: &Reject) -> Vec<u8> {
 
 /// A `200 text/plain` answer; `keep_alive` says whether the connection stays.
 pub fn text_response(body: &str, keep_alive: bool) -> Vec<u8> {
+    ok_response("text/plain; charset=utf-8", body, keep_alive)
+}
+
+/// A `200` answer with the given content type.
+pub fn ok_response(content_type: &str, body: &str, keep_alive: bool) -> Vec<u8> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

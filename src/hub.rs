@@ -35,7 +35,7 @@ impl Subscription {
 /// A published event kept for replay: the frame that live subscribers were
 /// sent (shared, not copied) and the topics it went to.
 #[derive(Debug)]
-struct Retained {
+struct Kept {
     seq: u64,
     frame: Arc<Frame>,
     topics: Box<[Box<str>]>,
@@ -69,13 +69,15 @@ impl ResetReason {
     }
 }
 
-/// What a resuming subscriber gets before the live stream.
+/// The next retained event a resuming subscriber should get.
 #[derive(Debug)]
-pub enum Replay {
-    /// The retained events it missed, oldest first (possibly none).
-    Events(Vec<Arc<Frame>>),
-    /// The id cannot be placed: send a `reset` event first.
-    Reset(ResetReason, Arc<Frame>),
+pub enum Retained<'a> {
+    /// This event (its sequence number and frame).
+    Event(u64, &'a Arc<Frame>),
+    /// Nothing more: the subscriber has caught up and goes live.
+    CaughtUp,
+    /// Events it would need have left the history.
+    Lost,
 }
 
 /// Subscribers by topic, id assignment and the replay history.
@@ -86,7 +88,7 @@ pub struct Hub {
     topics: HashMap<Box<str>, Slab<usize>>,
     run: String,
     last_seq: u64,
-    history: VecDeque<Retained>,
+    history: VecDeque<Kept>,
     history_cap: usize,
 }
 
@@ -150,7 +152,7 @@ impl Hub {
             if self.history.len() == self.history_cap {
                 self.history.pop_front();
             }
-            self.history.push_back(Retained {
+            self.history.push_back(Kept {
                 seq: self.last_seq,
                 frame: Arc::clone(&frame),
                 topics: event.topics().iter().map(|t| t.as_str().into()).collect(),
@@ -171,34 +173,45 @@ impl Hub {
         broadcast.into_iter().flatten().chain(topical)
     }
 
-    /// What a subscriber of `topics` resuming after `last_event_id` gets first.
-    pub fn replay(&self, last_event_id: &str, topics: &[String]) -> Replay {
-        let seq = match self.parse_id(last_event_id) {
-            Ok(seq) => seq,
-            Err(reason) => return self.reset(reason),
-        };
-        let oldest_kept = self.history.front().map_or(self.last_seq + 1, |r| r.seq);
-        if seq + 1 < oldest_kept {
-            return self.reset(ResetReason::Stale);
+    /// Places a `Last-Event-ID`: the sequence number to resume after, or
+    /// why it cannot be resumed from.
+    pub fn resume_point(&self, last_event_id: &str) -> Result<u64, ResetReason> {
+        let seq = self.parse_id(last_event_id)?;
+        if seq + 1 < self.oldest_kept() {
+            return Err(ResetReason::Stale);
         }
-        let missed = self
-            .history
-            .iter()
-            .skip_while(|r| r.seq <= seq)
-            .filter(|r| {
-                r.topics.is_empty() || r.topics.iter().any(|t| topics.iter().any(|s| **t == **s))
-            })
-            .map(|r| Arc::clone(&r.frame))
-            .collect();
-        Replay::Events(missed)
+        Ok(seq)
     }
 
-    fn reset(&self, reason: ResetReason) -> Replay {
-        // The reset carries the newest id, so the client's next reconnect
-        // resumes from here instead of asking about the old id again.
+    /// The first retained event after `after` that `sub` should get: one of
+    /// its topics, or a broadcast.
+    pub fn next_retained(&self, after: u64, sub: &Subscription) -> Retained<'_> {
+        let oldest = self.oldest_kept();
+        if after + 1 < oldest {
+            return Retained::Lost;
+        }
+        let skip = usize::try_from(after + 1 - oldest).unwrap_or(usize::MAX);
+        let wanted = |kept: &&Kept| {
+            kept.topics.is_empty() || kept.topics.iter().any(|t| sub.topics().any(|s| **t == *s))
+        };
+        match self.history.iter().skip(skip).find(wanted) {
+            Some(kept) => Retained::Event(kept.seq, &kept.frame),
+            None => Retained::CaughtUp,
+        }
+    }
+
+    /// The `reset` event for `reason`. It carries the newest id, so the
+    /// client's next reconnect resumes from here instead of asking about the
+    /// old id again.
+    pub fn reset_frame(&self, reason: ResetReason) -> Arc<Frame> {
         let id = self.id(self.last_seq);
-        let frame = Frame::event(&id, Some("reset"), reason.data());
-        Replay::Reset(reason, Arc::new(frame))
+        Arc::new(Frame::event(&id, Some("reset"), reason.data()))
+    }
+
+    /// Sequence number of the oldest event still retained (one past the
+    /// newest when none is).
+    fn oldest_kept(&self) -> u64 {
+        self.history.front().map_or(self.last_seq + 1, |k| k.seq)
     }
 
     fn parse_id(&self, id: &str) -> Result<u64, ResetReason> {
@@ -286,29 +299,31 @@ mod tests {
         assert_ne!(Hub::new(0).run(), hub.run());
     }
 
-    fn replayed(hub: &Hub, id: &str, t: &[&str]) -> Vec<String> {
-        match hub.replay(id, &topics(t)) {
-            Replay::Events(frames) => frames
-                .iter()
-                .map(|f| String::from_utf8(f.payload().to_vec()).unwrap())
-                .collect(),
-            Replay::Reset(r, _) => panic!("reset {r:?}"),
+    /// Everything a subscriber of `t` resuming after `id` would be replayed.
+    fn replayed(hub: &mut Hub, id: &str, t: &[&str]) -> Vec<String> {
+        let mut after = hub.resume_point(id).expect("resumable");
+        let sub = hub.subscribe(99, &topics(t));
+        let mut out = Vec::new();
+        loop {
+            match hub.next_retained(after, &sub) {
+                Retained::Event(seq, frame) => {
+                    out.push(String::from_utf8(frame.payload().to_vec()).unwrap());
+                    after = seq;
+                }
+                Retained::CaughtUp => break,
+                Retained::Lost => panic!("lost"),
+            }
         }
+        hub.unsubscribe(sub);
+        out
     }
 
     fn reset_reason(hub: &Hub, id: &str) -> ResetReason {
-        match hub.replay(id, &[]) {
-            Replay::Reset(r, frame) => {
-                let text = String::from_utf8(frame.payload().to_vec()).unwrap();
-                assert!(text.starts_with(&format!(
-                    "id: {}-{}\nevent: reset\n",
-                    hub.run(),
-                    hub.last_seq
-                )));
-                r
-            }
-            Replay::Events(e) => panic!("replayed {} events", e.len()),
-        }
+        let reason = hub.resume_point(id).expect_err("not resumable");
+        let text = String::from_utf8(hub.reset_frame(reason).payload().to_vec()).unwrap();
+        let head = format!("id: {}-{}\nevent: reset\n", hub.run(), hub.last_seq);
+        assert!(text.starts_with(&head), "{text:?}");
+        reason
     }
 
     #[test]
@@ -319,11 +334,11 @@ mod tests {
         hub.publish(&Event::new("all"));
         hub.publish(&Event::new("a2").with_topic("a"));
         let run = hub.run().to_owned();
-        let got = replayed(&hub, &format!("{run}-1"), &["a"]);
+        let got = replayed(&mut hub, &format!("{run}-1"), &["a"]);
         assert_eq!(got.len(), 2);
         assert!(got[0].contains("data: all") && got[1].contains("data: a2"));
-        assert!(replayed(&hub, &format!("{run}-4"), &["a"]).is_empty());
-        assert_eq!(replayed(&hub, &format!("{run}-0"), &["b"]).len(), 2);
+        assert!(replayed(&mut hub, &format!("{run}-4"), &["a"]).is_empty());
+        assert_eq!(replayed(&mut hub, &format!("{run}-0"), &["b"]).len(), 2);
     }
 
     #[test]
@@ -334,7 +349,7 @@ mod tests {
         }
         let run = hub.run().to_owned();
         // Events 4 and 5 are kept: resuming after 3 loses nothing, after 2 does.
-        assert_eq!(replayed(&hub, &format!("{run}-3"), &[]).len(), 2);
+        assert_eq!(replayed(&mut hub, &format!("{run}-3"), &[]).len(), 2);
         assert_eq!(reset_reason(&hub, &format!("{run}-2")), ResetReason::Stale);
         assert_eq!(reset_reason(&hub, "000000000000-3"), ResetReason::OtherRun);
         assert_eq!(
@@ -347,11 +362,28 @@ mod tests {
     }
 
     #[test]
+    fn a_lagging_cursor_learns_it_lost_events() {
+        let mut hub = Hub::new(2);
+        hub.publish(&Event::new("1"));
+        let sub = hub.subscribe(1, &[]);
+        let after = hub.resume_point(&format!("{}-0", hub.run())).unwrap();
+        assert!(matches!(
+            hub.next_retained(after, &sub),
+            Retained::Event(1, _)
+        ));
+        hub.publish(&Event::new("2"));
+        hub.publish(&Event::new("3"));
+        assert!(matches!(hub.next_retained(after, &sub), Retained::Lost));
+        assert!(matches!(hub.next_retained(1, &sub), Retained::Event(2, _)));
+        assert!(matches!(hub.next_retained(3, &sub), Retained::CaughtUp));
+    }
+
+    #[test]
     fn no_history_means_any_gap_resets() {
         let mut hub = Hub::new(0);
         hub.publish(&Event::new("x"));
         let run = hub.run().to_owned();
-        assert!(replayed(&hub, &format!("{run}-1"), &[]).is_empty());
+        assert!(replayed(&mut hub, &format!("{run}-1"), &[]).is_empty());
         assert_eq!(reset_reason(&hub, &format!("{run}-0")), ResetReason::Stale);
     }
 }

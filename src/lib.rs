@@ -30,6 +30,7 @@
 //! | `sse` | [`Event`] and its wire encoding (pure) |
 //! | `hub` | topics → subscribers, ids, the replay history |
 //! | `publisher` | [`Publisher`]: the channel and waker into the loop |
+//! | `metrics` | the `/metrics` text (pure) |
 //!
 //! # Example
 //!
@@ -62,6 +63,7 @@ pub mod sse;
 mod buf;
 mod conn;
 mod io;
+mod metrics;
 mod publisher;
 mod server;
 

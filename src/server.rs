@@ -21,7 +21,7 @@ use slab::Slab;
 use crate::config::{Config, Framing, LINGER_TIMEOUT};
 use crate::conn::{Conn, Phase, Step};
 use crate::http::{self, Head, Limits, Reject, Route, Status};
-use crate::hub::{Hub, Replay};
+use crate::hub::{Hub, ResetReason, Retained};
 use crate::io::{self as sio, FlushOutcome, ReadOutcome};
 use crate::publisher::{self, Command, INBOX_BUDGET, Inbox, Publisher};
 use crate::sse::{self, Event};
@@ -41,6 +41,9 @@ const PAUSE_READING_AT: usize = 64 << 10;
 /// Heartbeat deadlines are rounded down to this fraction of the interval,
 /// so idle subscribers that came at different moments share wake-ups.
 const HEARTBEAT_TICKS: u32 = 16;
+/// The wire inspector served at `GET /`: one self-contained page.
+const INSPECTOR_PAGE: &str = include_str!("inspector.html");
+
 /// `retry:` sent with a stream refused for now, when `--retry` is not set.
 const RETRY_LATER: Duration = Duration::from_secs(1);
 
@@ -61,6 +64,8 @@ pub struct Stats {
     pub slow_disconnects: u64,
     /// Events sent from the history to resuming subscribers.
     pub replayed: u64,
+    /// Connections refused for capacity or during shutdown.
+    pub rejected: u64,
 }
 
 /// A bound SSE server; `run` serves until shut down.
@@ -382,6 +387,21 @@ impl Server {
         let shutting_down = self.shutdown_at.is_some();
         match route {
             Route::Health => self.answer(key, "ok", head.keep_alive),
+            Route::Index => self.answer_with(
+                key,
+                "text/html; charset=utf-8",
+                INSPECTOR_PAGE,
+                head.keep_alive,
+            ),
+            Route::Metrics => {
+                let text = self.metrics_text();
+                self.answer_with(
+                    key,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    &text,
+                    head.keep_alive,
+                );
+            }
             Route::Publish { .. } if shutting_down => {
                 self.reject(key, &Reject::new(Status::UNAVAILABLE, "shutting down"));
             }
@@ -413,9 +433,14 @@ impl Server {
     }
 
     fn answer(&mut self, key: usize, body: &str, keep_alive: bool) {
+        self.answer_with(key, "text/plain; charset=utf-8", body, keep_alive);
+    }
+
+    fn answer_with(&mut self, key: usize, content_type: &str, body: &str, keep_alive: bool) {
         let keep_alive = keep_alive && self.shutdown_at.is_none();
         let conn = &mut self.conns[key];
-        conn.queue.push_owned(http::text_response(body, keep_alive));
+        conn.queue
+            .push_owned(http::ok_response(content_type, body, keep_alive));
         conn.served += 1;
         conn.request_began = None;
         mark_dirty(conn, key, &mut self.dirty);
@@ -455,17 +480,12 @@ impl Server {
         conn.queue
             .push_owned(http::stream_head(chunked, self.config.retry));
         if let Some(id) = last_id {
-            match self.hub.replay(id, topics) {
-                Replay::Events(frames) => {
-                    for frame in &frames {
-                        conn.queue.push_frame(frame, conn.framing);
-                    }
-                    self.stats.replayed += frames.len() as u64;
-                    self.stats.deliveries += frames.len() as u64;
-                }
-                Replay::Reset(reason, frame) => {
-                    debug!("connection {key}: Last-Event-ID cannot be resumed: {reason:?}");
-                    conn.queue.push_frame(&frame, conn.framing);
+            match self.hub.resume_point(id) {
+                Ok(seq) => conn.replay_after = Some(seq),
+                Err(reason) => {
+                    debug!("connection {key}: Last-Event-ID {id:?} cannot be resumed: {reason:?}");
+                    conn.queue
+                        .push_frame(&self.hub.reset_frame(reason), conn.framing);
                 }
             }
         }
@@ -477,12 +497,10 @@ impl Server {
         conn.last_write = self.now;
         mark_dirty(conn, key, &mut self.dirty);
         debug!("connection {key}: subscribed to {topics:?}");
+        let window = self.config.queue_limit / 2;
+        fill_replay(&mut self.conns[key], &self.hub, window, &mut self.stats);
         let due = self.heartbeat_due(self.now);
         self.set_deadline(key, due);
-        if self.conns[key].queue.len() > self.config.queue_limit {
-            self.over_limit.push(key);
-            self.cut_over_limit();
-        }
     }
 
     /// Assigns the id, encodes once, and queues the frame to every
@@ -495,7 +513,8 @@ impl Server {
         let queue_limit = self.config.queue_limit;
         for key in self.hub.recipients(event.topics()) {
             let conn = &mut self.conns[key];
-            if conn.stamp == stamp {
+            // A subscriber still catching up gets this event from the history.
+            if conn.stamp == stamp || conn.replay_after.is_some() {
                 continue;
             }
             conn.stamp = stamp;
@@ -567,17 +586,29 @@ impl Server {
         }
     }
 
-    /// Writes what the connection has queued until the kernel refuses.
+    /// Writes what the connection has queued until the kernel refuses,
+    /// topping up a replay in progress each time the queue drains.
     fn flush(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.dirty = false;
-        let (written, outcome) = sio::flush(&mut conn.socket, &mut conn.queue);
-        if written > 0 {
-            conn.last_write = self.now;
-            self.stats.bytes_written += written as u64;
-        }
+        let outcome = loop {
+            let (written, outcome) = sio::flush(&mut conn.socket, &mut conn.queue);
+            if written > 0 {
+                conn.last_write = self.now;
+                self.stats.bytes_written += written as u64;
+            }
+            if !matches!(outcome, FlushOutcome::Drained) || conn.replay_after.is_none() {
+                break outcome;
+            }
+            fill_replay(
+                conn,
+                &self.hub,
+                self.config.queue_limit / 2,
+                &mut self.stats,
+            );
+        };
         match outcome {
             FlushOutcome::Drained => {
                 conn.blocked = false;
@@ -760,12 +791,48 @@ impl Server {
         }
     }
 
+    /// The counters in Prometheus text format.
+    fn metrics_text(&self) -> String {
+        crate::metrics::render(&self.stats, self.conns.len(), self.hub.subscribers())
+    }
+
     fn finished(&self) -> bool {
         match self.shutdown_at {
             Some(at) => self.conns.is_empty() || self.now >= at,
             None => false,
         }
     }
+}
+
+/// Queues retained events to a resuming subscriber until its queue holds
+/// `window` bytes, so a long replay never trips the queue limit; the flush
+/// that drains the queue calls again. Once caught up the subscriber is live.
+fn fill_replay(conn: &mut Conn, hub: &Hub, window: usize, stats: &mut Stats) {
+    let (Some(mut after), Some(sub)) = (conn.replay_after, conn.subscription.as_ref()) else {
+        return;
+    };
+    while conn.queue.len() < window {
+        match hub.next_retained(after, sub) {
+            Retained::Event(seq, frame) => {
+                conn.queue.push_frame(frame, conn.framing);
+                stats.replayed += 1;
+                stats.deliveries += 1;
+                after = seq;
+            }
+            Retained::CaughtUp => {
+                conn.replay_after = None;
+                return;
+            }
+            Retained::Lost => {
+                // It fell behind the history while catching up: say so.
+                conn.queue
+                    .push_frame(&hub.reset_frame(ResetReason::Stale), conn.framing);
+                conn.replay_after = None;
+                return;
+            }
+        }
+    }
+    conn.replay_after = Some(after);
 }
 
 /// Puts a connection with new bytes on the flush list, once; one the kernel
