@@ -106,6 +106,19 @@ impl WriteQueue {
         self.len = self.items.iter().map(|i| i.end - i.pos).sum();
     }
 
+    /// A copy of the first `max` unsent bytes (for trace logging only).
+    pub fn peek(&self, max: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(max.min(self.len));
+        for item in &self.items {
+            let take = (max - out.len()).min(item.remaining().len());
+            out.extend_from_slice(&item.remaining()[..take]);
+            if out.len() == max {
+                break;
+            }
+        }
+        out
+    }
+
     /// Writes as much as `out` takes with vectored writes, until the queue is
     /// empty or `out` refuses (the error is returned; WouldBlock included).
     /// Returns the bytes written.

@@ -13,6 +13,11 @@ pub struct Options {
     pub config: Config,
     /// How much to log.
     pub log_level: log::LevelFilter,
+    /// `--stdin [TOPIC]`: publish each line of standard input, to the topic
+    /// when one is given (`Some(None)`: broadcast).
+    pub stdin: Option<Option<String>>,
+    /// `--demo`: run the render-job simulator on topic `demo`.
+    pub demo: bool,
 }
 
 /// What to do instead of serving.
@@ -49,21 +54,33 @@ usage: sseloop [OPTIONS]
   --queue-limit SIZE      unsent bytes per subscriber before it is cut off (default 1MiB)
   --max-event-size SIZE   largest publish body (default 64KiB)
   --header-timeout DUR    time to send a whole request (default 10s)
+  --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
+  --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights
+  --insecure-open-publish allow a non-loopback --listen with no publish token
+  --stdin [TOPIC]         publish each line of standard input (to TOPIC, or broadcast)
+  --demo                  simulate render jobs publishing progress on topic `demo`
   --log-level LEVEL       error, warn, info, debug or trace (default info)
   --help, --version
 
 DUR: a number with ms, s or m (bare: seconds). SIZE: a number with B, KiB or MiB (bare: bytes).
 ";
 
-/// Parses the arguments after the program name.
-pub fn parse<I, S>(args: I) -> Result<Options, CliError>
+/// Parses the arguments after the program name; `env_token` is the value
+/// of `SSELOOP_PUBLISH_TOKEN`, which `--publish-token` overrides.
+pub fn parse<I, S>(args: I, env_token: Option<String>) -> Result<Options, CliError>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let mut config = Config::default();
+    let mut config = Config {
+        publish_token: env_token.filter(|t| !t.is_empty()),
+        ..Config::default()
+    };
     let mut log_level = log::LevelFilter::Info;
-    let mut args = args.into_iter().map(Into::into);
+    let mut stdin = None;
+    let mut demo = false;
+    let mut insecure_open_publish = false;
+    let mut args = args.into_iter().map(Into::into).peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
@@ -76,6 +93,34 @@ where
                     "sseloop {}",
                     env!("CARGO_PKG_VERSION")
                 )));
+            }
+            _ => {}
+        }
+        match name.as_str() {
+            "--insecure-open-publish" => {
+                insecure_open_publish = true;
+                continue;
+            }
+            "--demo" => {
+                demo = true;
+                continue;
+            }
+            "--stdin" => {
+                // The topic is optional: take the next word unless it is an option.
+                let topic = match inline.clone() {
+                    Some(t) => Some(t),
+                    None => args.next_if(|a| !a.starts_with("--")),
+                };
+                if let Some(t) = &topic
+                    && !crate::http::valid_topic(t)
+                {
+                    return Err(usage(
+                        &name,
+                        "takes a topic of 1 to 128 bytes with no control characters",
+                    ));
+                }
+                stdin = Some(topic);
+                continue;
             }
             _ => {}
         }
@@ -112,6 +157,29 @@ where
                 }
                 config.header_timeout = d;
             }
+            "--publish-token" => {
+                let token = value()?;
+                if token.is_empty() || token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err(usage(&name, "takes a non-empty token without spaces"));
+                }
+                config.publish_token = Some(token);
+            }
+            "--allow-origin" => {
+                let origin = value()?;
+                let ok = origin == "*"
+                    || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                        && !origin
+                            .contains(|c: char| c.is_control() || c.is_whitespace() || c == ','));
+                if !ok {
+                    return Err(usage(
+                        &name,
+                        &format!(
+                            "takes * or an origin like https://app.example.com, not {origin:?}"
+                        ),
+                    ));
+                }
+                config.allow_origin = Some(origin);
+            }
             "--log-level" => {
                 log_level = match value()?.to_ascii_lowercase().as_str() {
                     "error" => log::LevelFilter::Error,
@@ -129,7 +197,20 @@ where
             }
         }
     }
-    Ok(Options { config, log_level })
+    if !config.listen.ip().is_loopback() && config.publish_token.is_none() && !insecure_open_publish
+    {
+        return Err(CliError::Usage(format!(
+            "sseloop: --listen {} is reachable from the network and anyone could publish: \
+             set --publish-token TOKEN (or SSELOOP_PUBLISH_TOKEN), or pass --insecure-open-publish",
+            config.listen
+        )));
+    }
+    Ok(Options {
+        config,
+        log_level,
+        stdin,
+        demo,
+    })
 }
 
 fn usage(option: &str, what: &str) -> CliError {
@@ -177,11 +258,11 @@ mod tests {
     use std::time::Duration;
 
     fn ok(args: &[&str]) -> Options {
-        parse(args.iter().copied()).unwrap()
+        parse(args.iter().copied(), None).unwrap()
     }
 
     fn err(args: &[&str]) -> String {
-        match parse(args.iter().copied()) {
+        match parse(args.iter().copied(), None) {
             Err(CliError::Usage(s)) => s,
             other => panic!("{args:?}: {other:?}"),
         }
@@ -224,5 +305,40 @@ mod tests {
         assert!(err(&["--listen"]).contains("needs a value"));
         assert!(err(&["--max-event-size", "0"]).contains("--max-event-size"));
         assert!(err(&["--bogus"]).contains("--bogus"));
+        assert!(err(&["--allow-origin", "evil\r\nX: y"]).contains("--allow-origin"));
+        assert!(err(&["--publish-token", ""]).contains("--publish-token"));
+    }
+
+    #[test]
+    fn network_listen_needs_a_token_or_the_insecure_flag() {
+        let refused = err(&["--listen", "0.0.0.0:8080"]);
+        assert!(refused.contains("--publish-token") && refused.contains("--insecure-open-publish"));
+        assert!(parse(["--listen", "0.0.0.0:8080", "--publish-token", "t"], None).is_ok());
+        assert!(parse(["--listen", "0.0.0.0:8080"], Some("from-env".into())).is_ok());
+        assert!(
+            parse(
+                ["--listen", "0.0.0.0:8080", "--insecure-open-publish"],
+                None
+            )
+            .is_ok()
+        );
+        assert!(parse(["--listen", "[::1]:8080"], None).is_ok());
+    }
+
+    #[test]
+    fn token_from_env_and_flag() {
+        let o = parse(["--log-level", "warn"], Some("env".into())).unwrap();
+        assert_eq!(o.config.publish_token.as_deref(), Some("env"));
+        let o = parse(["--publish-token", "flag"], Some("env".into())).unwrap();
+        assert_eq!(o.config.publish_token.as_deref(), Some("flag"));
+    }
+
+    #[test]
+    fn stdin_topic_is_optional() {
+        assert_eq!(ok(&["--stdin"]).stdin, Some(None));
+        assert_eq!(ok(&["--stdin", "logs"]).stdin, Some(Some("logs".into())));
+        let o = ok(&["--stdin", "--demo"]);
+        assert_eq!((o.stdin, o.demo), (Some(None), true));
+        assert!(err(&["--stdin="]).contains("--stdin"));
     }
 }

@@ -28,6 +28,12 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_HEAD_SIZE: usize = 8 << 10;
 /// Most header fields in one request.
 pub const DEFAULT_MAX_HEADERS: usize = 64;
+/// Connections accepted beyond `max_connections` only to be told to come
+/// back later (a retry stream or a 503); past these, new ones are closed at
+/// once without an answer.
+pub const OVERFLOW_CONNECTIONS: usize = 64;
+/// Time an over-capacity connection has to send its request.
+pub const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(1);
 /// After an error answer the connection reads and discards what the client
 /// still sends for at most this long, so the answer is not lost to a reset.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -71,6 +77,11 @@ pub struct Config {
     pub max_head_size: usize,
     /// Most header fields in one request.
     pub max_headers: usize,
+    /// When set, publishing needs `Authorization: Bearer <token>`.
+    pub publish_token: Option<String>,
+    /// CORS: the origin (or `*`) allowed to use the endpoints from a page;
+    /// `None` sends no CORS header and refuses preflights.
+    pub allow_origin: Option<String>,
 }
 
 impl Default for Config {
@@ -89,6 +100,8 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_head_size: DEFAULT_MAX_HEAD_SIZE,
             max_headers: DEFAULT_MAX_HEADERS,
+            publish_token: None,
+            allow_origin: None,
         }
     }
 }

@@ -26,7 +26,7 @@ use mio::net::TcpStream;
 
 use crate::buf::WriteQueue;
 use crate::config::Framing;
-use crate::http::{self, BodyLength, ChunkedDecoder, Head, HeadParse, Limits, Reject, Status};
+use crate::http::{self, BodyLength, ChunkedDecoder, Head, HeadParse, Policy, Reject, Status};
 use crate::hub::Subscription;
 
 /// Where the connection is in its life.
@@ -76,7 +76,7 @@ pub struct Conn {
     /// Bytes the kernel has not taken yet.
     pub queue: WriteQueue,
     /// Input that did not make a whole request yet (bounded by the head and
-    /// chunk-line limits: body bytes are moved out as they arrive).
+    /// chunk-line policy: body bytes are moved out as they arrive).
     pub pending: Vec<u8>,
     /// Body framing, for a stream.
     pub framing: Framing,
@@ -103,6 +103,9 @@ pub struct Conn {
     pub write_shut: bool,
     /// The peer sent its FIN: nothing more will be read.
     pub peer_eof: bool,
+    /// Accepted past `max_connections`: its request is answered with "come
+    /// back later" and it closes.
+    pub over_capacity: bool,
     /// The last fan-out stamp that reached it, so one event goes once to a
     /// subscriber of several of its topics.
     pub stamp: u64,
@@ -128,6 +131,7 @@ impl Conn {
             read_paused: false,
             write_shut: false,
             peer_eof: false,
+            over_capacity: false,
             stamp: 0,
         }
     }
@@ -141,11 +145,11 @@ impl Conn {
     /// bytes). Returns how many bytes it used and what they made. Body bytes
     /// are consumed as they arrive, so only an incomplete head or chunk line
     /// is ever left for the caller to keep.
-    pub fn next_request(&mut self, input: &[u8], limits: &Limits) -> (usize, Step) {
+    pub fn next_request(&mut self, input: &[u8], policy: &Policy) -> (usize, Step) {
         let mut used = 0;
         loop {
             match &mut self.phase {
-                Phase::Head => match http::parse_head(&input[used..], limits) {
+                Phase::Head => match http::parse_head(&input[used..], policy) {
                     HeadParse::Incomplete => return (used, Step::NeedMore),
                     HeadParse::Invalid(reject) => return (used, Step::Reject(reject)),
                     HeadParse::Complete(head, len) => {
@@ -156,7 +160,7 @@ impl Conn {
                                 // Refused anyway: answer without reading the body.
                                 return (used, Step::Request(head, Vec::new()));
                             }
-                            BodyLength::Length(n) if n > limits.max_body => {
+                            BodyLength::Length(n) if n > policy.max_body => {
                                 return (used, Step::Reject(too_large()));
                             }
                             BodyLength::Length(n) => BodyReader::Length(n),
@@ -187,7 +191,7 @@ impl Conn {
                             *left == 0
                         }
                         BodyReader::Chunked(decoder) => {
-                            match decoder.decode(rest, body, limits.max_body) {
+                            match decoder.decode(rest, body, policy.max_body) {
                                 Ok((n, done)) => {
                                     used += n;
                                     done

@@ -6,15 +6,17 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// Bounds applied while parsing requests.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
+/// What requests must satisfy: size bounds, and the token publishing needs.
+#[derive(Clone, Debug)]
+pub struct Policy {
     /// Largest request head in bytes.
     pub max_head_size: usize,
     /// Most header fields.
     pub max_headers: usize,
     /// Largest request body in bytes.
     pub max_body: usize,
+    /// When set, a publish needs `Authorization: Bearer <token>`.
+    pub publish_token: Option<String>,
 }
 
 /// Longest topic name in bytes (SPEC).
@@ -29,6 +31,8 @@ pub struct Status(pub u16, pub &'static str);
 #[allow(missing_docs)]
 impl Status {
     pub const OK: Status = Status(200, "OK");
+    pub const NO_CONTENT: Status = Status(204, "No Content");
+    pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
     pub const BAD_REQUEST: Status = Status(400, "Bad Request");
     pub const NOT_FOUND: Status = Status(404, "Not Found");
     pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
@@ -89,6 +93,12 @@ pub enum Route {
     Index,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `OPTIONS` on a known path: a CORS preflight, answered only when an
+    /// origin is allowed.
+    Preflight {
+        /// The methods the path takes.
+        allow: &'static str,
+    },
 }
 
 /// How the request body is delimited.
@@ -129,14 +139,14 @@ pub enum HeadParse {
 }
 
 /// Parses a request head from the start of `buf`.
-pub fn parse_head(buf: &[u8], limits: &Limits) -> HeadParse {
+pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
     let mut storage = [httparse::EMPTY_HEADER; 128];
-    let header_room = limits.max_headers.min(storage.len());
+    let header_room = policy.max_headers.min(storage.len());
     let mut req = httparse::Request::new(&mut storage[..header_room]);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() > limits.max_head_size {
+            return if buf.len() > policy.max_head_size {
                 HeadParse::Invalid(Reject::new(
                     Status::HEADERS_TOO_LARGE,
                     "request head too large",
@@ -153,7 +163,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> HeadParse {
         }
         Err(_) => return HeadParse::Invalid(Reject::bad("malformed request")),
     };
-    if len > limits.max_head_size {
+    if len > policy.max_head_size {
         return HeadParse::Invalid(Reject::new(
             Status::HEADERS_TOO_LARGE,
             "request head too large",
@@ -184,7 +194,20 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> HeadParse {
     };
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
-    let route = route(method, target, fields.last_event_id);
+    let route = match route(method, target, fields.last_event_id) {
+        Ok(Route::Publish { .. })
+            if !authorized(
+                policy.publish_token.as_deref(),
+                fields.authorization.as_deref(),
+            ) =>
+        {
+            Err(Reject::new(
+                Status::UNAUTHORIZED,
+                "publishing needs Authorization: Bearer <token>",
+            ))
+        }
+        other => other,
+    };
     HeadParse::Complete(
         Head {
             route,
@@ -206,6 +229,7 @@ struct Fields {
     connection_keep_alive: bool,
     expect_continue: bool,
     last_event_id: Option<String>,
+    authorization: Option<Vec<u8>>,
 }
 
 impl Fields {
@@ -241,12 +265,40 @@ impl Fields {
             }
         } else if name.eq_ignore_ascii_case("expect") {
             self.expect_continue = value_str.is_ok_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        } else if name.eq_ignore_ascii_case("authorization") {
+            self.authorization = Some(value.to_vec());
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
         }
         Ok(())
     }
+}
+
+/// True when no token is set, or `authorization` is `Bearer <token>`.
+fn authorized(token: Option<&str>, authorization: Option<&[u8]>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(value) = authorization else {
+        return false;
+    };
+    let Some(scheme) = value.get(..7) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case(b"bearer ")
+        && constant_time_eq(value[7..].trim_ascii(), token.as_bytes())
+}
+
+/// Compares without an early exit, so the time taken does not tell how much
+/// of a guessed token was right (only its length, which is not secret enough
+/// to matter).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// Chooses what a request gets from its method and target.
@@ -258,6 +310,9 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
         "/publish" => "POST",
         _ => return Err(Reject::new(Status::NOT_FOUND, "no such path")),
     };
+    if method == "OPTIONS" {
+        return Ok(Route::Preflight { allow: allowed });
+    }
     if method != allowed {
         return Err(Reject {
             status: Status::METHOD_NOT_ALLOWED,
@@ -498,9 +553,10 @@ fn parse_chunk_size(line: &[u8]) -> Result<usize, Reject> {
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// The answer to a rejected request; the connection closes after it.
-pub fn error_response(reject: &Reject) -> Vec<u8> {
+/// `cors` is the allowed origin, when one is configured.
+pub fn error_response(reject: &Reject, cors: Option<&str>) -> Vec<u8> {
     let Status(code, phrase) = reject.status;
-    let mut out = String::with_capacity(192);
+    let mut out = String::with_capacity(256);
     let _ = write!(
         out,
         "HTTP/1.1 {code} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -509,33 +565,75 @@ pub fn error_response(reject: &Reject) -> Vec<u8> {
     if let Some(allow) = reject.allow {
         let _ = write!(out, "Allow: {allow}\r\n");
     }
-    if reject.status == Status::UNAVAILABLE {
-        out.push_str("Retry-After: 1\r\n");
+    match reject.status {
+        Status::UNAVAILABLE => out.push_str("Retry-After: 1\r\n"),
+        Status::UNAUTHORIZED => out.push_str("WWW-Authenticate: Bearer\r\n"),
+        _ => {}
     }
+    cors_headers(&mut out, cors);
     let _ = write!(out, "\r\n{}\n", reject.reason);
     out.into_bytes()
 }
 
 /// A `200 text/plain` answer; `keep_alive` says whether the connection stays.
-pub fn text_response(body: &str, keep_alive: bool) -> Vec<u8> {
-    ok_response("text/plain; charset=utf-8", body, keep_alive)
+pub fn text_response(body: &str, keep_alive: bool, cors: Option<&str>) -> Vec<u8> {
+    ok_response("text/plain; charset=utf-8", body, keep_alive, cors)
 }
 
 /// A `200` answer with the given content type.
-pub fn ok_response(content_type: &str, body: &str, keep_alive: bool) -> Vec<u8> {
+pub fn ok_response(
+    content_type: &str,
+    body: &str,
+    keep_alive: bool,
+    cors: Option<&str>,
+) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n",
+        body.len()
+    );
+    cors_headers(&mut out, cors);
+    out.push_str("\r\n");
+    out.push_str(body);
+    out.into_bytes()
+}
+
+/// The answer to a CORS preflight from an allowed origin: the methods, and
+/// the request headers an EventSource or a publishing page sends.
+pub fn preflight_response(allow: &str, origin: &str, keep_alive: bool) -> Vec<u8> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: {origin}\r\nAccess-Control-Allow-Methods: {allow}, OPTIONS\r\nAccess-Control-Allow-Headers: Last-Event-ID, Cache-Control, Authorization, Content-Type\r\nAccess-Control-Max-Age: 86400\r\n{}Content-Length: 0\r\nConnection: {connection}\r\n\r\n",
+        vary(origin)
     )
     .into_bytes()
+}
+
+fn cors_headers(out: &mut String, cors: Option<&str>) {
+    if let Some(origin) = cors {
+        let _ = write!(
+            out,
+            "Access-Control-Allow-Origin: {origin}\r\n{}",
+            vary(origin)
+        );
+    }
+}
+
+/// A fixed origin other than `*` still varies by the request's Origin for
+/// caches that might serve the answer to another page.
+fn vary(origin: &str) -> &'static str {
+    if origin == "*" {
+        ""
+    } else {
+        "Vary: Origin\r\n"
+    }
 }
 
 /// The head of an event stream with its first body bytes (`retry:` when set
 /// and a comment), so a browser's `open` fires and a proxy passes the head on
 /// at once. `chunked` selects the body framing.
-pub fn stream_head(chunked: bool, retry: Option<Duration>) -> Vec<u8> {
-    let mut out = stream_head_only(chunked);
+pub fn stream_head(chunked: bool, retry: Option<Duration>, cors: Option<&str>) -> Vec<u8> {
+    let mut out = stream_head_only(chunked, cors);
     let mut first = String::new();
     if let Some(retry) = retry {
         let _ = writeln!(first, "retry: {}", retry.as_millis());
@@ -549,7 +647,7 @@ pub fn stream_head(chunked: bool, retry: Option<Duration>) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn stream_head_only(chunked: bool) -> String {
+fn stream_head_only(chunked: bool, cors: Option<&str>) -> String {
     let mut out = String::with_capacity(256);
     out.push_str(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n",
@@ -557,6 +655,7 @@ fn stream_head_only(chunked: bool) -> String {
     if chunked {
         out.push_str("Transfer-Encoding: chunked\r\n");
     }
+    cors_headers(&mut out, cors);
     out.push_str("\r\n");
     out
 }
@@ -564,8 +663,8 @@ fn stream_head_only(chunked: bool) -> String {
 /// A stream refused for now: the head, `retry:` and a comment saying why,
 /// and the end of the body. An EventSource treats anything but a 200 stream
 /// as final, so this is how a browser is told to come back later.
-pub fn refused_stream(chunked: bool, retry: Duration, why: &str) -> Vec<u8> {
-    let mut out = stream_head_only(chunked);
+pub fn refused_stream(chunked: bool, retry: Duration, why: &str, cors: Option<&str>) -> Vec<u8> {
+    let mut out = stream_head_only(chunked, cors);
     let body = format!("retry: {}\n: {why}\n\n", retry.as_millis());
     if chunked {
         let _ = write!(out, "{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
@@ -579,14 +678,15 @@ pub fn refused_stream(chunked: bool, retry: Duration, why: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
+    const POLICY: Policy = Policy {
         max_head_size: 8192,
         max_headers: 64,
         max_body: 1024,
+        publish_token: None,
     };
 
     fn head(raw: &str) -> Head {
-        match parse_head(raw.as_bytes(), &LIMITS) {
+        match parse_head(raw.as_bytes(), &POLICY) {
             HeadParse::Complete(h, n) => {
                 assert_eq!(n, raw.len());
                 h
@@ -596,7 +696,7 @@ mod tests {
     }
 
     fn invalid(raw: &[u8]) -> Status {
-        match parse_head(raw, &LIMITS) {
+        match parse_head(raw, &POLICY) {
             HeadParse::Invalid(r) => r.status,
             other => panic!("{raw:?}: {other:?}"),
         }
@@ -746,7 +846,7 @@ mod tests {
         let raw = b"GET /events?topic=a HTTP/1.1\r\nHost: x\r\n\r\n";
         for cut in 0..raw.len() {
             assert_eq!(
-                parse_head(&raw[..cut], &LIMITS),
+                parse_head(&raw[..cut], &POLICY),
                 HeadParse::Incomplete,
                 "{cut}"
             );
@@ -756,7 +856,7 @@ mod tests {
     #[test]
     fn pipelined_heads_parse_one_at_a_time() {
         let raw = b"GET /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n";
-        match parse_head(raw, &LIMITS) {
+        match parse_head(raw, &POLICY) {
             HeadParse::Complete(_, n) => assert_eq!(n, raw.len() / 2),
             other => panic!("{other:?}"),
         }
@@ -768,7 +868,7 @@ mod tests {
         let mut buf = Vec::new();
         for piece in input.chunks(step) {
             buf.extend_from_slice(piece);
-            let (used, done) = dec.decode(&buf, &mut out, LIMITS.max_body)?;
+            let (used, done) = dec.decode(&buf, &mut out, POLICY.max_body)?;
             buf.drain(..used);
             if done {
                 assert!(buf.is_empty(), "left over: {buf:?}");
@@ -801,21 +901,67 @@ mod tests {
     }
 
     #[test]
+    fn publish_token() {
+        let policy = Policy {
+            publish_token: Some("s3cret".into()),
+            ..POLICY
+        };
+        let route = |raw: &str| match parse_head(raw.as_bytes(), &policy) {
+            HeadParse::Complete(h, _) => h.route,
+            other => panic!("{other:?}"),
+        };
+        let denied = |raw: &str| route(raw).unwrap_err().status == Status::UNAUTHORIZED;
+        assert!(denied("POST /publish HTTP/1.1\r\n\r\n"));
+        assert!(denied(
+            "POST /publish HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n"
+        ));
+        assert!(denied(
+            "POST /publish HTTP/1.1\r\nAuthorization: Bearer s3cret2\r\n\r\n"
+        ));
+        assert!(denied(
+            "POST /publish HTTP/1.1\r\nAuthorization: Basic s3cret\r\n\r\n"
+        ));
+        assert!(route("POST /publish HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n").is_ok());
+        assert!(route("POST /publish HTTP/1.1\r\nauthorization: bearer  s3cret \r\n\r\n").is_ok());
+        // Subscribing stays open.
+        assert!(route("GET /events HTTP/1.1\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn preflight_and_cors() {
+        assert_eq!(
+            head("OPTIONS /events HTTP/1.1\r\n\r\n").route,
+            Ok(Route::Preflight { allow: "GET" })
+        );
+        let text =
+            String::from_utf8(preflight_response("POST", "https://app.example", true)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"));
+        assert!(text.contains("Access-Control-Allow-Headers: Last-Event-ID, Cache-Control"));
+        assert!(text.contains("Vary: Origin\r\n"));
+        let text = String::from_utf8(stream_head(true, None, Some("*"))).unwrap();
+        assert!(text.contains("Access-Control-Allow-Origin: *\r\n"));
+        assert!(!text.contains("Vary"));
+        let text = String::from_utf8(stream_head(true, None, None)).unwrap();
+        assert!(!text.contains("Access-Control"));
+    }
+
+    #[test]
     fn responses() {
         let r = Reject {
             status: Status::METHOD_NOT_ALLOWED,
             reason: "method not allowed",
             allow: Some("GET"),
         };
-        let text = String::from_utf8(error_response(&r)).unwrap();
+        let text = String::from_utf8(error_response(&r, None)).unwrap();
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(text.contains("\r\nAllow: GET\r\n"));
         assert!(text.contains("\r\nContent-Length: 19\r\n"));
         assert!(text.ends_with("\r\n\r\nmethod not allowed\n"));
 
-        let head = String::from_utf8(stream_head(true, Some(Duration::from_millis(1500)))).unwrap();
+        let head =
+            String::from_utf8(stream_head(true, Some(Duration::from_millis(1500)), None)).unwrap();
         assert!(head.ends_with("\r\n\r\n19\r\nretry: 1500\n: connected\n\n\r\n"));
-        let head = String::from_utf8(stream_head(false, None)).unwrap();
+        let head = String::from_utf8(stream_head(false, None, None)).unwrap();
         assert!(!head.contains("Transfer-Encoding"));
         assert!(head.ends_with("\r\n\r\n: connected\n\n"));
     }

@@ -31,6 +31,8 @@
 //! | `hub` | topics → subscribers, ids, the replay history |
 //! | `publisher` | [`Publisher`]: the channel and waker into the loop |
 //! | `metrics` | the `/metrics` text (pure) |
+//! | `feeds` | `--stdin` and `--demo`: threads that publish |
+//! | `fdlimit` | raising the open-file limit |
 //!
 //! # Example
 //!
@@ -56,6 +58,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod fdlimit;
+pub mod feeds;
 pub mod http;
 pub mod hub;
 pub mod sse;

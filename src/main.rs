@@ -6,7 +6,8 @@ use sseloop::Server;
 use sseloop::cli::{self, CliError};
 
 fn main() -> ExitCode {
-    let options = match cli::parse(std::env::args().skip(1)) {
+    let env_token = std::env::var("SSELOOP_PUBLISH_TOKEN").ok();
+    let options = match cli::parse(std::env::args().skip(1), env_token) {
         Ok(options) => options,
         Err(CliError::Usage(line)) => {
             eprintln!("{line}");
@@ -20,8 +21,24 @@ fn main() -> ExitCode {
     // Only fails when a logger is already set, which cannot happen here.
     let _ = simple_logger::SimpleLogger::new()
         .with_level(options.log_level)
+        // The poll library's own trace lines would drown the wire bytes.
+        .with_module_level("mio", log::LevelFilter::Info)
         .env()
         .init();
+    let config = &options.config;
+    // One descriptor per connection, plus those waiting to be refused and a
+    // few for the listener, the poll, the waker and standard streams.
+    let wanted = (config.max_connections + sseloop::config::OVERFLOW_CONNECTIONS + 32) as u64;
+    match sseloop::fdlimit::raise_open_files(wanted) {
+        Ok(files) if files.soft < wanted => log::warn!(
+            "open-file limit is {} (hard limit {}): fewer than --max-connections {} can be served",
+            files.soft,
+            files.hard,
+            config.max_connections
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
     let server = match Server::bind(options.config.clone()) {
         Ok(server) => server,
         Err(e) => {
@@ -32,6 +49,23 @@ fn main() -> ExitCode {
     if let Err(e) = stop_on_signals(server.publisher()) {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
+    }
+    if let Some(topic) = options.stdin {
+        let max_line = options.config.max_event_size;
+        if let Err(e) = sseloop::feeds::spawn_stdin(server.publisher(), topic, max_line) {
+            log::error!("cannot start reading standard input: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if options.demo {
+        if let Err(e) = sseloop::feeds::spawn_demo(server.publisher()) {
+            log::error!("cannot start the demo: {e}");
+            return ExitCode::FAILURE;
+        }
+        log::info!(
+            "demo: render jobs publish on topic `demo`; open http://{}/?topics=demo&autoconnect=1",
+            server.local_addr()
+        );
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

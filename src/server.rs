@@ -18,9 +18,9 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::config::{Config, Framing, LINGER_TIMEOUT};
+use crate::config::{Config, Framing, LINGER_TIMEOUT, OVERFLOW_CONNECTIONS, OVERFLOW_TIMEOUT};
 use crate::conn::{Conn, Phase, Step};
-use crate::http::{self, Head, Limits, Reject, Route, Status};
+use crate::http::{self, Head, Policy, Reject, Route, Status};
 use crate::hub::{Hub, ResetReason, Retained};
 use crate::io::{self as sio, FlushOutcome, ReadOutcome};
 use crate::publisher::{self, Command, INBOX_BUDGET, Inbox, Publisher};
@@ -41,6 +41,8 @@ const PAUSE_READING_AT: usize = 64 << 10;
 /// Heartbeat deadlines are rounded down to this fraction of the interval,
 /// so idle subscribers that came at different moments share wake-ups.
 const HEARTBEAT_TICKS: u32 = 16;
+/// Bytes of each write shown at trace level.
+const TRACE_BYTES: usize = 512;
 /// The wire inspector served at `GET /`: one self-contained page.
 const INSPECTOR_PAGE: &str = include_str!("inspector.html");
 
@@ -74,7 +76,7 @@ pub struct Server {
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
     config: Config,
-    limits: Limits,
+    policy: Policy,
     conns: Slab<Conn>,
     hub: Hub,
     /// Every connection's deadline, nearest first.
@@ -88,6 +90,8 @@ pub struct Server {
     /// Subscribers found over the queue limit during a fan-out.
     over_limit: Vec<usize>,
     accept_pending: bool,
+    /// Connections accepted over capacity, waiting to be refused.
+    overflow: usize,
     inbox_pending: bool,
     scratch: Vec<u8>,
     /// Fan-out counter, compared with `Conn::stamp`.
@@ -111,17 +115,18 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let (publisher, inbox) = publisher::channel(waker);
-        let limits = Limits {
+        let policy = Policy {
             max_head_size: config.max_head_size,
             max_headers: config.max_headers,
             max_body: config.max_event_size,
+            publish_token: config.publish_token.clone(),
         };
         let now = Instant::now();
         Ok(Server {
             poll,
             listener: Some(listener),
             local_addr,
-            limits,
+            policy,
             conns: Slab::new(),
             hub: Hub::new(config.history),
             deadlines: BTreeSet::new(),
@@ -131,6 +136,7 @@ impl Server {
             read_backlog: Vec::new(),
             over_limit: Vec::new(),
             accept_pending: false,
+            overflow: 0,
             inbox_pending: false,
             scratch: vec![0; READ_CHUNK],
             stamp: 0,
@@ -244,6 +250,12 @@ impl Server {
                 debug!("set_nodelay for {peer}: {e}");
                 continue;
             }
+            let over_capacity = self.conns.len() >= self.config.max_connections;
+            if over_capacity && self.overflow >= OVERFLOW_CONNECTIONS {
+                // Too many already waiting for their refusal: close unanswered.
+                self.stats.rejected += 1;
+                continue;
+            }
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             if let Err(e) = self.poll.registry().register(
@@ -254,10 +266,20 @@ impl Server {
                 warn!("register {peer}: {e}");
                 continue;
             }
-            entry.insert(Conn::new(socket, self.now));
+            let mut conn = Conn::new(socket, self.now);
+            conn.over_capacity = over_capacity;
+            entry.insert(conn);
             self.stats.accepted += 1;
-            debug!("connection {key} from {peer}");
-            self.set_deadline(key, Some(self.now + self.config.header_timeout));
+            let timeout = if over_capacity {
+                self.overflow += 1;
+                self.stats.rejected += 1;
+                debug!("connection {key} from {peer}: over capacity");
+                OVERFLOW_TIMEOUT.min(self.config.header_timeout)
+            } else {
+                debug!("connection {key} from {peer}");
+                self.config.header_timeout
+            };
+            self.set_deadline(key, Some(self.now + timeout));
         }
         self.accept_pending = true;
     }
@@ -365,7 +387,7 @@ impl Server {
             if !conn.reads_requests() {
                 return input.len();
             }
-            let (n, step) = conn.next_request(&input[used..], &self.limits);
+            let (n, step) = conn.next_request(&input[used..], &self.policy);
             used += n;
             match step {
                 Step::NeedMore => break,
@@ -384,8 +406,38 @@ impl Server {
             Ok(route) => route,
             Err(reject) => return self.reject(key, &reject),
         };
-        let shutting_down = self.shutdown_at.is_some();
+        let cors = self.config.allow_origin.as_deref();
+        let refuse = if self.shutdown_at.is_some() {
+            Some("server shutting down")
+        } else if self.conns[key].over_capacity {
+            Some("server at capacity")
+        } else {
+            None
+        };
         match route {
+            Route::Subscribe { .. } if refuse.is_some() => {
+                self.refuse_stream(key, head.http11, refuse.unwrap_or_default());
+            }
+            Route::Preflight { allow } => match cors {
+                Some(origin) => {
+                    let answer = http::preflight_response(allow, origin, head.keep_alive);
+                    self.answer_raw(key, answer, head.keep_alive);
+                }
+                None => self.reject(
+                    key,
+                    &Reject {
+                        status: Status::METHOD_NOT_ALLOWED,
+                        reason: "method not allowed (CORS is off)",
+                        allow: Some(allow),
+                    },
+                ),
+            },
+            _ if refuse.is_some() => {
+                self.reject(
+                    key,
+                    &Reject::new(Status::UNAVAILABLE, refuse.unwrap_or_default()),
+                );
+            }
             Route::Health => self.answer(key, "ok", head.keep_alive),
             Route::Index => self.answer_with(
                 key,
@@ -401,9 +453,6 @@ impl Server {
                     &text,
                     head.keep_alive,
                 );
-            }
-            Route::Publish { .. } if shutting_down => {
-                self.reject(key, &Reject::new(Status::UNAVAILABLE, "shutting down"));
             }
             Route::Publish { topics, event_type } => {
                 let Ok(data) = String::from_utf8(body) else {
@@ -422,9 +471,6 @@ impl Server {
                 let id = self.publish(&event);
                 self.answer(key, &id, head.keep_alive);
             }
-            Route::Subscribe { .. } if shutting_down => {
-                self.refuse_stream(key, head.http11, "server shutting down");
-            }
             Route::Subscribe {
                 topics,
                 last_event_id,
@@ -438,9 +484,17 @@ impl Server {
 
     fn answer_with(&mut self, key: usize, content_type: &str, body: &str, keep_alive: bool) {
         let keep_alive = keep_alive && self.shutdown_at.is_none();
+        let cors = self.config.allow_origin.as_deref();
+        let answer = http::ok_response(content_type, body, keep_alive, cors);
+        self.answer_raw(key, answer, keep_alive);
+    }
+
+    /// Queues a whole answer; the connection stays for the next request
+    /// only when `keep_alive` and the server is not shutting down.
+    fn answer_raw(&mut self, key: usize, answer: Vec<u8>, keep_alive: bool) {
+        let keep_alive = keep_alive && self.shutdown_at.is_none();
         let conn = &mut self.conns[key];
-        conn.queue
-            .push_owned(http::ok_response(content_type, body, keep_alive));
+        conn.queue.push_owned(answer);
         conn.served += 1;
         conn.request_began = None;
         mark_dirty(conn, key, &mut self.dirty);
@@ -452,7 +506,10 @@ impl Server {
     fn reject(&mut self, key: usize, reject: &Reject) {
         debug!("connection {key}: {} {}", reject.status.0, reject.reason);
         let conn = &mut self.conns[key];
-        conn.queue.push_owned(http::error_response(reject));
+        conn.queue.push_owned(http::error_response(
+            reject,
+            self.config.allow_origin.as_deref(),
+        ));
         mark_dirty(conn, key, &mut self.dirty);
         self.begin_closing(key);
     }
@@ -462,9 +519,10 @@ impl Server {
     fn refuse_stream(&mut self, key: usize, http11: bool, why: &str) {
         let chunked = http11 && self.config.framing == Framing::Chunked;
         let retry = self.config.retry.unwrap_or(RETRY_LATER);
+        let cors = self.config.allow_origin.as_deref();
         let conn = &mut self.conns[key];
         conn.queue
-            .push_owned(http::refused_stream(chunked, retry, why));
+            .push_owned(http::refused_stream(chunked, retry, why, cors));
         mark_dirty(conn, key, &mut self.dirty);
         self.begin_closing(key);
     }
@@ -477,8 +535,9 @@ impl Server {
         } else {
             Framing::Close
         };
+        let cors = self.config.allow_origin.as_deref();
         conn.queue
-            .push_owned(http::stream_head(chunked, self.config.retry));
+            .push_owned(http::stream_head(chunked, self.config.retry, cors));
         if let Some(id) = last_id {
             match self.hub.resume_point(id) {
                 Ok(seq) => conn.replay_after = Some(seq),
@@ -594,7 +653,17 @@ impl Server {
         };
         conn.dirty = false;
         let outcome = loop {
+            // For people learning the wire format: what each write carried.
+            let traced = log::log_enabled!(log::Level::Trace).then(|| conn.queue.peek(TRACE_BYTES));
             let (written, outcome) = sio::flush(&mut conn.socket, &mut conn.queue);
+            if let Some(bytes) = traced.filter(|_| written > 0) {
+                let shown = &bytes[..written.min(bytes.len())];
+                let more = if written > shown.len() { " …" } else { "" };
+                trace!(
+                    "connection {key} <- {written} bytes: \"{}\"{more}",
+                    shown.escape_ascii()
+                );
+            }
             if written > 0 {
                 conn.last_write = self.now;
                 self.stats.bytes_written += written as u64;
@@ -672,6 +741,9 @@ impl Server {
         }
         if let Some(sub) = conn.subscription.take() {
             self.hub.unsubscribe(sub);
+        }
+        if conn.over_capacity {
+            self.overflow -= 1;
         }
         debug!("connection {key} closed: {why}");
         // A listener that stopped for lack of descriptors may go on now.
