@@ -1,22 +1,20 @@
 //! One connection: its socket, its write queue, and the state it is in.
 //!
 //! ```text
-//!            accept
-//!              │
-//!              ▼
-//!   ┌──────► Head ──(head with a body)──► Body
-//!   │          │  ╲                         │
-//!   │  answer, │   ╲(GET /events)           │ body complete
-//!   │ keep-alive    ╲                       │
-//!   └──────────┘     ▼                      ▼
-//!                  Stream            answer (back to Head)
-//!                    │
-//!   error, Connection: close, slow-subscriber cut-off, shutdown
-//!                    ▼
-//!                 Closing ──(queue written, peer's EOF or linger timeout)──► closed
+//!      accept
+//!        │
+//!        ▼
+//!    Requests ◄──┐  head (→ body) → answer, kept alive
+//!     │   │ └────┘  (the reader: request.rs)
+//!     │   │ GET /events
+//!     │   ▼
+//!     │  Stream ── events, heartbeats, replay
+//!     │   │
+//!     ▼   ▼ error, Connection: close, slow-subscriber cut-off, shutdown
+//!    Closing ──(queue written, then the peer's EOF or the linger timeout)──► closed
 //! ```
 //!
-//! The connection turns bytes into requests and keeps the queue; it never
+//! The connection holds its request reader and its queue; it never
 //! sees the poll, the slab or the hub. The server decides what each request
 //! does and closes connections.
 
@@ -26,44 +24,18 @@ use mio::net::TcpStream;
 
 use crate::buf::WriteQueue;
 use crate::config::Framing;
-use crate::http::{self, BodyLength, ChunkedDecoder, Head, HeadParse, Policy, Reject, Status};
 use crate::hub::Subscription;
+use crate::request::RequestReader;
 
 /// Where the connection is in its life.
 #[derive(Debug)]
 pub enum Phase {
-    /// Waiting for (the rest of) a request head.
-    Head,
-    /// Reading the body of a request whose head has arrived.
-    Body {
-        head: Head,
-        body: Vec<u8>,
-        reader: BodyReader,
-    },
+    /// Reading and answering requests.
+    Requests(RequestReader),
     /// Streaming events to a subscriber.
     Stream,
     /// Writing its last bytes; input is read and dropped until the peer closes.
     Closing,
-}
-
-/// How the rest of a body is read.
-#[derive(Debug)]
-pub enum BodyReader {
-    /// This many bytes still to come.
-    Length(usize),
-    /// A chunked body.
-    Chunked(ChunkedDecoder),
-}
-
-/// What the next bytes of input made.
-#[derive(Debug)]
-pub enum Step {
-    /// A whole request: its head and body.
-    Request(Head, Vec<u8>),
-    /// A request to refuse; the connection closes after the answer.
-    Reject(Reject),
-    /// Nothing complete yet.
-    NeedMore,
 }
 
 /// One client connection.
@@ -75,9 +47,6 @@ pub struct Conn {
     pub phase: Phase,
     /// Bytes the kernel has not taken yet.
     pub queue: WriteQueue,
-    /// Input that did not make a whole request yet (bounded by the head and
-    /// chunk-line policy: body bytes are moved out as they arrive).
-    pub pending: Vec<u8>,
     /// Body framing, for a stream.
     pub framing: Framing,
     /// Its place in the hub, for a subscriber.
@@ -116,9 +85,8 @@ impl Conn {
     pub fn new(socket: TcpStream, now: Instant) -> Conn {
         Conn {
             socket,
-            phase: Phase::Head,
+            phase: Phase::Requests(RequestReader::default()),
             queue: WriteQueue::default(),
-            pending: Vec::new(),
             framing: Framing::Close,
             subscription: None,
             replay_after: None,
@@ -136,92 +104,17 @@ impl Conn {
         }
     }
 
-    /// True while it reads requests (not streaming, not closing).
-    pub fn reads_requests(&self) -> bool {
-        matches!(self.phase, Phase::Head | Phase::Body { .. })
-    }
-
-    /// Takes the next request out of `input` (the start of the unconsumed
-    /// bytes). Returns how many bytes it used and what they made. Body bytes
-    /// are consumed as they arrive, so only an incomplete head or chunk line
-    /// is ever left for the caller to keep.
-    pub fn next_request(&mut self, input: &[u8], policy: &Policy) -> (usize, Step) {
-        let mut used = 0;
-        loop {
-            match &mut self.phase {
-                Phase::Head => match http::parse_head(&input[used..], policy) {
-                    HeadParse::Incomplete => return (used, Step::NeedMore),
-                    HeadParse::Invalid(reject) => return (used, Step::Reject(reject)),
-                    HeadParse::Complete(head, len) => {
-                        used += len;
-                        let reader = match head.body {
-                            BodyLength::Empty => return (used, Step::Request(head, Vec::new())),
-                            _ if head.route.is_err() => {
-                                // Refused anyway: answer without reading the body.
-                                return (used, Step::Request(head, Vec::new()));
-                            }
-                            BodyLength::Length(n) if n > policy.max_body => {
-                                return (used, Step::Reject(too_large()));
-                            }
-                            BodyLength::Length(n) => BodyReader::Length(n),
-                            BodyLength::Chunked => BodyReader::Chunked(ChunkedDecoder::default()),
-                        };
-                        if head.expect_continue && used == input.len() {
-                            self.queue.push_static(http::CONTINUE);
-                        }
-                        let capacity = match reader {
-                            BodyReader::Length(n) => n,
-                            BodyReader::Chunked(_) => 0,
-                        };
-                        self.phase = Phase::Body {
-                            head,
-                            body: Vec::with_capacity(capacity),
-                            reader,
-                        };
-                    }
-                },
-                Phase::Body { body, reader, .. } => {
-                    let rest = &input[used..];
-                    let done = match reader {
-                        BodyReader::Length(left) => {
-                            let take = (*left).min(rest.len());
-                            body.extend_from_slice(&rest[..take]);
-                            used += take;
-                            *left -= take;
-                            *left == 0
-                        }
-                        BodyReader::Chunked(decoder) => {
-                            match decoder.decode(rest, body, policy.max_body) {
-                                Ok((n, done)) => {
-                                    used += n;
-                                    done
-                                }
-                                Err(reject) => return (used, Step::Reject(reject)),
-                            }
-                        }
-                    };
-                    if !done {
-                        return (used, Step::NeedMore);
-                    }
-                    let Phase::Body { head, body, .. } =
-                        std::mem::replace(&mut self.phase, Phase::Head)
-                    else {
-                        unreachable!("phase checked above");
-                    };
-                    return (used, Step::Request(head, body));
-                }
-                Phase::Stream | Phase::Closing => return (input.len(), Step::NeedMore),
-            }
+    /// The request reader, while it reads requests.
+    pub fn requests(&mut self) -> Option<&mut RequestReader> {
+        match &mut self.phase {
+            Phase::Requests(reader) => Some(reader),
+            _ => None,
         }
     }
 
     /// True when part of a request has arrived (so a timeout is a 408 and
     /// not the quiet end of an idle keep-alive connection).
     pub fn request_in_progress(&self) -> bool {
-        !self.pending.is_empty() || matches!(self.phase, Phase::Body { .. })
+        matches!(&self.phase, Phase::Requests(r) if r.in_progress())
     }
-}
-
-fn too_large() -> Reject {
-    Reject::new(Status::PAYLOAD_TOO_LARGE, "event too large")
 }

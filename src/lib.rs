@@ -23,7 +23,8 @@
 //! | `config` | [`Config`] and its defaults; duration and size values |
 //! | `cli` | the command line of the `sseloop` binary |
 //! | `server` | the poll loop: poll, listener, connections, hub, deadlines |
-//! | `conn` | one connection's states (diagram there) and request reading |
+//! | `conn` | one connection's states (diagram there) |
+//! | `request` | input bytes → requests: the head/body state machine (pure) |
 //! | `io` | the one place `io::ErrorKind` is looked at |
 //! | `buf` | the write queue of shared frames |
 //! | `http` | request heads, routing, chunked bodies, responses (pure) |
@@ -62,6 +63,7 @@ pub mod fdlimit;
 pub mod feeds;
 pub mod http;
 pub mod hub;
+pub mod request;
 pub mod sse;
 
 mod buf;

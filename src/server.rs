@@ -19,11 +19,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::config::{Config, Framing, LINGER_TIMEOUT, OVERFLOW_CONNECTIONS, OVERFLOW_TIMEOUT};
-use crate::conn::{Conn, Phase, Step};
+use crate::conn::{Conn, Phase};
 use crate::http::{self, Head, Policy, Reject, Route, Status};
 use crate::hub::{Hub, ResetReason, Retained};
 use crate::io::{self as sio, FlushOutcome, ReadOutcome};
 use crate::publisher::{self, Command, INBOX_BUDGET, Inbox, Publisher};
+use crate::request::Step;
 use crate::sse::{self, Event};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -250,7 +251,8 @@ impl Server {
                 debug!("set_nodelay for {peer}: {e}");
                 continue;
             }
-            let over_capacity = self.conns.len() >= self.config.max_connections;
+            // Those waiting for their refusal do not hold a place.
+            let over_capacity = self.conns.len() - self.overflow >= self.config.max_connections;
             if over_capacity && self.overflow >= OVERFLOW_CONNECTIONS {
                 // Too many already waiting for their refusal: close unanswered.
                 self.stats.rejected += 1;
@@ -321,7 +323,7 @@ impl Server {
             if conn.read_paused || conn.peer_eof {
                 return;
             }
-            if conn.reads_requests() && conn.queue.len() >= PAUSE_READING_AT {
+            if matches!(conn.phase, Phase::Requests(_)) && conn.queue.len() >= PAUSE_READING_AT {
                 conn.read_paused = true;
                 return;
             }
@@ -347,58 +349,55 @@ impl Server {
     /// `n` bytes arrived in the scratch buffer.
     fn on_input(&mut self, key: usize, n: usize) {
         let conn = &mut self.conns[key];
-        if !conn.reads_requests() {
-            // A subscriber or a closing connection has nothing more to say.
-            return;
-        }
         if conn.request_began.is_none() {
             conn.request_began = Some(self.now);
         }
+        let Some(reader) = conn.requests() else {
+            // A subscriber or a closing connection has nothing more to say.
+            return;
+        };
         let scratch = std::mem::take(&mut self.scratch);
-        if conn.pending.is_empty() {
+        if reader.pending.is_empty() {
             // The usual case: whole requests in one read, parsed in place.
             let used = self.take_requests(key, &scratch[..n]);
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.reads_requests()) {
-                conn.pending.extend_from_slice(&scratch[used..n]);
+            if let Some(reader) = self.conns.get_mut(key).and_then(Conn::requests) {
+                reader.pending.extend_from_slice(&scratch[used..n]);
             }
         } else {
-            let mut input = std::mem::take(&mut conn.pending);
+            let mut input = std::mem::take(&mut reader.pending);
             input.extend_from_slice(&scratch[..n]);
             let used = self.take_requests(key, &input);
-            if let Some(conn) = self.conns.get_mut(key).filter(|c| c.reads_requests()) {
+            if let Some(reader) = self.conns.get_mut(key).and_then(Conn::requests) {
                 input.drain(..used);
-                conn.pending = input;
+                reader.pending = input;
             }
         }
         self.scratch = scratch;
-        if let Some(conn) = self.conns.get_mut(key) {
-            // Reading a head may have queued bytes of its own (100 Continue).
-            if !conn.queue.is_empty() {
-                mark_dirty(conn, key, &mut self.dirty);
-            }
-        }
         self.rearm_request_deadline(key);
     }
 
-    /// Serves every whole request at the start of `input`; returns the bytes used.
+    /// Serves every whole request at the start of `input`; returns the bytes
+    /// used (all of them once the connection stops reading requests).
     fn take_requests(&mut self, key: usize, input: &[u8]) -> usize {
         let mut used = 0;
-        while let Some(conn) = self.conns.get_mut(key) {
-            if !conn.reads_requests() {
-                return input.len();
-            }
-            let (n, step) = conn.next_request(&input[used..], &self.policy);
+        while let Some(reader) = self.conns.get_mut(key).and_then(Conn::requests) {
+            let (n, step) = reader.next_request(&input[used..], &self.policy);
             used += n;
             match step {
-                Step::NeedMore => break,
+                Step::NeedMore => return used,
                 Step::Request(head, body) => self.dispatch(key, head, body),
+                Step::Continue => {
+                    let conn = &mut self.conns[key];
+                    conn.queue.push_static(http::CONTINUE);
+                    mark_dirty(conn, key, &mut self.dirty);
+                }
                 Step::Reject(reject) => {
                     self.reject(key, &reject);
-                    return input.len();
+                    break;
                 }
             }
         }
-        used
+        input.len()
     }
 
     fn dispatch(&mut self, key: usize, head: Head, body: Vec<u8>) {
@@ -550,7 +549,6 @@ impl Server {
         }
         conn.subscription = Some(self.hub.subscribe(key, topics));
         conn.phase = Phase::Stream;
-        conn.pending = Vec::new();
         conn.served += 1;
         conn.request_began = None;
         conn.last_write = self.now;
@@ -626,7 +624,6 @@ impl Server {
     fn begin_closing(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         conn.phase = Phase::Closing;
-        conn.pending = Vec::new();
         conn.read_paused = false;
         self.set_deadline(key, Some(self.now + LINGER_TIMEOUT));
     }
@@ -637,7 +634,7 @@ impl Server {
         match conn.phase {
             Phase::Closing => self.finish_if_written(key),
             // Answers owed for whole requests are still written, then it closes.
-            Phase::Head if !conn.queue.is_empty() && !conn.request_in_progress() => {
+            Phase::Requests(_) if !conn.queue.is_empty() && !conn.request_in_progress() => {
                 self.begin_closing(key);
                 self.finish_if_written(key);
             }
@@ -770,7 +767,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if !conn.reads_requests() {
+        if !matches!(conn.phase, Phase::Requests(_)) {
             return;
         }
         let at = if conn.request_in_progress() {
@@ -801,10 +798,12 @@ impl Server {
                 break;
             }
             self.deadlines.pop_first();
-            let conn = &mut self.conns[key];
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue; // cannot happen: close() removes the deadline
+            };
             conn.deadline = None;
             match conn.phase {
-                Phase::Head | Phase::Body { .. } => {
+                Phase::Requests(_) => {
                     if conn.request_in_progress() || conn.served == 0 {
                         let reject =
                             Reject::new(Status::REQUEST_TIMEOUT, "request not received in time");
@@ -853,7 +852,7 @@ impl Server {
             let conn = &self.conns[key];
             match conn.phase {
                 Phase::Stream => self.end_stream(key),
-                Phase::Head if !conn.request_in_progress() && conn.queue.is_empty() => {
+                Phase::Requests(_) if !conn.request_in_progress() && conn.queue.is_empty() => {
                     self.close(key, "shutdown")
                 }
                 // A request in progress is answered (503 or a retry stream),

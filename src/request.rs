@@ -1,0 +1,267 @@
+//! Turns a connection's input into requests: the head → body state machine
+//! and the bytes kept between reads. Free of sockets, so it is unit-tested
+//! and fuzzed with arbitrary splits of arbitrary input.
+
+use crate::http::{self, BodyLength, ChunkedDecoder, Head, HeadParse, Policy, Reject, Status};
+
+/// What the next bytes of input made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A whole request: its head and body.
+    Request(Head, Vec<u8>),
+    /// The head asked for `100 Continue` and its body has not started: send
+    /// it, then call again.
+    Continue,
+    /// A request to refuse; the connection closes after the answer.
+    Reject(Reject),
+    /// Nothing complete yet.
+    NeedMore,
+}
+
+/// Reads requests one after another from a connection's input.
+#[derive(Debug, Default)]
+pub struct RequestReader {
+    state: State,
+    /// Input that did not make a whole request yet, kept by the caller
+    /// between reads: at most an incomplete head or chunk-size line, since
+    /// body bytes are moved into the body as they arrive.
+    pub pending: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// Waiting for (the rest of) a request head.
+    #[default]
+    Head,
+    /// Reading the body of a request whose head has arrived.
+    Body {
+        head: Head,
+        body: Vec<u8>,
+        reader: BodyReader,
+    },
+}
+
+/// How the rest of a body is read.
+#[derive(Debug)]
+enum BodyReader {
+    /// This many bytes still to come.
+    Length(usize),
+    /// A chunked body.
+    Chunked(ChunkedDecoder),
+}
+
+impl RequestReader {
+    /// True when part of a request has arrived.
+    pub fn in_progress(&self) -> bool {
+        !self.pending.is_empty() || matches!(self.state, State::Body { .. })
+    }
+
+    /// Takes the next request out of `input` (the unconsumed bytes, in
+    /// order). Returns how many bytes it used and what they made; the bytes
+    /// left over after `NeedMore` must be offered again with more input.
+    pub fn next_request(&mut self, input: &[u8], policy: &Policy) -> (usize, Step) {
+        let mut used = 0;
+        loop {
+            match &mut self.state {
+                State::Head => match http::parse_head(&input[used..], policy) {
+                    HeadParse::Incomplete => return (used, Step::NeedMore),
+                    HeadParse::Invalid(reject) => return (used, Step::Reject(reject)),
+                    HeadParse::Complete(head, len) => {
+                        used += len;
+                        let reader = match head.body {
+                            BodyLength::Empty => return (used, Step::Request(head, Vec::new())),
+                            // Refused anyway: answered without reading the body.
+                            _ if head.route.is_err() => {
+                                return (used, Step::Request(head, Vec::new()));
+                            }
+                            BodyLength::Length(n) if n > policy.max_body => {
+                                return (used, Step::Reject(too_large()));
+                            }
+                            BodyLength::Length(n) => BodyReader::Length(n),
+                            BodyLength::Chunked => BodyReader::Chunked(ChunkedDecoder::default()),
+                        };
+                        let capacity = match reader {
+                            BodyReader::Length(n) => n,
+                            BodyReader::Chunked(_) => 0,
+                        };
+                        let wants_continue = head.expect_continue && used == input.len();
+                        self.state = State::Body {
+                            head,
+                            body: Vec::with_capacity(capacity),
+                            reader,
+                        };
+                        if wants_continue {
+                            return (used, Step::Continue);
+                        }
+                    }
+                },
+                State::Body { body, reader, .. } => {
+                    let rest = &input[used..];
+                    let done = match reader {
+                        BodyReader::Length(left) => {
+                            let take = (*left).min(rest.len());
+                            body.extend_from_slice(&rest[..take]);
+                            used += take;
+                            *left -= take;
+                            *left == 0
+                        }
+                        BodyReader::Chunked(decoder) => {
+                            match decoder.decode(rest, body, policy.max_body) {
+                                Ok((n, done)) => {
+                                    used += n;
+                                    done
+                                }
+                                Err(reject) => return (used, Step::Reject(reject)),
+                            }
+                        }
+                    };
+                    if !done {
+                        return (used, Step::NeedMore);
+                    }
+                    let State::Body { head, body, .. } = std::mem::take(&mut self.state) else {
+                        unreachable!("state checked above");
+                    };
+                    return (used, Step::Request(head, body));
+                }
+            }
+        }
+    }
+}
+
+fn too_large() -> Reject {
+    Reject::new(Status::PAYLOAD_TOO_LARGE, "event too large")
+}
+
+/// Feeds `input` to a fresh reader in pieces of the given sizes (the rest in
+/// one piece), the way reads would deliver it, keeping leftovers as the
+/// server does. Returns every step taken. For tests and fuzzing: it checks
+/// the bound on kept bytes and panics if it is broken.
+pub fn read_in_pieces(input: &[u8], pieces: &[usize], policy: &Policy) -> Vec<Step> {
+    let mut reader = RequestReader::default();
+    let mut steps = Vec::new();
+    let mut rest = input;
+    let mut sizes = pieces.iter().copied().chain(std::iter::once(usize::MAX));
+    while !rest.is_empty() {
+        let size = sizes.next().unwrap_or(usize::MAX).clamp(1, rest.len());
+        let (piece, after) = rest.split_at(size);
+        rest = after;
+        let mut buf = std::mem::take(&mut reader.pending);
+        buf.extend_from_slice(piece);
+        let mut used = 0;
+        loop {
+            let (n, step) = reader.next_request(&buf[used..], policy);
+            used += n;
+            let stop = matches!(step, Step::NeedMore | Step::Reject(_));
+            let rejected = matches!(step, Step::Reject(_));
+            steps.push(step);
+            if rejected {
+                return steps;
+            }
+            if stop {
+                break;
+            }
+        }
+        buf.drain(..used);
+        let bound = policy.max_head_size + size.max(1) + 1024;
+        assert!(
+            buf.len() <= bound,
+            "kept {} bytes, more than the bound {bound}",
+            buf.len()
+        );
+        reader.pending = buf;
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Route;
+
+    const POLICY: Policy = Policy {
+        max_head_size: 8192,
+        max_headers: 64,
+        max_body: 64,
+        publish_token: None,
+    };
+
+    fn bodies(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Request(_, body) => Some(String::from_utf8(body.clone()).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_requests_in_every_split() {
+        let input = b"POST /publish HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+                      POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n\
+                      GET /health HTTP/1.1\r\n\r\n";
+        for size in 1..input.len() {
+            let pieces = vec![size; input.len()];
+            let steps = read_in_pieces(input, &pieces, &POLICY);
+            assert_eq!(bodies(&steps), ["abc", "de", ""], "pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn continue_only_when_the_body_has_not_started() {
+        let head = b"POST /publish HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        let steps = read_in_pieces(head, &[], &POLICY);
+        assert_eq!(steps, [Step::Continue, Step::NeedMore]);
+        let mut whole = head.to_vec();
+        whole.extend_from_slice(b"hi");
+        let steps = read_in_pieces(&whole, &[], &POLICY);
+        assert_eq!(bodies(&steps), ["hi"]);
+        assert!(!steps.contains(&Step::Continue));
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_before_reading() {
+        let steps = read_in_pieces(
+            b"POST /publish HTTP/1.1\r\nContent-Length: 65\r\n\r\n",
+            &[],
+            &POLICY,
+        );
+        assert!(
+            matches!(steps.last(), Some(Step::Reject(r)) if r.status == Status::PAYLOAD_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn a_refused_route_skips_its_body() {
+        let steps = read_in_pieces(
+            b"POST /nowhere HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            &[],
+            &POLICY,
+        );
+        match &steps[0] {
+            Step::Request(head, body) => {
+                assert!(body.is_empty());
+                assert_eq!(head.route.as_ref().unwrap_err().status, Status::NOT_FOUND);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn in_progress_tracks_partial_requests() {
+        let mut reader = RequestReader::default();
+        assert!(!reader.in_progress());
+        let (used, step) = reader.next_request(
+            b"POST /publish HTTP/1.1\r\nContent-Length: 4\r\n\r\nab",
+            &POLICY,
+        );
+        assert_eq!(step, Step::NeedMore);
+        assert_eq!(used, 47);
+        assert!(reader.in_progress());
+        let (_, step) = reader.next_request(b"cd", &POLICY);
+        assert!(
+            matches!(step, Step::Request(ref h, ref b) if b == b"abcd" && matches!(h.route, Ok(Route::Publish { .. })))
+        );
+        assert!(!reader.in_progress());
+    }
+}
