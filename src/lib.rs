@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+pub mod buf;
 pub mod cli;
 pub mod config;
 pub mod fdlimit;
@@ -66,7 +67,6 @@ pub mod hub;
 pub mod request;
 pub mod sse;
 
-mod buf;
 mod conn;
 mod io;
 mod metrics;
