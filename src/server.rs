@@ -349,11 +349,12 @@ impl Server {
     /// `n` bytes arrived in the scratch buffer.
     fn on_input(&mut self, key: usize, n: usize) {
         let conn = &mut self.conns[key];
-        if conn.request_began.is_none() {
-            conn.request_began = Some(self.now);
-        }
-        let Some(reader) = conn.requests() else {
+        if !matches!(conn.phase, Phase::Requests(_)) {
             // A subscriber or a closing connection has nothing more to say.
+            return;
+        }
+        conn.request_began.get_or_insert(self.now);
+        let Some(reader) = conn.requests() else {
             return;
         };
         let scratch = std::mem::take(&mut self.scratch);
@@ -405,19 +406,23 @@ impl Server {
             Ok(route) => route,
             Err(reject) => return self.reject(key, &reject),
         };
-        let cors = self.config.allow_origin.as_deref();
-        let refuse = if self.shutdown_at.is_some() {
+        let refusal = if self.shutdown_at.is_some() {
             Some("server shutting down")
         } else if self.conns[key].over_capacity {
             Some("server at capacity")
         } else {
             None
         };
+        if let Some(why) = refusal {
+            // An EventSource gives up for good on a 503, so a subscribe is
+            // told to come back instead; anything else gets the 503.
+            return match route {
+                Route::Subscribe { .. } => self.refuse_stream(key, head.http11, why),
+                _ => self.reject(key, &Reject::new(Status::UNAVAILABLE, why)),
+            };
+        }
         match route {
-            Route::Subscribe { .. } if refuse.is_some() => {
-                self.refuse_stream(key, head.http11, refuse.unwrap_or_default());
-            }
-            Route::Preflight { allow } => match cors {
+            Route::Preflight { allow } => match self.config.allow_origin.as_deref() {
                 Some(origin) => {
                     let answer = http::preflight_response(allow, origin, head.keep_alive);
                     self.answer_raw(key, answer, head.keep_alive);
@@ -431,12 +436,6 @@ impl Server {
                     },
                 ),
             },
-            _ if refuse.is_some() => {
-                self.reject(
-                    key,
-                    &Reject::new(Status::UNAVAILABLE, refuse.unwrap_or_default()),
-                );
-            }
             Route::Health => self.answer(key, "ok", head.keep_alive),
             Route::Index => self.answer_with(
                 key,
