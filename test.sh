@@ -1,5 +1,50 @@
 #!/usr/bin/env bash
-# Installs what the tests need (nothing beyond Rust yet) and runs them all.
+# Installs what the tests need and runs them all: the README's one test
+# command, which .ci/run runs too.
+#
+# The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs) drive
+# headless Chromium and Firefox, nginx and the npm package `eventsource`.
+# What is missing is installed here: the Debian packages with apt-get (as
+# root, or through sudo), the npm package with `npm ci` in tests/clients.
+# Those tests fail when a client is missing. SSELOOP_SKIP_REAL_CLIENTS=1 leaves
+# them out (and the installs): cargo counts them as filtered out, not passed.
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo test --all-targets
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
+filters=()
+if [ "${SSELOOP_SKIP_REAL_CLIENTS:-}" = 1 ]; then
+    echo "test.sh: SSELOOP_SKIP_REAL_CLIENTS=1: the real-client tests are left out" >&2
+    filters=(-- --skip browsers:: --skip nginx:: --skip clients::)
+else
+    packages=()
+    have chromium || packages+=(chromium)
+    have firefox-esr || packages+=(firefox-esr)
+    have nginx || packages+=(nginx)
+    have node || packages+=(nodejs)
+    have npm || packages+=(npm)
+    if [ "${#packages[@]}" -gt 0 ]; then
+        sudo=()
+        if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+        echo "test.sh: installing ${packages[*]}" >&2
+        "${sudo[@]}" apt-get update
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+    fi
+    # npm ci when the pinned packages are not installed, or the lock changed
+    # since they were.
+    if [ ! -f tests/clients/node_modules/.package-lock.json ] ||
+        [ tests/clients/package-lock.json -nt tests/clients/node_modules/.package-lock.json ]; then
+        (cd tests/clients && npm ci --no-audit --no-fund)
+    fi
+fi
+
+# The per-target "test result" lines end with the last target's, often a
+# bench with 0 tests; the summary line sums them all.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets "${filters[@]}" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { p += $4; f += $6; i += $8; o += $12 }
+     END { printf "tests: %d passed, %d failed, %d ignored, %d filtered out (all targets)\n", p, f, i, o }' "$log"
+exit "$status"

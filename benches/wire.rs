@@ -44,9 +44,13 @@ fn parsing(c: &mut Criterion) {
     let subscribe = b"GET /events?topic=build&topic=deploy HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
         Accept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: 5cceb5575ee8-41\r\n\
         User-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0\r\n\r\n";
-    let publish = b"POST /publish?topic=build&event=progress HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
-        Content-Type: text/plain\r\nContent-Length: 42\r\n\r\n\
-        {\"job\":7,\"percent\":42,\"ts\":1795317274375}";
+    let body = r#"{"job":7,"percent":42,"ts":1795317274375}"#;
+    let publish = format!(
+        "POST /publish?topic=build&event=progress HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let publish = publish.as_bytes();
     let mut group = c.benchmark_group("parse");
     group.throughput(Throughput::Bytes(subscribe.len() as u64));
     group.bench_function("subscribe_head", |b| {

@@ -632,8 +632,9 @@ impl Server {
         conn.peer_eof = true;
         match conn.phase {
             Phase::Closing => self.finish_if_written(key),
-            // Answers owed for whole requests are still written, then it closes.
-            Phase::Requests(_) if !conn.queue.is_empty() && !conn.request_in_progress() => {
+            // Answers owed for whole requests are still written, then it
+            // closes; a request cut short by the EOF can never complete.
+            Phase::Requests(_) if !conn.queue.is_empty() => {
                 self.begin_closing(key);
                 self.finish_if_written(key);
             }

@@ -10,16 +10,18 @@
 //!    soft limit is raised to the hard limit, and on loopback each socket is
 //!    bound to a source address in 127.0.0.2–127.0.0.251, so tens of
 //!    thousands of connections to one port do not run out of ephemeral ports.
-//! 2. **Publish.** Sends M events over one keep-alive connection. At a rate,
-//!    publishing is open-loop: each request goes out when it is due, pipelined
-//!    behind unanswered ones, because a client that waited for answers would
-//!    let a slow server lower the offered load (and hide its latency).
-//!    Closed-loop (`--rate 0`), at most W events are outstanding, an event
-//!    being outstanding until every open stream has it or `--timeout` gives
-//!    up on it, so a server that answers before it delivers cannot make the
-//!    client queue without bound. Each event's data is
-//!    `SEQ MONOTONIC_NS [padding]`, the time read from CLOCK_MONOTONIC just
-//!    before the request is written.
+//! 2. **Publish.** Sends M events over one keep-alive connection, each
+//!    request when the previous one is answered, as a simple publisher does
+//!    (and as the peers' reference figures were measured): at a rate, when
+//!    it is also due, and the report's `max_lag` shows how far a slow server
+//!    held the schedule back; closed-loop (`--rate 0`), as long as fewer
+//!    than W events are outstanding, an event being outstanding until every
+//!    open stream has it or `--timeout` gives up on it, so a server that
+//!    answers before it delivers cannot make the client queue without bound.
+//!    `--pipeline N` lets N requests go unanswered: at a rate, a large N makes
+//!    the load open-loop, offered in full however slowly the server answers.
+//!    Each event's data is `SEQ MONOTONIC_NS [padding]`, the time read from
+//!    CLOCK_MONOTONIC just before the request is written.
 //! 3. **Drain.** Waits until every stream has every event, or
 //!    `--drain-timeout`.
 //!
@@ -36,8 +38,13 @@
 //! The client must not be the bottleneck: one thread multiplexes every socket
 //! with mio, every socket is read into one large shared buffer, and bodies are
 //! decoded incrementally (chunked, content-length or close-delimited framing,
-//! then SSE lines ending in CR, LF or CRLF) with under a hundred bytes of
+//! then SSE lines ending in CR, LF or CRLF) with about a hundred bytes of
 //! parser state per stream and no allocation per delivery.
+//!
+//! The report has the sections run, connect, publish, deliveries, latency,
+//! idle, streams, server and client: as text by default, or with `--json` as
+//! one object of objects with the same names, times in microseconds (keys
+//! ending `_us`) and memory in KiB (`_kib`).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -66,10 +73,10 @@ OPTIONS:
   --addr HOST:PORT     server address                          [127.0.0.1:8080]
   --subscribers N      subscriber streams                      [1]
   --events M           events to publish                       [1000]
-  --rate R             events/s, open loop; 0 = closed loop    [1000]
+  --rate R             events per second; 0 = closed loop      [1000]
   --window W           closed loop: events outstanding at most [32]
-  --pipeline N         publishes sent before their answers     [65536]
-                       (1: wait for each answer before the next)
+  --pipeline N         publishes sent before their answers     [1]
+                       (at a rate, 100000 makes the load open-loop)
   --topic T            topic to subscribe and publish to       [bench]
   --size SIZE          padding added to each event's data      [0]
   --pid PID            server process: report its RSS and CPU time
@@ -129,9 +136,7 @@ impl Default for Options {
             // Enough to keep a fan-out server busy between deliveries, few
             // enough that queueing inside the server does not swamp latency.
             window: 32,
-            // At a rate, publishing is open loop: a slow server must still be
-            // offered the full rate. Bounded, so memory is.
-            pipeline: 1 << 16,
+            pipeline: 1,
             topic: "bench".into(),
             size: 0,
             pid: None,
@@ -148,6 +153,8 @@ impl Default for Options {
         }
     }
 }
+
+const MAX_EVENTS: u64 = 100_000_000;
 
 /// Parses the arguments (without the program name); `Ok(None)` means `--help`.
 /// An error names the option and the accepted form.
@@ -175,7 +182,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 o.host = v;
             }
             "--subscribers" => o.subscribers = count(n, &value()?)? as usize,
-            "--events" => o.events = count(n, &value()?)?,
+            "--events" => {
+                // Twelve bytes of bookkeeping per event: bound the allocation.
+                let v = value()?;
+                o.events = count(n, &v)?;
+                if o.events > MAX_EVENTS {
+                    return Err(bad(n, &v, &format!("at most {MAX_EVENTS} events")));
+                }
+            }
             "--rate" => {
                 let v = value()?;
                 o.rate = v
@@ -628,9 +642,17 @@ fn head_len(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-/// Parses a response head into its status, body framing and whether it is
-/// `text/event-stream`.
-fn parse_head(head: &[u8]) -> Result<(u16, Body, bool), String> {
+/// What a response head says.
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    body: Body,
+    event_stream: bool,
+    /// `Connection: close`: the server takes no further request on it.
+    close: bool,
+}
+
+fn parse_head(head: &[u8]) -> Result<Head, String> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -638,13 +660,14 @@ fn parse_head(head: &[u8]) -> Result<(u16, Body, bool), String> {
         .strip_prefix("HTTP/1.")
         .and_then(|s| s.get(2..5)?.parse::<u16>().ok())
         .ok_or_else(|| format!("bad status line '{status_line}'"))?;
-    let (mut chunked, mut length, mut event_stream) = (false, None, false);
+    let (mut chunked, mut length, mut event_stream, mut close) = (false, None, false, false);
     for (name, value) in lines.filter_map(|l| l.split_once(':')) {
         let value = value.trim().to_ascii_lowercase();
         match name.trim().to_ascii_lowercase().as_str() {
             "transfer-encoding" => chunked = value.ends_with("chunked"),
             "content-length" => length = value.parse::<u64>().ok(),
             "content-type" => event_stream = value.starts_with("text/event-stream"),
+            "connection" => close = value.contains("close"),
             _ => {}
         }
     }
@@ -654,7 +677,12 @@ fn parse_head(head: &[u8]) -> Result<(u16, Body, bool), String> {
         _ if status < 200 || status == 204 || status == 304 => Body::Length(0),
         _ => Body::Close,
     };
-    Ok((status, body, event_stream))
+    Ok(Head {
+        status,
+        body,
+        event_stream,
+        close,
+    })
 }
 
 // ------------------------------------------------------------------ sockets
@@ -859,9 +887,14 @@ fn sub_bytes(sub: &mut Sub, data: &[u8], now: u64, tally: &mut Tally) -> Progres
             };
         };
         match parse_head(&buf[..len]) {
-            Ok((200, body, true)) => sub.body = body,
-            Ok((200, _, false)) => return Progress::Ended("not text/event-stream".into()),
-            Ok((status, ..)) => return Progress::Ended(format!("status {status}")),
+            Ok(Head {
+                status: 200,
+                event_stream: true,
+                body,
+                ..
+            }) => sub.body = body,
+            Ok(Head { status: 200, .. }) => return Progress::Ended("not text/event-stream".into()),
+            Ok(Head { status, .. }) => return Progress::Ended(format!("status {status}")),
             Err(e) => return Progress::Ended(e),
         }
         head = std::mem::replace(&mut sub.state, SubState::Streaming);
@@ -907,8 +940,8 @@ struct Publisher {
     rx: Vec<u8>,
     /// Sequence numbers of unanswered publishes, oldest first.
     in_flight: VecDeque<u64>,
-    /// Status and body framing of the response being read.
-    response: Option<(u16, Body)>,
+    /// The head of the response being read, with its body's decoding state.
+    response: Option<Head>,
     error_body: Vec<u8>,
     /// Last answer, or the send that made `in_flight` non-empty: a server that
     /// answers nothing for `--timeout` after this has stalled.
@@ -953,6 +986,9 @@ struct Bench {
     /// Oldest event not yet delivered to every open stream.
     complete_base: u64,
     sent_ns: Vec<u64>,
+    first_sent_ns: u64,
+    /// At a rate: the most a publish went out after it was due.
+    max_lag_ns: u64,
     publish_errors: u64,
     first_publish_error: Option<String>,
     abort: Option<String>,
@@ -1003,6 +1039,8 @@ impl Bench {
             window_base: 0,
             complete_base: 0,
             sent_ns: vec![0; events],
+            first_sent_ns: 0,
+            max_lag_ns: 0,
             publish_errors: 0,
             first_publish_error: None,
             abort: None,
@@ -1184,10 +1222,19 @@ impl Bench {
     /// from the first publish to the last answer.
     fn publish_phase(&mut self) -> io::Result<Duration> {
         (self.phase, self.tally.accept) = (Phase::Publish, true);
-        let start = now_ns();
-        let limit = start + ns(self.opts.max_time);
         let timeout = ns(self.opts.timeout);
         self.connect_publisher();
+        // The schedule starts once the connection is up, so that a slow
+        // connect does not turn into a burst of overdue publishes.
+        let connect_limit = now_ns() + timeout;
+        while !self.publisher.connected && self.abort.is_none() {
+            if now_ns() >= connect_limit {
+                self.abort = Some("publisher: not connected within --timeout".into());
+            }
+            self.turn(connect_limit)?;
+        }
+        let start = now_ns();
+        let limit = start + ns(self.opts.max_time);
         loop {
             let now = now_ns();
             self.advance(now);
@@ -1210,7 +1257,7 @@ impl Bench {
             self.turn(wake)?;
         }
         let first = if self.published > 0 {
-            self.sent_ns[0]
+            self.first_sent_ns
         } else {
             start
         };
@@ -1303,7 +1350,13 @@ impl Bench {
         while self.may_publish()
             && (self.opts.rate == 0.0 || now_ns() >= self.due(start, self.published))
         {
-            let (seq, p) = (self.published, &mut self.publisher);
+            let seq = self.published;
+            let due = if self.opts.rate > 0.0 {
+                self.due(start, seq)
+            } else {
+                u64::MAX
+            };
+            let p = &mut self.publisher;
             if p.tx_off == p.tx.len() {
                 p.tx_off = 0;
                 p.tx.clear();
@@ -1323,6 +1376,10 @@ impl Bench {
             }
             p.in_flight.push_back(seq);
             self.sent_ns[seq as usize] = t;
+            if seq == 0 {
+                self.first_sent_ns = t;
+            }
+            self.max_lag_ns = self.max_lag_ns.max(t.saturating_sub(due));
             self.published += 1;
             self.publisher_flush();
         }
@@ -1387,7 +1444,7 @@ impl Bench {
         let result = loop {
             let p = &mut self.publisher;
             let rx = &p.rx[at..];
-            let Some((status, body)) = p.response.as_mut() else {
+            let Some(head) = p.response.as_mut() else {
                 let Some(len) = head_len(rx) else {
                     let too_large = rx.len() > MAX_HEAD;
                     break if too_large {
@@ -1396,17 +1453,17 @@ impl Bench {
                         Ok(())
                     };
                 };
-                let (status, body, _) = parse_head(&rx[..len])?;
+                let head = parse_head(&rx[..len])?;
                 at += len;
                 // 1xx: an interim answer, the real one follows.
-                if status >= 200 {
+                if head.status >= 200 {
                     p.error_body.clear();
-                    p.response = Some((status, body));
+                    p.response = Some(head);
                 }
                 continue;
             };
-            let (keep, error_body) = (!(200..300).contains(status), &mut p.error_body);
-            let (used, done) = body.feed(rx, &mut |b| {
+            let (keep, error_body) = (!(200..300).contains(&head.status), &mut p.error_body);
+            let (used, done) = head.body.feed(rx, &mut |b| {
                 if keep && error_body.len() < 200 {
                     error_body.extend_from_slice(&b[..b.len().min(200)]);
                 }
@@ -1415,9 +1472,13 @@ impl Bench {
             if !done {
                 break Ok(());
             }
-            let status = *status;
+            let (status, close) = (head.status, head.close);
             p.response = None;
             self.answered(status);
+            // Publishing on would only write into a closing socket.
+            if close {
+                break Err("server closed the connection".into());
+            }
         };
         self.publisher.rx.drain(..at);
         result
@@ -1445,7 +1506,12 @@ impl Bench {
         if let Some(mut s) = self.publisher.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        if let Some((status, Body::Close)) = self.publisher.response.take() {
+        if let Some(Head {
+            status,
+            body: Body::Close,
+            ..
+        }) = self.publisher.response.take()
+        {
             self.answered(status);
         }
         self.publisher.error_body = format!("({reason})").into_bytes();
@@ -1678,13 +1744,21 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
             .put("events", Int(bench.published))
             .put("time", Time(ns(publish_time)))
             .put("per_second", Num(per_second, 0))
+            .put(
+                "max_lag",
+                if opts.rate > 0.0 {
+                    Time(bench.max_lag_ns)
+                } else {
+                    Null
+                },
+            )
             .put("errors", Int(bench.publish_errors))
             .put("first_error", text(&bench.first_publish_error))
             .put("aborted", text(&bench.abort));
         failed |= bench.abort.is_some();
         let incomplete = bench.subs.iter().filter(|s| s.seqs.unique < ok).count();
-        let first = bench.sent_ns.first().filter(|&&s| s != 0 && s != FAILED);
-        let span = first.map_or(0, |f| t.last_delivery_ns.saturating_sub(*f));
+        // From the first publish to the last delivery (0 when none came).
+        let span = t.last_delivery_ns.saturating_sub(bench.first_sent_ns);
         r.section("deliveries")
             .put("expected", Int(expected))
             .put("received", Int(t.received))
@@ -1907,17 +1981,15 @@ mod tests {
     #[test]
     fn response_heads() {
         let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(
-            parse_head(head),
-            Ok((200, Body::Chunked(..), true))
-        ));
+        let h = parse_head(head).unwrap();
+        assert!(h.status == 200 && h.event_stream && !h.close);
+        assert!(matches!(h.body, Body::Chunked(..)));
         let head = b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n\r\n";
-        assert!(matches!(parse_head(head), Ok((200, Body::Close, true))));
-        let head = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 5\r\n\r\n";
-        assert!(matches!(
-            parse_head(head),
-            Ok((413, Body::Length(5), false))
-        ));
+        assert!(matches!(parse_head(head).unwrap().body, Body::Close));
+        let head = b"HTTP/1.1 413 Too Large\r\nContent-Length: 5\r\nConnection: close\r\n\r\n";
+        let h = parse_head(head).unwrap();
+        assert!(h.status == 413 && !h.event_stream && h.close);
+        assert!(matches!(h.body, Body::Length(5)));
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
     }
 }

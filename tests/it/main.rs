@@ -1,14 +1,26 @@
 //! The integration tests: each runs the real `sseloop` binary on a port-0
 //! listener and talks to it over raw TCP. One module per area.
 
+mod browsers;
 mod cli;
+mod clients;
 mod data;
 mod errors;
 mod heartbeat;
+mod hostile;
+mod idle;
 mod library;
+mod limits;
+mod nginx;
 mod nodelay;
 mod publish;
+mod real;
+mod replay;
+mod security;
+mod shutdown;
 mod slow;
+mod storm;
 mod stream;
 mod support;
 mod topics;
+mod wire_property;

@@ -955,3 +955,358 @@ pub fn assert_publish_ok(response: &Response) -> String {
     );
     id
 }
+
+// ---------------------------------------------------------------------------
+// Through something in between (a proxy, a forwarder): the real-client tests
+
+impl Subscriber {
+    /// A stream over a connection whose response head was already read
+    /// (e.g. with `try_read_head` through a proxy); framed as the head says.
+    pub fn from_head(conn: HttpConn, head: Head) -> Subscriber {
+        let framing = match head.header("transfer-encoding") {
+            Some(te) if te.eq_ignore_ascii_case("chunked") => Framing::Chunked,
+            Some(te) => panic!("unexpected Transfer-Encoding {te:?} on a stream"),
+            None => Framing::Close,
+        };
+        Subscriber {
+            head,
+            body: Body::new(conn, framing),
+            sse: SseParser::default(),
+            prefix: Vec::new(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hostile input and limits: the server process from outside (environment,
+// memory, liveness) and its /metrics counters.
+
+impl TestServer {
+    /// `start` with extra environment variables for the server process
+    /// (e.g. `SSELOOP_PUBLISH_TOKEN`), which tests must not set on their own
+    /// process: the other tests' servers would inherit them.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with(args, env, None)
+    }
+
+    /// `start_env`, and when `open_files` is given the server starts with
+    /// that soft `RLIMIT_NOFILE` (the hard limit unchanged), as it would
+    /// under a low `ulimit -n`.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)], open_files: Option<u64>) -> TestServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sseloop"));
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(soft) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec and calls only
+            // getrlimit/setrlimit, which are async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn sseloop");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Log::default());
+        let (tx, rx) = mpsc::channel();
+        let thread_log = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            let mut tx = Some(tx);
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&line);
+                thread_log
+                    .text
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_str(&text);
+                thread_log.grown.notify_all();
+                if let Some(pos) = text.find(LISTEN_MARKER) {
+                    let rest = &text[pos + LISTEN_MARKER.len()..];
+                    let addr = rest.split_whitespace().next().unwrap_or("");
+                    if let (Some(sender), Ok(addr)) = (tx.as_ref(), addr.parse::<SocketAddr>()) {
+                        let _ = sender.send(addr);
+                        tx = None;
+                    }
+                }
+            }
+        });
+        match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(addr) => TestServer { child, addr, log },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "sseloop {args:?} did not print its listening line ({status:?}); stderr:\n{}",
+                    log.text.lock().unwrap_or_else(PoisonError::into_inner)
+                );
+            }
+        }
+    }
+
+    /// The address from the server's listening line (which may be a
+    /// wildcard address such as 0.0.0.0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// True while the process exists and is not a zombie.
+    pub fn is_alive(&self) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) else {
+            return false;
+        };
+        // "pid (comm) S ...": the state follows the last parenthesis.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, None | Some("Z") | Some("X"))
+    }
+
+    /// The server's resident set size in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// All of `GET /metrics`, on a connection of its own that is closed
+    /// after the answer.
+    pub fn metrics(&self) -> String {
+        let (response, _conn) =
+            self.request(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            response.head.status, 200,
+            "/metrics answered {:?}",
+            response.head
+        );
+        response.text()
+    }
+
+    /// The value of one metric from `GET /metrics`.
+    pub fn metric(&self, name: &str) -> u64 {
+        metric_value(&self.metrics(), name)
+    }
+
+    /// Asks `/metrics` until `name` satisfies `ok` (each asking connection
+    /// counts in `sseloop_connections`); panics after `IO_TIMEOUT`.
+    pub fn await_metric(&self, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+        let end = deadline();
+        loop {
+            let value = self.metric(name);
+            if ok(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < end,
+                "{name} stayed at {value}; server log:\n{}",
+                self.log()
+            );
+            // The server's counters have no change notification to block on.
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The value of the sample `name` in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok()).flatten()
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+// ---------------------------------------------------------------------------
+// Restarts, signals and resumes (the "nothing lost" tests)
+
+impl TestServer {
+    /// Starts `sseloop --listen ADDR ARGS…` on a given address, e.g. the
+    /// port of a server that just stopped. A bind that fails (the old
+    /// listener not gone yet) is retried for up to `IO_TIMEOUT`.
+    pub fn start_on(addr: SocketAddr, args: &[&str]) -> TestServer {
+        let listen = addr.to_string();
+        let end = deadline();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match TestServer::try_start_on(&listen, args) {
+                Ok(server) => return server,
+                Err(log) if Instant::now() >= end || attempts >= 100 => {
+                    panic!("sseloop did not start on {listen} after {attempts} attempts:\n{log}")
+                }
+                // A failed bind exits at once; the next attempt is a new
+                // process, so this pause is the retry interval, not a wait
+                // for an event.
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// One attempt: the server, or its stderr when it exits (or stays
+    /// silent) without printing its listening line.
+    fn try_start_on(listen: &str, args: &[&str]) -> Result<TestServer, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sseloop"))
+            .args(["--listen", listen])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sseloop");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Log::default());
+        let (tx, rx) = mpsc::channel();
+        let thread_log = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            let mut tx = Some(tx);
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&line);
+                thread_log
+                    .text
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_str(&text);
+                thread_log.grown.notify_all();
+                if let Some(pos) = text.find(LISTEN_MARKER) {
+                    let rest = &text[pos + LISTEN_MARKER.len()..];
+                    let addr = rest.split_whitespace().next().unwrap_or("");
+                    if let (Some(sender), Ok(addr)) = (tx.as_ref(), addr.parse::<SocketAddr>()) {
+                        let _ = sender.send(addr);
+                        tx = None;
+                    }
+                }
+            }
+        });
+        // A server that cannot bind exits, which closes stderr and with it
+        // the channel: no waiting out the timeout.
+        match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(addr) => Ok(TestServer { child, addr, log }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                let text = log.text.lock().unwrap_or_else(PoisonError::into_inner);
+                Err(format!("({status:?}) {text}"))
+            }
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the server process.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            io::Error::last_os_error()
+        );
+    }
+
+    /// Waits up to `wait` for the server to exit; `None` if it is still
+    /// running.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + wait;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            // Polling a child process has no blocking-with-timeout form in std.
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Subscribes over HTTP/1.1 to `query`, resuming with a `Last-Event-ID`
+    /// header.
+    pub fn resume(&self, query: &str, last_event_id: &str) -> Subscriber {
+        let request = format!(
+            "GET /events{query} HTTP/1.1\r\nHost: test\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+        );
+        self.subscribe_raw(request.as_bytes())
+    }
+}
+
+/// Why a `reset` event was sent: the `reason` of its JSON data. Panics
+/// unless `event` is a well-formed reset event.
+pub fn reset_reason(event: &Event) -> String {
+    assert_eq!(
+        event.event.as_deref(),
+        Some("reset"),
+        "expected a reset event, got {event:?}"
+    );
+    let data = event.data.trim();
+    assert!(
+        data.starts_with('{') && data.ends_with('}'),
+        "reset data is not a JSON object: {data:?}"
+    );
+    assert!(
+        data.contains("\"message\":\""),
+        "reset data has no message: {data:?}"
+    );
+    let key = "\"reason\":\"";
+    let start = data
+        .find(key)
+        .unwrap_or_else(|| panic!("reset data has no reason: {data:?}"))
+        + key.len();
+    let len = data[start..]
+        .find('"')
+        .unwrap_or_else(|| panic!("unterminated reason in {data:?}"));
+    data[start..start + len].to_string()
+}
+
+impl Subscriber {
+    /// Reads everything the server sends until it closes its side, without
+    /// decoding it yet, so that taking the bytes off the socket does not
+    /// wait on the parser; `poll` then decodes from what was read. Returns
+    /// the number of bytes read, or why reading stopped before the close.
+    pub fn read_to_eof(&mut self, deadline: Instant) -> Result<usize, Stop> {
+        let conn = self.body.conn.as_mut().expect("body owns its connection");
+        let start = conn.buf.len();
+        loop {
+            match conn.fill(deadline) {
+                Ok(_) => {}
+                Err(Stop::Eof) => return Ok(conn.buf.len() - start),
+                Err(stop) => return Err(stop),
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Hard limits: `--max-connections` (the retry stream for subscribes, 503
+//! for everything else, the cap on connections waiting for that answer, and
+//! recovery as connections leave), the open-file limit the binary raises for
+//! itself, and the command-line values of the limits.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    BodyEnd, Item, Next, Response, Subscriber, TestServer, assert_error, deadline, metric_value,
+    publish_request, run_cli,
+};
+
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// `n` subscribers, each known to be registered.
+fn fill(server: &TestServer, n: usize) -> Vec<Subscriber> {
+    (0..n)
+        .map(|_| {
+            let mut sub = server.subscribe("?topic=full");
+            sub.expect_connected();
+            sub
+        })
+        .collect()
+}
+
+/// Reads a refused stream to its end: `retry: <ms>`, the comment, the end
+/// of the body, and the close. Returns the retry value.
+fn expect_refused_stream(mut refused: Subscriber) -> String {
+    assert!(
+        refused
+            .head
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/event-stream")),
+        "{:?}",
+        refused.head
+    );
+    let retry = match refused.next_item() {
+        Item::Retry(ms) => ms,
+        other => panic!("a refused stream starts with retry:, got {other:?}"),
+    };
+    assert_eq!(
+        refused.next_item(),
+        Item::Comment("server at capacity".into())
+    );
+    match refused.poll(deadline()) {
+        Next::End(BodyEnd::Clean) => {}
+        other => panic!("the refused stream should end cleanly, got {other:?}"),
+    }
+    refused.expect_closed();
+    retry
+}
+
+/// A 503 with `Retry-After`, and the close.
+fn expect_unavailable(server: &TestServer, request: &[u8]) -> Response {
+    let response = server.expect_error(request, 503);
+    let retry_after = response.head.header("retry-after");
+    assert!(
+        retry_after.is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "Retry-After {retry_after:?}"
+    );
+    response
+}
+
+#[test]
+fn over_capacity_subscribers_get_a_retry_stream_others_503_and_capacity_returns() {
+    let server = TestServer::start(&["--max-connections", "20"]);
+    let mut subs = fill(&server, 20);
+
+    let began = Instant::now();
+    let refused = server.subscribe("?topic=full");
+    assert_eq!(expect_refused_stream(refused), "1000");
+    let publish = publish_request("?topic=full", b"nobody hears this");
+    expect_unavailable(&server, &publish);
+    expect_unavailable(&server, HEALTH);
+    expect_unavailable(
+        &server,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let refusals_took = began.elapsed();
+    assert!(
+        refusals_took < Duration::from_millis(800),
+        "four refusals took {refusals_took:?}: not answered and closed at once"
+    );
+    let mut refusals = 4;
+
+    // Five leave; capacity comes back once the server has seen them go.
+    subs.truncate(15);
+    settle(&server, 15, &mut refusals);
+    // The places are usable: four new subscribers and a publisher fill
+    // them, and every subscriber gets the event.
+    subs.extend(fill(&server, 4));
+    let mut publisher = server.publisher();
+    let id = publisher.publish_ok("?topic=full", b"back");
+    for sub in &mut subs {
+        assert_eq!(sub.next_event().id.as_deref(), Some(id.as_str()));
+    }
+    // Full again.
+    expect_refused_stream(server.subscribe("?topic=full"));
+    refusals += 1;
+    drop(publisher);
+    subs.truncate(10);
+    let text = settle(&server, 10, &mut refusals);
+    assert_eq!(
+        metric_value(&text, "sseloop_rejected_connections_total"),
+        refusals,
+        "every refused connection is counted"
+    );
+}
+
+/// Asks `/metrics` (a refusal counts in `refusals`) until only `open`
+/// connections besides the asking one are left; returns the metrics text.
+fn settle(server: &TestServer, open: u64, refusals: &mut u64) -> String {
+    let end = deadline();
+    loop {
+        let (response, conn) =
+            server.request(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        drop(conn);
+        match response.head.status {
+            503 => *refusals += 1,
+            200 => {
+                let text = response.text();
+                if metric_value(&text, "sseloop_connections") == open + 1 {
+                    return text;
+                }
+            }
+            other => panic!("/metrics answered {other}"),
+        }
+        assert!(
+            Instant::now() < end,
+            "connections did not settle at {open}:\n{}",
+            server.log()
+        );
+        // Closing has no notification to block on; ask again shortly.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn refused_stream_carries_the_configured_retry_and_http10_is_close_delimited() {
+    let server = TestServer::start(&[
+        "--max-connections",
+        "1",
+        "--retry",
+        "2500ms",
+        "--allow-origin",
+        "*",
+    ]);
+    let mut sub = server.subscribe("");
+    assert_eq!(sub.next_item(), Item::Retry("2500".into()));
+
+    let refused = server.subscribe("?topic=x");
+    assert_eq!(
+        refused.head.header("access-control-allow-origin"),
+        Some("*")
+    );
+    assert_eq!(expect_refused_stream(refused), "2500");
+
+    let refused = server.subscribe_raw(b"GET /events HTTP/1.0\r\n\r\n");
+    assert!(refused.head.header("transfer-encoding").is_none());
+    assert_eq!(expect_refused_stream(refused), "2500");
+
+    let response = expect_unavailable(&server, &publish_request("", b"x"));
+    assert_error(&response, 503);
+    assert_eq!(
+        response.head.header("access-control-allow-origin"),
+        Some("*")
+    );
+}
+
+#[test]
+fn over_capacity_connection_that_says_nothing_is_answered_within_a_second() {
+    // 1 s, or the header timeout when that is shorter.
+    for (timeout, expected) in [("10s", 1000), ("300ms", 300)] {
+        let server = TestServer::start(&["--max-connections", "1", "--header-timeout", timeout]);
+        let mut sub = server.subscribe("");
+        sub.expect_connected();
+        let began = Instant::now();
+        let mut silent = server.http();
+        let response = silent.read_response(deadline());
+        let took = began.elapsed();
+        assert_error(&response, 408);
+        silent.expect_closed();
+        let expected = Duration::from_millis(expected);
+        assert!(
+            took >= expected - Duration::from_millis(100)
+                && took < expected + Duration::from_millis(1500),
+            "with --header-timeout {timeout} an over-capacity connection got {took:?}, \
+             not {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn at_most_64_connections_wait_for_their_refusal() {
+    let server = TestServer::start(&["--max-connections", "1"]);
+    let mut sub = server.subscribe("");
+    sub.expect_connected();
+    // 64 over-capacity connections that say nothing: each waits (up to 1 s)
+    // for its answer.
+    let waiting: Vec<_> = (0..64).map(|_| server.http()).collect();
+    // The next one is closed at once, without a byte.
+    let began = Instant::now();
+    let mut extra = server.connect();
+    let mut buf = [0u8; 256];
+    let got = match extra.read(&mut buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+        Err(e) => panic!("the 65th connection was not closed at once: {e}"),
+    };
+    assert_eq!(got, 0, "the 65th got an answer: {:?}", &buf[..got]);
+    assert!(
+        began.elapsed() < Duration::from_millis(800),
+        "the 65th was closed only after {:?}",
+        began.elapsed()
+    );
+    // The waiting ones are answered (408: they never sent a request).
+    for mut conn in waiting {
+        let response = conn.read_response(deadline());
+        assert_error(&response, 408);
+        conn.expect_closed();
+    }
+    // With the waiting room empty again, the next is answered again.
+    let end = deadline();
+    let mut answered = false;
+    while !answered {
+        let mut conn = server.http();
+        conn.send(HEALTH);
+        let mut first = [0u8; 12];
+        answered = conn.stream().peek(&mut first).is_ok_and(|n| n > 0);
+        if answered {
+            let response = conn.read_response(deadline());
+            assert_error(&response, 503);
+        }
+        assert!(Instant::now() < end, "refusals were never answered again");
+    }
+    drop(sub);
+    let rejected = server.await_metric("sseloop_rejected_connections_total", |n| n >= 66);
+    assert!(rejected >= 66, "{rejected}");
+}
+
+/// The soft and hard open-file limits of a process, from /proc/PID/limits.
+fn open_files(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files line");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn open_file_limit_is_raised_to_what_max_connections_needs() {
+    let server = TestServer::start_with(&["--max-connections", "1000"], &[], Some(256));
+    let (soft, hard) = open_files(server.pid());
+    if hard >= 1096 {
+        assert!(soft >= 1096, "soft limit {soft} for 1000 connections");
+    } else {
+        assert_eq!(soft, hard);
+    }
+    assert!(
+        !server.log().contains("open-file limit"),
+        "a warning though the limit could be raised:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn open_file_limit_below_max_connections_is_raised_to_the_hard_limit_and_logged_once() {
+    let server = TestServer::start_with(&["--max-connections", "1000000"], &[], Some(256));
+    let (soft, hard) = open_files(server.pid());
+    assert_eq!(soft, hard, "the soft limit is raised as far as it goes");
+    let line = server
+        .await_log(&["open-file limit"])
+        .expect("a warning that the open-file limit is too low");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("1000000"), "names --max-connections: {line}");
+    let (health, _) = server.request(HEALTH);
+    assert_eq!(health.text(), "ok");
+    assert_eq!(
+        server.log().matches("open-file limit").count(),
+        1,
+        "logged once:\n{}",
+        server.log()
+    );
+}
+
+/// The bad-value contract of cli.rs (exit 2, one line naming the option),
+/// for the limit options cli.rs does not cover.
+fn assert_rejected(args: &[&str], option: &str) {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let output = run_cli(&all);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: {stderr:?}");
+    assert!(lines[0].contains(option), "{args:?}: {stderr:?}");
+}
+
+#[test]
+fn bad_limit_values_are_rejected() {
+    for bad in ["0", "-1", "abc", "1.5", "99999999999999999999999", ""] {
+        assert_rejected(&["--max-connections", bad], "--max-connections");
+    }
+    for bad in ["-1", "many", "1e3"] {
+        assert_rejected(&["--history", bad], "--history");
+    }
+    for bad in ["0", "0s", "0ms", "-1s"] {
+        assert_rejected(&["--header-timeout", bad], "--header-timeout");
+    }
+    for bad in ["0", "0KiB", "1GB"] {
+        assert_rejected(&["--queue-limit", bad], "--queue-limit");
+    }
+    assert_rejected(&["--max-event-size", "0"], "--max-event-size");
+    assert_rejected(&["--max-connections"], "--max-connections");
+}

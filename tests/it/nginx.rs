@@ -1,0 +1,568 @@
+//! sseloop behind a real nginx, run as a foreground process with its own
+//! config, prefix, pid file, logs and temp paths in a temp dir.
+//!
+//! - The default deployment, a `location` with nothing but `proxy_pass`:
+//!   nginx speaks HTTP/1.0 upstream (so the stream is close-delimited) and
+//!   buffers responses, unless the upstream says `X-Accel-Buffering: no`.
+//!   Events must come through it as fast as directly. In the same test a
+//!   control upstream sends the same stream without that header, and nginx
+//!   holds it (no head, no `open`, no event) until the upstream closes:
+//!   proof that the test can tell, and would catch a regression that drops
+//!   the header. The same control with the header comes through at once.
+//! - `proxy_http_version 1.1` with a chunked upstream passes events too.
+//! - Heartbeats keep an idle stream alive past nginx's `proxy_read_timeout`;
+//!   without them nginx ends it.
+//!
+//! A forwarder between nginx and sseloop shows what went over the upstream
+//! leg: the request line's HTTP version and the response's framing.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::real::forwarder::Forwarder;
+use crate::real::{ProcGroup, TempDir, require_program, tail};
+use crate::support::{
+    BodyEnd, HttpConn, IO_TIMEOUT, Item, Next, Stop, Subscriber, TestServer, deadline,
+};
+
+/// How long nginx may take to pass a head or an event before the test
+/// calls it held; the control case waits this long for nothing.
+const HELD: Duration = Duration::from_secs(1);
+/// Delivery bound that users of progress bars need.
+const MAX_DELAY: Duration = Duration::from_millis(100);
+
+/// A running nginx; dropping it kills its process group (master and
+/// workers), then removes its dir.
+struct Nginx {
+    group: ProcGroup,
+    dir: TempDir,
+    addr: SocketAddr,
+}
+
+impl Nginx {
+    /// Starts nginx on a free loopback port with `locations` inside its one
+    /// `server` block.
+    fn start(locations: &str) -> Nginx {
+        let program = require_program(&["nginx"], "nginx");
+        // The port must be written into the config: take a free one, and
+        // try again should another process grab it before nginx binds it.
+        let mut failures = String::new();
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let dir = TempDir::new("nginx");
+            // Run as root, nginx's workers drop to an unprivileged user that
+            // must still reach the temp paths inside.
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            let conf = config(dir.path(), port, locations);
+            fs::write(dir.join("nginx.conf"), &conf).unwrap();
+            let mut command = std::process::Command::new(&program);
+            command
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(dir.join("nginx.conf"))
+                .arg("-p")
+                .arg(format!("{}/", dir.path().display()));
+            let group = ProcGroup::spawn("nginx", command, &dir.join("nginx.out"));
+            let mut nginx = Nginx {
+                group,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                dir,
+            };
+            match nginx.wait_ready() {
+                Ok(()) => return nginx,
+                Err(why) => failures.push_str(&format!("{why}\n")),
+            }
+        }
+        panic!("nginx did not start:\n{failures}");
+    }
+
+    /// nginx writes its pid file after it has bound and is listening on its
+    /// sockets; a child process offers nothing to block on, so poll.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let pid_file = self.dir.join("nginx.pid");
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.group.exited() {
+                return Err(format!(
+                    "nginx exited ({status}): {}{}",
+                    tail(&self.dir.join("error.log"), 2000),
+                    self.group.log_tail(2000)
+                ));
+            }
+            if fs::read_to_string(&pid_file).is_ok_and(|pid| pid.trim().parse::<u32>().is_ok()) {
+                return Ok(());
+            }
+            if Instant::now() >= end {
+                return Err(format!(
+                    "nginx wrote no pid file in 10 s: {}",
+                    tail(&self.dir.join("error.log"), 2000)
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `GET path` through nginx; the connection, to read the answer.
+    fn get(&self, path: &str) -> HttpConn {
+        let stream = TcpStream::connect(self.addr).expect("connect to nginx");
+        stream.set_nodelay(true).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut conn = HttpConn::new(stream);
+        conn.send(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        conn
+    }
+
+    /// Subscribes through nginx and asserts that the head and the opening
+    /// comment came within `HELD`, as they do directly.
+    fn subscribe(&self, path: &str) -> Subscriber {
+        let start = Instant::now();
+        let mut conn = self.get(path);
+        let head = match conn.try_read_head(start + HELD) {
+            Ok(head) => head,
+            Err(stop) => panic!(
+                "nginx passed no response head for {path} within {HELD:?} ({stop:?}): it buffers the stream; error.log:\n{}",
+                self.error_log()
+            ),
+        };
+        assert_eq!(head.status, 200, "through nginx: {head:?}");
+        assert!(
+            head.header("content-type")
+                .is_some_and(|t| t.starts_with("text/event-stream")),
+            "through nginx: {head:?}"
+        );
+        let mut stream = Subscriber::from_head(conn, head);
+        match stream.poll(start + HELD) {
+            Next::Item(Item::Comment(text)) if text == "connected" => {}
+            other => panic!("through nginx, the stream did not open within {HELD:?}: {other:?}"),
+        }
+        stream
+    }
+
+    fn error_log(&self) -> String {
+        tail(&self.dir.join("error.log"), 4000)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("---- nginx error.log ----\n{}", self.error_log());
+        }
+    }
+}
+
+/// A config with every path inside `dir`: nothing of the machine's nginx
+/// (its /etc config, /var/log, /var/lib temp dirs) is read or written.
+fn config(dir: &std::path::Path, port: u16, locations: &str) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{
+    worker_connections 64;
+}}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_body_temp;
+    proxy_temp_path {d}/proxy_temp;
+    fastcgi_temp_path {d}/fastcgi_temp;
+    uwsgi_temp_path {d}/uwsgi_temp;
+    scgi_temp_path {d}/scgi_temp;
+    server {{
+        listen 127.0.0.1:{port};
+{locations}
+    }}
+}}
+"
+    )
+}
+
+/// An upstream that answers like sseloop, with or without
+/// `X-Accel-Buffering: no`, writing what the test tells it to.
+struct ControlUpstream {
+    addr: SocketAddr,
+    head: &'static str,
+    requests: Receiver<String>,
+    commands: Sender<Option<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// sseloop's stream head and first bytes, less `X-Accel-Buffering: no`.
+const HEAD_WITHOUT: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n: connected\n\n";
+/// The same with the header.
+const HEAD_WITH: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\n: connected\n\n";
+
+impl ControlUpstream {
+    fn start(head: &'static str) -> ControlUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind control upstream");
+        let addr = listener.local_addr().unwrap();
+        let (request_tx, requests) = mpsc::channel();
+        let (commands, command_rx) = mpsc::channel::<Option<Vec<u8>>>();
+        let thread = thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => return,
+                }
+            }
+            let _ = request_tx.send(String::from_utf8_lossy(&head).into_owned());
+            // Until told to close (None) or dropped.
+            while let Ok(Some(bytes)) = command_rx.recv() {
+                if stream.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+        });
+        ControlUpstream {
+            addr,
+            head,
+            requests,
+            commands,
+            thread: Some(thread),
+        }
+    }
+
+    /// Awaits nginx's request (returned), then answers with the head and
+    /// one event.
+    fn answer(&self) -> String {
+        let request = self
+            .requests
+            .recv_timeout(IO_TIMEOUT)
+            .expect("nginx forwarded the request to the control upstream");
+        self.send(self.head.as_bytes());
+        self.send(b"id: c-1\ndata: held back?\n\n");
+        request
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        self.commands
+            .send(Some(bytes.to_vec()))
+            .expect("control upstream runs");
+    }
+
+    fn close(&self) {
+        let _ = self.commands.send(None);
+    }
+}
+
+impl Drop for ControlUpstream {
+    fn drop(&mut self) {
+        self.close();
+        // Unblocks an accept that never got its connection.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The request line of the last request the forwarder saw.
+fn upstream_request_line(forwarder: &Forwarder) -> String {
+    let conns = forwarder.wait_requests(1, IO_TIMEOUT);
+    let conn = conns.last().expect("a connection");
+    conn.request.lines().next().unwrap_or("").to_string()
+}
+
+/// Publishes events and reads each from both `direct` and `proxied`,
+/// asserting the proxied one is the same event, within `MAX_DELAY`.
+/// Returns (direct, proxied) delays.
+fn publish_and_compare(
+    server: &TestServer,
+    topic: &str,
+    direct: &mut Subscriber,
+    proxied: &mut Subscriber,
+    count: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut publisher = server.publisher();
+    let mut direct_delays = Vec::new();
+    let mut proxied_delays = Vec::new();
+    for n in 0..count {
+        let (query, body) = if n % 3 == 1 {
+            (
+                format!("?topic={topic}&event=progress"),
+                format!("{n}%\nsecond line — ünïcode 🚀"),
+            )
+        } else {
+            (format!("?topic={topic}"), format!("event {n}"))
+        };
+        let start = Instant::now();
+        let id = publisher.publish_ok(&query, body.as_bytes());
+        let got_direct = direct.next_event_by(start + IO_TIMEOUT);
+        direct_delays.push(start.elapsed());
+        let got_proxied = proxied.next_event_by(start + IO_TIMEOUT);
+        proxied_delays.push(start.elapsed());
+        assert_eq!(got_direct.id.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            got_proxied, got_direct,
+            "the event through nginx differs from the direct one"
+        );
+    }
+    (direct_delays, proxied_delays)
+}
+
+/// Timed rounds: a late event fails a round, and only a late event in every
+/// round fails the test (one stall of a busy machine is not nginx's
+/// buffering, which holds every event, every time).
+const ROUNDS: usize = 3;
+
+/// Publishes 20 events per round; each must come through nginx identical
+/// to the direct one and within `MAX_DELAY`.
+fn compare_in_rounds(
+    what: &str,
+    server: &TestServer,
+    topic: &str,
+    direct: &mut Subscriber,
+    proxied: &mut Subscriber,
+) {
+    let mut late = Vec::new();
+    for round in 1..=ROUNDS {
+        let (direct_delays, proxied_delays) =
+            publish_and_compare(server, topic, direct, proxied, 20);
+        eprintln!(
+            "nginx {what}: direct {}; through nginx {}",
+            summary(&direct_delays),
+            summary(&proxied_delays)
+        );
+        match proxied_delays.iter().position(|d| *d >= MAX_DELAY) {
+            None => return,
+            Some(n) => {
+                let why = format!(
+                    "round {round}: event {n} took {:?} through nginx (limit {MAX_DELAY:?}); through nginx {proxied_delays:?}, direct {direct_delays:?}",
+                    proxied_delays[n]
+                );
+                eprintln!("nginx {what}: {why}");
+                late.push(why);
+            }
+        }
+    }
+    panic!(
+        "nginx {what}: a late event in every round:\n{}",
+        late.join("\n")
+    );
+}
+
+fn summary(delays: &[Duration]) -> String {
+    let mut sorted: Vec<f64> = delays.iter().copied().map(ms).collect();
+    sorted.sort_by(f64::total_cmp);
+    format!(
+        "min {:.1} median {:.1} max {:.1} ms",
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
+}
+
+#[test]
+fn default_proxy_pass_streams_as_fast_as_direct_and_a_control_without_the_header_is_held() {
+    require_program(&["nginx"], "nginx");
+    let server = TestServer::start(&[]);
+    let upstream_leg = Forwarder::start(server.addr());
+    let control = ControlUpstream::start(HEAD_WITHOUT);
+    let positive = ControlUpstream::start(HEAD_WITH);
+    // The default deployment: nothing but proxy_pass, for sseloop and for
+    // the control upstreams alike.
+    let nginx = Nginx::start(&format!(
+        "        location / {{ proxy_pass http://{}; }}
+        location /held/ {{ proxy_pass http://{}; }}
+        location /passed/ {{ proxy_pass http://{}; }}",
+        upstream_leg.addr(),
+        control.addr,
+        positive.addr
+    ));
+
+    // (a) sseloop through nginx's defaults.
+    let mut direct = server.subscribe("?topic=nx");
+    direct.expect_connected();
+    let mut proxied = nginx.subscribe("/events?topic=nx");
+    let line = upstream_request_line(&upstream_leg);
+    assert!(
+        line.starts_with("GET /events?topic=nx ") && line.ends_with("HTTP/1.0"),
+        "nginx's default upstream request is HTTP/1.0: {line:?}"
+    );
+    let response = &upstream_leg.conns()[0].response;
+    assert!(
+        response.contains("X-Accel-Buffering: no\r\n")
+            && !response.to_ascii_lowercase().contains("transfer-encoding"),
+        "sseloop answers HTTP/1.0 close-delimited, with X-Accel-Buffering: no: {response:?}"
+    );
+    compare_in_rounds(
+        "default proxy_pass",
+        &server,
+        "nx",
+        &mut direct,
+        &mut proxied,
+    );
+
+    // (b) The control: the same stream without X-Accel-Buffering: no, through
+    // the same defaults, is held: not even the head arrives.
+    let mut held = nginx.get("/held/events?topic=nx");
+    let request = control.answer();
+    assert!(
+        request.starts_with("GET /held/events?topic=nx HTTP/1.0\r\n"),
+        "control request: {request:?}"
+    );
+    match held.try_read_head(Instant::now() + HELD) {
+        Err(Stop::Timeout) => {}
+        other => panic!(
+            "control: nginx passed a stream without X-Accel-Buffering: no within {HELD:?} ({other:?}); the test cannot tell buffering from streaming"
+        ),
+    }
+    // It was held, not lost: the upstream's close releases all of it.
+    control.close();
+    let head = held.read_head(deadline());
+    assert_eq!(head.status, 200, "control head: {head:?}");
+    let mut released = Subscriber::from_head(held, head);
+    released.expect_connected();
+    let event = released.next_event();
+    assert_eq!(event.data, "held back?");
+    match released.poll(deadline()) {
+        Next::End(BodyEnd::Clean) => {}
+        other => panic!("control stream did not end cleanly: {other:?}"),
+    }
+
+    // And the header is the whole difference: the same upstream answer with
+    // X-Accel-Buffering: no comes through at once.
+    let start = Instant::now();
+    let mut passed = nginx.get("/passed/events?topic=nx");
+    positive.answer();
+    let head = passed
+        .try_read_head(start + HELD)
+        .unwrap_or_else(|stop| panic!("positive control: no head within {HELD:?}: {stop:?}"));
+    let mut passed = Subscriber::from_head(passed, head);
+    match passed.poll(start + HELD) {
+        Next::Item(Item::Comment(text)) if text == "connected" => {}
+        other => panic!("positive control did not open within {HELD:?}: {other:?}"),
+    }
+    match passed.poll(start + HELD) {
+        Next::Item(Item::Event(event)) if event.data == "held back?" => {}
+        other => panic!("positive control: no event within {HELD:?}: {other:?}"),
+    }
+}
+
+#[test]
+fn proxy_http_version_1_1_passes_a_chunked_stream() {
+    require_program(&["nginx"], "nginx");
+    let server = TestServer::start(&[]);
+    let upstream_leg = Forwarder::start(server.addr());
+    let nginx = Nginx::start(&format!(
+        "        location / {{
+            proxy_pass http://{};
+            proxy_http_version 1.1;
+        }}",
+        upstream_leg.addr()
+    ));
+    let mut direct = server.subscribe("?topic=v11");
+    direct.expect_connected();
+    let mut proxied = nginx.subscribe("/events?topic=v11");
+    let line = upstream_request_line(&upstream_leg);
+    assert!(
+        line.ends_with("HTTP/1.1"),
+        "upstream request is HTTP/1.1: {line:?}"
+    );
+    let response = &upstream_leg.conns()[0].response;
+    assert!(
+        response.contains("Transfer-Encoding: chunked\r\n"),
+        "sseloop answers HTTP/1.1 chunked: {response:?}"
+    );
+    compare_in_rounds(
+        "proxy_http_version 1.1",
+        &server,
+        "v11",
+        &mut direct,
+        &mut proxied,
+    );
+}
+
+/// nginx's idle timeout in this test, and sseloop's heartbeat under it.
+const READ_TIMEOUT_MS: u64 = 1000;
+const HEARTBEAT_MS: u64 = 300;
+
+#[test]
+fn heartbeats_keep_an_idle_stream_past_proxy_read_timeout() {
+    require_program(&["nginx"], "nginx");
+    let heartbeat = format!("{HEARTBEAT_MS}ms");
+    let beating = TestServer::start(&["--heartbeat", &heartbeat]);
+    let silent = TestServer::start(&["--heartbeat", "0"]);
+    let nginx = Nginx::start(&format!(
+        "        proxy_read_timeout {READ_TIMEOUT_MS}ms;
+        location /beating/ {{ proxy_pass http://{}/; }}
+        location /silent/ {{ proxy_pass http://{}/; }}",
+        beating.addr(),
+        silent.addr()
+    ));
+    let mut kept = nginx.subscribe("/beating/events?topic=idle");
+    let mut dropped = nginx.subscribe("/silent/events?topic=idle");
+    let opened = Instant::now();
+
+    // Idle for three of nginx's timeouts: heartbeats pass through at their
+    // interval and the stream stays open.
+    let idle_until = opened + Duration::from_millis(3 * READ_TIMEOUT_MS);
+    let mut last = opened;
+    let mut beats = 0;
+    loop {
+        match kept.poll(idle_until) {
+            Next::Item(Item::Comment(text)) if text == "heartbeat" => {
+                let gap = last.elapsed();
+                assert!(
+                    gap < Duration::from_millis(HEARTBEAT_MS + 250),
+                    "{gap:?} between heartbeats through nginx"
+                );
+                last = Instant::now();
+                beats += 1;
+            }
+            Next::End(BodyEnd::Timeout) => break,
+            other => panic!("idle stream with heartbeats, through nginx: {other:?}"),
+        }
+    }
+    assert!(beats >= 8, "only {beats} heartbeats in 3 s");
+    let mut publisher = beating.publisher();
+    let start = Instant::now();
+    let id = publisher.publish_ok("?topic=idle", b"still here");
+    let event = kept.next_event();
+    assert!(
+        start.elapsed() < MAX_DELAY,
+        "after idling: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(event.id.as_deref(), Some(id.as_str()));
+
+    // The control: with no heartbeat, nginx ended the idle stream after its
+    // timeout (the whole idle spell above is far past it).
+    match dropped.poll(deadline()) {
+        Next::End(BodyEnd::Clean | BodyEnd::Truncated | BodyEnd::Failed(_)) => {}
+        other => panic!(
+            "without heartbeats nginx should have timed the idle stream out after {READ_TIMEOUT_MS} ms: {other:?}"
+        ),
+    }
+    assert!(
+        nginx.error_log().contains("upstream timed out"),
+        "nginx says why it ended the stream: {}",
+        nginx.error_log()
+    );
+}

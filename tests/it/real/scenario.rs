@@ -1,0 +1,341 @@
+//! What the browser page and the library clients are put through, written
+//! once: a varied sequence of events, the checks that every one arrived
+//! exactly once, in order, intact and on time, and the drop-and-resume
+//! scenario. A client reports to the collector: `open` (with `n`), `error`
+//! (with `state`, the readyState), and `message` (`type`, `id`, `data`, and
+//! `at`, its `Date.now()` when the event was dispatched), each with `seq`,
+//! its own order.
+
+use std::time::{Duration, Instant};
+
+use super::collector::{Collector, Report, of_kind};
+use super::epoch_ms;
+use super::forwarder::Forwarder;
+use crate::support::{Publisher, TestServer};
+
+/// Delivery bound that users of progress bars need.
+pub const MAX_DELAY_MS: f64 = 100.0;
+/// Any single report once the client runs.
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Event types the clients listen for besides `message` (and `reset`).
+pub const TYPES: &str = "progress,complete";
+/// A client has settled after start-up once every event for this long took
+/// under `QUIET_MS`; the warm-up gives up waiting for that after
+/// `WARM_UP_MAX` and the measurement goes ahead.
+const QUIET_FOR: Duration = Duration::from_secs(1);
+const QUIET_MS: f64 = 25.0;
+const WARM_UP_MAX: Duration = Duration::from_secs(10);
+
+/// One event the test published and expects the client to report.
+pub struct Sent {
+    pub id: String,
+    /// `None`: untyped, dispatched as `message`.
+    pub event: Option<&'static str>,
+    /// What the client must be handed (line breaks as LF).
+    pub expected: String,
+    pub published_ms: f64,
+}
+
+/// The n-th event of a varied sequence: (type, body, data the client must
+/// see).
+pub fn sample(n: usize) -> (Option<&'static str>, String, String) {
+    let same = |event, body: String| (event, body.clone(), body);
+    match n % 8 {
+        0 => same(None, format!("plain {n}")),
+        1 => same(Some("progress"), format!("{n}%")),
+        2 => same(None, format!("line one {n}\nline two\n\nline four")),
+        3 => same(
+            None,
+            format!("héllo wörld {n} — 日本語 — 🚀 — ∑ — \u{feff}bom"),
+        ),
+        4 => (
+            Some("complete"),
+            format!("done {n}\r\nwith CRLF\rand CR"),
+            format!("done {n}\nwith CRLF\nand CR"),
+        ),
+        5 => same(None, String::new()),
+        6 => same(
+            Some("progress"),
+            format!("  leading spaces {n}: and: colons: kept"),
+        ),
+        _ => same(None, format!("trailing newline {n}\n")),
+    }
+}
+
+/// Publishes sample `n` to `topic`, noting when.
+pub fn publish(publisher: &mut Publisher, topic: &str, n: usize) -> Sent {
+    let (event, body, expected) = sample(n);
+    let mut query = format!("?topic={topic}");
+    if let Some(event) = event {
+        query.push_str(&format!("&event={event}"));
+    }
+    let published_ms = epoch_ms();
+    let id = publisher.publish_ok(&query, body.as_bytes());
+    Sent {
+        id,
+        event,
+        expected,
+        published_ms,
+    }
+}
+
+/// The client's message reports, in the order it saw them.
+pub fn messages(reports: &[Report]) -> Vec<Report> {
+    let mut messages = of_kind(reports, "message");
+    messages.sort_by(|a, b| a.num("seq").total_cmp(&b.num("seq")));
+    messages
+}
+
+/// Waits until the client reported `count` messages; all of them, in order.
+pub fn wait_messages(collector: &Collector, count: usize) -> Vec<Report> {
+    messages(&collector.wait_kind("message", count, REPORT_TIMEOUT))
+}
+
+/// Asserts the client saw exactly `sent`, in order, with the right type
+/// and data; returns each event's delay from publish to dispatch in ms.
+pub fn assert_received(who: &str, received: &[Report], sent: &[Sent]) -> Vec<f64> {
+    let ids: Vec<&str> = received.iter().map(|r| r.get("id").unwrap_or("")).collect();
+    let want: Vec<&str> = sent.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids, want,
+        "{who}: events not received exactly once each, in order"
+    );
+    let mut delays = Vec::new();
+    for (report, sent) in received.iter().zip(sent) {
+        let event = sent.event.unwrap_or("message");
+        assert_eq!(
+            report.get("type"),
+            Some(event),
+            "{who}: type of {}",
+            sent.id
+        );
+        assert_eq!(
+            report.get("data"),
+            Some(sent.expected.as_str()),
+            "{who}: data of {}",
+            sent.id
+        );
+        delays.push(report.num("at") - sent.published_ms);
+    }
+    delays
+}
+
+/// Prints the delays; `Err` says which event was later than `MAX_DELAY_MS`.
+pub fn check_delays(who: &str, what: &str, sent: &[Sent], delays: &[f64]) -> Result<(), String> {
+    let mut sorted = delays.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "{who} {what}: {} events, publish→message delay ms: min {:.0} median {:.0} max {:.0}",
+        delays.len(),
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+    match sent
+        .iter()
+        .zip(delays)
+        .find(|(_, delay)| **delay >= MAX_DELAY_MS)
+    {
+        Some((sent, delay)) => Err(format!(
+            "{who} {what}: event {} took {delay:.0} ms from publish to the client (limit {MAX_DELAY_MS} ms); all: {delays:.0?}",
+            sent.id
+        )),
+        None => Ok(()),
+    }
+}
+
+pub fn assert_no_errors(who: &str, reports: &[Report]) {
+    let errors = of_kind(reports, "error");
+    assert!(errors.is_empty(), "{who}: EventSource errors {errors:?}");
+}
+
+/// Publishes sample events one at a time, each awaited, until the client
+/// has settled after its start-up: a browser that has just opened its page
+/// is still busy starting (Firefox stalls its event loop for up to 150 ms
+/// now and then in its first two seconds), which would be measured instead
+/// of sseloop. Warm-up events are checked for order and content with the
+/// rest, but not timed.
+pub fn warm_up(
+    who: &str,
+    publisher: &mut Publisher,
+    collector: &Collector,
+    topic: &str,
+    sent: &mut Vec<Sent>,
+) {
+    let start = Instant::now();
+    let mut quiet_since = Instant::now();
+    let mut n = 0;
+    loop {
+        sent.push(publish(publisher, topic, n));
+        n += 1;
+        let received = wait_messages(collector, sent.len());
+        let delay = received.last().expect("a message").num("at")
+            - sent.last().expect("an event").published_ms;
+        if delay >= QUIET_MS {
+            quiet_since = Instant::now();
+        }
+        if quiet_since.elapsed() >= QUIET_FOR {
+            eprintln!(
+                "{who}: settled after {n} warm-up events in {:?}",
+                start.elapsed()
+            );
+            return;
+        }
+        if start.elapsed() >= WARM_UP_MAX {
+            eprintln!(
+                "{who}: still not settled after {WARM_UP_MAX:?} of warm-up; measuring anyway"
+            );
+            return;
+        }
+    }
+}
+
+/// Timed rounds a delivery test may take: a late event fails the round,
+/// and only a late event in every round fails the test. One stall of a busy
+/// 2-core machine (the rest of the suite runs alongside) can hold a browser
+/// past 100 ms once; a real delay in sseloop (a buffer, Nagle's algorithm
+/// against delayed ACKs) is there in every round.
+const ROUNDS: usize = 3;
+
+/// The client's stream is open on `topic`: after a warm-up, events of
+/// every kind are published one at a time and then in a burst, and every
+/// one must reach the client exactly once, in order, intact, within
+/// `MAX_DELAY_MS` of its publish (in one of `ROUNDS` rounds). Returns what
+/// was sent.
+pub fn deliver_sequence(
+    who: &str,
+    server: &TestServer,
+    collector: &Collector,
+    topic: &str,
+) -> Vec<Sent> {
+    let mut publisher = server.publisher();
+    let mut sent = Vec::new();
+    warm_up(who, &mut publisher, collector, topic, &mut sent);
+    let mut late = Vec::new();
+    for round in 1..=ROUNDS {
+        // One at a time: each event's delay alone, nothing queued behind it.
+        let first = sent.len();
+        for n in 0..24 {
+            sent.push(publish(&mut publisher, topic, n));
+            wait_messages(collector, sent.len());
+        }
+        let received = messages(&collector.reports());
+        let delays = assert_received(who, &received, &sent);
+        let single = check_delays(who, "one at a time", &sent[first..], &delays[first..]);
+
+        // A burst: back to back, as a busy job reports progress.
+        let before = sent.len();
+        for n in 0..40 {
+            sent.push(publish(&mut publisher, topic, n));
+        }
+        let received = wait_messages(collector, sent.len());
+        let delays = assert_received(who, &received, &sent);
+        let burst = check_delays(who, "burst", &sent[before..], &delays[before..]);
+
+        match single.and(burst) {
+            Ok(()) => return sent,
+            Err(why) => {
+                eprintln!("{who}: round {round} of {ROUNDS} had a late event: {why}");
+                late.push(why);
+            }
+        }
+    }
+    panic!(
+        "{who}: a late event in every one of {ROUNDS} rounds:\n{}",
+        late.join("\n")
+    );
+}
+
+/// The client's stream runs through `forwarder` to `server` (started with a
+/// short `--retry`), on `topic`, and has opened once. Events are delivered
+/// one by one; then, in the middle of a burst of publishes, the forwarder
+/// cuts the connection, so some events are lost in flight and the rest are
+/// published while the client has no connection at all. The client must
+/// reconnect by itself, once, saying `Last-Event-ID` of the last event it
+/// saw, and end up with every event exactly once, in order. `sent` is what
+/// the client already received on this stream.
+pub fn resume_after_cut(
+    who: &str,
+    server: &TestServer,
+    collector: &Collector,
+    forwarder: &Forwarder,
+    topic: &str,
+    mut sent: Vec<Sent>,
+) {
+    let mut publisher = server.publisher();
+
+    // Before the drop: delivered one by one.
+    for n in 0..8 {
+        sent.push(publish(&mut publisher, topic, n));
+        wait_messages(collector, sent.len());
+    }
+    let cut_after = sent.len() + 6;
+    for n in 8..20 {
+        sent.push(publish(&mut publisher, topic, n));
+        if sent.len() == cut_after {
+            assert_eq!(forwarder.cut(), 1, "{who}: one stream to cut");
+        }
+    }
+    let burst_end = sent.len();
+    let reopen = collector
+        .wait_kind("open", 2, REPORT_TIMEOUT)
+        .pop()
+        .expect("two opens");
+    // After the reconnect: live again.
+    for n in 20..28 {
+        sent.push(publish(&mut publisher, topic, n));
+        wait_messages(collector, sent.len());
+    }
+    let received = wait_messages(collector, sent.len());
+    assert_received(who, &received, &sent);
+
+    // It reconnected once, by itself, after an error that left it
+    // CONNECTING (0), never CLOSED (2).
+    let reports = collector.reports();
+    let opens = of_kind(&reports, "open");
+    assert_eq!(opens.len(), 2, "{who}: one reconnect: {opens:?}");
+    let errors = of_kind(&reports, "error");
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| e.get("state") == Some("0")),
+        "{who}: the drop is an error with readyState CONNECTING (0): {errors:?}"
+    );
+
+    // The reconnect named the last event seen before it.
+    let seen_before: Vec<&Report> = received
+        .iter()
+        .filter(|r| r.num("seq") < reopen.num("seq"))
+        .collect();
+    let last_seen = seen_before
+        .last()
+        .and_then(|r| r.get("id"))
+        .expect("events before the drop");
+    let conns = forwarder.wait_requests(2, REPORT_TIMEOUT);
+    let streams: Vec<_> = conns
+        .iter()
+        .filter(|c| c.request.starts_with("GET "))
+        .collect();
+    assert_eq!(streams.len(), 2, "{who}: two stream requests: {conns:?}");
+    assert_eq!(streams[0].header("last-event-id"), None);
+    assert_eq!(
+        streams[1].header("last-event-id"),
+        Some(last_seen),
+        "{who}: the reconnect names the last event seen: {:?}",
+        streams[1].request
+    );
+    // Something really was missed and replayed from the history: at least
+    // the events published after the cut, at most all those published
+    // before the reconnect that the client had not seen.
+    let published_before_reopen = burst_end;
+    let missed = published_before_reopen - seen_before.len();
+    let after_cut = burst_end - cut_after;
+    let replayed = server.metric("sseloop_replayed_events_total") as usize;
+    assert!(
+        (after_cut..=missed).contains(&replayed),
+        "{who}: {replayed} events replayed; {after_cut} were published after the cut and {missed} were not seen before it"
+    );
+    eprintln!(
+        "{who} resume: {} events before the drop, {replayed} replayed after it, then {} live; reconnected with Last-Event-ID {last_seen}",
+        seen_before.len(),
+        sent.len() - burst_end
+    );
+}

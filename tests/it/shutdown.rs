@@ -1,0 +1,279 @@
+//! Graceful shutdown of the binary on SIGTERM/SIGINT: queued events are
+//! delivered within the grace period, every stream ends cleanly (the
+//! terminating chunk, or the close for close-delimited bodies), requests
+//! that arrive meanwhile are told to come back, and the process exits 0.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    BodyEnd, Framing, Item, Next, Subscriber, TestServer, assert_error, deadline,
+};
+
+/// Data bytes per event: large, so the queue fills with few publishes.
+const SIZE: usize = 60 * 1024;
+/// At most this many events (24 MiB) to get bytes queued in the server.
+const MAX_EVENTS: usize = 400;
+/// Bytes the server must hold unsent for the subscriber when the signal
+/// arrives, beyond what the sockets took.
+const QUEUED: u64 = 1 << 20;
+/// How long the server may take to exit after the streams ended.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn payload(n: usize) -> String {
+    let fill = char::from(b'a' + (n % 26) as u8);
+    let mut body = format!("{n:05}:");
+    body.extend(std::iter::repeat_n(fill, SIZE - body.len()));
+    body
+}
+
+/// Publishes to topic `s` while `sub` reads nothing, until at least
+/// `QUEUED` bytes of events wait in the server's queue (events published
+/// minus all bytes the server wrote, an underestimate). Returns the ids.
+fn fill_queue(server: &TestServer) -> Vec<String> {
+    let mut publisher = server.publisher();
+    let mut ids = Vec::new();
+    while ids.len() < MAX_EVENTS {
+        for _ in 0..8 {
+            let n = ids.len();
+            ids.push(publisher.publish_ok("?topic=s", payload(n).as_bytes()));
+        }
+        let published = (ids.len() * SIZE) as u64;
+        let written = server.metric("sseloop_bytes_written_total");
+        if published > written + QUEUED {
+            return ids;
+        }
+    }
+    panic!("no bytes queued in the server after {MAX_EVENTS} events");
+}
+
+/// Reads every event of `ids` in order, then the stream's end, which must
+/// be clean (the terminating chunk, or EOF when close-delimited) and fall
+/// between events; then the close.
+fn expect_all_then_clean_end(sub: &mut Subscriber, ids: &[String]) {
+    let mut received = 0;
+    let end = loop {
+        match sub.poll(deadline()) {
+            Next::Item(Item::Event(event)) => {
+                assert!(received < ids.len(), "more events than published");
+                assert_eq!(
+                    event.id.as_deref(),
+                    Some(ids[received].as_str()),
+                    "event {received}"
+                );
+                assert!(
+                    event.data == payload(received),
+                    "event {received} corrupted"
+                );
+                received += 1;
+            }
+            Next::Item(Item::Comment(_)) => {}
+            Next::Item(other) => panic!("unexpected {other:?}"),
+            Next::End(end) => break end,
+        }
+    };
+    assert_eq!(
+        received,
+        ids.len(),
+        "queued events lost at shutdown (stream ended with {end:?})"
+    );
+    assert!(matches!(end, BodyEnd::Clean), "stream end: {end:?}");
+    assert!(!sub.has_partial(), "the stream ended inside an event");
+    sub.expect_closed();
+}
+
+fn expect_exit_0(server: &mut TestServer) {
+    let status = server.wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "after shutdown the server exited with {status:?}"
+    );
+}
+
+/// A subscriber that reads nothing while events pile up in the server's
+/// queue; then the signal; then it reads: every event, the clean end, and
+/// the process exits 0. `request` is the subscribe request.
+fn shutdown_delivers_queued_events(args: &[&str], request: &str, framing: Framing, signal: i32) {
+    let mut all_args = vec!["--queue-limit", "64MiB", "--heartbeat", "0"];
+    all_args.extend_from_slice(args);
+    let mut server = TestServer::start(&all_args);
+    let mut sub = server.subscribe_raw(request.as_bytes());
+    assert_eq!(
+        sub.head.header("transfer-encoding").is_some(),
+        framing == Framing::Chunked,
+        "framing of {request:?}: {:?}",
+        sub.head
+    );
+    sub.expect_connected();
+    // On another topic: it gets nothing but the end of its stream, which
+    // says the shutdown has begun.
+    let mut watcher = server.subscribe("?topic=w");
+    watcher.expect_connected();
+    let ids = fill_queue(&server);
+
+    server.signal(signal);
+    // Reading `sub` before the shutdown began would let the server write
+    // its queue out early, and nothing would be left to deliver in the
+    // grace period. The loop ends every stream in one go, so once the
+    // watcher's has ended, `sub`'s unsent bytes are what shutdown does with
+    // them.
+    match watcher.poll(deadline()) {
+        Next::End(BodyEnd::Clean) => {}
+        other => panic!("the watcher's stream did not end at shutdown: {other:?}"),
+    }
+    drop(watcher);
+    // The grace period (1 s) is the time it has to take the rest: read to
+    // the server's close at once, decode afterwards.
+    let began = Instant::now();
+    let read = sub.read_to_eof(deadline());
+    let read_in = began.elapsed();
+    assert!(
+        read.is_ok(),
+        "reading to the close after the signal: {read:?}"
+    );
+    expect_all_then_clean_end(&mut sub, &ids);
+    drop(sub);
+    expect_exit_0(&mut server);
+    assert!(
+        server.log().contains("shutting down"),
+        "no shutdown logged (the rest was read in {read_in:?})"
+    );
+}
+
+#[test]
+fn sigterm_delivers_queued_events_then_the_last_chunk_and_exits_0() {
+    shutdown_delivers_queued_events(
+        &[],
+        "GET /events?topic=s HTTP/1.1\r\nHost: test\r\n\r\n",
+        Framing::Chunked,
+        libc::SIGTERM,
+    );
+}
+
+#[test]
+fn sigint_ends_an_http10_stream_with_a_close_after_its_queued_events() {
+    shutdown_delivers_queued_events(
+        &[],
+        "GET /events?topic=s HTTP/1.0\r\n\r\n",
+        Framing::Close,
+        libc::SIGINT,
+    );
+}
+
+#[test]
+fn sigterm_ends_a_close_framed_stream_with_a_close_after_its_queued_events() {
+    shutdown_delivers_queued_events(
+        &["--framing", "close"],
+        "GET /events?topic=s HTTP/1.1\r\nHost: test\r\n\r\n",
+        Framing::Close,
+        libc::SIGTERM,
+    );
+}
+
+#[test]
+fn idle_streams_of_both_framings_end_cleanly_at_shutdown() {
+    let mut server = TestServer::start(&["--heartbeat", "0"]);
+    let mut chunked = server.subscribe("?topic=i");
+    chunked.expect_connected();
+    let mut old = server.subscribe_raw(b"GET /events?topic=i HTTP/1.0\r\n\r\n");
+    old.expect_connected();
+    let id = server.publisher().publish_ok("?topic=i", b"one");
+    for sub in [&mut chunked, &mut old] {
+        assert_eq!(sub.next_event().id.as_deref(), Some(id.as_str()));
+    }
+    server.signal(libc::SIGTERM);
+    for sub in [&mut chunked, &mut old] {
+        match sub.poll(deadline()) {
+            Next::End(BodyEnd::Clean) => {}
+            other => panic!("expected a clean end, got {other:?}"),
+        }
+        assert!(!sub.has_partial());
+        sub.expect_closed();
+    }
+    drop((chunked, old));
+    expect_exit_0(&mut server);
+}
+
+/// Requests whose bytes straddle the signal: each connection has sent a
+/// request before it except for its last bytes, so the server, which does
+/// not close connections with a request in progress, is still reading them
+/// when the shutdown begins. A subscriber's clean end says the shutdown has
+/// begun; only then are the last bytes sent. The grace period (1 s) is far
+/// longer than that round trip.
+#[test]
+fn requests_arriving_during_the_grace_period_get_a_retry_stream_and_a_503() {
+    let mut server = TestServer::start(&["--retry", "2500ms", "--heartbeat", "0"]);
+    let mut watcher = server.subscribe("?topic=w");
+    watcher.expect_connected();
+
+    // One write each: a whole request that is answered (so the server has
+    // read the write), then the start of another.
+    let mut subscribe = server.http();
+    subscribe.send(
+        b"GET /health HTTP/1.1\r\nHost: test\r\n\r\nGET /events?topic=x HTTP/1.1\r\nHost: test\r\n",
+    );
+    let health = subscribe.read_response(deadline());
+    assert_eq!((health.head.status, health.text().as_str()), (200, "ok"));
+    let mut publish = server.http();
+    publish.send(
+        b"GET /health HTTP/1.1\r\nHost: test\r\n\r\nPOST /publish?topic=x HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nab",
+    );
+    let health = publish.read_response(deadline());
+    assert_eq!((health.head.status, health.text().as_str()), (200, "ok"));
+
+    server.signal(libc::SIGTERM);
+    match watcher.poll(deadline()) {
+        Next::End(BodyEnd::Clean) => {}
+        other => panic!("the watcher's stream did not end at shutdown: {other:?}"),
+    }
+    let shutdown_seen = Instant::now();
+
+    // The listener is closed at once.
+    match TcpStream::connect(server.addr()) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => panic!("a new connection during shutdown: {other:?}"),
+    }
+
+    // The subscribe: a 200 stream that says when to come back, and why,
+    // and ends at once.
+    subscribe.send(b"\r\n");
+    let refused = subscribe.read_response(deadline());
+    assert_eq!(refused.head.status, 200, "{:?}", refused.head);
+    assert_eq!(
+        refused.head.header("content-type"),
+        Some("text/event-stream"),
+        "{:?}",
+        refused.head
+    );
+    assert_eq!(
+        refused.text(),
+        "retry: 2500\n: server shutting down\n\n",
+        "the refused stream's body (read to its terminating chunk)"
+    );
+    subscribe.expect_closed();
+
+    // The publish: 503 with Retry-After, and the event is not published.
+    publish.send(b"cde");
+    let answer = publish.read_response(deadline());
+    assert_error(&answer, 503);
+    let retry_after = answer.head.header("retry-after");
+    assert!(
+        retry_after.is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)),
+        "503 without a Retry-After in seconds: {:?}",
+        answer.head
+    );
+    publish.expect_closed();
+    assert!(
+        shutdown_seen.elapsed() < Duration::from_secs(1),
+        "the test itself took longer than the grace period"
+    );
+
+    drop((watcher, subscribe, publish));
+    expect_exit_0(&mut server);
+    assert!(
+        server.await_log(&["stopped: 0 events published"]).is_some(),
+        "the publish during the grace period was published:\n{}",
+        server.log()
+    );
+}

@@ -1,0 +1,335 @@
+//! Subscribers that drop and come back: a slow one cut off past the queue
+//! limit that resumes without loss, and a storm of subscribers reconnecting
+//! at random while events are published.
+
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::{BodyEnd, Item, Next, Subscriber, TestServer, deadline, id_seq};
+
+/// A distinct body of `size` bytes per event, so that a mixed-up,
+/// truncated or reordered event is caught.
+fn payload(n: usize, size: usize) -> String {
+    let fill = char::from(b'a' + (n % 26) as u8);
+    let mut body = format!("{n:05}:");
+    body.extend(std::iter::repeat_n(fill, size - body.len()));
+    body
+}
+
+#[test]
+fn a_slow_subscriber_cut_off_resumes_from_its_last_complete_event_without_loss() {
+    const SIZE: usize = 32 * 1024;
+    // 25 MiB: far more than loopback socket buffers hold.
+    const MAX_EVENTS: usize = 800;
+    const AFTER_CUT: usize = 5;
+    let server = TestServer::start(&[
+        "--queue-limit",
+        "64KiB",
+        "--history",
+        "1024",
+        "--heartbeat",
+        "0",
+    ]);
+    let mut slow = server.subscribe("?topic=big");
+    slow.expect_connected();
+
+    // Publish while it reads nothing, until the server says it cut it off.
+    let mut publisher = server.publisher();
+    let mut ids = Vec::new();
+    while ids.len() < MAX_EVENTS && !server.log().contains("slow subscriber cut off") {
+        let n = ids.len();
+        ids.push(publisher.publish_ok("?topic=big", payload(n, SIZE).as_bytes()));
+    }
+    assert!(
+        server.log().contains("slow subscriber cut off"),
+        "not cut off after {} events of {SIZE} bytes",
+        ids.len()
+    );
+    // These it certainly missed.
+    for _ in 0..AFTER_CUT {
+        let n = ids.len();
+        ids.push(publisher.publish_ok("?topic=big", payload(n, SIZE).as_bytes()));
+    }
+
+    // What it got: the first events, whole and in order, then a clean end
+    // (the terminating chunk), then the close. Read at once: a cut-off peer
+    // gets a bounded time to take the rest.
+    let mut received = 0;
+    let end = loop {
+        match slow.poll(deadline()) {
+            Next::Item(Item::Event(event)) => {
+                assert!(received < ids.len(), "more events than published");
+                assert_eq!(
+                    event.id.as_deref(),
+                    Some(ids[received].as_str()),
+                    "event {received} of the cut-off stream"
+                );
+                assert!(
+                    event.data == payload(received, SIZE),
+                    "event {received} corrupted"
+                );
+                received += 1;
+            }
+            Next::Item(other) => panic!("unexpected {other:?} on the cut-off stream"),
+            Next::End(end) => break end,
+        }
+    };
+    assert!(
+        matches!(end, BodyEnd::Clean),
+        "cut-off stream did not end with the terminating chunk: {end:?}"
+    );
+    assert!(!slow.has_partial(), "the stream ended inside an event");
+    slow.expect_closed();
+    assert!(received > 0, "not even the first event arrived");
+    assert!(
+        received <= ids.len() - AFTER_CUT,
+        "events published after the cut-off reached the cut-off stream"
+    );
+
+    // Resume from the last complete event: the rest, in order, no reset.
+    let last = &ids[received - 1];
+    let mut back = server.resume("?topic=big", last);
+    back.expect_connected();
+    for (n, id) in ids.iter().enumerate().skip(received) {
+        let event = back.next_event();
+        assert_eq!(event.event, None, "a reset or other type: {event:?}");
+        assert_eq!(event.id.as_deref(), Some(id.as_str()), "resumed event {n}");
+        assert!(
+            event.data == payload(n, SIZE),
+            "resumed event {n} corrupted"
+        );
+    }
+    // And it is live again.
+    let live = publisher.publish_ok("?topic=big", b"live");
+    let event = back.next_event();
+    assert_eq!(event.id, Some(live));
+    assert_eq!(
+        server.metric("sseloop_slow_subscriber_disconnects_total"),
+        1,
+        "only the first stream was cut off"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The reconnect storm
+
+const SUBSCRIBERS: usize = 40;
+const TOPICS: usize = 4;
+const PUBLISHERS: usize = 2;
+const EVENTS_PER_PUBLISHER: usize = 200;
+/// Longest run of events a subscriber reads before it drops.
+const MAX_RUN: u64 = 25;
+/// The storm must be over by then, or the test fails.
+const STORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// xorshift64*: enough randomness for drop points and topics, reproducible
+/// from the seed printed on failure.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The topics of subscriber `i`: one, two, or none (broadcasts only).
+fn subscriber_topics(i: usize) -> Vec<usize> {
+    match i % 5 {
+        4 => vec![],
+        k if i.is_multiple_of(3) => vec![k % TOPICS, (k + 1) % TOPICS],
+        k => vec![k % TOPICS],
+    }
+}
+
+fn topic_query(topics: &[usize]) -> String {
+    let parts: Vec<String> = topics.iter().map(|t| format!("topic=t{t}")).collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// One published event: its id, topics (empty: broadcast) and data.
+struct Published {
+    id: String,
+    topics: Vec<usize>,
+    data: String,
+}
+
+/// A subscriber's life in the storm: read a random number of events, drop,
+/// resume from the last id seen (by header or by query), until the `end`
+/// broadcast. Returns every event seen (id, type, data), and how often it
+/// reconnected.
+fn storm_subscriber(
+    server: &TestServer,
+    mut sub: Subscriber,
+    topics: &[usize],
+    seed: u64,
+    until: Instant,
+) -> (Vec<(String, Option<String>, String)>, usize) {
+    let mut rng = Rng::new(seed);
+    let query = topic_query(topics);
+    // The `start` broadcast, read before anything else is published.
+    let start = sub.next_event_by(until);
+    assert_eq!(start.data, "start");
+    let mut last = start.id.expect("ids");
+    let mut seen = Vec::new();
+    // Bounded: each round reads at least one event or reconnects, and
+    // there are at most a few hundred events.
+    for reconnects in 0..10_000 {
+        let run = rng.below(MAX_RUN + 1);
+        for _ in 0..run {
+            let event = sub.next_event_by(until);
+            let id = event.id.expect("every event has an id");
+            if event.data == "end" {
+                return (seen, reconnects);
+            }
+            last.clone_from(&id);
+            seen.push((id, event.event, event.data));
+        }
+        drop(sub);
+        sub = if rng.below(2) == 0 {
+            server.resume(&query, &last)
+        } else {
+            let sep = if query.is_empty() { '?' } else { '&' };
+            server.subscribe(&format!("{query}{sep}lastEventId={last}"))
+        };
+        sub.expect_connected();
+    }
+    panic!("subscriber did not see the end after 10000 rounds");
+}
+
+#[test]
+fn a_reconnect_storm_loses_nothing() {
+    let seed = std::env::var("STORM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("storm seed {seed} (set STORM_SEED to repeat it)");
+    let began = Instant::now();
+    let until = began + STORM_TIMEOUT;
+    let server = TestServer::start(&["--history", "1024", "--heartbeat", "0"]);
+
+    // Everyone is registered before the first event.
+    let subscribers: Vec<(Vec<usize>, Subscriber)> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let topics = subscriber_topics(i);
+            let mut sub = server.subscribe(&topic_query(&topics));
+            sub.expect_connected();
+            (topics, sub)
+        })
+        .collect();
+    let mut publisher = server.publisher();
+    publisher.publish_ok("", b"start");
+
+    let (published, results) = thread::scope(|scope| {
+        let readers: Vec<_> = subscribers
+            .into_iter()
+            .enumerate()
+            .map(|(i, (topics, sub))| {
+                let server = &server;
+                scope.spawn(move || {
+                    let out =
+                        storm_subscriber(server, sub, &topics, seed ^ (i as u64 * 7919), until);
+                    (topics, out)
+                })
+            })
+            .collect();
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                let server = &server;
+                scope.spawn(move || {
+                    let mut rng = Rng::new(seed.rotate_left(17) ^ p as u64);
+                    let mut publisher = server.publisher();
+                    let mut out = Vec::with_capacity(EVENTS_PER_PUBLISHER);
+                    for n in 0..EVENTS_PER_PUBLISHER {
+                        // 1 in 8 broadcast, 1 in 8 to two topics, else one.
+                        let first = rng.below(TOPICS as u64) as usize;
+                        let topics = match rng.below(8) {
+                            0 => vec![],
+                            1 => vec![first, (first + 1 + rng.below(3) as usize) % TOPICS],
+                            _ => vec![first],
+                        };
+                        let data = format!("p{p}-{n}");
+                        let mut query = topic_query(&topics);
+                        if n.is_multiple_of(5) {
+                            query.push(if query.is_empty() { '?' } else { '&' });
+                            query.push_str("event=tick");
+                        }
+                        let id = publisher.publish_ok(&query, data.as_bytes());
+                        out.push(Published { id, topics, data });
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut published: Vec<Published> = publishers
+            .into_iter()
+            .flat_map(|p| p.join().expect("publisher thread"))
+            .collect();
+        published.sort_by_key(|p| id_seq(&p.id));
+        publisher.publish_ok("", b"end");
+        let results: Vec<_> = readers
+            .into_iter()
+            .map(|r| r.join().expect("subscriber thread"))
+            .collect();
+        (published, results)
+    });
+
+    let mut total_reconnects = 0;
+    for (i, (topics, (seen, reconnects))) in results.iter().enumerate() {
+        total_reconnects += reconnects;
+        let expected: Vec<(&str, Option<&str>, &str)> = published
+            .iter()
+            .filter(|p| p.topics.is_empty() || p.topics.iter().any(|t| topics.contains(t)))
+            .map(|p| {
+                let n: usize = p.data.rsplit('-').next().unwrap().parse().unwrap();
+                let kind = n.is_multiple_of(5).then_some("tick");
+                (p.id.as_str(), kind, p.data.as_str())
+            })
+            .collect();
+        let got: Vec<(&str, Option<&str>, &str)> = seen
+            .iter()
+            .map(|(id, kind, data)| (id.as_str(), kind.as_deref(), data.as_str()))
+            .collect();
+        if got != expected {
+            let at = got
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(expected.len()));
+            panic!(
+                "seed {seed}: subscriber {i} (topics {topics:?}, {reconnects} reconnects) saw {} events, expected {}; first difference at {at}: saw {:?}, expected {:?}",
+                got.len(),
+                expected.len(),
+                got.get(at),
+                expected.get(at)
+            );
+        }
+    }
+    assert!(
+        total_reconnects >= SUBSCRIBERS * 5,
+        "seed {seed}: only {total_reconnects} reconnects: not a storm"
+    );
+    assert!(
+        began.elapsed() < STORM_TIMEOUT,
+        "seed {seed}: the storm took {:?}",
+        began.elapsed()
+    );
+}
