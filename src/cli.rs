@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::config::{self, Config, Framing};
 
@@ -54,6 +55,8 @@ usage: sseloop [OPTIONS]
   --queue-limit SIZE      unsent bytes per subscriber before it is cut off (default 1MiB)
   --max-event-size SIZE   largest publish body (default 64KiB)
   --header-timeout DUR    time to send a whole request (default 10s)
+  --busy-poll DUR         after activity, poll without sleeping this long: lower latency,
+                          a busy core while events flow (default 0: off; at most 1s)
   --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
   --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights
   --insecure-open-publish allow a non-loopback --listen with no publish token
@@ -156,6 +159,13 @@ where
                     return Err(usage(&name, "must be more than 0"));
                 }
                 config.header_timeout = d;
+            }
+            "--busy-poll" => {
+                let d = duration(&name, &value()?)?;
+                if d > Duration::from_secs(1) {
+                    return Err(usage(&name, "must be at most 1s"));
+                }
+                config.busy_poll = d;
             }
             "--publish-token" => {
                 let token = value()?;

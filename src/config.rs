@@ -82,6 +82,10 @@ pub struct Config {
     /// CORS: the origin (or `*`) allowed to use the endpoints from a page;
     /// `None` sends no CORS header and refuses preflights.
     pub allow_origin: Option<String>,
+    /// After any activity, poll without sleeping for this long before
+    /// blocking again: trades a busy core while traffic flows for the
+    /// scheduler's wake-up time on each event. Zero (the default) never spins.
+    pub busy_poll: Duration,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             max_headers: DEFAULT_MAX_HEADERS,
             publish_token: None,
             allow_origin: None,
+            busy_poll: Duration::ZERO,
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Conn {
     pub served: u64,
     /// The kernel refused bytes: wait for writable readiness before writing.
     pub blocked: bool,
+    /// When the kernel first refused bytes that are still queued.
+    pub blocked_since: Option<Instant>,
     /// Queued in the server's flush list.
     pub dirty: bool,
     /// Reading stopped because too many answers are unsent.
@@ -95,6 +97,7 @@ impl Conn {
             last_write: now,
             served: 0,
             blocked: false,
+            blocked_since: None,
             dirty: false,
             read_paused: false,
             write_shut: false,

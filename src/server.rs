@@ -23,6 +23,7 @@ use crate::conn::{Conn, Phase};
 use crate::http::{self, Head, Policy, Reject, Route, Status};
 use crate::hub::{Hub, ResetReason, Retained};
 use crate::io::{self as sio, FlushOutcome, ReadOutcome};
+use crate::metrics::WriteDelay;
 use crate::publisher::{self, Command, INBOX_BUDGET, Inbox, Publisher};
 use crate::request::Step;
 use crate::sse::{self, Event};
@@ -69,6 +70,8 @@ pub struct Stats {
     pub replayed: u64,
     /// Connections refused for capacity or during shutdown.
     pub rejected: u64,
+    /// How long queues the kernel refused waited until they were written.
+    pub write_delay: WriteDelay,
 }
 
 /// A bound SSE server; `run` serves until shut down.
@@ -102,6 +105,8 @@ pub struct Server {
     /// Start of the heartbeat tick grid.
     epoch: Instant,
     now: Instant,
+    /// When a poll last returned readiness; `--busy-poll` spins after it.
+    active_at: Instant,
     stats: Stats,
 }
 
@@ -144,6 +149,7 @@ impl Server {
             shutdown_at: None,
             epoch: now,
             now,
+            active_at: now,
             stats: Stats::default(),
             config,
         })
@@ -173,6 +179,9 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            if !events.is_empty() {
+                self.active_at = self.now;
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -195,10 +204,14 @@ impl Server {
         Ok(())
     }
 
-    /// Zero while work is left over from the last pass; else until the
-    /// nearest deadline; else forever (an idle server does not wake).
+    /// Zero while work is left over from the last pass or a busy-poll
+    /// window is open; else until the nearest deadline; else forever (an
+    /// idle server does not wake).
     fn poll_timeout(&self) -> Option<Duration> {
         if self.accept_pending || self.inbox_pending || !self.read_backlog.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        if !self.config.busy_poll.is_zero() && self.now - self.active_at < self.config.busy_poll {
             return Some(Duration::ZERO);
         }
         let nearest = self.deadlines.first().map(|&(at, _)| at);
@@ -678,13 +691,21 @@ impl Server {
         match outcome {
             FlushOutcome::Drained => {
                 conn.blocked = false;
+                // Only a queue the kernel refused is timed: the immediate
+                // path pays nothing for this metric.
+                if let Some(since) = conn.blocked_since.take() {
+                    self.stats.write_delay.observe(self.now - since);
+                }
                 if matches!(conn.phase, Phase::Closing) {
                     self.finish_if_written(key);
                 } else if std::mem::take(&mut conn.read_paused) {
                     self.read_backlog.push(key);
                 }
             }
-            FlushOutcome::Blocked => conn.blocked = true,
+            FlushOutcome::Blocked => {
+                conn.blocked = true;
+                conn.blocked_since.get_or_insert(self.now);
+            }
             FlushOutcome::Failed(e) => {
                 let level = if sio::peer_gone(&e) {
                     log::Level::Debug

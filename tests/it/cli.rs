@@ -35,6 +35,7 @@ fn bad_durations_are_rejected() {
     assert_rejected(&["--heartbeat", "10xs"], "--heartbeat");
     assert_rejected(&["--retry", "soon"], "--retry");
     assert_rejected(&["--header-timeout", "ms"], "--header-timeout");
+    assert_rejected(&["--busy-poll", "2s"], "--busy-poll");
 }
 
 #[test]

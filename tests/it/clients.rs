@@ -20,7 +20,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The installed version of an npm package under `tests/clients`; fails
 /// the test with what to run when it is not installed.
-fn npm_package_version(name: &str) -> String {
+pub(crate) fn npm_package_version(name: &str) -> String {
     let manifest = clients_dir().join(format!("node_modules/{name}/package.json"));
     let text = std::fs::read_to_string(&manifest).unwrap_or_else(|_| {
         panic!(

@@ -61,3 +61,49 @@ fn a_subscriber_with_heartbeats_does_wake_it() {
         "only {busy} context switches with a heartbeating subscriber"
     );
 }
+
+/// CPU time (user + system, in clock ticks) the process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after "pid (comm)": state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Ticks of CPU used during `window`. (A spinning thread alone on a core
+/// makes no context switch, so spinning shows only as CPU time.)
+fn ticks_during(server: &TestServer, window: Duration) -> u64 {
+    let before = cpu_ticks(server.pid());
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        std::thread::sleep(end - Instant::now());
+    }
+    cpu_ticks(server.pid()) - before
+}
+
+#[test]
+fn busy_poll_spins_after_activity_then_sleeps_again() {
+    let server = TestServer::start(&["--busy-poll", "500ms", "--heartbeat", "0"]);
+    let before = cpu_ticks(server.pid());
+    let (response, _) = server.request(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(response.head.status, 200);
+    // The window is open for 500 ms of wall time; a spinning loop uses CPU
+    // for a good part of it even on a busy machine (a tick is 10 ms).
+    let settled = (0..100).any(|_| ticks_during(&server, Duration::from_millis(200)) == 0);
+    assert!(settled, "server never went back to sleep after the window");
+    let spent = cpu_ticks(server.pid()) - before;
+    assert!(
+        spent >= 5,
+        "only {spent} ticks of CPU: the window did not spin"
+    );
+    let idle = ticks_during(&server, Duration::from_secs(1));
+    assert_eq!(
+        idle, 0,
+        "used {idle} ticks of CPU in 1 s after the window closed"
+    );
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# compare.sh: sseloop and the peer servers measured side by side with
+# sseloop-bench, server pinned to CPU 0 and client to CPU 1, servers
+# alternating within each round so machine noise hits them alike.
+#
+#   scripts/compare.sh [--rounds N] [--cases "latency fanout closed idle big"]
+#                      [--servers "sseloop sseloop-busy axum node"] [--out DIR]
+#
+# Cases (the README's performance table):
+#   latency  1 subscriber, 5 000 events at 1 000/s (client spins, so its own
+#            wake-up stays out of the figures)
+#   fanout   1 000 subscribers, 1 000 events at 200/s
+#   closed   1 000 subscribers, 2 000 events closed-loop (32 outstanding)
+#   idle     10 000 subscribers held 15 s with no event (heartbeats are 20 s)
+#   big      19 000 subscribers, 100 events at 10/s
+# Servers: sseloop (defaults), sseloop-busy (--busy-poll 10ms), and the peers
+# of ../shared/peers (axum, node), started with its start.sh.
+#
+# Every run's JSON goes to DIR/results.jsonl (default target/compare); the
+# table of medians over rounds is printed at the end and saved as
+# DIR/table.md. Needs python3 for the table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3
+cases="latency fanout closed idle big"
+servers="sseloop sseloop-busy axum node"
+out=target/compare
+peers=${PEERS_DIR:-../shared/peers}
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --cases) cases=$2; shift 2 ;;
+    --servers) servers=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--cases LIST] [--servers LIST] [--out DIR]" >&2; exit 2 ;;
+    esac
+done
+
+cargo build --release --quiet --bin sseloop --bin sseloop-bench
+mkdir -p "$out"
+results=$out/results.jsonl
+: >"$results"
+ulimit -n "$(ulimit -Hn)"
+
+port=18100
+server_pid=
+stop_server() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=
+    fi
+}
+trap stop_server EXIT
+
+start_server() { # name port
+    local log=$out/$1.log
+    case "$1" in
+    sseloop) taskset -c 0 target/release/sseloop --listen "127.0.0.1:$2" --log-level warn 2>>"$log" & ;;
+    sseloop-busy) taskset -c 0 target/release/sseloop --listen "127.0.0.1:$2" --log-level warn --busy-poll 10ms 2>>"$log" & ;;
+    axum) taskset -c 0 "$peers/start.sh" axum "$2" >>"$log" 2>&1 & ;;
+    node) taskset -c 0 "$peers/start.sh" node "$2" >>"$log" 2>&1 & ;;
+    *) echo "unknown server $1" >&2; exit 2 ;;
+    esac
+    server_pid=$!
+    # Ready when it answers; a peer builds on first use, so wait long.
+    for _ in $(seq 1 3000); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "$1 did not start on port $2 (see $log)" >&2
+    exit 1
+}
+
+case_args() {
+    case "$1" in
+    latency) echo "--subscribers 1 --events 5000 --rate 1000 --spin" ;;
+    fanout) echo "--subscribers 1000 --events 1000 --rate 200" ;;
+    closed) echo "--subscribers 1000 --events 2000 --rate 0" ;;
+    idle) echo "--subscribers 10000 --idle 15s" ;;
+    big) echo "--subscribers 19000 --events 100 --rate 10 --timeout 60s --drain-timeout 30s" ;;
+    *) echo "unknown case $1" >&2; exit 2 ;;
+    esac
+}
+
+for round in $(seq 1 "$rounds"); do
+    for case in $cases; do
+        for server in $servers; do
+            port=$((port + 1))
+            start_server "$server" "$port"
+            echo "round $round: $case on $server" >&2
+            # shellcheck disable=SC2046
+            json=$(taskset -c 1 target/release/sseloop-bench --addr "127.0.0.1:$port" \
+                --pid "$server_pid" --json $(case_args "$case")) || true
+            stop_server
+            if [ -z "$json" ]; then json=null; fi
+            printf '{"round":%d,"case":"%s","server":"%s","result":%s}\n' \
+                "$round" "$case" "$server" "$json" >>"$results"
+        done
+    done
+done
+
+python3 scripts/compare_table.py "$results" | tee "$out/table.md"

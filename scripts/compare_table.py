@@ -1,0 +1,79 @@
+"""The table of scripts/compare.sh: medians over rounds of each case and
+server, from the results.jsonl it wrote (one sseloop-bench JSON per run)."""
+
+import json
+import statistics
+import sys
+
+CASES = {
+    "latency": "1 subscriber, 1 000 events/s",
+    "fanout": "1 000 subscribers, 200 events/s",
+    "closed": "1 000 subscribers, closed loop",
+    "idle": "10 000 idle subscribers, 15 s",
+    "big": "19 000 subscribers, 10 events/s",
+}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def dig(result, *path):
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
+def duration(us):
+    if us is None:
+        return "—"
+    if us >= 1000:
+        return f"{us / 1000:.1f} ms" if us < 100_000 else f"{us / 1000:.0f} ms"
+    return f"{us:.0f} µs"
+
+
+def number(v, unit=""):
+    if v is None:
+        return "—"
+    if v >= 10_000:
+        return f"{v / 1000:.0f} k{unit}"
+    return f"{v:.0f}{unit}"
+
+
+def main(path):
+    runs = {}
+    for line in open(path):
+        run = json.loads(line)
+        runs.setdefault((run["case"], run["server"]), []).append(run["result"])
+    print("| case | server | runs | p50 | p99 | deliveries/s | missing | server CPU per delivery | server RSS per stream | server CPU while idle |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for case, title in CASES.items():
+        for (c, server), results in runs.items():
+            if c != case:
+                continue
+            ok = [r for r in results if r is not None]
+            failed = len(results) - len(ok)
+            cells = [title, server, f"{len(ok)}" + (f" ({failed} failed)" if failed else "")]
+            if case == "idle":
+                cells += ["—", "—", "—", "—", "—"]
+            else:
+                cpu = median([dig(r, "server", "cpu_per_delivery_us") for r in ok])
+                cells += [
+                    duration(median([dig(r, "latency", "p50_us") for r in ok])),
+                    duration(median([dig(r, "latency", "p99_us") for r in ok])),
+                    number(median([dig(r, "deliveries", "per_second") for r in ok])),
+                    number(median([dig(r, "deliveries", "missing") for r in ok])),
+                    "—" if cpu is None else f"{cpu:.2f} µs",
+                ]
+            rss = median([dig(r, "server", "rss_bytes_per_stream") for r in ok])
+            cells.append("—" if rss is None or case not in ("idle", "big") else f"{rss:.0f} B")
+            idle_cpu = median([dig(r, "server", "cpu_run_us") for r in ok]) if case == "idle" else None
+            cells.append("—" if idle_cpu is None else f"{idle_cpu / 1000:.0f} ms")
+            print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
