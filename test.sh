@@ -2,8 +2,9 @@
 # Installs what the tests need and runs them all: the README's one test
 # command, which .ci/run runs too.
 #
-# The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs) drive
-# headless Chromium and Firefox, nginx and the npm package `eventsource`.
+# The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs,
+# inspector.rs) drive headless Chromium and Firefox, nginx and the npm
+# packages `eventsource` and `playwright-core`.
 # What is missing is installed here: the Debian packages with apt-get (as
 # root, or through sudo), the npm package with `npm ci` in tests/clients.
 # Those tests fail when a client is missing. SSELOOP_SKIP_REAL_CLIENTS=1 leaves
@@ -16,7 +17,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 filters=()
 if [ "${SSELOOP_SKIP_REAL_CLIENTS:-}" = 1 ]; then
     echo "test.sh: SSELOOP_SKIP_REAL_CLIENTS=1: the real-client tests are left out" >&2
-    filters=(-- --skip browsers:: --skip nginx:: --skip clients::)
+    filters=(-- --skip browsers:: --skip nginx:: --skip clients:: --skip inspector::)
 else
     packages=()
     have chromium || packages+=(chromium)

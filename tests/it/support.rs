@@ -6,7 +6,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
@@ -39,14 +39,35 @@ impl TestServer {
     /// Starts `sseloop --listen 127.0.0.1:0 ARGS…` and waits for its
     /// listening line.
     pub fn start(args: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sseloop"))
+        TestServer::start_with(args, &[], None)
+    }
+
+    /// `start` with standard input a pipe, for `--stdin`: write lines to
+    /// the returned end, drop it for end of input.
+    pub fn start_piped(args: &[&str]) -> (TestServer, ChildStdin) {
+        let mut command = TestServer::command(args, &[]);
+        command.stdin(Stdio::piped());
+        let mut child = command.spawn().expect("spawn sseloop");
+        let stdin = child.stdin.take().expect("piped stdin");
+        (TestServer::await_listening(child, args), stdin)
+    }
+
+    /// `sseloop --listen 127.0.0.1:0 ARGS…` with `env` set, standard input
+    /// empty and standard error piped.
+    fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sseloop"));
+        command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sseloop");
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Collects the child's standard error and waits for its listening line.
+    fn await_listening(mut child: Child, args: &[&str]) -> TestServer {
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Log::default());
         let (tx, rx) = mpsc::channel();
@@ -993,14 +1014,7 @@ impl TestServer {
     /// that soft `RLIMIT_NOFILE` (the hard limit unchanged), as it would
     /// under a low `ulimit -n`.
     pub fn start_with(args: &[&str], env: &[(&str, &str)], open_files: Option<u64>) -> TestServer {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sseloop"));
-        command
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut command = TestServer::command(args, env);
         if let Some(soft) = open_files {
             use std::os::unix::process::CommandExt;
             // SAFETY: runs in the forked child before exec and calls only
@@ -1022,49 +1036,8 @@ impl TestServer {
                 });
             }
         }
-        let mut child = command.spawn().expect("spawn sseloop");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Log::default());
-        let (tx, rx) = mpsc::channel();
-        let thread_log = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = Vec::new();
-            let mut tx = Some(tx);
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let text = String::from_utf8_lossy(&line);
-                thread_log
-                    .text
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push_str(&text);
-                thread_log.grown.notify_all();
-                if let Some(pos) = text.find(LISTEN_MARKER) {
-                    let rest = &text[pos + LISTEN_MARKER.len()..];
-                    let addr = rest.split_whitespace().next().unwrap_or("");
-                    if let (Some(sender), Ok(addr)) = (tx.as_ref(), addr.parse::<SocketAddr>()) {
-                        let _ = sender.send(addr);
-                        tx = None;
-                    }
-                }
-            }
-        });
-        match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => TestServer { child, addr, log },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "sseloop {args:?} did not print its listening line ({status:?}); stderr:\n{}",
-                    log.text.lock().unwrap_or_else(PoisonError::into_inner)
-                );
-            }
-        }
+        let child = command.spawn().expect("spawn sseloop");
+        TestServer::await_listening(child, args)
     }
 
     /// The address from the server's listening line (which may be a

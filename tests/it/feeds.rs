@@ -1,0 +1,105 @@
+//! The binary's own event sources: `--stdin [TOPIC]` and `--demo`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::TestServer;
+
+#[test]
+fn each_stdin_line_is_published_as_it_arrives_and_serving_outlives_the_input() {
+    let (server, mut stdin) = TestServer::start_piped(&["--stdin", "logs"]);
+    let mut sub = server.subscribe("?topic=logs");
+    sub.expect_connected();
+    // Each line is awaited before the next is written: a server that held
+    // lines until end of input would time out here.
+    for (n, end) in ["\n", "\r\n", "\n"].iter().enumerate() {
+        write!(stdin, "line {n}{end}").unwrap();
+        stdin.flush().unwrap();
+        let event = sub.next_event();
+        assert_eq!(event.data, format!("line {n}"));
+        assert_eq!(event.event, None);
+    }
+    drop(stdin);
+    let logged = server.await_log(&["stdin: end of input after 3 lines"]);
+    assert!(
+        logged.is_some(),
+        "end of input not logged:\n{}",
+        server.log()
+    );
+    let mut publisher = server.publisher();
+    publisher.publish_ok("?topic=logs", b"after the input ended");
+    assert_eq!(sub.next_event().data, "after the input ended");
+}
+
+#[test]
+fn an_over_long_stdin_line_is_published_in_pieces_with_a_warning() {
+    let (server, mut stdin) = TestServer::start_piped(&["--stdin", "--max-event-size", "16"]);
+    // No topic: lines are broadcast, which a topic-less stream receives.
+    let mut sub = server.subscribe("");
+    sub.expect_connected();
+    let line = "0123456789abcdefghijklmnopqrstuvwxyzABCD";
+    writeln!(stdin, "{line}").unwrap();
+    stdin.flush().unwrap();
+    let pieces: Vec<String> = (0..3).map(|_| sub.next_event().data).collect();
+    assert_eq!(pieces, [&line[..16], &line[16..32], &line[32..]]);
+    assert!(
+        server.await_log(&["WARN", "published in pieces"]).is_some(),
+        "no warning:\n{}",
+        server.log()
+    );
+}
+
+/// The number after `"key":` in the demo's flat JSON.
+fn field(json: &str, key: &str) -> u64 {
+    let start = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + key.len()
+        + 3;
+    let digits: String = json[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or_else(|_| panic!("{key} in {json}"))
+}
+
+#[test]
+fn demo_jobs_report_rising_progress_then_finish() {
+    let server = TestServer::start(&["--demo"]);
+    let mut sub = server.subscribe("?topic=demo");
+    sub.expect_connected();
+    // A job finishes within 100 steps of 100 ms; jobs start every 3 s.
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut percent: HashMap<u64, u64> = HashMap::new();
+    let finished = loop {
+        let event = sub.next_event_by(end);
+        let kind = event.event.clone().expect("demo events are typed");
+        let job = field(&event.data, "job");
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let ts = field(&event.data, "ts");
+        assert!(
+            ts <= now_ms && now_ms - ts < 5_000,
+            "ts {ts} is not a recent publish time (now {now_ms})"
+        );
+        let p = field(&event.data, "percent");
+        let before = percent.insert(job, p);
+        assert!(
+            before.is_none_or(|b| b <= p),
+            "job {job} went back from {before:?} to {p}"
+        );
+        match kind.as_str() {
+            "progress" => assert!(p < 100, "progress at {p}"),
+            "complete" => break (job, kind, p),
+            "error" => break (job, kind, p),
+            other => panic!("unexpected event type {other}"),
+        }
+    };
+    let (job, kind, p) = finished;
+    if kind == "complete" {
+        assert_eq!(p, 100, "job {job} completed at {p}%");
+    }
+}
