@@ -54,22 +54,23 @@ stop_server() {
 }
 trap stop_server EXIT
 
-start_server() { # name port
-    local log=$out/$1.log
-    case "$1" in
-    sseloop) taskset -c 0 target/release/sseloop --listen "127.0.0.1:$2" --log-level warn 2>>"$log" & ;;
-    sseloop-busy) taskset -c 0 target/release/sseloop --listen "127.0.0.1:$2" --log-level warn --busy-poll 10ms 2>>"$log" & ;;
-    axum) taskset -c 0 "$peers/start.sh" axum "$2" >>"$log" 2>&1 & ;;
-    node) taskset -c 0 "$peers/start.sh" node "$2" >>"$log" 2>&1 & ;;
-    *) echo "unknown server $1" >&2; exit 2 ;;
+start_server() { # name port [sseloop options]
+    local log=$out/$1.log name=$1 port=$2
+    shift 2
+    case "$name" in
+    sseloop) taskset -c 0 target/release/sseloop --listen "127.0.0.1:$port" --log-level warn "$@" 2>>"$log" & ;;
+    sseloop-busy) taskset -c 0 target/release/sseloop --listen "127.0.0.1:$port" --log-level warn --busy-poll 10ms "$@" 2>>"$log" & ;;
+    axum) taskset -c 0 "$peers/start.sh" axum "$port" >>"$log" 2>&1 & ;;
+    node) taskset -c 0 "$peers/start.sh" node "$port" >>"$log" 2>&1 & ;;
+    *) echo "unknown server $name" >&2; exit 2 ;;
     esac
     server_pid=$!
     # Ready when it answers; a peer builds on first use, so wait long.
     for _ in $(seq 1 3000); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    echo "$1 did not start on port $2 (see $log)" >&2
+    echo "$name did not start on port $port (see $log)" >&2
     exit 1
 }
 
@@ -88,7 +89,10 @@ for round in $(seq 1 "$rounds"); do
     for case in $cases; do
         for server in $servers; do
             port=$((port + 1))
-            start_server "$server" "$port"
+            # sseloop serves 10 000 connections unless told more.
+            extra=()
+            if [ "$case" = big ]; then extra=(--max-connections 19500); fi
+            start_server "$server" "$port" "${extra[@]}"
             echo "round $round: $case on $server" >&2
             # shellcheck disable=SC2046
             json=$(taskset -c 1 target/release/sseloop-bench --addr "127.0.0.1:$port" \

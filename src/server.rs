@@ -6,6 +6,12 @@
 //! read, answer and publish as the events say; write every connection that
 //! got bytes ("dirty") at once; fire due deadlines. A write the kernel
 //! refuses leaves the rest queued until writable readiness.
+//!
+//! A fan-out wider than `FLUSH_SLICE` streams is written in slices, with a
+//! poll between them: the answers owed to requesters go out after the first
+//! slice (a publisher does not wait for a thousand writes), and events
+//! published meanwhile join the queues of the streams not yet written, so
+//! under load each write carries every event pending for its stream.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
@@ -40,6 +46,10 @@ const ACCEPTS_PER_TURN: usize = 256;
 /// A connection whose unsent answers reach this stops being read until they
 /// are written: a client that pipelines without reading cannot grow memory.
 const PAUSE_READING_AT: usize = 64 << 10;
+/// Streams written between two polls during a wide fan-out: small enough
+/// that a publisher's answer and new input wait well under a millisecond,
+/// large enough that the extra poll is noise beside the writes.
+const FLUSH_SLICE: usize = 64;
 /// Heartbeat deadlines are rounded down to this fraction of the interval,
 /// so idle subscribers that came at different moments share wake-ups.
 const HEARTBEAT_TICKS: u32 = 16;
@@ -87,8 +97,8 @@ pub struct Server {
     deadlines: BTreeSet<(Instant, usize)>,
     publisher: Publisher,
     inbox: Inbox,
-    /// Connections with bytes to write this pass, in the order they got them.
-    dirty: VecDeque<usize>,
+    /// Connections with bytes to write, in the order they got them.
+    dirty: Dirty,
     /// Connections whose read budget ran out with input possibly left.
     read_backlog: Vec<usize>,
     /// Subscribers found over the queue limit during a fan-out.
@@ -138,7 +148,7 @@ impl Server {
             deadlines: BTreeSet::new(),
             publisher,
             inbox,
-            dirty: VecDeque::new(),
+            dirty: Dirty::default(),
             read_backlog: Vec::new(),
             over_limit: Vec::new(),
             accept_pending: false,
@@ -208,7 +218,11 @@ impl Server {
     /// window is open; else until the nearest deadline; else forever (an
     /// idle server does not wake).
     fn poll_timeout(&self) -> Option<Duration> {
-        if self.accept_pending || self.inbox_pending || !self.read_backlog.is_empty() {
+        if self.accept_pending
+            || self.inbox_pending
+            || !self.read_backlog.is_empty()
+            || !self.dirty.streams.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         if !self.config.busy_poll.is_zero() && self.now - self.active_at < self.config.busy_poll {
@@ -742,8 +756,16 @@ impl Server {
         }
     }
 
+    /// Writes the next slice of dirty streams, then every answer owed; what
+    /// is left of a wide fan-out waits for the next pass (which polls first).
     fn flush_dirty(&mut self) {
-        while let Some(key) = self.dirty.pop_front() {
+        for _ in 0..FLUSH_SLICE {
+            let Some(key) = self.dirty.streams.pop_front() else {
+                break;
+            };
+            self.flush(key);
+        }
+        while let Some(key) = self.dirty.answers.pop_front() {
             self.flush(key);
         }
     }
@@ -927,12 +949,25 @@ fn fill_replay(conn: &mut Conn, hub: &Hub, window: usize, stats: &mut Stats) {
     conn.replay_after = Some(after);
 }
 
+/// Connections with bytes to write, in the order they got them: event
+/// streams apart from the rest, so that answers need not wait for a whole
+/// fan-out.
+#[derive(Debug, Default)]
+struct Dirty {
+    streams: VecDeque<usize>,
+    answers: VecDeque<usize>,
+}
+
 /// Puts a connection with new bytes on the flush list, once; one the kernel
 /// refused waits for writable readiness instead.
-fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut VecDeque<usize>) {
+fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Dirty) {
     if !conn.dirty && !conn.blocked {
         conn.dirty = true;
-        dirty.push_back(key);
+        if matches!(conn.phase, Phase::Stream) {
+            dirty.streams.push_back(key);
+        } else {
+            dirty.answers.push_back(key);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod data;
 mod errors;
+mod fanout;
 mod feeds;
 mod heartbeat;
 mod hostile;
