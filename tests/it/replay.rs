@@ -9,7 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    BodyEnd, Item, Next, Subscriber, TestServer, deadline, id_run, id_seq, reset_reason,
+    BodyEnd, Item, Next, Subscriber, TestServer, deadline, first_difference, id_run, id_seq,
+    reset_reason,
 };
 
 /// Reads the next event and asserts it is the one with `id` and `data`.
@@ -106,11 +107,7 @@ fn replay_after_drops_while_publishes_race_the_reconnects() {
     let seen_ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
     let published_ids: Vec<&str> = published.iter().map(String::as_str).collect();
     if seen_ids != published_ids {
-        let first_bad = seen_ids
-            .iter()
-            .zip(&published_ids)
-            .position(|(a, b)| a != b)
-            .unwrap_or(seen_ids.len().min(published_ids.len()));
+        let first_bad = first_difference(&seen_ids, &published_ids);
         panic!(
             "saw {} events, published {}; first difference at {first_bad}: saw {:?}, expected {:?}; resumed from {resumed_from:?}",
             seen_ids.len(),

@@ -5,7 +5,9 @@
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::support::{BodyEnd, Item, Next, Subscriber, TestServer, deadline, id_seq};
+use crate::support::{
+    BodyEnd, Item, Next, Subscriber, TestServer, deadline, first_difference, id_seq,
+};
 
 /// A distinct body of `size` bytes per event, so that a mixed-up,
 /// truncated or reordered event is caught.
@@ -309,11 +311,7 @@ fn a_reconnect_storm_loses_nothing() {
             .map(|(id, kind, data)| (id.as_str(), kind.as_deref(), data.as_str()))
             .collect();
         if got != expected {
-            let at = got
-                .iter()
-                .zip(&expected)
-                .position(|(a, b)| a != b)
-                .unwrap_or(got.len().min(expected.len()));
+            let at = first_difference(&got, &expected);
             panic!(
                 "seed {seed}: subscriber {i} (topics {topics:?}, {reconnects} reconnects) saw {} events, expected {}; first difference at {at}: saw {:?}, expected {:?}",
                 got.len(),

@@ -66,8 +66,17 @@ impl TestServer {
         command
     }
 
-    /// Collects the child's standard error and waits for its listening line.
-    fn await_listening(mut child: Child, args: &[&str]) -> TestServer {
+    /// Waits for the listening line; panics with the server's stderr when
+    /// it does not come.
+    fn await_listening(child: Child, args: &[&str]) -> TestServer {
+        TestServer::launch(child)
+            .unwrap_or_else(|log| panic!("sseloop {args:?} did not print its listening line {log}"))
+    }
+
+    /// Collects the child's standard error and waits for its listening
+    /// line: the server, or its exit status and stderr when it exits (or
+    /// stays silent) without printing it.
+    fn launch(mut child: Child) -> Result<TestServer, String> {
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Log::default());
         let (tx, rx) = mpsc::channel();
@@ -101,15 +110,15 @@ impl TestServer {
                 }
             }
         });
+        // A server that cannot bind exits, which closes stderr and with it
+        // the channel: no waiting out the timeout.
         match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => TestServer { child, addr, log },
+            Ok(addr) => Ok(TestServer { child, addr, log }),
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait();
-                panic!(
-                    "sseloop {args:?} did not print its listening line ({status:?}); stderr:\n{}",
-                    log.text.lock().unwrap_or_else(PoisonError::into_inner)
-                );
+                let text = log.text.lock().unwrap_or_else(PoisonError::into_inner);
+                Err(format!("({status:?}); stderr:\n{text}"))
             }
         }
     }
@@ -187,17 +196,7 @@ impl TestServer {
             "subscribe answered {head:?}; server log:\n{}",
             self.log()
         );
-        let framing = match head.header("transfer-encoding") {
-            Some(te) if te.eq_ignore_ascii_case("chunked") => Framing::Chunked,
-            Some(te) => panic!("unexpected Transfer-Encoding {te:?} on a stream"),
-            None => Framing::Close,
-        };
-        Subscriber {
-            head,
-            body: Body::new(conn, framing),
-            sse: SseParser::default(),
-            prefix: Vec::new(),
-        }
+        Subscriber::from_head(conn, head)
     }
 
     /// A keep-alive publishing connection.
@@ -299,6 +298,15 @@ pub fn run_cli(args: &[&str]) -> Output {
         // Polling a child process has no blocking-with-timeout form in std.
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Where two sequences first differ: the shorter length when one is a
+/// prefix of the other.
+pub fn first_difference<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
 }
 
 /// `?k=v&…` with values percent-encoded, or `""` for no pairs.
@@ -1147,56 +1155,10 @@ impl TestServer {
     /// One attempt: the server, or its stderr when it exits (or stays
     /// silent) without printing its listening line.
     fn try_start_on(listen: &str, args: &[&str]) -> Result<TestServer, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sseloop"))
-            .args(["--listen", listen])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sseloop");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Log::default());
-        let (tx, rx) = mpsc::channel();
-        let thread_log = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = Vec::new();
-            let mut tx = Some(tx);
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let text = String::from_utf8_lossy(&line);
-                thread_log
-                    .text
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push_str(&text);
-                thread_log.grown.notify_all();
-                if let Some(pos) = text.find(LISTEN_MARKER) {
-                    let rest = &text[pos + LISTEN_MARKER.len()..];
-                    let addr = rest.split_whitespace().next().unwrap_or("");
-                    if let (Some(sender), Ok(addr)) = (tx.as_ref(), addr.parse::<SocketAddr>()) {
-                        let _ = sender.send(addr);
-                        tx = None;
-                    }
-                }
-            }
-        });
-        // A server that cannot bind exits, which closes stderr and with it
-        // the channel: no waiting out the timeout.
-        match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => Ok(TestServer { child, addr, log }),
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                let text = log.text.lock().unwrap_or_else(PoisonError::into_inner);
-                Err(format!("({status:?}) {text}"))
-            }
-        }
+        let mut command = TestServer::command(args, &[]);
+        // A later --listen wins over the one `command` puts first.
+        command.args(["--listen", listen]);
+        TestServer::launch(command.spawn().expect("spawn sseloop"))
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the server process.
