@@ -575,12 +575,14 @@ impl Server {
                 }
             }
         }
+        // Marked while still a request: the head is an answer, written with
+        // the answers rather than behind a fan-out in progress.
+        mark_dirty(conn, key, &mut self.dirty);
         conn.subscription = Some(self.hub.subscribe(key, topics));
         conn.phase = Phase::Stream;
         conn.served += 1;
         conn.request_began = None;
         conn.last_write = self.now;
-        mark_dirty(conn, key, &mut self.dirty);
         debug!("connection {key}: subscribed to {topics:?}");
         let window = self.config.queue_limit / 2;
         fill_replay(&mut self.conns[key], &self.hub, window, &mut self.stats);
