@@ -62,9 +62,8 @@ pub struct Conn {
     pub last_write: Instant,
     /// Requests answered so far.
     pub served: u64,
-    /// The kernel refused bytes: wait for writable readiness before writing.
-    pub blocked: bool,
-    /// When the kernel first refused bytes that are still queued.
+    /// Since when the kernel has refused bytes that are still queued: while
+    /// set, writing waits for writable readiness.
     pub blocked_since: Option<Instant>,
     /// Queued in the server's flush list.
     pub dirty: bool,
@@ -96,7 +95,6 @@ impl Conn {
             request_began: Some(now),
             last_write: now,
             served: 0,
-            blocked: false,
             blocked_since: None,
             dirty: false,
             read_paused: false,
@@ -119,5 +117,14 @@ impl Conn {
     /// not the quiet end of an idle keep-alive connection).
     pub fn request_in_progress(&self) -> bool {
         matches!(&self.phase, Phase::Requests(r) if r.in_progress())
+    }
+
+    /// Whether new bytes should put it on the server's flush list: not when
+    /// it is listed already, nor while the kernel refuses its bytes. Marks
+    /// it listed when so.
+    pub fn take_flush_turn(&mut self) -> bool {
+        let turn = !self.dirty && self.blocked_since.is_none();
+        self.dirty |= turn;
+        turn
     }
 }

@@ -333,11 +333,9 @@ impl Server {
         // Readiness is a hint: the write or read that follows decides.
         if event.is_writable()
             && let Some(conn) = self.conns.get_mut(key)
+            && (conn.blocked_since.is_some() || !conn.queue.is_empty())
         {
-            conn.blocked = false;
-            if !conn.queue.is_empty() {
-                self.flush(key);
-            }
+            self.flush(key);
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.on_readable(key);
@@ -419,7 +417,7 @@ impl Server {
                 Step::Continue => {
                     let conn = &mut self.conns[key];
                     conn.queue.push_static(http::CONTINUE);
-                    mark_dirty(conn, key, &mut self.dirty);
+                    self.dirty.answer(conn, key);
                 }
                 Step::Reject(reject) => {
                     self.reject(key, &reject);
@@ -524,7 +522,7 @@ impl Server {
         conn.queue.push_owned(answer);
         conn.served += 1;
         conn.request_began = None;
-        mark_dirty(conn, key, &mut self.dirty);
+        self.dirty.answer(conn, key);
         if !keep_alive {
             self.begin_closing(key);
         }
@@ -537,7 +535,7 @@ impl Server {
             reject,
             self.config.allow_origin.as_deref(),
         ));
-        mark_dirty(conn, key, &mut self.dirty);
+        self.dirty.answer(conn, key);
         self.begin_closing(key);
     }
 
@@ -550,7 +548,7 @@ impl Server {
         let conn = &mut self.conns[key];
         conn.queue
             .push_owned(http::refused_stream(chunked, retry, why, cors));
-        mark_dirty(conn, key, &mut self.dirty);
+        self.dirty.answer(conn, key);
         self.begin_closing(key);
     }
 
@@ -575,9 +573,9 @@ impl Server {
                 }
             }
         }
-        // Marked while still a request: the head is an answer, written with
-        // the answers rather than behind a fan-out in progress.
-        mark_dirty(conn, key, &mut self.dirty);
+        // The head is an answer: written with the answers, not behind a
+        // fan-out in progress.
+        self.dirty.answer(conn, key);
         conn.subscription = Some(self.hub.subscribe(key, topics));
         conn.phase = Phase::Stream;
         conn.served += 1;
@@ -610,7 +608,7 @@ impl Server {
             if conn.queue.len() > queue_limit {
                 self.over_limit.push(key);
             } else {
-                mark_dirty(conn, key, &mut self.dirty);
+                self.dirty.stream(conn, key);
             }
         }
         trace!(
@@ -645,7 +643,7 @@ impl Server {
         if let Some(sub) = conn.subscription.take() {
             self.hub.unsubscribe(sub);
         }
-        mark_dirty(conn, key, &mut self.dirty);
+        self.dirty.stream(conn, key);
         self.begin_closing(key);
     }
 
@@ -708,7 +706,6 @@ impl Server {
         };
         match outcome {
             FlushOutcome::Drained => {
-                conn.blocked = false;
                 // Only a queue the kernel refused is timed: the immediate
                 // path pays nothing for this metric.
                 if let Some(since) = conn.blocked_since.take() {
@@ -721,7 +718,6 @@ impl Server {
                 }
             }
             FlushOutcome::Blocked => {
-                conn.blocked = true;
                 conn.blocked_since.get_or_insert(self.now);
             }
             FlushOutcome::Failed(e) => {
@@ -876,7 +872,7 @@ impl Server {
                 if conn.queue.is_empty() {
                     conn.queue.push_static(sse::heartbeat(conn.framing));
                     self.stats.heartbeats += 1;
-                    mark_dirty(conn, key, &mut self.dirty);
+                    self.dirty.stream(conn, key);
                 }
                 self.heartbeat_due(self.now)
             }
@@ -953,24 +949,28 @@ fn fill_replay(conn: &mut Conn, hub: &Hub, window: usize, stats: &mut Stats) {
     conn.replay_after = Some(after);
 }
 
-/// Connections with bytes to write, in the order they got them: event
-/// streams apart from the rest, so that answers need not wait for a whole
-/// fan-out.
+/// Connections with bytes to write, in the order they got them: what
+/// fan-outs and heartbeats queued on streams apart from answers to requests,
+/// so that answers need not wait for a whole fan-out. A connection is listed
+/// once; one the kernel refused waits for writable readiness instead.
 #[derive(Debug, Default)]
 struct Dirty {
     streams: VecDeque<usize>,
     answers: VecDeque<usize>,
 }
 
-/// Puts a connection with new bytes on the flush list, once; one the kernel
-/// refused waits for writable readiness instead.
-fn mark_dirty(conn: &mut Conn, key: usize, dirty: &mut Dirty) {
-    if !conn.dirty && !conn.blocked {
-        conn.dirty = true;
-        if matches!(conn.phase, Phase::Stream) {
-            dirty.streams.push_back(key);
-        } else {
-            dirty.answers.push_back(key);
+impl Dirty {
+    /// Bytes that answer the connection's own request.
+    fn answer(&mut self, conn: &mut Conn, key: usize) {
+        if conn.take_flush_turn() {
+            self.answers.push_back(key);
+        }
+    }
+
+    /// Bytes a fan-out, a heartbeat or a stream's end queued.
+    fn stream(&mut self, conn: &mut Conn, key: usize) {
+        if conn.take_flush_turn() {
+            self.streams.push_back(key);
         }
     }
 }
