@@ -50,18 +50,11 @@ fn an_over_long_stdin_line_is_published_in_pieces_with_a_warning() {
     );
 }
 
-/// The number after `"key":` in the demo's flat JSON.
-fn field(json: &str, key: &str) -> u64 {
-    let start = json
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + key.len()
-        + 3;
-    let digits: String = json[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or_else(|_| panic!("{key} in {json}"))
+/// The whole-number field `key` of a demo event's JSON data.
+fn field(data: &serde_json::Value, key: &str) -> u64 {
+    data[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no whole number {key} in {data}"))
 }
 
 #[test]
@@ -72,34 +65,36 @@ fn demo_jobs_report_rising_progress_then_finish() {
     // A job finishes within 100 steps of 100 ms; jobs start every 3 s.
     let end = Instant::now() + Duration::from_secs(20);
     let mut percent: HashMap<u64, u64> = HashMap::new();
-    let finished = loop {
+    loop {
         let event = sub.next_event_by(end);
-        let kind = event.event.clone().expect("demo events are typed");
-        let job = field(&event.data, "job");
+        let data: serde_json::Value = serde_json::from_str(&event.data)
+            .unwrap_or_else(|e| panic!("demo data {:?} is not JSON: {e}", event.data));
+        let (job, p, ts) = (
+            field(&data, "job"),
+            field(&data, "percent"),
+            field(&data, "ts"),
+        );
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let ts = field(&event.data, "ts");
         assert!(
             ts <= now_ms && now_ms - ts < 5_000,
             "ts {ts} is not a recent publish time (now {now_ms})"
         );
-        let p = field(&event.data, "percent");
         let before = percent.insert(job, p);
         assert!(
             before.is_none_or(|b| b <= p),
             "job {job} went back from {before:?} to {p}"
         );
-        match kind.as_str() {
-            "progress" => assert!(p < 100, "progress at {p}"),
-            "complete" => break (job, kind, p),
-            "error" => break (job, kind, p),
-            other => panic!("unexpected event type {other}"),
+        match event.event.as_deref() {
+            Some("progress") => assert!(p < 100, "progress at {p}"),
+            Some("complete") => {
+                assert_eq!(p, 100, "job {job} completed at {p}%");
+                return;
+            }
+            Some("error") => return,
+            other => panic!("unexpected event type {other:?}"),
         }
-    };
-    let (job, kind, p) = finished;
-    if kind == "complete" {
-        assert_eq!(p, 100, "job {job} completed at {p}%");
     }
 }

@@ -25,14 +25,20 @@ fn context_switches(pid: u32) -> u64 {
     total
 }
 
-/// Switches made during `window`, measured after the server settled.
-fn switches_during(server: &TestServer, window: Duration) -> u64 {
-    let before = context_switches(server.pid());
+/// How much `counter` of the server's process grows over `window` (the
+/// sleep is the window being observed).
+fn growth_during(server: &TestServer, window: Duration, counter: fn(u32) -> u64) -> u64 {
+    let before = counter(server.pid());
     let end = Instant::now() + window;
     while Instant::now() < end {
         std::thread::sleep(end - Instant::now());
     }
-    context_switches(server.pid()) - before
+    counter(server.pid()) - before
+}
+
+/// Switches made during `window`, measured after the server settled.
+fn switches_during(server: &TestServer, window: Duration) -> u64 {
+    growth_during(server, window, context_switches)
 }
 
 #[test]
@@ -78,12 +84,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// Ticks of CPU used during `window`. (A spinning thread alone on a core
 /// makes no context switch, so spinning shows only as CPU time.)
 fn ticks_during(server: &TestServer, window: Duration) -> u64 {
-    let before = cpu_ticks(server.pid());
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        std::thread::sleep(end - Instant::now());
-    }
-    cpu_ticks(server.pid()) - before
+    growth_during(server, window, cpu_ticks)
 }
 
 #[test]
