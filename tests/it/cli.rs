@@ -1,31 +1,10 @@
 //! The command line: bad values exit with status 2 and one line naming the
 //! option; good values in every documented form start the server.
 
-use crate::support::{TestServer, run_cli};
+use crate::support::{TestServer, assert_cli_rejected};
 
-/// Runs with `--listen 127.0.0.1:0` (so a wrongly started server binds no
-/// fixed port) plus `args`, and checks the bad-value contract.
 fn assert_rejected(args: &[&str], option: &str) {
-    let mut all = vec!["--listen", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let output = run_cli(&all);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "{args:?} exited with {:?}; stderr: {stderr}",
-        output.status
-    );
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: expected one line, got {stderr:?}"
-    );
-    assert!(
-        lines[0].contains(option),
-        "{args:?}: message does not name {option}: {stderr:?}"
-    );
+    assert_cli_rejected(args, &[option]);
 }
 
 #[test]

@@ -20,65 +20,78 @@ use crate::support::{
 // ---------------------------------------------------------------------------
 // Slowloris
 
-/// How one dribbling connection ended.
+/// How a trickling client ended.
 #[derive(Debug)]
-struct Dribbled {
-    /// From connecting to the server's close (or to giving up).
-    lasted: Duration,
+struct Trickled {
     received: Vec<u8>,
-    /// False when the server had not closed it after `DRIBBLE_LIMIT`.
+    /// False when it gave up (time or bytes ran out) with the connection open.
     closed: bool,
-    /// When it was closed.
-    closed_at: Instant,
+    ended_at: Instant,
 }
 
-/// How long a dribbling client keeps at it before the test fails it.
-const DRIBBLE_LIMIT: Duration = Duration::from_secs(4);
+/// Sends `bytes` one at a time, each when 100 ms pass without an answer,
+/// until the server closes, `until` passes or the bytes run out.
+fn trickle(stream: &TcpStream, mut bytes: impl Iterator<Item = u8>, until: Instant) -> Trickled {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (mut reader, mut writer) = (stream, stream);
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let closed = loop {
+        if Instant::now() >= until {
+            break false;
+        }
+        match reader.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                let Some(byte) = bytes.next() else {
+                    break false;
+                };
+                if writer.write_all(&[byte]).is_err() {
+                    break true;
+                }
+            }
+            Err(_) => break true,
+        }
+    };
+    Trickled {
+        received,
+        closed,
+        ended_at: Instant::now(),
+    }
+}
 
-/// Sends a request head that never ends, one byte every 100 ms (the byte
-/// goes out when 100 ms pass without an answer), until the server closes.
-fn dribble(addr: SocketAddr, n: usize, ready: mpsc::Sender<()>) -> Dribbled {
+/// The header timeout of the slowloris test: long enough that 100
+/// attackers start and a normal client is served well inside it on a busy
+/// machine.
+const SLOWLORIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A request head that never ends, trickled until the server closes (or
+/// twice the header timeout passes). Returns when it opened and how it ended.
+fn dribble(addr: SocketAddr, n: usize, ready: mpsc::Sender<()>) -> (Instant, Trickled) {
     let mut stream = TcpStream::connect(addr).expect("attacker connects");
     let opened = Instant::now();
     stream.set_nodelay(true).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
     let head = format!("GET /events?topic=slow{n} HTTP/1.1\r\nHost: t\r\nX-Slow: ");
     let mut bytes = head.bytes().chain(std::iter::repeat(b'a'));
-    let first = bytes.next().unwrap();
-    stream.write_all(&[first]).expect("first byte");
+    stream
+        .write_all(&[bytes.next().unwrap()])
+        .expect("first byte");
     let _ = ready.send(());
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let end = |received, closed| Dribbled {
-        lasted: opened.elapsed(),
-        received,
-        closed,
-        closed_at: Instant::now(),
-    };
-    while opened.elapsed() < DRIBBLE_LIMIT {
-        match stream.read(&mut chunk) {
-            Ok(0) => return end(received, true),
-            Ok(n) => received.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                // No answer within 100 ms: the next byte of the endless head.
-                let byte = bytes.next().unwrap();
-                if stream.write_all(&[byte]).is_err() {
-                    return end(received, true);
-                }
-            }
-            Err(_) => return end(received, true),
-        }
-    }
-    end(received, false)
+    (
+        opened,
+        trickle(&stream, bytes, opened + 2 * SLOWLORIS_TIMEOUT),
+    )
 }
 
 #[test]
 fn slowloris_is_cut_at_the_header_timeout_while_a_subscriber_is_served_at_once() {
     const ATTACKERS: usize = 100;
-    let server = TestServer::start(&["--header-timeout", "1s"]);
+    let timeout = format!("{}s", SLOWLORIS_TIMEOUT.as_secs());
+    let server = TestServer::start(&["--header-timeout", &timeout]);
     let addr = server.addr();
     let (ready_tx, ready_rx) = mpsc::channel();
     let attackers: Vec<_> = (0..ATTACKERS)
@@ -108,31 +121,33 @@ fn slowloris_is_cut_at_the_header_timeout_while_a_subscriber_is_served_at_once()
     let delivered = delivered_at - sent;
     assert_eq!(event.id, Some(id));
     assert_eq!(event.data, "still serving");
+    // Loose bounds: the real property is the order asserted below.
     assert!(
-        subscribed < Duration::from_millis(500),
+        subscribed < Duration::from_secs(1),
         "subscribing took {subscribed:?} during the attack"
     );
     assert!(
-        delivered < Duration::from_millis(500),
+        delivered < Duration::from_secs(1),
         "the event took {delivered:?} during the attack"
     );
 
-    let outcomes: Vec<Dribbled> = attackers
+    let outcomes: Vec<(Instant, Trickled)> = attackers
         .into_iter()
         .map(|h| h.join().expect("attacker thread"))
         .collect();
-    let first_close = outcomes.iter().map(|o| o.closed_at).min().unwrap();
+    let first_close = outcomes.iter().map(|(_, o)| o.ended_at).min().unwrap();
     assert!(
         delivered_at < first_close,
         "the subscriber was served only after the attackers were gone"
     );
     let mut answered_408 = 0;
-    for (n, o) in outcomes.iter().enumerate() {
-        assert!(o.closed, "attacker {n} still open after {:?}", o.lasted);
+    for (n, (opened, o)) in outcomes.iter().enumerate() {
+        let lasted = o.ended_at - *opened;
+        assert!(o.closed, "attacker {n} still open after {lasted:?}");
         assert!(
-            o.lasted >= Duration::from_millis(900) && o.lasted <= Duration::from_millis(2500),
-            "attacker {n} closed after {:?}, not at the 1 s header timeout",
-            o.lasted
+            lasted >= SLOWLORIS_TIMEOUT - Duration::from_millis(100)
+                && lasted <= SLOWLORIS_TIMEOUT + Duration::from_millis(1500),
+            "attacker {n} closed after {lasted:?}, not at the {SLOWLORIS_TIMEOUT:?} header timeout"
         );
         if !o.received.is_empty() {
             let text = String::from_utf8_lossy(&o.received);
@@ -327,6 +342,15 @@ fn fixed_cases() -> Vec<Vec<u8>> {
 
 /// A valid request, mutated 1 to 4 times: bytes flipped, inserted,
 /// deleted, duplicated, cut off, or a length swapped for an absurd one.
+/// The fixed cases and `mutants` mutated templates, the same every run.
+fn hostile_cases(mutants: usize) -> Vec<Vec<u8>> {
+    let templates = templates();
+    let mut rng = Rng(0x5EED_0F4A_11CE);
+    let mut cases = fixed_cases();
+    cases.extend((0..mutants).map(|_| mutant(&mut rng, &templates)));
+    cases
+}
+
 fn mutant(rng: &mut Rng, templates: &[Vec<u8>]) -> Vec<u8> {
     let mut bytes = rng.pick(templates).clone();
     const NASTY: &[u8] = b"\0\r\n%:; \t\x7f\xff\xc3-+0fF9";
@@ -485,12 +509,7 @@ fn mutated_malformed_requests_are_each_answered_or_closed_and_the_server_survive
     const MUTANTS: usize = 260;
     let server = TestServer::start(&["--header-timeout", "1s", "--max-event-size", "64KiB"]);
     let addr = server.addr();
-    let templates = templates();
-    let mut rng = Rng(0x5EED_0F4A_11CE);
-    let mut cases = fixed_cases();
-    cases.extend((0..MUTANTS).map(|_| mutant(&mut rng, &templates)));
-    assert!(cases.len() >= 300, "{} cases", cases.len());
-    let cases = Arc::new(cases);
+    let cases = Arc::new(hostile_cases(MUTANTS));
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..12)
         .map(|_| {
@@ -536,7 +555,6 @@ fn mutated_malformed_requests_are_each_answered_or_closed_and_the_server_survive
         fates.len(),
         failures.join("\n")
     );
-    assert_eq!(fates.len(), cases.len());
     assert!(
         answered > cases.len() / 2,
         "{answered} answered {statuses:?}, {closed} closed"
@@ -636,20 +654,16 @@ fn pipelining_without_reading_cannot_grow_server_memory() {
     let request = publish_request("?topic=flood", b"x");
     let batch = request.repeat(256);
     let mut conn = server.http();
-    let stream = conn.stream().try_clone().unwrap();
+    let stream = conn.stream();
     // A write that waits this long means the server stopped reading.
     stream
         .set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let mut written = 0usize;
-    let mut offset = 0usize;
-    let mut writer = &stream;
+    let mut writer = stream;
     let blocked = loop {
-        match writer.write(&batch[offset..]) {
-            Ok(n) => {
-                written += n;
-                offset = (offset + n) % batch.len();
-            }
+        match writer.write(&batch[written % batch.len()..]) {
+            Ok(n) => written += n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 break true;
             }
@@ -758,30 +772,15 @@ fn body_trickled_past_the_timeout_gets_408_from_the_first_byte() {
     let mut conn = server.http();
     let began = Instant::now();
     conn.send(b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
-    // One body byte each time 100 ms pass without an answer.
-    let stream = conn.stream().try_clone().unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut reader = &stream;
-    let mut writer = &stream;
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let mut sent = 0;
-    while began.elapsed() < Duration::from_secs(4) {
-        match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => received.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                assert!(sent < 100, "the whole body went out unanswered");
-                writer.write_all(b"x").expect("body byte");
-                sent += 1;
-            }
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    let took = began.elapsed();
-    let text = String::from_utf8_lossy(&received);
+    // 99 body bytes: the body never completes.
+    let trickled = trickle(
+        conn.stream(),
+        std::iter::repeat_n(b'x', 99),
+        began + Duration::from_secs(4),
+    );
+    assert!(trickled.closed, "the trickled body was never cut off");
+    let took = trickled.ended_at - began;
+    let text = String::from_utf8_lossy(&trickled.received);
     assert!(text.starts_with("HTTP/1.1 408 "), "got {text:?}");
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
@@ -816,8 +815,8 @@ fn after_an_error_a_client_that_keeps_sending_is_cut_off_within_the_linger() {
     conn.send(b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n");
     let response = conn.read_response(deadline());
     assert_eq!(response.head.status, 404);
-    // The server has shut its side; it reads and drops what comes for at
-    // most 2 s, then closes, and our writes fail.
+    // The server has shut its side; it reads and drops what comes for the
+    // linger, then closes, and our writes fail.
     let mut writer = conn.stream();
     let cut = loop {
         if writer.write_all(&[b'y'; 512]).is_err() {
@@ -830,7 +829,11 @@ fn after_an_error_a_client_that_keeps_sending_is_cut_off_within_the_linger() {
         // Pace the garbage; the close is what is awaited, by the failing write.
         thread::sleep(Duration::from_millis(20));
     };
-    assert!(cut >= Duration::from_millis(1500), "cut after {cut:?}");
+    let linger = sseloop::config::LINGER_TIMEOUT;
+    assert!(
+        cut >= linger - Duration::from_millis(500) && cut < linger + Duration::from_millis(1500),
+        "cut after {cut:?}, not at the {linger:?} linger"
+    );
     assert!(server.is_alive());
 }
 
@@ -853,11 +856,8 @@ fn reading(steps: &[Step]) -> (Vec<&Step>, bool) {
 /// depend on how the bytes were split.
 #[test]
 fn hostile_inputs_read_the_same_in_any_split() {
-    let templates = templates();
-    let mut rng = Rng(0x5EED_0F4A_11CE);
-    let mut cases = fixed_cases();
-    cases.extend(templates.iter().cloned());
-    cases.extend((0..200).map(|_| mutant(&mut rng, &templates)));
+    let mut cases = hostile_cases(200);
+    cases.extend(templates());
     for token in [None, Some("fuzz-token".to_string())] {
         let policy = Policy {
             max_head_size: 8192,

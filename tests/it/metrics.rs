@@ -7,7 +7,8 @@ use crate::support::{TestServer, metric_value};
 fn every_sample_has_help_and_type() {
     let server = TestServer::start(&[]);
     let text = server.metrics();
-    let mut declared = Vec::new();
+    // Declared names and their kinds, in order.
+    let mut declared: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("TYPE line has a kind");
@@ -19,20 +20,27 @@ fn every_sample_has_help_and_type() {
                 text.contains(&format!("# HELP {name} ")),
                 "{name} has no HELP"
             );
-            declared.push(name.to_string());
+            declared.push((name.to_string(), kind.to_string()));
         } else if !line.starts_with('#') {
-            let (name, value) = line.rsplit_once(' ').expect("sample has a value");
-            let base = name.split('{').next().unwrap();
-            assert!(
-                declared.iter().any(|d| base.starts_with(d.as_str())),
-                "sample {name} before its TYPE"
-            );
+            let (sample, value) = line.rsplit_once(' ').expect("sample has a value");
+            let name = sample.split('{').next().unwrap();
+            // A sample belongs to the last TYPE: its own name, or a
+            // histogram's with one of the histogram suffixes.
+            let (family, kind) = declared.last().expect("sample before any TYPE");
+            let belongs = name == family
+                || (kind == "histogram"
+                    && ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(family.as_str())));
+            assert!(belongs, "sample {sample} is not of the family {family}");
             value.parse::<f64>().expect("numeric sample value");
         }
     }
+    let declared: Vec<&str> = declared.iter().map(|(name, _)| name.as_str()).collect();
     for name in [
         "sseloop_connections",
         "sseloop_subscribers",
+        "sseloop_connections_accepted_total",
         "sseloop_events_published_total",
         "sseloop_deliveries_total",
         "sseloop_bytes_written_total",
@@ -42,7 +50,7 @@ fn every_sample_has_help_and_type() {
         "sseloop_replayed_events_total",
         "sseloop_write_delay_seconds",
     ] {
-        assert!(declared.iter().any(|d| d == name), "{name} missing");
+        assert!(declared.contains(&name), "{name} missing");
     }
 }
 

@@ -164,7 +164,15 @@ impl TestServer {
 
     /// A fresh connection with read and write timeouts set.
     pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect to sseloop");
+        // A server on a wildcard address is reached on loopback.
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let stream = TcpStream::connect(addr).expect("connect to sseloop");
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         // Our own small writes must not be held back either, or tiny-write
@@ -297,6 +305,30 @@ pub fn run_cli(args: &[&str]) -> Output {
         }
         // Polling a child process has no blocking-with-timeout form in std.
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The bad-value contract: `sseloop --listen 127.0.0.1:0 ARGS…` exits with
+/// status 2 and one line naming each of `names`. (The leading listen keeps
+/// a wrongly started server off fixed ports; a `--listen` in `args` wins.)
+pub fn assert_cli_rejected(args: &[&str], names: &[&str]) {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let output = run_cli(&all);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{args:?} exited with {:?}; stderr: {stderr}",
+        output.status
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line, got {stderr:?}");
+    for name in names {
+        assert!(
+            lines[0].contains(name),
+            "{args:?}: {name} not in {stderr:?}"
+        );
     }
 }
 
