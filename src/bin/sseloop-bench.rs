@@ -13,8 +13,12 @@
 //! 2. **Publish.** Sends M events over one keep-alive connection, each
 //!    request when the previous one is answered, as a simple publisher does
 //!    (and as the peers' reference figures were measured): at a rate, when
-//!    it is also due, and the report's `max_lag` shows how far a slow server
-//!    held the schedule back; closed-loop (`--rate 0`), as long as fewer
+//!    it is also due, and the report's `max_lag` is the most any send
+//!    went out late against its schedule. Up to about 1 ms of it is the client's
+//!    own timer (poll timeouts are whole milliseconds, unless `--spin`);
+//!    beyond that a server that answered slowly held the schedule back, and
+//!    the latencies, measured from the actual send, leave that slip out.
+//!    Closed-loop (`--rate 0`), as long as fewer
 //!    than W events are outstanding, an event being outstanding until every
 //!    open stream has it or `--timeout` gives up on it, so a server that
 //!    answers before it delivers cannot make the client queue without bound.
@@ -295,12 +299,33 @@ struct ProcSample {
     cpu_s: f64,
 }
 
-/// Reads VmRSS from /proc/WHO/status and utime + stime (all threads) from
-/// /proc/WHO/stat; `who` is a pid or `self`.
+/// Reads VmRSS from /proc/WHO/status and the CPU time of the process; `who`
+/// is a pid or `self`.
 fn sample_proc(who: &str) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{who}/status")).ok()?;
     let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
     let rss_kib = rss.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let cpu_s =
+        cpu_ns_of_threads(who).map_or_else(|| cpu_ticks_s(who), |ns| Some(ns as f64 / 1e9))?;
+    Some(ProcSample { rss_kib, cpu_s })
+}
+
+/// CPU time in nanoseconds summed over the live threads (the first field of
+/// each /proc/WHO/task/TID/schedstat). Clock ticks (10 ms) would make a
+/// short run's CPU per delivery mostly rounding; a thread that exits during
+/// the run takes its time with it, which the servers measured here do not do.
+fn cpu_ns_of_threads(who: &str) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{who}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// utime + stime of all threads, dead ones included, from /proc/WHO/stat:
+/// for kernels without schedstat.
+fn cpu_ticks_s(who: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses, so fields
     // are counted from the last ')': field 3 is then index 0, utime (14) is 11.
@@ -308,10 +333,7 @@ fn sample_proc(who: &str) -> Option<ProcSample> {
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ProcSample {
-        rss_kib,
-        cpu_s: ticks as f64 / hz,
-    })
+    Some(ticks as f64 / hz)
 }
 
 /// Raises the open-file soft limit to the hard limit; returns the soft limit.
