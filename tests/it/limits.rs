@@ -7,8 +7,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    BodyEnd, Item, Next, Response, Subscriber, TestServer, assert_cli_rejected, assert_error,
-    deadline, metric_value, publish_request,
+    Item, Response, Subscriber, TestServer, assert_cli_rejected, assert_error, deadline,
+    metric_value, publish_request,
 };
 
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -43,10 +43,7 @@ fn expect_refused_stream(mut refused: Subscriber) -> String {
         refused.next_item(),
         Item::Comment("server at capacity".into())
     );
-    match refused.poll(deadline()) {
-        Next::End(BodyEnd::Clean) => {}
-        other => panic!("the refused stream should end cleanly, got {other:?}"),
-    }
+    refused.expect_clean_end();
     refused.expect_closed();
     retry
 }

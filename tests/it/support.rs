@@ -385,6 +385,23 @@ pub fn id_seq(id: &str) -> u64 {
         .unwrap_or_else(|_| panic!("id {id:?} has no numeric sequence"))
 }
 
+/// A body of `size` bytes distinct for each `n` (its number, then a
+/// letter that changes with `n`), so that an event mixed up with another,
+/// cut short or out of order is caught.
+pub fn padded(n: usize, size: usize) -> String {
+    let fill = char::from(b'a' + (n % 26) as u8);
+    let mut body = format!("{n:05}:");
+    assert!(
+        body.len() <= size,
+        "{size} bytes cannot hold the number {n}"
+    );
+    body.extend(std::iter::repeat_n(fill, size - body.len()));
+    body
+}
+
+/// What the server logs (at warn) when it cuts off a slow subscriber.
+pub const CUT_OFF_LOG: &str = "slow subscriber cut off";
+
 /// The run part of an id `<run>-<seq>`.
 pub fn id_run(id: &str) -> &str {
     id.rsplit_once('-')
@@ -922,7 +939,7 @@ impl Subscriber {
     }
 
     /// The next item; panics if none arrives by the deadline.
-    pub fn next_item_by(&mut self, deadline: Instant) -> Item {
+    fn next_item_by(&mut self, deadline: Instant) -> Item {
         match self.poll(deadline) {
             Next::Item(item) => item,
             Next::End(end) => panic!(
@@ -973,6 +990,57 @@ impl Subscriber {
                 Next::End(end) => panic!("stream ended: {end:?}"),
             }
         }
+    }
+
+    /// Asserts the stream ends cleanly next (the terminating chunk, or EOF
+    /// when close-delimited), with nothing before it.
+    pub fn expect_clean_end(&mut self) {
+        match self.poll(deadline()) {
+            Next::End(BodyEnd::Clean) => {}
+            other => panic!("expected the stream's clean end, got {other:?}"),
+        }
+    }
+
+    /// Reads a stream that the server ends: the events of `ids` from the
+    /// first, in order, each with the body `padded(n, size)`; then a clean
+    /// end that falls between events; then the close. Returns how many
+    /// events arrived (callers that expect all of them compare it with
+    /// `ids.len()`). For streams without heartbeats: anything but an event
+    /// fails, which also bounds the loop by `ids.len()`.
+    pub fn expect_padded_events_then_clean_end(&mut self, ids: &[String], size: usize) -> usize {
+        let mut received = 0;
+        loop {
+            match self.poll(deadline()) {
+                Next::Item(Item::Event(event)) => {
+                    assert!(
+                        received < ids.len(),
+                        "more events than published: {:?}",
+                        event.id
+                    );
+                    assert_eq!(
+                        event.id.as_deref(),
+                        Some(ids[received].as_str()),
+                        "event {received}"
+                    );
+                    assert!(
+                        event.data == padded(received, size),
+                        "event {received} corrupted"
+                    );
+                    received += 1;
+                }
+                Next::Item(other) => panic!("unexpected {other:?} after {received} events"),
+                Next::End(BodyEnd::Clean) => break,
+                Next::End(end) => {
+                    panic!("the stream did not end cleanly after {received} events: {end:?}")
+                }
+            }
+        }
+        assert!(
+            !self.has_partial(),
+            "the stream ended inside an event, after {received} whole ones"
+        );
+        self.expect_closed();
+        received
     }
 }
 
@@ -1168,13 +1236,11 @@ impl TestServer {
     pub fn start_on(addr: SocketAddr, args: &[&str]) -> TestServer {
         let listen = addr.to_string();
         let end = deadline();
-        let mut attempts = 0;
         loop {
-            attempts += 1;
             match TestServer::try_start_on(&listen, args) {
                 Ok(server) => return server,
-                Err(log) if Instant::now() >= end || attempts >= 100 => {
-                    panic!("sseloop did not start on {listen} after {attempts} attempts:\n{log}")
+                Err(log) if Instant::now() >= end => {
+                    panic!("sseloop did not start on {listen} within {IO_TIMEOUT:?}:\n{log}")
                 }
                 // A failed bind exits at once; the next attempt is a new
                 // process, so this pause is the retry interval, not a wait
@@ -1222,6 +1288,15 @@ impl TestServer {
         }
     }
 
+    /// Waits up to `wait` for the server to exit and asserts it exited 0.
+    pub fn expect_exit_0(&mut self, wait: Duration) {
+        let status = self.wait_exit(wait);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the server exited with {status:?} (None: still running after {wait:?})"
+        );
+    }
+
     /// Subscribes over HTTP/1.1 to `query`, resuming with a `Last-Event-ID`
     /// header.
     pub fn resume(&self, query: &str, last_event_id: &str) -> Subscriber {
@@ -1233,31 +1308,25 @@ impl TestServer {
 }
 
 /// Why a `reset` event was sent: the `reason` of its JSON data. Panics
-/// unless `event` is a well-formed reset event.
+/// unless `event` is a well-formed reset event: a JSON object with the
+/// strings `reason` and `message`.
 pub fn reset_reason(event: &Event) -> String {
     assert_eq!(
         event.event.as_deref(),
         Some("reset"),
         "expected a reset event, got {event:?}"
     );
-    let data = event.data.trim();
+    let data: serde_json::Value = serde_json::from_str(&event.data)
+        .unwrap_or_else(|e| panic!("reset data is not JSON ({e}): {:?}", event.data));
     assert!(
-        data.starts_with('{') && data.ends_with('}'),
-        "reset data is not a JSON object: {data:?}"
+        data.get("message")
+            .is_some_and(serde_json::Value::is_string),
+        "reset data has no message string: {data}"
     );
-    assert!(
-        data.contains("\"message\":\""),
-        "reset data has no message: {data:?}"
-    );
-    let key = "\"reason\":\"";
-    let start = data
-        .find(key)
-        .unwrap_or_else(|| panic!("reset data has no reason: {data:?}"))
-        + key.len();
-    let len = data[start..]
-        .find('"')
-        .unwrap_or_else(|| panic!("unterminated reason in {data:?}"));
-    data[start..start + len].to_string()
+    data.get("reason")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_else(|| panic!("reset data has no reason string: {data}"))
+        .to_string()
 }
 
 impl Subscriber {
