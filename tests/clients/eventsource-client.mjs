@@ -18,9 +18,8 @@ if (!url || !reportUrl) {
 let seq = 0;
 let chain = Promise.resolve();
 function report(fields) {
-  const at = Date.now();
+  fields.at = String(Date.now());
   fields.seq = String(++seq);
-  if (!('at' in fields)) fields.at = String(at);
   const body = new URLSearchParams(fields);
   chain = chain.then(() =>
     fetch(reportUrl, { method: 'POST', body }).catch((e) => console.error('report failed:', e)),
@@ -36,8 +35,7 @@ es.onerror = (e) =>
   report({ kind: 'error', state: String(es.readyState), message: String(e?.message ?? '') });
 
 function onEvent(e) {
-  const at = Date.now();
-  report({ kind: 'message', at: String(at), type: e.type, id: e.lastEventId, data: e.data });
+  report({ kind: 'message', type: e.type, id: e.lastEventId, data: e.data });
 }
 es.addEventListener('message', onEvent);
 es.addEventListener('reset', onEvent);

@@ -3,7 +3,8 @@
 // tests/it/inspector.rs and for scripts/screenshot.sh.
 //
 //   node inspector-check.mjs BASE_URL [--topics T] [--type TYPE] [--data TEXT]
-//        [--screenshot PATH] [--settle-ms MS] [--timeout-ms MS] [--chromium PATH]
+//        [--screenshot PATH] [--settle-ms MS] [--timeout-ms MS]
+//        [--total-timeout-ms MS] [--chromium PATH]
 //
 // It opens BASE_URL/?topics=T&autoconnect=1 at 1280x800, waits until the page
 // is subscribed, publishes one event through the page's own form, and waits
@@ -11,7 +12,9 @@
 // Last-Event-ID. It prints one JSON object with what it saw (the first key is
 // "report": "inspector-check") and exits 0; judging it is the caller's job.
 // A step that does not finish within --timeout-ms prints the report so far
-// with `failed` naming the step, and exits 1.
+// with `failed` naming the step, and exits 1; so does the whole check when it
+// takes longer than --total-timeout-ms (default: --settle-ms plus 8 times
+// --timeout-ms), should one of Playwright's own steps hang.
 //
 // --settle-ms lets the page run that long after subscribing, before publishing
 // (for the screenshot: the demo's events fill both views first).
@@ -19,7 +22,8 @@ import { chromium } from 'playwright-core';
 
 const USAGE =
   'usage: node inspector-check.mjs BASE_URL [--topics T] [--type TYPE] [--data TEXT] ' +
-  '[--screenshot PATH] [--settle-ms MS] [--timeout-ms MS] [--chromium PATH]';
+  '[--screenshot PATH] [--settle-ms MS] [--timeout-ms MS] [--total-timeout-ms MS] ' +
+  '[--chromium PATH]';
 
 function parseArgs(argv) {
   const opts = {
@@ -30,11 +34,13 @@ function parseArgs(argv) {
     screenshot: null,
     settleMs: 0,
     timeoutMs: 15000,
+    totalTimeoutMs: null,
     chromium: '/usr/bin/chromium',
   };
   const names = {
     '--topics': 'topics', '--type': 'type', '--data': 'data', '--screenshot': 'screenshot',
-    '--settle-ms': 'settleMs', '--timeout-ms': 'timeoutMs', '--chromium': 'chromium',
+    '--settle-ms': 'settleMs', '--timeout-ms': 'timeoutMs',
+    '--total-timeout-ms': 'totalTimeoutMs', '--chromium': 'chromium',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -48,7 +54,9 @@ function parseArgs(argv) {
     }
   }
   if (!opts.base) usage('BASE_URL is missing');
-  for (const key of ['settleMs', 'timeoutMs']) {
+  // Eight steps' worth: launch, load, the waits on the page, and slack.
+  opts.totalTimeoutMs ??= Number(opts.settleMs) + 8 * Number(opts.timeoutMs);
+  for (const key of ['settleMs', 'timeoutMs', 'totalTimeoutMs']) {
     opts[key] = Number(opts[key]);
     if (!Number.isInteger(opts[key]) || opts[key] < 0) usage(`bad --${key} value`);
   }
@@ -91,7 +99,13 @@ const report = {
 let step = 'launch chromium';
 let browser = null;
 
+let finished = false;
+
 function finish(code) {
+  // The last-resort timer can fire while a finish is closing the browser, and
+  // the steps fail once it is closed: the first finish is the only report.
+  if (finished) return;
+  finished = true;
   process.stdout.write(JSON.stringify(report) + '\n');
   const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
   // Closing must not hang the exit; the caller kills the group anyway.
@@ -101,11 +115,11 @@ function finish(code) {
 
 // Every wait below has its own timeout; this is the last resort should one of
 // Playwright's own steps (launch, close) hang.
-const steps = 8;
 setTimeout(() => {
-  report.failed = `${step}: the whole check took too long`;
+  if (finished) return;
+  report.failed = `${step}: the whole check took longer than ${opts.totalTimeoutMs} ms`;
   finish(1);
-}, opts.settleMs + steps * opts.timeoutMs).unref();
+}, opts.totalTimeoutMs).unref();
 
 try {
   browser = await chromium.launch({

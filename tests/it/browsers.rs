@@ -7,10 +7,11 @@
 //!   CRLF, leading spaces), one at a time and in a burst, arrive in order,
 //!   exactly as published, each within 100 ms of its publish (timed once the
 //!   browser has settled after start-up; see `real::scenario`);
-//! - an idle stream stays open: the EventSource's one connection (seen by
-//!   a forwarder) carries a heartbeat every interval, a `fetch()` reader on
-//!   the page (EventSource hides comments) receives them on time, the
-//!   EventSource opens once and never errors, and it then still delivers;
+//! - an idle stream carries heartbeats and never reconnects: the
+//!   EventSource's one connection (seen by a forwarder) carries a heartbeat
+//!   about every interval, a `fetch()` reader on the page (EventSource hides
+//!   comments) receives them as steadily, the EventSource opens once and
+//!   never errors, and it then still delivers;
 //! - a stream dropped in the middle of a burst of publishes is resumed by
 //!   the browser's own reconnect with `Last-Event-ID`, missing nothing.
 //!
@@ -20,13 +21,13 @@
 use std::time::{Duration, Instant};
 
 use crate::real::browser::{Browser, RunningBrowser};
-use crate::real::browser_lock;
 use crate::real::collector::{Collector, Report, of_kind};
 use crate::real::forwarder::Forwarder;
 use crate::real::scenario::{
     REPORT_TIMEOUT, TYPES, assert_no_errors, assert_received, deliver_sequence, publish,
     resume_after_cut, wait_messages, warm_up,
 };
+use crate::real::{browser_lock, ms};
 use crate::support::{TestServer, percent_encode};
 
 /// Browser start-up to the first `open`, on a busy 2-core machine.
@@ -41,7 +42,7 @@ macro_rules! browser_tests {
             }
 
             #[test]
-            fn idle_stream_stays_open_on_heartbeats() {
+            fn idle_stream_carries_heartbeats_and_never_reconnects() {
                 super::idle_stream_kept_alive($browser);
             }
 
@@ -78,7 +79,7 @@ impl Session {
         heartbeat_topic: Option<&str>,
     ) -> Session {
         // Fails now, not after the server started, when it is not installed.
-        browser.program();
+        let program = browser.program();
         let lock = browser_lock();
         let collector = Collector::start();
         let origin = collector.origin();
@@ -105,7 +106,7 @@ impl Session {
             pairs.push(("hb", hb.as_str()));
         }
         let url = collector.page_url("page.html", &pairs);
-        let browser = browser.launch(&url);
+        let browser = browser.launch(&program, &url);
         Session {
             browser,
             forwarder,
@@ -115,15 +116,11 @@ impl Session {
         }
     }
 
-    /// Waits for the page's n-th `open`; fails early if the browser died.
-    fn wait_open(&mut self, n: usize, timeout: Duration) -> Report {
-        if let Some(status) = self.browser.group().exited() {
-            panic!("the browser exited ({status})");
-        }
+    /// Waits for the page's first `open`; fails at once if the browser
+    /// died starting up.
+    fn wait_open(&mut self) {
         self.collector
-            .wait_kind("open", n, timeout)
-            .pop()
-            .expect("n opens")
+            .wait_kind_while_running(self.browser.group(), "open", 1, OPEN_TIMEOUT);
     }
 
     fn wait_messages(&self, count: usize) -> Vec<Report> {
@@ -134,7 +131,7 @@ impl Session {
 fn delivers_events(browser: Browser) {
     let who = format!("{browser:?}");
     let mut session = Session::start(browser, &[], "live", false, None);
-    session.wait_open(1, OPEN_TIMEOUT);
+    session.wait_open();
     deliver_sequence(&who, &session.server, &session.collector, "live");
     let reports = session.collector.reports();
     assert_eq!(of_kind(&reports, "open").len(), 1, "{browser:?}: one open");
@@ -144,8 +141,9 @@ fn delivers_events(browser: Browser) {
 /// Heartbeat interval of the idle test, and how many must pass.
 const HEARTBEAT_MS: u64 = 300;
 const IDLE_HEARTBEATS: usize = 6;
-/// Largest gap tolerated between heartbeats: the interval plus scheduling.
-const MAX_GAP_MS: f64 = HEARTBEAT_MS as f64 + 250.0;
+/// Largest gap tolerated between heartbeats: what fails is heartbeats that
+/// stop or drift, not one late by a busy machine's scheduling.
+const MAX_GAP_MS: f64 = 2.0 * HEARTBEAT_MS as f64;
 
 fn idle_stream_kept_alive(browser: Browser) {
     let who = format!("{browser:?}");
@@ -160,7 +158,7 @@ fn idle_stream_kept_alive(browser: Browser) {
         true,
         Some("idle-fetch"),
     );
-    session.wait_open(1, OPEN_TIMEOUT);
+    session.wait_open();
     session.collector.wait_kind("hb-open", 1, REPORT_TIMEOUT);
     let forwarder = session.forwarder.as_ref().expect("forwarder");
     forwarder.wait_requests(1, REPORT_TIMEOUT);
@@ -175,12 +173,13 @@ fn idle_stream_kept_alive(browser: Browser) {
     let beats_before = of_kind(&session.collector.reports(), "heartbeat").len();
 
     // Idle: nothing is published while the page's reader counts heartbeats,
-    // several intervals' worth, each arriving on time.
-    let beats = session.collector.wait_kind(
-        "heartbeat",
-        beats_before + IDLE_HEARTBEATS,
-        Duration::from_millis(HEARTBEAT_MS * IDLE_HEARTBEATS as u64) + REPORT_TIMEOUT,
-    );
+    // several intervals' worth, none far behind the one before.
+    let idle_timeout =
+        Duration::from_millis(HEARTBEAT_MS * IDLE_HEARTBEATS as u64) + REPORT_TIMEOUT;
+    let beats =
+        session
+            .collector
+            .wait_kind("heartbeat", beats_before + IDLE_HEARTBEATS, idle_timeout);
     let times: Vec<f64> = beats[beats_before..].iter().map(|r| r.num("at")).collect();
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
@@ -191,7 +190,19 @@ fn idle_stream_kept_alive(browser: Browser) {
     }
 
     // The EventSource's own connection carried heartbeats all along the
-    // idle spell and is still the only one: nothing timed out, nothing
+    // idle spell, awaited on that connection itself (the page's reader has
+    // a stream, and heartbeat timing, of its own).
+    let idle_beats = forwarder.wait_heartbeats(0, idle_from, IDLE_HEARTBEATS, idle_timeout);
+    let mut last = idle_from;
+    for at in &idle_beats {
+        let gap = ms(at.duration_since(last));
+        assert!(
+            gap < MAX_GAP_MS,
+            "{who}: {gap:.0} ms without a heartbeat on the idle EventSource (interval {HEARTBEAT_MS} ms)"
+        );
+        last = *at;
+    }
+    // And it is still the only one, still open: nothing timed out, nothing
     // reconnected.
     let conns = forwarder.conns();
     assert_eq!(
@@ -199,27 +210,7 @@ fn idle_stream_kept_alive(browser: Browser) {
         1,
         "{who}: the idle EventSource reconnected: {conns:?}"
     );
-    assert!(conns[0].open, "{who}: the idle stream was closed");
-    let idle_beats: Vec<Instant> = conns[0]
-        .heartbeats
-        .iter()
-        .copied()
-        .filter(|at| *at >= idle_from)
-        .collect();
-    assert!(
-        idle_beats.len() >= IDLE_HEARTBEATS - 1,
-        "{who}: only {} heartbeats on the EventSource's connection while idle",
-        idle_beats.len()
-    );
-    let mut last = idle_from;
-    for at in &idle_beats {
-        let gap = at.duration_since(last).as_secs_f64() * 1000.0;
-        assert!(
-            gap < MAX_GAP_MS,
-            "{who}: {gap:.0} ms without a heartbeat on the idle EventSource"
-        );
-        last = *at;
-    }
+    assert!(conns[0].open(), "{who}: the idle stream was closed");
 
     // After the idle spell the same stream still delivers, without a
     // reconnect (how fast is the delivery test's business).
@@ -240,7 +231,7 @@ fn idle_stream_kept_alive(browser: Browser) {
 fn resumes_after_drop(browser: Browser) {
     // A short retry so the browser comes back quickly; history keeps all.
     let mut session = Session::start(browser, &["--retry", "200ms"], "resume", true, None);
-    session.wait_open(1, OPEN_TIMEOUT);
+    session.wait_open();
     let forwarder = session.forwarder.as_ref().expect("forwarder");
     resume_after_cut(
         &format!("{browser:?}"),

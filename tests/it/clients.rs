@@ -11,30 +11,12 @@ use crate::real::collector::Collector;
 use crate::real::forwarder::Forwarder;
 use crate::real::scenario::{TYPES, deliver_sequence, resume_after_cut};
 use crate::real::{
-    INSTALL_HINT, ProcGroup, SKIP_VAR, TempDir, clients_dir, command_in, require_program,
+    ProcGroup, TempDir, clients_dir, command_in, npm_package_version, require_program,
 };
 use crate::support::TestServer;
 
 /// Node's start-up to the first `open`.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The installed version of an npm package under `tests/clients`; fails
-/// the test with what to run when it is not installed.
-pub(crate) fn npm_package_version(name: &str) -> String {
-    let manifest = clients_dir().join(format!("node_modules/{name}/package.json"));
-    let text = std::fs::read_to_string(&manifest).unwrap_or_else(|_| {
-        panic!(
-            "the npm package `{name}` is not installed in tests/clients: run `npm ci` there \
-             ({INSTALL_HINT}); or run `{SKIP_VAR}=1 ./test.sh` to leave the real-client tests out"
-        )
-    });
-    let start = text.find("\"version\"").expect("a version in package.json");
-    text[start..]
-        .split('"')
-        .nth(3)
-        .expect("a version string")
-        .to_string()
-}
 
 #[test]
 fn node_eventsource_receives_in_order_and_resumes_after_a_drop() {
@@ -56,8 +38,7 @@ fn node_eventsource_receives_in_order_and_resumes_after_a_drop() {
         .arg(collector.report_url())
         .arg(TYPES);
     let mut client = ProcGroup::spawn("node eventsource", command, &home.join("node.log"));
-    collector.wait_kind("open", 1, OPEN_TIMEOUT);
-    assert!(client.exited().is_none(), "the node client exited");
+    collector.wait_kind_while_running(&mut client, "open", 1, OPEN_TIMEOUT);
     let who = format!("eventsource {version}");
     let sent = deliver_sequence(&who, &server, &collector, "lib");
     resume_after_cut(&who, &server, &collector, &forwarder, "lib", sent);

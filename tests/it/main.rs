@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 mod nginx;
 mod nodelay;
+mod page;
 mod publish;
 mod real;
 mod replay;

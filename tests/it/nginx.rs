@@ -4,7 +4,8 @@
 //! - The default deployment, a `location` with nothing but `proxy_pass`:
 //!   nginx speaks HTTP/1.0 upstream (so the stream is close-delimited) and
 //!   buffers responses, unless the upstream says `X-Accel-Buffering: no`.
-//!   Events must come through it as fast as directly. In the same test a
+//!   Each event must come through it within 100 ms of its publish (the
+//!   direct delays are printed beside, for comparison). In the same test a
 //!   control upstream sends the same stream without that header, and nginx
 //!   holds it (no head, no `open`, no event) until the upstream closes:
 //!   proof that the test can tell, and would catch a regression that drops
@@ -25,7 +26,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::real::forwarder::Forwarder;
-use crate::real::{ProcGroup, TempDir, require_program, tail};
+use crate::real::{
+    MAX_DELAY, ProcGroup, TempDir, connect, first_late, in_rounds, ms, require_program, summary,
+    tail,
+};
 use crate::support::{
     BodyEnd, HttpConn, IO_TIMEOUT, Item, Next, Stop, Subscriber, TestServer, deadline,
 };
@@ -33,8 +37,6 @@ use crate::support::{
 /// How long nginx may take to pass a head or an event before the test
 /// calls it held; the control case waits this long for nothing.
 const HELD: Duration = Duration::from_secs(1);
-/// Delivery bound that users of progress bars need.
-const MAX_DELAY: Duration = Duration::from_millis(100);
 
 /// A running nginx; dropping it kills its process group (master and
 /// workers), then removes its dir.
@@ -113,10 +115,7 @@ impl Nginx {
 
     /// Sends `GET path` through nginx; the connection, to read the answer.
     fn get(&self, path: &str) -> HttpConn {
-        let stream = TcpStream::connect(self.addr).expect("connect to nginx");
-        stream.set_nodelay(true).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut conn = HttpConn::new(stream);
+        let mut conn = HttpConn::new(connect(self.addr));
         conn.send(
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
                 .as_bytes(),
@@ -278,10 +277,6 @@ impl Drop for ControlUpstream {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// The request line of the last request the forwarder saw.
 fn upstream_request_line(forwarder: &Forwarder) -> String {
     let conns = forwarder.wait_requests(1, IO_TIMEOUT);
@@ -290,15 +285,15 @@ fn upstream_request_line(forwarder: &Forwarder) -> String {
 }
 
 /// Publishes events and reads each from both `direct` and `proxied`,
-/// asserting the proxied one is the same event, within `MAX_DELAY`.
-/// Returns (direct, proxied) delays.
+/// asserting the proxied one is the same event. Returns (direct, proxied)
+/// delays in ms.
 fn publish_and_compare(
     server: &TestServer,
     topic: &str,
     direct: &mut Subscriber,
     proxied: &mut Subscriber,
     count: usize,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> (Vec<f64>, Vec<f64>) {
     let mut publisher = server.publisher();
     let mut direct_delays = Vec::new();
     let mut proxied_delays = Vec::new();
@@ -314,9 +309,9 @@ fn publish_and_compare(
         let start = Instant::now();
         let id = publisher.publish_ok(&query, body.as_bytes());
         let got_direct = direct.next_event_by(start + IO_TIMEOUT);
-        direct_delays.push(start.elapsed());
+        direct_delays.push(ms(start.elapsed()));
         let got_proxied = proxied.next_event_by(start + IO_TIMEOUT);
-        proxied_delays.push(start.elapsed());
+        proxied_delays.push(ms(start.elapsed()));
         assert_eq!(got_direct.id.as_deref(), Some(id.as_str()));
         assert_eq!(
             got_proxied, got_direct,
@@ -326,13 +321,10 @@ fn publish_and_compare(
     (direct_delays, proxied_delays)
 }
 
-/// Timed rounds: a late event fails a round, and only a late event in every
-/// round fails the test (one stall of a busy machine is not nginx's
-/// buffering, which holds every event, every time).
-const ROUNDS: usize = 3;
-
 /// Publishes 20 events per round; each must come through nginx identical
-/// to the direct one and within `MAX_DELAY`.
+/// to the direct one and within `MAX_DELAY` (in one of `real::ROUNDS`
+/// rounds: nginx's buffering holds every event, every time, unlike one
+/// stall of a busy machine).
 fn compare_in_rounds(
     what: &str,
     server: &TestServer,
@@ -340,8 +332,7 @@ fn compare_in_rounds(
     direct: &mut Subscriber,
     proxied: &mut Subscriber,
 ) {
-    let mut late = Vec::new();
-    for round in 1..=ROUNDS {
+    in_rounds(&format!("nginx {what}"), || {
         let (direct_delays, proxied_delays) =
             publish_and_compare(server, topic, direct, proxied, 20);
         eprintln!(
@@ -349,37 +340,18 @@ fn compare_in_rounds(
             summary(&direct_delays),
             summary(&proxied_delays)
         );
-        match proxied_delays.iter().position(|d| *d >= MAX_DELAY) {
-            None => return,
-            Some(n) => {
-                let why = format!(
-                    "round {round}: event {n} took {:?} through nginx (limit {MAX_DELAY:?}); through nginx {proxied_delays:?}, direct {direct_delays:?}",
-                    proxied_delays[n]
-                );
-                eprintln!("nginx {what}: {why}");
-                late.push(why);
-            }
+        match first_late(&proxied_delays) {
+            None => Ok(()),
+            Some(n) => Err(format!(
+                "event {n} took {:.1} ms through nginx (limit {MAX_DELAY:?}); through nginx {proxied_delays:.1?}, direct {direct_delays:.1?}",
+                proxied_delays[n]
+            )),
         }
-    }
-    panic!(
-        "nginx {what}: a late event in every round:\n{}",
-        late.join("\n")
-    );
-}
-
-fn summary(delays: &[Duration]) -> String {
-    let mut sorted: Vec<f64> = delays.iter().copied().map(ms).collect();
-    sorted.sort_by(f64::total_cmp);
-    format!(
-        "min {:.1} median {:.1} max {:.1} ms",
-        sorted[0],
-        sorted[sorted.len() / 2],
-        sorted[sorted.len() - 1]
-    )
+    });
 }
 
 #[test]
-fn default_proxy_pass_streams_as_fast_as_direct_and_a_control_without_the_header_is_held() {
+fn default_proxy_pass_streams_each_event_within_100ms_and_a_control_without_the_header_is_held() {
     require_program(&["nginx"], "nginx");
     let server = TestServer::start(&[]);
     let upstream_leg = Forwarder::start(server.addr());
@@ -520,8 +492,9 @@ fn heartbeats_keep_an_idle_stream_past_proxy_read_timeout() {
     let mut dropped = nginx.subscribe("/silent/events?topic=idle");
     let opened = Instant::now();
 
-    // Idle for three of nginx's timeouts: heartbeats pass through at their
-    // interval and the stream stays open.
+    // Idle for three of nginx's timeouts: heartbeats pass through about at
+    // their interval (a gap of twice that is one stopped or drifting, not a
+    // busy machine's scheduling) and the stream stays open.
     let idle_until = opened + Duration::from_millis(3 * READ_TIMEOUT_MS);
     let mut last = opened;
     let mut beats = 0;
@@ -530,8 +503,8 @@ fn heartbeats_keep_an_idle_stream_past_proxy_read_timeout() {
             Next::Item(Item::Comment(text)) if text == "heartbeat" => {
                 let gap = last.elapsed();
                 assert!(
-                    gap < Duration::from_millis(HEARTBEAT_MS + 250),
-                    "{gap:?} between heartbeats through nginx"
+                    gap < 2 * Duration::from_millis(HEARTBEAT_MS),
+                    "{gap:?} between heartbeats through nginx (interval {HEARTBEAT_MS} ms)"
                 );
                 last = Instant::now();
                 beats += 1;
@@ -541,15 +514,10 @@ fn heartbeats_keep_an_idle_stream_past_proxy_read_timeout() {
         }
     }
     assert!(beats >= 8, "only {beats} heartbeats in 3 s");
+    // It still delivers (how fast is the delivery tests' business).
     let mut publisher = beating.publisher();
-    let start = Instant::now();
     let id = publisher.publish_ok("?topic=idle", b"still here");
     let event = kept.next_event();
-    assert!(
-        start.elapsed() < MAX_DELAY,
-        "after idling: {:?}",
-        start.elapsed()
-    );
     assert_eq!(event.id.as_deref(), Some(id.as_str()));
 
     // The control: with no heartbeat, nginx ended the idle stream after its

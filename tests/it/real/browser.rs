@@ -4,7 +4,7 @@
 //! kills the group and removes the profile.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{ProcGroup, TempDir, command_in, require_program};
 
@@ -46,14 +46,14 @@ impl Browser {
         }
     }
 
-    /// Starts the browser headless on `url`.
-    pub fn launch(self, url: &str) -> RunningBrowser {
-        let program = self.program();
+    /// Starts the browser headless on `url`; `program` is what `program()`
+    /// found.
+    pub fn launch(self, program: &Path, url: &str) -> RunningBrowser {
         let profile = TempDir::new(self.name());
         let home = profile.join("home");
         fs::create_dir(&home).unwrap();
         let log = profile.join("browser.log");
-        let mut command = command_in(&program, &home);
+        let mut command = command_in(program, &home);
         match self {
             Browser::Chromium => {
                 let data = profile.join("user-data");

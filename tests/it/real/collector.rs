@@ -4,19 +4,21 @@
 //! reports through it instead of sleeping.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{clients_dir, form_decode};
+use super::{LoopbackServer, ProcGroup, clients_dir, form_decode, wait_until};
+
+/// How often a wait on a client's reports looks whether the client is
+/// still running.
+const ALIVE_CHECK: Duration = Duration::from_secs(1);
 
 /// One observation the page reported.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub fields: Vec<(String, String)>,
+    fields: Vec<(String, String)>,
 }
 
 impl Report {
@@ -27,7 +29,7 @@ impl Report {
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn kind(&self) -> &str {
+    fn kind(&self) -> &str {
         self.get("kind").unwrap_or("")
     }
 
@@ -43,51 +45,26 @@ impl Report {
 struct Shared {
     reports: Mutex<Vec<Report>>,
     grown: Condvar,
-    streams: Mutex<Vec<TcpStream>>,
-    stop: AtomicBool,
 }
 
 pub struct Collector {
-    addr: SocketAddr,
+    server: LoopbackServer,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
 }
 
 impl Collector {
     pub fn start() -> Collector {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind collector");
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
-        let accept_shared = Arc::clone(&shared);
-        let accept = thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept_shared.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                if let Ok(clone) = stream.try_clone() {
-                    accept_shared
-                        .streams
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(clone);
-                }
-                let conn_shared = Arc::clone(&accept_shared);
-                thread::spawn(move || {
-                    let _ = serve(stream, &conn_shared);
-                });
-            }
+        let serve_shared = Arc::clone(&shared);
+        let server = LoopbackServer::start("collector", move |stream| {
+            let _ = serve(stream, &serve_shared);
         });
-        Collector {
-            addr,
-            shared,
-            accept: Some(accept),
-        }
+        Collector { server, shared }
     }
 
     /// The origin pages are served from, e.g. `http://127.0.0.1:40000`.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Where clients POST their reports.
@@ -109,67 +86,73 @@ impl Collector {
             .clone()
     }
 
-    /// Waits until `check` finds what it looks for among all reports so
-    /// far; panics with `what` and every report after `timeout`.
-    pub fn wait_for<T>(
+    /// Waits up to `timeout` until `check` finds what it looks for among all
+    /// reports so far; `Err` with every report when it did not.
+    fn try_wait<T>(
         &self,
-        what: &str,
         timeout: Duration,
-        mut check: impl FnMut(&[Report]) -> Option<T>,
-    ) -> T {
-        let end = Instant::now() + timeout;
-        let mut reports = self
-            .shared
-            .reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(found) = check(&reports) {
-                return found;
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!(
-                    "the page did not report {what} within {timeout:?}; reports:\n{}",
-                    format_reports(&reports)
-                );
-            }
-            reports = self
-                .shared
-                .grown
-                .wait_timeout(reports, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        check: impl FnMut(&Vec<Report>) -> Option<T>,
+    ) -> Result<T, Vec<Report>> {
+        wait_until(&self.shared.reports, &self.shared.grown, timeout, check)
+            .map_err(|reports| reports.clone())
     }
 
     /// Waits for `count` reports of `kind`; returns them.
     pub fn wait_kind(&self, kind: &str, count: usize, timeout: Duration) -> Vec<Report> {
-        self.wait_for(&format!("{count} × {kind}"), timeout, |reports| {
-            let found = of_kind(reports, kind);
-            (found.len() >= count).then_some(found)
-        })
+        self.try_wait(timeout, |reports| kind_count(reports, kind, count))
+            .unwrap_or_else(|reports| {
+                panic!(
+                    "the client did not report {count} × {kind} within {timeout:?}; reports:\n{}",
+                    format_reports(&reports)
+                )
+            })
     }
+
+    /// `wait_kind` for a client that is starting up as `client`: between
+    /// slices of the wait it looks whether the client is still running, so
+    /// a client that died fails the test at once, with its output, instead
+    /// of after `timeout` as one that did not report.
+    pub fn wait_kind_while_running(
+        &self,
+        client: &mut ProcGroup,
+        kind: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Report> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = client.exited() {
+                panic!(
+                    "{} exited ({status}) before reporting {count} × {kind}; its output (tail):\n{}",
+                    client.name(),
+                    client.log_tail(4000)
+                );
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // One last look, and the usual message.
+                return self.wait_kind(kind, count, Duration::ZERO);
+            }
+            if let Ok(found) = self.try_wait(left.min(ALIVE_CHECK), |reports| {
+                kind_count(reports, kind, count)
+            }) {
+                return found;
+            }
+        }
+    }
+}
+
+/// The reports of `kind` once there are `count` of them.
+fn kind_count(reports: &[Report], kind: &str, count: usize) -> Option<Vec<Report>> {
+    let found = of_kind(reports, kind);
+    (found.len() >= count).then_some(found)
 }
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept so that its thread sees the stop flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        for stream in self
-            .shared
-            .streams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        if thread::panicking() {
+        // No report arrives after the dump below.
+        self.server.stop();
+        if std::thread::panicking() {
             eprintln!(
                 "---- page reports ----\n{}",
                 format_reports(&self.reports())
@@ -187,7 +170,7 @@ pub fn of_kind(reports: &[Report], kind: &str) -> Vec<Report> {
         .collect()
 }
 
-pub fn format_reports(reports: &[Report]) -> String {
+fn format_reports(reports: &[Report]) -> String {
     let mut out = String::new();
     for report in reports {
         let fields: Vec<String> = report

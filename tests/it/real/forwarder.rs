@@ -2,19 +2,24 @@
 //! cut. It copies bytes both ways, one thread per direction, and records per
 //! connection what a test needs to prove a reconnect or a kept-alive stream:
 //! the request head the client sent (with its `Last-Event-ID`), the start
-//! of what the server answered, and when
-//! each `: heartbeat` comment passed towards the client.
+//! of what the server answered, and when each `: heartbeat` comment passed
+//! towards the client.
 //!
 //! Cutting shuts both sockets of every open connection: the client sees its
 //! stream end in the middle (no last chunk), the server sees the subscriber
-//! go, and what was in flight is lost, as when a network path drops.
+//! go, and what was in flight is lost, as when a network path drops. Then
+//! it holds: connections the client makes after the cut are accepted but
+//! not connected upstream until the test releases them, so the test, not
+//! the client's retry timer, decides what happens while it has no stream.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
+
+use super::{LoopbackServer, wait_until};
+use crate::support::IO_TIMEOUT;
 
 const HEARTBEAT: &[u8] = b": heartbeat\n";
 /// Bytes kept of each direction's start (a head is far smaller).
@@ -29,8 +34,9 @@ pub struct ConnInfo {
     pub response: String,
     /// When each heartbeat comment passed towards the client.
     pub heartbeats: Vec<Instant>,
-    /// Whether both directions are still being copied.
-    pub open: bool,
+    /// Directions still being copied: 2 until either end finishes the
+    /// connection or it is cut, 0 once both copies have stopped.
+    copying: u8,
 }
 
 impl ConnInfo {
@@ -41,151 +47,258 @@ impl ConnInfo {
             n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
     }
+
+    /// Both directions are still being copied: neither end has finished
+    /// the connection and it was not cut.
+    pub fn open(&self) -> bool {
+        self.copying == 2
+    }
 }
 
 struct Conn {
     info: ConnInfo,
     client: TcpStream,
     server: TcpStream,
-    /// Directions still copying (2, 1, 0).
-    copying: u8,
+}
+
+impl Conn {
+    fn shut(&self) {
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.server.shutdown(Shutdown::Both);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    conns: Vec<Conn>,
+    /// Cuts so far: a connection being made upstream while one happened
+    /// belongs to that cut.
+    cuts: u64,
+    /// New connections wait, not connected upstream, until released.
+    holding: bool,
+    /// The forwarder is being dropped: nothing new is connected.
+    stopping: bool,
 }
 
 #[derive(Default)]
 struct Shared {
-    conns: Mutex<Vec<Conn>>,
+    state: Mutex<State>,
     changed: Condvar,
-    stop: AtomicBool,
 }
 
 impl Shared {
-    fn conns(&self) -> MutexGuard<'_, Vec<Conn>> {
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 pub struct Forwarder {
-    addr: SocketAddr,
+    server: LoopbackServer,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
 }
 
 impl Forwarder {
     /// Listens on a port-0 loopback address and forwards to `upstream`.
     pub fn start(upstream: SocketAddr) -> Forwarder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
-        let accept_shared = Arc::clone(&shared);
-        let accept = thread::spawn(move || {
-            for client in listener.incoming() {
-                if accept_shared.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                let (Ok(c1), Ok(c2), Ok(s1), Ok(s2)) = (
-                    client.try_clone(),
-                    client.try_clone(),
-                    server.try_clone(),
-                    server.try_clone(),
-                ) else {
-                    continue;
-                };
-                let index = {
-                    let mut conns = accept_shared.conns();
-                    conns.push(Conn {
-                        info: ConnInfo {
-                            request: String::new(),
-                            response: String::new(),
-                            heartbeats: Vec::new(),
-                            open: true,
-                        },
-                        client,
-                        server,
-                        copying: 2,
-                    });
-                    conns.len() - 1
-                };
-                accept_shared.changed.notify_all();
-                let up = Arc::clone(&accept_shared);
-                thread::spawn(move || copy(c1, s1, &up, index, Direction::Up));
-                let down = Arc::clone(&accept_shared);
-                thread::spawn(move || copy(s2, c2, &down, index, Direction::Down));
-            }
+        let conn_shared = Arc::clone(&shared);
+        let server = LoopbackServer::start("forwarder", move |client| {
+            forward(client, upstream, &conn_shared);
         });
-        Forwarder {
-            addr,
-            shared,
-            accept: Some(accept),
-        }
+        Forwarder { server, shared }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
-    /// What was seen of every connection so far, in accept order.
+    /// What was seen of every connection so far, in the order they were
+    /// connected upstream.
     pub fn conns(&self) -> Vec<ConnInfo> {
-        self.shared.conns().iter().map(|c| c.info.clone()).collect()
+        self.shared
+            .state()
+            .conns
+            .iter()
+            .map(|c| c.info.clone())
+            .collect()
     }
 
-    /// Waits until `count` connections were accepted and each has sent a
+    /// Waits until `count` connections were made and each has sent a
     /// complete request head; panics after `timeout`.
     pub fn wait_requests(&self, count: usize, timeout: Duration) -> Vec<ConnInfo> {
-        let end = Instant::now() + timeout;
-        let mut conns = self.shared.conns();
-        loop {
-            let complete = conns
-                .iter()
-                .filter(|c| c.info.request.contains("\r\n\r\n"))
-                .count();
-            if complete >= count {
-                return conns.iter().map(|c| c.info.clone()).collect();
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "forwarder: {count} requests expected within {timeout:?}, saw {:?}",
-                conns.iter().map(|c| &c.info).collect::<Vec<_>>()
-            );
-            conns = self
-                .shared
-                .changed
-                .wait_timeout(conns, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.wait(
+            &format!("{count} requests"),
+            timeout,
+            |conns: &[ConnInfo]| {
+                let complete = conns
+                    .iter()
+                    .filter(|c| c.request.contains("\r\n\r\n"))
+                    .count();
+                (complete >= count).then(|| conns.to_vec())
+            },
+        )
     }
 
-    /// Drops every open connection at once; returns how many were open.
-    pub fn cut(&self) -> usize {
-        let mut conns = self.shared.conns();
-        let mut cut = 0;
-        for conn in conns.iter_mut().filter(|c| c.info.open) {
-            let _ = conn.client.shutdown(Shutdown::Both);
-            let _ = conn.server.shutdown(Shutdown::Both);
-            conn.info.open = false;
-            cut += 1;
+    /// Waits until connection `index` (in `conns()` order) has passed
+    /// `count` heartbeats towards the client since `since`; returns when
+    /// each of those passed. Panics after `timeout`.
+    pub fn wait_heartbeats(
+        &self,
+        index: usize,
+        since: Instant,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Instant> {
+        self.wait(
+            &format!("{count} heartbeats on connection {index}"),
+            timeout,
+            |conns: &[ConnInfo]| {
+                let beats: Vec<Instant> = conns
+                    .get(index)?
+                    .heartbeats
+                    .iter()
+                    .copied()
+                    .filter(|at| *at >= since)
+                    .collect();
+                (beats.len() >= count).then_some(beats)
+            },
+        )
+    }
+
+    fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&[ConnInfo]) -> Option<T>,
+    ) -> T {
+        wait_until(&self.shared.state, &self.shared.changed, timeout, |state| {
+            check(
+                &state
+                    .conns
+                    .iter()
+                    .map(|c| c.info.clone())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_else(|state| {
+            panic!(
+                "forwarder: {what} expected within {timeout:?}, saw {:?}",
+                state.conns.iter().map(|c| &c.info).collect::<Vec<_>>()
+            )
+        })
+    }
+
+    /// Drops every open connection at once, waits until their copies have
+    /// stopped, and from then on holds new connections, not connected
+    /// upstream, until `release`; returns how many were open.
+    pub fn cut_and_hold(&self) -> usize {
+        let (cut, open) = self.shut_all(true);
+        wait_until(
+            &self.shared.state,
+            &self.shared.changed,
+            IO_TIMEOUT,
+            |state| {
+                cut.iter()
+                    .all(|&i| state.conns[i].info.copying == 0)
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|_| {
+            panic!("forwarder: cut connections still copying after {IO_TIMEOUT:?}")
+        });
+        open
+    }
+
+    /// Connects the held connections upstream, and new ones from now on.
+    pub fn release(&self) {
+        self.shared.state().holding = false;
+        self.shared.changed.notify_all();
+    }
+
+    /// Shuts both sockets of every connection still copying; returns their
+    /// indices and how many of them were open.
+    fn shut_all(&self, hold: bool) -> (Vec<usize>, usize) {
+        let mut state = self.shared.state();
+        state.cuts += 1;
+        state.holding |= hold;
+        let mut cut = Vec::new();
+        let mut open = 0;
+        for (i, conn) in state.conns.iter().enumerate() {
+            if conn.info.copying > 0 {
+                open += usize::from(conn.info.open());
+                conn.shut();
+                cut.push(i);
+            }
         }
-        cut
+        (cut, open)
     }
 }
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        self.cut();
+        // Held connections give up waiting, ones being made upstream shut
+        // themselves, and cutting the rest ends their copies; then the
+        // server joins every connection's thread.
+        self.shared.state().stopping = true;
+        self.shared.changed.notify_all();
+        self.shut_all(false);
+        self.server.stop();
     }
+}
+
+/// Serves one client connection (on its own thread): waits out a hold,
+/// connects upstream, and copies both ways until both directions end.
+fn forward(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
+    let cuts = {
+        let state = shared
+            .changed
+            .wait_while(shared.state(), |s| s.holding && !s.stopping)
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.stopping {
+            return;
+        }
+        state.cuts
+    };
+    let Ok(server) = TcpStream::connect(upstream) else {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (Ok(c1), Ok(c2), Ok(s1), Ok(s2)) = (
+        client.try_clone(),
+        client.try_clone(),
+        server.try_clone(),
+        server.try_clone(),
+    ) else {
+        return;
+    };
+    let index = {
+        let mut state = shared.state();
+        if state.cuts != cuts || state.stopping {
+            // A cut (or the drop) came while this connection was being
+            // made: it is cut as well.
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            return;
+        }
+        state.conns.push(Conn {
+            info: ConnInfo {
+                request: String::new(),
+                response: String::new(),
+                heartbeats: Vec::new(),
+                copying: 2,
+            },
+            client,
+            server,
+        });
+        state.conns.len() - 1
+    };
+    shared.changed.notify_all();
+    let down_shared = Arc::clone(shared);
+    let down = thread::spawn(move || copy(s2, c2, &down_shared, index, Direction::Down));
+    copy(c1, s1, shared, index, Direction::Up);
+    let _ = down.join();
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -207,8 +320,8 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared, index: usize, d
         };
         let bytes = &buf[..n];
         {
-            let mut conns = shared.conns();
-            let info = &mut conns[index].info;
+            let mut state = shared.state();
+            let info = &mut state.conns[index].info;
             match dir {
                 Direction::Up => {
                     let room = HEAD_KEPT.saturating_sub(info.request.len());
@@ -239,13 +352,7 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared, index: usize, d
     // Passes the end on, as a proxy would.
     let _ = to.shutdown(Shutdown::Write);
     let _ = from.shutdown(Shutdown::Read);
-    let mut conns = shared.conns();
-    let conn = &mut conns[index];
-    conn.copying -= 1;
-    if conn.copying == 0 {
-        conn.info.open = false;
-    }
-    drop(conns);
+    shared.state().conns[index].info.copying -= 1;
     shared.changed.notify_all();
 }
 

@@ -1,6 +1,7 @@
 //! Shared machinery of the real-client tests (browsers, nginx, library
 //! clients): finding the programs, the opt-out, process groups that are
-//! always ended, fresh temp dirs that are always removed, and small helpers.
+//! always ended, fresh temp dirs that are always removed, the delivery bound
+//! and its rounds, and small helpers.
 //!
 //! These tests must never pass without running: a missing program fails the
 //! test with what to install. `SSELOOP_SKIP_REAL_CLIENTS=1 ./test.sh` leaves
@@ -10,18 +11,24 @@
 pub mod browser;
 pub mod collector;
 pub mod forwarder;
+pub mod loopback;
 pub mod scenario;
+
+pub use loopback::LoopbackServer;
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::IO_TIMEOUT;
 
 /// The opt-out test.sh reads (CI never sets it).
 pub const SKIP_VAR: &str = "SSELOOP_SKIP_REAL_CLIENTS";
@@ -62,6 +69,120 @@ fn find_program(names: &[&str]) -> Option<PathBuf> {
 /// The package dir of the Node clients, `tests/clients`.
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// The installed version of an npm package under `tests/clients`; fails
+/// the test with what to run when it is not installed.
+pub fn npm_package_version(name: &str) -> String {
+    let manifest = clients_dir()
+        .join("node_modules")
+        .join(name)
+        .join("package.json");
+    let text = fs::read_to_string(&manifest).unwrap_or_else(|_| {
+        panic!(
+            "the npm package `{name}` is not installed in tests/clients: run `npm ci` there \
+             ({INSTALL_HINT}); or run `{SKIP_VAR}=1 ./test.sh` to leave the real-client tests out"
+        )
+    });
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", manifest.display()));
+    json["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{} has no version string", manifest.display()))
+        .to_string()
+}
+
+/// A connection to `addr` set up as the harness's own: our small writes are
+/// not held back by Nagle's algorithm, and no read or write blocks past
+/// `IO_TIMEOUT`.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Waits on `changed` until `check` finds what it looks for in what `mutex`
+/// guards; after `timeout`, `Err` with the guard, for the caller's message.
+pub fn wait_until<'a, S, T>(
+    mutex: &'a Mutex<S>,
+    changed: &Condvar,
+    timeout: Duration,
+    mut check: impl FnMut(&S) -> Option<T>,
+) -> Result<T, MutexGuard<'a, S>> {
+    let end = Instant::now() + timeout;
+    let mut guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if let Some(found) = check(&guard) {
+            return Ok(found);
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(guard);
+        }
+        guard = changed
+            .wait_timeout(guard, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The delivery bound
+
+/// Publish to delivery, per event: what users of progress bars need.
+pub const MAX_DELAY: Duration = Duration::from_millis(100);
+
+/// Timed rounds a delivery test may take: a late event fails the round, and
+/// only a late event in every round fails the test. One stall of a busy
+/// 2-core machine (the rest of the suite runs alongside) can hold a client
+/// past `MAX_DELAY` once; a real delay (a buffer, Nagle's algorithm against
+/// delayed ACKs, a proxy's buffering) is there in every round.
+pub const ROUNDS: usize = 3;
+
+/// Runs `round` until one returns `Ok`, at most `ROUNDS` times; panics
+/// with every round's `Err` (which late event) when none did.
+pub fn in_rounds(who: &str, mut round: impl FnMut() -> Result<(), String>) {
+    let mut late = Vec::new();
+    for n in 1..=ROUNDS {
+        match round() {
+            Ok(()) => return,
+            Err(why) => {
+                eprintln!("{who}: round {n} of {ROUNDS} had a late event: {why}");
+                late.push(format!("round {n}: {why}"));
+            }
+        }
+    }
+    panic!(
+        "{who}: a late event in every one of {ROUNDS} rounds:\n{}",
+        late.join("\n")
+    );
+}
+
+/// The index of the first delay (in ms) at or over `MAX_DELAY`.
+pub fn first_late(delays_ms: &[f64]) -> Option<usize> {
+    let limit = ms(MAX_DELAY);
+    delays_ms.iter().position(|delay| *delay >= limit)
+}
+
+/// `min … median … max … ms` of delays in ms.
+pub fn summary(delays_ms: &[f64]) -> String {
+    let mut sorted = delays_ms.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return "no delays".to_string();
+    }
+    format!(
+        "min {:.1} median {:.1} max {:.1} ms",
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 /// Milliseconds since the Unix epoch, the clock a browser's `Date.now()`
@@ -205,9 +326,29 @@ impl ProcGroup {
         }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Whether the main process has exited (and how).
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits up to `timeout` for the main process to exit; `None` if it
+    /// still runs then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            // A child process has no blocking wait with a timeout in std.
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The last `max` bytes of what the program printed.
