@@ -247,7 +247,8 @@ impl Server {
         }
         let backlog = std::mem::take(&mut self.read_backlog);
         for &key in &backlog {
-            self.on_readable(key);
+            // No new edge will come for input left unread: read it all.
+            self.on_readable(key, true);
             self.flush_dirty();
         }
         // Keep the allocation for next time.
@@ -338,11 +339,16 @@ impl Server {
             self.flush(key);
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.on_readable(key);
+            // A close or an error has no later edge: read through to it.
+            self.on_readable(key, event.is_read_closed() || event.is_error());
         }
     }
 
-    fn on_readable(&mut self, key: usize) {
+    /// Reads what the peer sent. A read that leaves room in the buffer took
+    /// all the kernel had, and input arriving later raises a new edge, so the
+    /// read that would only say WouldBlock is skipped (one syscall less on
+    /// every publish) unless `to_the_end`.
+    fn on_readable(&mut self, key: usize, to_the_end: bool) {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -355,7 +361,13 @@ impl Server {
                 return;
             }
             match sio::read(&mut conn.socket, &mut self.scratch) {
-                ReadOutcome::Data(n) => self.on_input(key, n),
+                ReadOutcome::Data(n) => {
+                    let took_all = n < self.scratch.len();
+                    self.on_input(key, n);
+                    if took_all && !to_the_end {
+                        return;
+                    }
+                }
                 ReadOutcome::Eof => return self.on_eof(key),
                 ReadOutcome::WouldBlock => return,
                 ReadOutcome::Failed(e) => {

@@ -1,0 +1,207 @@
+//! The hot path allocates nothing per subscriber: an in-process server whose
+//! loop thread counts its own heap allocations publishes the same events to
+//! 1 and to 300 subscribers over real sockets, and the count per event must
+//! not grow with the fan-out. Its own test binary, because it installs a
+//! counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use sseloop::{Config, Publisher, Server};
+
+struct Counting;
+
+thread_local! {
+    /// Set on the server's loop thread only: the test's own clients allocate
+    /// freely without being counted.
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn count() {
+    // `try_with`: the flag may already be gone while a thread exits.
+    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events published before counting, so that queues, flush lists and the
+/// history have reached the size they keep.
+const WARM_UP: usize = 40;
+const COUNTED_EVENTS: usize = 100;
+const WIDE: usize = 300;
+
+struct Counted {
+    addr: SocketAddr,
+    publisher: Publisher,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Counted {
+    fn start() -> Counted {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            // Keeps the replay history's growth out of the counted events.
+            history: WARM_UP,
+            ..Config::default()
+        };
+        let server = Server::bind(config).expect("bind");
+        let addr = server.local_addr();
+        let publisher = server.publisher();
+        let thread = Some(thread::spawn(move || {
+            COUNTED.with(|c| c.set(true));
+            server.run()
+        }));
+        Counted {
+            addr,
+            publisher,
+            thread,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.publisher.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    BufReader::new(stream)
+}
+
+/// Reads lines until one equals `line` (the wire's chunk framing keeps each
+/// event's lines whole).
+fn read_until_line(reader: &mut BufReader<TcpStream>, line: &str) {
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = reader.read_line(&mut buf).expect("read");
+        assert!(n > 0, "stream ended before {line:?}");
+        if buf.trim_end_matches(['\r', '\n']) == line {
+            return;
+        }
+    }
+}
+
+/// A keep-alive publisher that waits for each answer.
+struct Publishing {
+    reader: BufReader<TcpStream>,
+}
+
+impl Publishing {
+    fn publish(&mut self, data: &str) {
+        let request = format!(
+            "POST /publish?topic=t HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{data}",
+            data.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes()).unwrap();
+        let mut status = String::new();
+        self.reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "publish: {status:?}");
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            self.reader.read_line(&mut header).unwrap();
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).unwrap();
+    }
+}
+
+/// Heap allocations the loop made for `COUNTED_EVENTS` publishes, each
+/// delivered to `subscribers` streams, after a warm-up.
+fn allocations_for(subscribers: usize) -> u64 {
+    let server = Counted::start();
+    let mut streams: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let mut reader = connect(server.addr);
+            reader
+                .get_mut()
+                .write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            read_until_line(&mut reader, ": connected");
+            reader
+        })
+        .collect();
+    let mut publishing = Publishing {
+        reader: connect(server.addr),
+    };
+    let mut round = |first: usize, count: usize| {
+        for i in first..first + count {
+            publishing.publish(&format!("event {i}"));
+        }
+        let last = format!("data: event {}", first + count - 1);
+        for stream in &mut streams {
+            read_until_line(stream, &last);
+        }
+    };
+    round(0, WARM_UP);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    round(WARM_UP, COUNTED_EVENTS);
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn publishing_allocates_nothing_per_subscriber() {
+    let narrow = allocations_for(1);
+    let wide = allocations_for(WIDE);
+    let extra_deliveries = (COUNTED_EVENTS * (WIDE - 1)) as u64;
+    eprintln!(
+        "allocations for {COUNTED_EVENTS} events: {narrow} to 1 subscriber, \
+         {wide} to {WIDE} subscribers ({extra_deliveries} more deliveries)"
+    );
+    assert!(
+        narrow > 0,
+        "the counter saw no allocation at all: is it counting the loop thread?"
+    );
+    // One allocation per subscriber per event would add `extra_deliveries`;
+    // a few stray ones (a list growing once) are allowed.
+    assert!(
+        wide <= narrow + COUNTED_EVENTS as u64 / 10,
+        "{wide} allocations for {WIDE} subscribers against {narrow} for 1: \
+         the fan-out allocates per subscriber"
+    );
+}
