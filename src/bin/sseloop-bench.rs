@@ -99,7 +99,9 @@ OPTIONS:
   -h, --help           print this text
 
 DUR: a number with ms, s or m (bare: seconds). SIZE: B, KiB or MiB (bare: bytes).
-Exit status: 0 done, 1 run failed (the report says why), 2 bad option.
+Exit status: 0 done, 1 run failed (a stream did not connect, publishing was
+aborted, or a delivery was missing, repeated or out of order: the report
+says which), 2 bad option.
 ";
 
 /// Everything the command line sets.
@@ -1697,7 +1699,8 @@ fn text(s: &Option<String>) -> Val {
 // --------------------------------------------------------------------- main
 
 /// Runs the phases and reports; `Err` for a run that could not start, and
-/// the flag says whether the run failed (streams or publishing did).
+/// the flag says whether the run failed (streams, publishing or deliveries
+/// did).
 fn run(opts: Options) -> io::Result<(Report, bool)> {
     use Val::{Int, Kib, Null, Num, Text, Time};
     let limit = raise_nofile_limit();
@@ -1779,6 +1782,8 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
             .put("aborted", text(&bench.abort));
         failed |= bench.abort.is_some();
         let incomplete = bench.subs.iter().filter(|s| s.seqs.unique < ok).count();
+        // A figure from a run that lost or garbled deliveries is no figure.
+        failed |= deliveries < expected || t.duplicate > 0 || t.out_of_order > 0;
         // From the first publish to the last delivery (0 when none came).
         let span = t.last_delivery_ns.saturating_sub(bench.first_sent_ns);
         r.section("deliveries")

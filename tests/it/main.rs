@@ -1,6 +1,7 @@
 //! The integration tests: each runs the real `sseloop` binary on a port-0
 //! listener and talks to it over raw TCP. One module per area.
 
+mod bench;
 mod browsers;
 mod cli;
 mod clients;

@@ -1,0 +1,246 @@
+//! `sseloop-bench` end to end. Against sseloop its counts add up and its
+//! figures are in order, in each mode (at a rate, closed loop over HTTP/1.0,
+//! idle). Against a server that drops, repeats and swaps deliveries on
+//! purpose it counts exactly those faults and fails the run.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use serde_json::Value;
+
+use crate::support::TestServer;
+
+/// Runs the bench with `--json`; returns its report and whether it exited 0.
+fn bench(addr: &str, args: &[&str]) -> (Value, bool) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sseloop-bench"))
+        .args([
+            "--addr",
+            addr,
+            "--json",
+            "--timeout",
+            "5s",
+            "--max-time",
+            "60s",
+        ])
+        .args(args)
+        .output()
+        .expect("run sseloop-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (report, output.status.success())
+}
+
+fn int(report: &Value, section: &str, key: &str) -> u64 {
+    report[section][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{section}.{key} is not a count: {report}"))
+}
+
+fn num(report: &Value, section: &str, key: &str) -> f64 {
+    report[section][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{section}.{key} is not a number: {report}"))
+}
+
+/// Every delivery made once and in order, and the figures consistent.
+fn assert_complete(report: &Value, streams: u64, events: u64) {
+    assert_eq!(int(report, "connect", "streams"), streams, "{report}");
+    assert_eq!(int(report, "connect", "failed"), 0, "{report}");
+    assert_eq!(int(report, "publish", "events"), events, "{report}");
+    assert_eq!(int(report, "publish", "errors"), 0, "{report}");
+    assert_eq!(int(report, "deliveries", "expected"), streams * events);
+    assert_eq!(int(report, "deliveries", "received"), streams * events);
+    for fault in ["missing", "duplicate", "out_of_order", "streams_incomplete"] {
+        assert_eq!(int(report, "deliveries", fault), 0, "{fault}: {report}");
+    }
+    assert!(num(report, "deliveries", "per_second") > 0.0, "{report}");
+    let quantiles = ["min", "p50", "p90", "p99", "p99_9", "max"]
+        .map(|q| num(report, "latency", &format!("{q}_us")));
+    assert!(quantiles[0] > 0.0, "{report}");
+    // The histogram's buckets are within 1%: allow that between neighbours.
+    for pair in quantiles.windows(2) {
+        assert!(
+            pair[0] <= pair[1] * 1.01,
+            "quantiles out of order: {report}"
+        );
+    }
+}
+
+#[test]
+fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
+    let server = TestServer::start(&[]);
+    let pid = server.pid().to_string();
+    let (report, ok) = bench(
+        &server.addr().to_string(),
+        &["--subscribers", "50", "--events", "200", "--rate", "2000"],
+    );
+    let (report_with_pid, _) = bench(
+        &server.addr().to_string(),
+        &["--subscribers", "50", "--events", "20", "--pid", &pid],
+    );
+    assert!(ok, "{report}");
+    assert_complete(&report, 50, 200);
+    assert_eq!(num(&report, "run", "rate"), 2000.0);
+    assert!(
+        report.get("server").is_none(),
+        "no --pid, no server section"
+    );
+    let server_section = &report_with_pid["server"];
+    assert_eq!(
+        server_section["pid"].as_u64(),
+        Some(u64::from(server.pid()))
+    );
+    assert!(int(&report_with_pid, "server", "rss_after_kib") > 0);
+    assert!(num(&report_with_pid, "server", "cpu_per_delivery_us") > 0.0);
+}
+
+#[test]
+fn closed_loop_over_http_1_0_reads_close_delimited_streams() {
+    let server = TestServer::start(&[]);
+    let (report, ok) = bench(
+        &server.addr().to_string(),
+        &[
+            "--subscribers",
+            "30",
+            "--events",
+            "500",
+            "--rate",
+            "0",
+            "--http10",
+        ],
+    );
+    assert!(ok, "{report}");
+    assert_complete(&report, 30, 500);
+    assert_eq!(int(&report, "run", "window"), 32);
+}
+
+#[test]
+fn idle_mode_sees_every_stream_get_heartbeats() {
+    let server = TestServer::start(&["--heartbeat", "200ms"]);
+    let (report, ok) = bench(
+        &server.addr().to_string(),
+        &["--subscribers", "40", "--idle", "1s"],
+    );
+    assert!(ok, "{report}");
+    assert_eq!(int(&report, "idle", "streams_with_comment"), 40, "{report}");
+    // At 200 ms, a stream held 1 s gets about 5; at least 2 each is loose.
+    assert!(int(&report, "idle", "comments") >= 80, "{report}");
+    assert_eq!(int(&report, "idle", "events"), 0, "{report}");
+    // Under twice the interval: the bench measures the gaps it was sent.
+    assert!(
+        num(&report, "idle", "longest_silence_us") < 400_000.0,
+        "{report}"
+    );
+}
+
+/// What the faulty server does to the first stream: it drops event 3,
+/// sends event 5 twice and sends event 8 before event 7.
+fn faulty_sends(seq: u64) -> Vec<u64> {
+    match seq {
+        3 => vec![],
+        5 => vec![5, 5],
+        7 => vec![],
+        8 => vec![8, 7],
+        n => vec![n],
+    }
+}
+
+/// A thread per connection: `GET /events` streams (close-delimited), every
+/// other request is a publish answered `200` on a kept-alive connection.
+fn start_faulty_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let streams = Arc::clone(&streams);
+            thread::spawn(move || serve_faulty(conn, &streams));
+        }
+    });
+    addr
+}
+
+fn serve_faulty(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut held_back: HashMap<u64, String> = HashMap::new();
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        if request_line.starts_with("GET /events") {
+            let mut stream = conn.try_clone().unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            streams.lock().unwrap().push(stream);
+            return;
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let data = String::from_utf8(body).unwrap();
+        let seq: u64 = data.split(' ').next().unwrap().parse().unwrap();
+        held_back.insert(seq, data);
+        for (i, stream) in streams.lock().unwrap().iter_mut().enumerate() {
+            let sends = if i == 0 { faulty_sends(seq) } else { vec![seq] };
+            for s in sends {
+                let _ = write!(stream, "data: {}\n\n", held_back[&s]);
+            }
+        }
+        let mut answer = &conn;
+        answer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
+    let addr = start_faulty_server();
+    let (report, ok) = bench(
+        &addr,
+        &[
+            "--subscribers",
+            "2",
+            "--events",
+            "12",
+            "--rate",
+            "1000",
+            "--drain-timeout",
+            "300ms",
+            "--no-spread",
+        ],
+    );
+    assert!(!ok, "a run with faulty deliveries must fail: {report}");
+    assert_eq!(int(&report, "deliveries", "expected"), 24, "{report}");
+    // 11 unique on the first stream plus one repeat, 12 on the second.
+    assert_eq!(int(&report, "deliveries", "received"), 24, "{report}");
+    assert_eq!(int(&report, "deliveries", "missing"), 1, "{report}");
+    assert_eq!(int(&report, "deliveries", "duplicate"), 1, "{report}");
+    assert_eq!(int(&report, "deliveries", "out_of_order"), 1, "{report}");
+    assert_eq!(int(&report, "deliveries", "streams_incomplete"), 1);
+}
