@@ -18,7 +18,9 @@
 #
 # Every run's JSON goes to DIR/results.jsonl (default target/compare); the
 # table of medians over rounds is printed at the end and saved as
-# DIR/table.md. Needs python3 for the table.
+# DIR/table.md. Needs python3 for the table. "p99 from schedule" counts from
+# when each event was due, so a server that slows its publisher down is
+# charged for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

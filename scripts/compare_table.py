@@ -48,8 +48,8 @@ def main(path):
     for line in open(path):
         run = json.loads(line)
         runs.setdefault((run["case"], run["server"]), []).append(run["result"])
-    print("| case | server | runs | p50 | p99 | deliveries/s | missing | server CPU per delivery | server RSS per stream | server CPU while idle |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| case | server | runs | p50 | p99 | p99 from schedule | deliveries/s | missing | server CPU per delivery | server RSS per stream | server CPU while idle |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for case, title in CASES.items():
         for (c, server), results in runs.items():
             if c != case:
@@ -58,12 +58,14 @@ def main(path):
             failed = len(results) - len(ok)
             cells = [title, server, f"{len(ok)}" + (f" ({failed} failed)" if failed else "")]
             if case == "idle":
-                cells += ["—", "—", "—", "—", "—"]
+                cells += ["—", "—", "—", "—", "—", "—"]
             else:
                 cpu = median([dig(r, "server", "cpu_per_delivery_us") for r in ok])
                 cells += [
                     duration(median([dig(r, "latency", "p50_us") for r in ok])),
                     duration(median([dig(r, "latency", "p99_us") for r in ok])),
+                    # A closed loop has no schedule.
+                    duration(median([dig(r, "scheduled", "p99_us") for r in ok])),
                     number(median([dig(r, "deliveries", "per_second") for r in ok])),
                     number(median([dig(r, "deliveries", "missing") for r in ok])),
                     "—" if cpu is None else f"{cpu:.2f} µs",

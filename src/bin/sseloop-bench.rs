@@ -14,10 +14,14 @@
 //!    request when the previous one is answered, as a simple publisher does
 //!    (and as the peers' reference figures were measured): at a rate, when
 //!    it is also due, and the report's `max_lag` is the most any send
-//!    went out late against its schedule. Up to about 1 ms of it is the client's
-//!    own timer (poll timeouts are whole milliseconds, unless `--spin`);
-//!    beyond that a server that answered slowly held the schedule back, and
-//!    the latencies, measured from the actual send, leave that slip out.
+//!    went out late against its schedule. A timerfd wakes the client on
+//!    time (to within its own wake-up, which `--spin` removes), so beyond
+//!    some tens of microseconds a server that answered slowly held the
+//!    schedule back.
+//!    `latency` runs from the actual send and leaves that slip out;
+//!    `scheduled` gives the latency from when each event was due, which
+//!    counts it, so a server that falls behind cannot look fast by
+//!    slowing its publisher down.
 //!    Closed-loop (`--rate 0`), as long as fewer
 //!    than W events are outstanding, an event being outstanding until every
 //!    open stream has it or `--timeout` gives up on it, so a server that
@@ -54,11 +58,12 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 // ------------------------------------------------------------------ options
@@ -843,6 +848,20 @@ struct Sub {
     max_gap_ns: u64,
 }
 
+/// A publishing rate's timetable: event `seq` is due `seq / rate` seconds
+/// after `start`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: u64,
+    rate: f64,
+}
+
+impl Schedule {
+    fn due(&self, seq: u64) -> u64 {
+        self.start + (seq as f64 * 1e9 / self.rate) as u64
+    }
+}
+
 /// Delivery counters over all subscribers, updated by the parser callbacks.
 #[derive(Default)]
 struct Tally {
@@ -852,6 +871,9 @@ struct Tally {
     /// Unique deliveries per event, to know when every stream has it.
     delivered: Vec<u32>,
     latency: Histogram,
+    /// At a rate: when each event was due, and latency counted from then.
+    schedule: Option<Schedule>,
+    from_schedule: Histogram,
     received: u64,
     duplicate: u64,
     out_of_order: u64,
@@ -878,6 +900,10 @@ impl Tally {
                 }
                 self.delivered[seq as usize] += 1;
                 self.latency.record(now.saturating_sub(sent_ns));
+                if let Some(schedule) = &self.schedule {
+                    self.from_schedule
+                        .record(now.saturating_sub(schedule.due(seq)));
+                }
                 self.last_delivery_ns = now;
             }
             SseItem::Stamped { .. } | SseItem::Other => self.other += 1,
@@ -973,6 +999,64 @@ struct Publisher {
     reconnects: u32,
 }
 
+// -------------------------------------------------------------------- timer
+
+const TIMER: Token = Token(usize::MAX - 2);
+
+/// A timerfd in the poll set. A poll timeout is whole milliseconds, rounded
+/// up, so a schedule kept by it slips by up to a millisecond an event; the
+/// timer wakes the loop at the nanosecond its deadline names.
+struct Timer {
+    fd: OwnedFd,
+}
+
+impl Timer {
+    fn new(poll: &Poll) -> io::Result<Timer> {
+        let flags = libc::TFD_NONBLOCK | libc::TFD_CLOEXEC;
+        // SAFETY: plain syscall; the result is checked before use.
+        let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, flags) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let source = &mut SourceFd(&raw);
+        poll.registry()
+            .register(source, TIMER, Interest::READABLE)?;
+        Ok(Timer { fd })
+    }
+
+    /// Fires once at `at_ns` on CLOCK_MONOTONIC (at once if that has passed).
+    fn arm(&self, at_ns: u64) -> io::Result<()> {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            // All zero would disarm it.
+            it_value: libc::timespec {
+                tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (at_ns % 1_000_000_000).max(1) as libc::c_long,
+            },
+        };
+        let fd = self.fd.as_raw_fd();
+        let flags = libc::TFD_TIMER_ABSTIME;
+        // SAFETY: `spec` is valid for the call; the old value is not asked for.
+        if unsafe { libc::timerfd_settime(fd, flags, &spec, std::ptr::null_mut()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Takes the expiry count so that the next expiry is a new edge.
+    fn clear(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `count`; a failure (nothing
+        // expired) is harmless.
+        unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+    }
+}
+
 // -------------------------------------------------------------------- bench
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -985,6 +1069,7 @@ enum Phase {
 struct Bench {
     opts: Options,
     poll: Poll,
+    timer: Timer,
     events: Events,
     ready: Vec<Token>,
     /// One large read buffer shared by every socket.
@@ -1039,8 +1124,10 @@ impl Bench {
              Content-Type: text/plain\r\nContent-Length: "
         );
         let events = opts.events as usize;
+        let poll = Poll::new()?;
         Ok(Bench {
-            poll: Poll::new()?,
+            timer: Timer::new(&poll)?,
+            poll,
             events: Events::with_capacity(1024),
             ready: Vec::with_capacity(1024),
             buf: vec![0; 256 * 1024],
@@ -1078,6 +1165,9 @@ impl Bench {
         let timeout = if self.opts.spin {
             0
         } else {
+            // The timer wakes the loop on time; the poll timeout, rounded up
+            // to the next millisecond, is only a backstop.
+            self.timer.arm(wake)?;
             wake.saturating_sub(now_ns())
         };
         match self
@@ -1094,6 +1184,8 @@ impl Bench {
         for &token in &ready {
             if token == PUBLISHER {
                 self.publisher_ready();
+            } else if token == TIMER {
+                self.timer.clear();
             } else if token.0 < self.subs.len() {
                 self.sub_ready(token.0);
             }
@@ -1258,6 +1350,12 @@ impl Bench {
             self.turn(connect_limit)?;
         }
         let start = now_ns();
+        if self.opts.rate > 0.0 {
+            self.tally.schedule = Some(Schedule {
+                start,
+                rate: self.opts.rate,
+            });
+        }
         let limit = start + ns(self.opts.max_time);
         loop {
             let now = now_ns();
@@ -1350,7 +1448,8 @@ impl Bench {
     }
 
     fn due(&self, start: u64, seq: u64) -> u64 {
-        start + (seq as f64 * 1e9 / self.opts.rate) as u64
+        let rate = self.opts.rate;
+        Schedule { start, rate }.due(seq)
     }
 
     fn connect_publisher(&mut self) {
@@ -1806,6 +1905,14 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         s.put("max", Time(h.max))
             .put("min", Time(h.min.min(h.max)))
             .put("mean", Time(h.mean()));
+        if t.schedule.is_some() {
+            let h = &t.from_schedule;
+            let s = r.section("scheduled");
+            for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)] {
+                s.put(name, Time(h.quantile(q)));
+            }
+            s.put("max", Time(h.max));
+        }
     }
     if bench.streams_closed > 0 || bench.tally.other > 0 {
         r.section("streams")

@@ -1,7 +1,8 @@
 //! `sseloop-bench` end to end. Against sseloop its counts add up and its
 //! figures are in order, in each mode (at a rate, closed loop over HTTP/1.0,
 //! idle). Against a server that drops, repeats and swaps deliveries on
-//! purpose it counts exactly those faults and fails the run.
+//! purpose it counts exactly those faults and fails the run; against one
+//! that answers publishes late, the latency from the schedule charges it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -9,6 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -90,6 +92,16 @@ fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
     assert!(ok, "{report}");
     assert_complete(&report, 50, 200);
     assert_eq!(num(&report, "run", "rate"), 2000.0);
+    // Nothing is sent before it is due, so each delivery's latency from the
+    // schedule is at least its latency from the send.
+    for q in ["p50", "p99", "max"] {
+        let key = format!("{q}_us");
+        let (scheduled, sent) = (
+            num(&report, "scheduled", &key),
+            num(&report, "latency", &key),
+        );
+        assert!(scheduled >= sent * 0.99, "{q}: {report}");
+    }
     assert!(
         report.get("server").is_none(),
         "no --pid, no server section"
@@ -121,6 +133,10 @@ fn closed_loop_over_http_1_0_reads_close_delimited_streams() {
     assert!(ok, "{report}");
     assert_complete(&report, 30, 500);
     assert_eq!(int(&report, "run", "window"), 32);
+    assert!(
+        report.get("scheduled").is_none(),
+        "a closed loop has no schedule"
+    );
 }
 
 #[test]
@@ -142,7 +158,7 @@ fn idle_mode_sees_every_stream_get_heartbeats() {
     );
 }
 
-/// What the faulty server does to the first stream: it drops event 3,
+/// What a faulty server does to the first stream: it drops event 3,
 /// sends event 5 twice and sends event 8 before event 7.
 fn faulty_sends(seq: u64) -> Vec<u64> {
     match seq {
@@ -154,9 +170,18 @@ fn faulty_sends(seq: u64) -> Vec<u64> {
     }
 }
 
+/// How a fake server misbehaves.
+#[derive(Clone, Copy)]
+struct Faults {
+    /// Garble the first stream as `faulty_sends` says.
+    garble: bool,
+    /// Deliver at once but answer each publish this late.
+    answer_after: Duration,
+}
+
 /// A thread per connection: `GET /events` streams (close-delimited), every
 /// other request is a publish answered `200` on a kept-alive connection.
-fn start_faulty_server() -> String {
+fn start_fake_server(faults: Faults) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -164,13 +189,13 @@ fn start_faulty_server() -> String {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
             let streams = Arc::clone(&streams);
-            thread::spawn(move || serve_faulty(conn, &streams));
+            thread::spawn(move || serve_fake(conn, &streams, faults));
         }
     });
     addr
 }
 
-fn serve_faulty(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>) {
+fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut held_back: HashMap<u64, String> = HashMap::new();
     loop {
@@ -206,11 +231,17 @@ fn serve_faulty(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>) {
         let seq: u64 = data.split(' ').next().unwrap().parse().unwrap();
         held_back.insert(seq, data);
         for (i, stream) in streams.lock().unwrap().iter_mut().enumerate() {
-            let sends = if i == 0 { faulty_sends(seq) } else { vec![seq] };
+            let sends = if i == 0 && faults.garble {
+                faulty_sends(seq)
+            } else {
+                vec![seq]
+            };
             for s in sends {
                 let _ = write!(stream, "data: {}\n\n", held_back[&s]);
             }
         }
+        // The misbehaviour under test, not a wait for anything.
+        thread::sleep(faults.answer_after);
         let mut answer = &conn;
         answer
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -220,7 +251,10 @@ fn serve_faulty(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>) {
 
 #[test]
 fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
-    let addr = start_faulty_server();
+    let addr = start_fake_server(Faults {
+        garble: true,
+        answer_after: Duration::ZERO,
+    });
     let (report, ok) = bench(
         &addr,
         &[
@@ -243,4 +277,34 @@ fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
     assert_eq!(int(&report, "deliveries", "duplicate"), 1, "{report}");
     assert_eq!(int(&report, "deliveries", "out_of_order"), 1, "{report}");
     assert_eq!(int(&report, "deliveries", "streams_incomplete"), 1);
+}
+
+#[test]
+fn a_server_that_answers_late_is_charged_from_the_schedule() {
+    let addr = start_fake_server(Faults {
+        garble: false,
+        answer_after: Duration::from_millis(20),
+    });
+    let (report, ok) = bench(
+        &addr,
+        &[
+            "--subscribers",
+            "2",
+            "--events",
+            "20",
+            "--rate",
+            "1000",
+            "--no-spread",
+        ],
+    );
+    assert!(ok, "{report}");
+    assert_complete(&report, 2, 20);
+    // Each publish waits for the previous answer, so event n goes out about
+    // 20n ms late while it is delivered at once after its send.
+    assert!(
+        num(&report, "publish", "max_lag_us") >= 300_000.0,
+        "{report}"
+    );
+    assert!(num(&report, "scheduled", "p50_us") >= 150_000.0, "{report}");
+    assert!(num(&report, "latency", "p50_us") < 150_000.0, "{report}");
 }
