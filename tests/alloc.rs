@@ -117,38 +117,18 @@ fn read_until_line(reader: &mut BufReader<TcpStream>, line: &str) {
     }
 }
 
-/// A keep-alive publisher that waits for each answer.
-struct Publishing {
-    reader: BufReader<TcpStream>,
-}
-
-impl Publishing {
-    fn publish(&mut self, data: &str) {
-        let request = format!(
-            "POST /publish?topic=t HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{data}",
-            data.len()
-        );
-        self.reader.get_mut().write_all(request.as_bytes()).unwrap();
-        let mut status = String::new();
-        self.reader.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "publish: {status:?}");
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            self.reader.read_line(&mut header).unwrap();
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).unwrap();
-    }
+/// Publishes `data` on a connection of its own and waits for the answer.
+fn publish(addr: SocketAddr, data: &str) {
+    let mut conn = connect(addr);
+    let request = format!(
+        "POST /publish?topic=t HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{data}",
+        data.len()
+    );
+    conn.get_mut().write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "publish: {answer:?}");
 }
 
 /// Heap allocations the loop made for `COUNTED_EVENTS` publishes, each
@@ -166,12 +146,9 @@ fn allocations_for(subscribers: usize) -> u64 {
             reader
         })
         .collect();
-    let mut publishing = Publishing {
-        reader: connect(server.addr),
-    };
     let mut round = |first: usize, count: usize| {
         for i in first..first + count {
-            publishing.publish(&format!("event {i}"));
+            publish(server.addr, &format!("event {i}"));
         }
         let last = format!("data: event {}", first + count - 1);
         for stream in &mut streams {
