@@ -14,7 +14,7 @@ use sseloop::http::Policy;
 use sseloop::request::{Step, read_in_pieces};
 
 use crate::support::{
-    IO_TIMEOUT, TestServer, assert_publish_ok, deadline, id_seq, publish_request,
+    IO_TIMEOUT, Rng, TestServer, assert_publish_ok, deadline, id_seq, publish_request,
 };
 
 // ---------------------------------------------------------------------------
@@ -173,27 +173,6 @@ fn slowloris_is_cut_at_the_header_timeout_while_a_subscriber_is_served_at_once()
 // ---------------------------------------------------------------------------
 // Mutated malformed requests
 
-/// splitmix64: a fixed-seed generator, so every run sends the same bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 /// Put in every request; no answer may contain it.
 const MARKER: &str = "ZQXPROBE";
 
@@ -345,7 +324,8 @@ fn fixed_cases() -> Vec<Vec<u8>> {
 /// The fixed cases and `mutants` mutated templates, the same every run.
 fn hostile_cases(mutants: usize) -> Vec<Vec<u8>> {
     let templates = templates();
-    let mut rng = Rng(0x5EED_0F4A_11CE);
+    // A fixed seed: every run sends the same bytes.
+    let mut rng = Rng::new(0x5EED_0F4A_11CE);
     let mut cases = fixed_cases();
     cases.extend((0..mutants).map(|_| mutant(&mut rng, &templates)));
     cases

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::{
-    CUT_OFF_LOG, Subscriber, TestServer, first_difference, id_seq, padded, query,
+    CUT_OFF_LOG, Rng, Subscriber, TestServer, first_difference, id_seq, padded, query,
 };
 
 #[test]
@@ -85,30 +85,9 @@ const TOPICS: usize = 4;
 const PUBLISHERS: usize = 2;
 const EVENTS_PER_PUBLISHER: usize = 200;
 /// Longest run of events a subscriber reads before it drops.
-const MAX_RUN: u64 = 25;
+const MAX_RUN: usize = 25;
 /// The storm must be over by then, or the test fails.
 const STORM_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// xorshift64*: enough randomness for drop points and topics, reproducible
-/// from the seed printed on failure.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// The topics of subscriber `i`: one, two, or none (broadcasts only).
 fn subscriber_topics(i: usize) -> Vec<usize> {
@@ -249,10 +228,10 @@ fn a_reconnect_storm_loses_nothing() {
                     let mut out = Vec::with_capacity(EVENTS_PER_PUBLISHER);
                     for n in 0..EVENTS_PER_PUBLISHER {
                         // 1 in 8 broadcast, 1 in 8 to two topics, else one.
-                        let first = rng.below(TOPICS as u64) as usize;
+                        let first = rng.below(TOPICS);
                         let topics = match rng.below(8) {
                             0 => vec![],
-                            1 => vec![first, (first + 1 + rng.below(3) as usize) % TOPICS],
+                            1 => vec![first, (first + 1 + rng.below(3)) % TOPICS],
                             _ => vec![first],
                         };
                         let data = format!("p{p}-{n}");
