@@ -413,10 +413,7 @@ fn default_proxy_pass_streams_each_event_within_100ms_and_a_control_without_the_
     released.expect_connected();
     let event = released.next_event();
     assert_eq!(event.data, "held back?");
-    match released.poll(deadline()) {
-        Next::End(BodyEnd::Clean) => {}
-        other => panic!("control stream did not end cleanly: {other:?}"),
-    }
+    released.expect_clean_end();
 
     // And the header is the whole difference: the same upstream answer with
     // X-Accel-Buffering: no comes through at once.
