@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{TestServer, assert_publish_ok, deadline, id_run, id_seq, publish_request};
+use crate::support::{
+    TestServer, assert_publish_ok, deadline, id_run, id_seq, padded, publish_request,
+};
 
 #[test]
 fn publish_answer_is_the_id_as_plain_text() {
@@ -114,6 +116,29 @@ fn pipelined_publishes_in_one_write_are_answered_in_order() {
         let event = sub.next_event();
         assert_eq!(event.id.as_deref(), Some(id.as_str()));
         assert_eq!(event.data, body);
+    }
+}
+
+/// Larger than the server's 64 KiB read buffer: the reads of one readiness
+/// fill it, then come up short, and whatever follows must still be read.
+#[test]
+fn pipelined_publishes_larger_than_a_read_are_all_served() {
+    let server = TestServer::start(&["--max-event-size", "1MiB"]);
+    let mut sub = server.subscribe("?topic=a");
+    sub.expect_connected();
+    let mut conn = server.http();
+    let sizes = [200 << 10, 10, 70 << 10, 7, 64 << 10];
+    let bodies: Vec<String> = (0..sizes.len()).map(|n| padded(n, sizes[n])).collect();
+    let mut batch = Vec::new();
+    for body in &bodies {
+        batch.extend(publish_request("?topic=a", body.as_bytes()));
+    }
+    conn.send(&batch);
+    for body in &bodies {
+        let id = assert_publish_ok(&conn.read_response(deadline()));
+        let event = sub.next_event();
+        assert_eq!(event.id.as_deref(), Some(id.as_str()));
+        assert!(event.data == *body, "event of {} bytes garbled", body.len());
     }
 }
 
