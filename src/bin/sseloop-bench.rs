@@ -50,7 +50,9 @@
 //! parser state per stream and no allocation per delivery.
 //!
 //! The report has the sections run, connect, publish, deliveries, latency,
-//! idle, streams, server and client: as text by default, or with `--json` as
+//! scheduled, idle, streams, server, client and machine (the time the
+//! hypervisor stole from this VM's CPUs during the run, from /proc/stat):
+//! as text by default, or with `--json` as
 //! one object of objects with the same names, times in microseconds (keys
 //! ending `_us`) and memory in KiB (`_kib`).
 
@@ -338,6 +340,18 @@ fn cpu_ticks_s(who: &str) -> Option<f64> {
     // are counted from the last ')': field 3 is then index 0, utime (14) is 11.
     let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
+}
+
+/// Seconds of CPU time the hypervisor gave other guests ("steal", summed
+/// over this machine's CPUs, from /proc/stat): on a VM, a run with much of
+/// it had its server or client held back by the host.
+fn steal_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: u64 = cpu.split_whitespace().nth(7)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some(ticks as f64 / hz)
@@ -1822,6 +1836,7 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
     let connect_time = bench.connect_phase()?;
     let streams = bench.live;
     let (server_connected, client_connected, run_start) = (server(), client(), now_ns());
+    let steal_before = steal_s();
 
     let mut r = Report::default();
     let s = r.section("run");
@@ -1947,6 +1962,10 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         r.section("client")
             .put("cpu_run", Time(((c.cpu_s - b.cpu_s) * 1e9).round() as u64))
             .put("core_busy_percent", Num(busy, 0));
+    }
+    if let (Some(a), Some(b)) = (steal_before, steal_s()) {
+        let stolen = ((b - a) * 1e9).round() as u64;
+        r.section("machine").put("steal", Time(stolen));
     }
     Ok((r, failed))
 }

@@ -106,6 +106,7 @@ fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
         report.get("server").is_none(),
         "no --pid, no server section"
     );
+    assert!(num(&report, "machine", "steal_us") >= 0.0);
     let server_section = &report_with_pid["server"];
     assert_eq!(
         server_section["pid"].as_u64(),
