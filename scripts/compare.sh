@@ -20,7 +20,8 @@
 # table of medians over rounds is printed at the end and saved as
 # DIR/table.md. Needs python3 for the table. "p99 from schedule" counts from
 # when each event was due, so a server that slows its publisher down is
-# charged for it.
+# charged for it (so is the client's own wake-up, except where it spins).
+# A run whose bench exited non-zero is counted as failed, not in the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,13 +97,16 @@ for round in $(seq 1 "$rounds"); do
             if [ "$case" = big ]; then extra=(--max-connections 19500); fi
             start_server "$server" "$port" "${extra[@]}"
             echo "round $round: $case on $server" >&2
+            # Exit 1: the run failed (say, a delivery went missing); its
+            # report is kept, and the table leaves it out of the medians.
+            status=0
             # shellcheck disable=SC2046
             json=$(taskset -c 1 target/release/sseloop-bench --addr "127.0.0.1:$port" \
-                --pid "$server_pid" --json $(case_args "$case")) || true
+                --pid "$server_pid" --json $(case_args "$case")) || status=$?
             stop_server
             if [ -z "$json" ]; then json=null; fi
-            printf '{"round":%d,"case":"%s","server":"%s","result":%s}\n' \
-                "$round" "$case" "$server" "$json" >>"$results"
+            printf '{"round":%d,"case":"%s","server":"%s","exit":%d,"result":%s}\n' \
+                "$round" "$case" "$server" "$status" "$json" >>"$results"
         done
     done
 done

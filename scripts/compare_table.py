@@ -47,7 +47,10 @@ def main(path):
     runs = {}
     for line in open(path):
         run = json.loads(line)
-        runs.setdefault((run["case"], run["server"]), []).append(run["result"])
+        # A run that exited non-zero (no report, or a faulty one) is counted
+        # as failed and left out of the medians.
+        good = run.get("exit", 0) == 0 and run["result"] is not None
+        runs.setdefault((run["case"], run["server"]), []).append(run["result"] if good else None)
     print("| case | server | runs | p50 | p99 | p99 from schedule | deliveries/s | missing | server CPU per delivery | server RSS per stream | server CPU while idle |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for case, title in CASES.items():

@@ -41,6 +41,15 @@ const WAKER: Token = Token(usize::MAX - 2);
 const READ_CHUNK: usize = 64 << 10;
 /// Reads per readiness event before other connections get their turn.
 const READS_PER_TURN: usize = 16;
+/// What a connection is polled for. Urgent (out-of-band) TCP data is asked
+/// for too where the poller reports it, so that `on_ready` knows to read on
+/// past the short read its mark causes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const CONN_INTEREST: Interest = Interest::READABLE
+    .add(Interest::WRITABLE)
+    .add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const CONN_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
 /// Accepts per readiness event before other connections get their turn.
 const ACCEPTS_PER_TURN: usize = 256;
 /// A connection whose unsent answers reach this stops being read until they
@@ -290,11 +299,11 @@ impl Server {
             }
             let entry = self.conns.vacant_entry();
             let key = entry.key();
-            if let Err(e) = self.poll.registry().register(
-                &mut socket,
-                Token(key),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut socket, Token(key), CONN_INTEREST)
+            {
                 warn!("register {peer}: {e}");
                 continue;
             }
@@ -338,9 +347,11 @@ impl Server {
         {
             self.flush(key);
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            // A close or an error has no later edge: read through to it.
-            self.on_readable(key, event.is_read_closed() || event.is_error());
+        // A close, an error or urgent data (where a read stops at its mark
+        // with input still queued) brings no later edge: read through it.
+        let to_the_end = event.is_read_closed() || event.is_error() || event.is_priority();
+        if event.is_readable() || to_the_end {
+            self.on_readable(key, to_the_end);
         }
     }
 

@@ -220,10 +220,13 @@ fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) 
         }
         if request_line.starts_with("GET /events") {
             let mut stream = conn.try_clone().unwrap();
+            // Listed before its head goes out: the bench publishes as soon
+            // as it has every head, and this stream must not miss that.
+            let mut streams = streams.lock().unwrap();
             stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
                 .unwrap();
-            streams.lock().unwrap().push(stream);
+            streams.push(stream);
             return;
         }
         let mut body = vec![0; length];

@@ -746,6 +746,27 @@ fn half_closed_client_with_a_partial_request_still_gets_the_answers_owed() {
     conn.expect_closed();
 }
 
+/// Regression (found in review): a read stops at TCP urgent data's mark
+/// with the rest of the input still queued and no later edge. A request
+/// around an urgent byte must be answered at once, not at the header
+/// timeout (urgent data is not part of the stream, so the request is
+/// whole without it).
+#[test]
+fn urgent_data_inside_a_request_does_not_stall_it() {
+    use std::os::fd::AsRawFd;
+    let server = TestServer::start(&["--header-timeout", "30s"]);
+    let mut conn = server.http();
+    conn.send(b"GET /health HTTP/1.1\r\nHo");
+    let fd = conn.stream().as_raw_fd();
+    // SAFETY: one byte from a live buffer on a connected socket.
+    let sent = unsafe { libc::send(fd, b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+    assert_eq!(sent, 1, "send MSG_OOB: {}", std::io::Error::last_os_error());
+    conn.send(b"st: a\r\n\r\n");
+    // Well inside the 30 s header timeout that a stalled read would wait for.
+    let answered_by = Instant::now() + Duration::from_secs(5);
+    assert_eq!(conn.read_response(answered_by).text(), "ok");
+}
+
 #[test]
 fn body_trickled_past_the_timeout_gets_408_from_the_first_byte() {
     let server = TestServer::start(&["--header-timeout", "1s"]);
