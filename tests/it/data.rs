@@ -6,8 +6,7 @@ use crate::support::{Event, Publisher, Subscriber, TestServer, query};
 /// A server with one subscriber on topic `t`, ready to receive.
 fn setup() -> (TestServer, Subscriber, Publisher) {
     let server = TestServer::start(&["--heartbeat", "0"]);
-    let mut sub = server.subscribe("?topic=t");
-    sub.expect_connected();
+    let sub = server.subscribe_ready("?topic=t");
     let publisher = server.publisher();
     (server, sub, publisher)
 }
@@ -146,8 +145,7 @@ fn body_lines_that_look_like_comments_and_retry_stay_data() {
 #[test]
 fn unicode_data_topic_and_type_round_trip() {
     let server = TestServer::start(&["--heartbeat", "0"]);
-    let mut sub = server.subscribe(&query(&[("topic", "café ☕")]));
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready(&query(&[("topic", "café ☕")]));
     let mut publisher = server.publisher();
     let body = "héllo wörld 🌍\n日本語のテキスト\nΩ≈ç√∫ \u{200b}zero-width";
     let q = query(&[("topic", "café ☕"), ("event", "prögress")]);

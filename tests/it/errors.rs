@@ -85,8 +85,7 @@ fn topic_decoding_to_invalid_utf8_is_400() {
 #[test]
 fn body_not_utf8_is_400() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     server.expect_error(&publish_request("?topic=a", b"ok \xff\xfe bad"), 400);
     server.expect_error(&publish_request("?topic=a", b"\xc3"), 400);
     // Nothing was published.
@@ -178,8 +177,7 @@ fn bad_chunked_encoding_is_400() {
 #[test]
 fn body_over_max_event_size_is_413() {
     let server = TestServer::start(&["--max-event-size", "1KiB"]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     // Exactly the limit is fine.
     let id = server.publisher().publish_ok("?topic=a", &[b'x'; 1024]);
     assert_eq!(sub.next_event().id, Some(id));
@@ -337,8 +335,7 @@ fn trickling_head_still_gets_408() {
 #[test]
 fn header_timeout_does_not_apply_to_streams() {
     let server = TestServer::start(&["--header-timeout", "300ms", "--heartbeat", "0"]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     // Idle past the header timeout: a subscriber with a complete head stays.
     sub.expect_no_event(Duration::from_millis(700));
     let id = server.publisher().publish_ok("?topic=a", b"still here");
@@ -361,8 +358,7 @@ fn stalled_client_does_not_block_others() {
 #[test]
 fn errors_do_not_stop_the_server() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     server.expect_error(b"BREW /pot HTTP/1.1\r\n\r\n", 404);
     server.expect_error(b"garbage\r\n\r\n", 400);
     let id = server.publisher().publish_ok("?topic=a", b"alive");

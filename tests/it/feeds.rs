@@ -9,8 +9,7 @@ use crate::support::TestServer;
 #[test]
 fn each_stdin_line_is_published_as_it_arrives_and_serving_outlives_the_input() {
     let (server, mut stdin) = TestServer::start_piped(&["--stdin", "logs"]);
-    let mut sub = server.subscribe("?topic=logs");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=logs");
     // Each line is awaited before the next is written: a server that held
     // lines until end of input would time out here.
     for (n, end) in ["\n", "\r\n", "\n"].iter().enumerate() {
@@ -36,8 +35,7 @@ fn each_stdin_line_is_published_as_it_arrives_and_serving_outlives_the_input() {
 fn an_over_long_stdin_line_is_published_in_pieces_with_a_warning() {
     let (server, mut stdin) = TestServer::start_piped(&["--stdin", "--max-event-size", "16"]);
     // No topic: lines are broadcast, which a topic-less stream receives.
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("");
     let line = "0123456789abcdefghijklmnopqrstuvwxyzABCD";
     writeln!(stdin, "{line}").unwrap();
     stdin.flush().unwrap();
@@ -60,8 +58,7 @@ fn field(data: &serde_json::Value, key: &str) -> u64 {
 #[test]
 fn demo_jobs_report_rising_progress_then_complete() {
     let server = TestServer::start(&["--demo"]);
-    let mut sub = server.subscribe("?topic=demo");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=demo");
     // A job finishes within 100 steps of 100 ms and one in four fails;
     // jobs start every 3 s, so a completed one comes well within this.
     let end = Instant::now() + Duration::from_secs(30);

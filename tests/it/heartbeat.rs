@@ -52,8 +52,7 @@ fn idle_subscribers_get_heartbeats_at_the_interval() {
 #[test]
 fn heartbeat_wire_bytes() {
     let server = TestServer::start(&["--heartbeat", "100ms"]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("");
     let times = heartbeat_times(&mut sub, Duration::from_millis(450));
     assert!(times.len() >= 2, "{} heartbeats", times.len());
     assert!(
@@ -67,8 +66,7 @@ fn heartbeat_wire_bytes() {
 #[test]
 fn heartbeat_zero_turns_them_off() {
     let server = TestServer::start(&["--heartbeat", "0"]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let times = heartbeat_times(&mut sub, Duration::from_millis(800));
     assert!(
         times.is_empty(),
@@ -108,8 +106,7 @@ fn heartbeat_interval_in_seconds() {
     // A bare number is seconds: with `1`, at most one (a global tick may
     // fall early) in the first half second; read as milliseconds, hundreds.
     let server = TestServer::start(&["--heartbeat", "1"]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("");
     let early = heartbeat_times(&mut sub, Duration::from_millis(500));
     assert!(early.len() <= 1, "{} heartbeats in 0.5 s", early.len());
     let later = heartbeat_times(&mut sub, Duration::from_millis(1300));

@@ -110,8 +110,7 @@ fn slowloris_is_cut_at_the_header_timeout_while_a_subscriber_is_served_at_once()
     // The attack is under way: a normal client subscribes and gets an
     // event at once.
     let began = Instant::now();
-    let mut sub = server.subscribe("?topic=calm");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=calm");
     let subscribed = began.elapsed();
     let mut publisher = server.publisher();
     let sent = Instant::now();
@@ -550,8 +549,7 @@ fn mutated_malformed_requests_are_each_answered_or_closed_and_the_server_survive
     server.await_metric("sseloop_connections", |n| n == 1);
     let (health, _) = server.request(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(health.text(), "ok");
-    let mut sub = server.subscribe("?topic=after");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=after");
     let id = server.publisher().publish_ok("?topic=after", b"fine");
     assert_eq!(sub.next_event().id, Some(id));
 }
@@ -564,8 +562,7 @@ fn mutated_malformed_requests_are_each_answered_or_closed_and_the_server_survive
 fn churn(server: &TestServer, cycles: usize) {
     let mut publisher = server.publisher();
     for i in 0..cycles {
-        let mut sub = server.subscribe("?topic=churn");
-        sub.expect_connected();
+        let mut sub = server.subscribe_ready("?topic=churn");
         let id = publisher.publish_ok("?topic=churn", b"tick");
         assert_eq!(sub.next_event().id, Some(id));
         drop(sub);
@@ -728,8 +725,7 @@ fn half_closed_client_gets_every_answer_it_is_owed() {
 #[test]
 fn half_closed_client_with_a_partial_request_still_gets_the_answers_owed() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=eof");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=eof");
     let request = publish_request("?topic=eof", b"x");
     let mut input = request.repeat(3);
     input.extend_from_slice(b"POST /publish HTTP/1.1\r\nContent-Len");

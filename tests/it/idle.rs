@@ -55,8 +55,7 @@ fn idle_server_never_wakes_up() {
 #[test]
 fn a_subscriber_with_heartbeats_does_wake_it() {
     let server = TestServer::start(&["--heartbeat", "50ms"]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let _sub = server.subscribe_ready("");
     let busy = switches_during(&server, Duration::from_secs(1));
     // About 20 heartbeats in a second; at least a few wake-ups must show.
     assert!(

@@ -47,8 +47,7 @@ fn page_shows_a_published_event_parsed_raw_and_as_last_event_id() {
     let server = TestServer::start(&[]);
     // A plain subscriber beside the page: what the raw view shows must be
     // what came off the wire.
-    let mut wire = server.subscribe(&format!("?topic={TOPIC}"));
-    wire.expect_connected();
+    let mut wire = server.subscribe_ready(&format!("?topic={TOPIC}"));
 
     let home = TempDir::new("inspector");
     let mut command = command_in(&node, home.path());

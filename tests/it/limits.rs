@@ -16,11 +16,7 @@ const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
 /// `n` subscribers, each known to be registered.
 fn fill(server: &TestServer, n: usize) -> Vec<Subscriber> {
     (0..n)
-        .map(|_| {
-            let mut sub = server.subscribe("?topic=full");
-            sub.expect_connected();
-            sub
-        })
+        .map(|_| server.subscribe_ready("?topic=full"))
         .collect()
 }
 
@@ -181,8 +177,7 @@ fn over_capacity_connection_that_says_nothing_is_answered_within_a_second() {
     // 1 s, or the header timeout when that is shorter.
     for (timeout, expected) in [("10s", 1000), ("300ms", 300)] {
         let server = TestServer::start(&["--max-connections", "1", "--header-timeout", timeout]);
-        let mut sub = server.subscribe("");
-        sub.expect_connected();
+        let _sub = server.subscribe_ready("");
         let began = Instant::now();
         let mut silent = server.http();
         let response = silent.read_response(deadline());
@@ -202,8 +197,7 @@ fn over_capacity_connection_that_says_nothing_is_answered_within_a_second() {
 #[test]
 fn at_most_64_connections_wait_for_their_refusal() {
     let server = TestServer::start(&["--max-connections", "1"]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let sub = server.subscribe_ready("");
     // 64 over-capacity connections that say nothing: each waits (up to 1 s)
     // for its answer.
     let waiting: Vec<_> = (0..64).map(|_| server.http()).collect();

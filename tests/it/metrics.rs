@@ -98,8 +98,7 @@ fn counters_follow_subscribes_publishes_heartbeats_and_replays() {
 #[test]
 fn a_queue_the_kernel_refused_is_timed_in_the_write_delay_histogram() {
     let server = TestServer::start(&["--queue-limit", "64MiB"]);
-    let mut sub = server.subscribe("?topic=w");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=w");
     let delayed = "sseloop_write_delay_seconds_count";
     assert_eq!(server.metric(delayed), 0);
     // 16 MiB unread passes any loopback socket buffer, so the kernel

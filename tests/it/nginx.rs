@@ -369,8 +369,7 @@ fn default_proxy_pass_streams_each_event_within_100ms_and_a_control_without_the_
     ));
 
     // (a) sseloop through nginx's defaults.
-    let mut direct = server.subscribe("?topic=nx");
-    direct.expect_connected();
+    let mut direct = server.subscribe_ready("?topic=nx");
     let mut proxied = nginx.subscribe("/events?topic=nx");
     let line = upstream_request_line(&upstream_leg);
     assert!(
@@ -446,8 +445,7 @@ fn proxy_http_version_1_1_passes_a_chunked_stream() {
         }}",
         upstream_leg.addr()
     ));
-    let mut direct = server.subscribe("?topic=v11");
-    direct.expect_connected();
+    let mut direct = server.subscribe_ready("?topic=v11");
     let mut proxied = nginx.subscribe("/events?topic=v11");
     let line = upstream_request_line(&upstream_leg);
     assert!(

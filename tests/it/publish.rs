@@ -24,8 +24,7 @@ fn publish_answer_is_the_id_as_plain_text() {
 #[test]
 fn event_id_equals_the_publish_answer_and_ids_increase() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut publisher = server.publisher();
     let mut previous: Option<String> = None;
     for n in 0..20 {
@@ -59,8 +58,7 @@ fn ids_increase_across_connections_and_without_subscribers() {
 #[test]
 fn publishes_reuse_one_keep_alive_connection() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut publisher = server.publisher();
     for n in 0..10 {
         let response = publisher.publish("?topic=a", format!("k{n}").as_bytes());
@@ -80,8 +78,7 @@ fn publishes_reuse_one_keep_alive_connection() {
 #[test]
 fn pipelined_publishes_in_one_write_are_answered_in_order() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     let bodies: Vec<String> = (0..8).map(|n| format!("pipelined {n}")).collect();
     let mut batch = Vec::new();
@@ -124,8 +121,7 @@ fn pipelined_publishes_in_one_write_are_answered_in_order() {
 #[test]
 fn pipelined_publishes_larger_than_a_read_are_all_served() {
     let server = TestServer::start(&["--max-event-size", "1MiB"]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     let sizes = [200 << 10, 10, 70 << 10, 7, 64 << 10];
     let bodies: Vec<String> = (0..sizes.len()).map(|n| padded(n, sizes[n])).collect();
@@ -158,8 +154,7 @@ fn pipelined_health_and_publish_mix() {
 #[test]
 fn publish_split_into_tiny_writes() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     let request = publish_request("?topic=a&event=split", b"split across\nmany writes");
     conn.send_in_pieces(&request, 1);
@@ -185,8 +180,7 @@ fn head_and_body_in_separate_writes() {
 #[test]
 fn expect_100_continue_is_honoured() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     conn.send(
         b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\
@@ -219,8 +213,7 @@ fn expect_100_continue_raw_bytes() {
 #[test]
 fn chunked_request_body_is_the_data() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     conn.send(
         b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -235,8 +228,7 @@ fn chunked_request_body_is_the_data() {
 #[test]
 fn chunked_request_body_with_trailer_in_tiny_writes() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     let request =
         b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -255,8 +247,7 @@ fn chunked_request_body_with_trailer_in_tiny_writes() {
 #[test]
 fn empty_chunked_body_publishes_an_empty_event() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     conn.send(
         b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -281,8 +272,7 @@ fn http10_publish_is_answered() {
 #[test]
 fn each_event_arrives_before_the_next_is_published() {
     let server = TestServer::start(&["--heartbeat", "0"]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     let mut publisher = server.publisher();
     for n in 0..20 {
         let started = Instant::now();
@@ -299,8 +289,7 @@ fn event_arrives_while_the_publisher_connection_stays_open() {
     // The publish connection is neither closed nor reused afterwards: the
     // event must not wait for either.
     let server = TestServer::start(&["--heartbeat", "0"]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("");
     let mut publisher = server.publisher();
     let started = Instant::now();
     let id = publisher.publish_ok("", b"now");

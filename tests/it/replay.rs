@@ -58,8 +58,7 @@ fn replay_after_drops_while_publishes_race_the_reconnects() {
     const MAX_EVENTS: usize = 20_000;
     const RECONNECTS: usize = 25;
     let server = TestServer::start(&["--history", "65536", "--heartbeat", "0"]);
-    let mut sub = server.subscribe("?topic=race");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=race");
 
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
@@ -146,8 +145,7 @@ fn every_query_parameter_form_resumes_like_the_header() {
     let first = events[0].0.clone();
 
     for form in ["lastEventId", "lastEventID", "last_event_id"] {
-        let mut sub = server.subscribe(&format!("?topic=q&{form}={first}"));
-        sub.expect_connected();
+        let mut sub = server.subscribe_ready(&format!("?topic=q&{form}={first}"));
         for (id, data) in &events[1..] {
             expect_event(&mut sub, id, data);
         }
@@ -161,8 +159,7 @@ fn every_query_parameter_form_resumes_like_the_header() {
     }
 
     // The parameter may come before the topic, too.
-    let mut sub = server.subscribe(&format!("?lastEventId={}&topic=q", events[3].0));
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready(&format!("?lastEventId={}&topic=q", events[3].0));
     for (id, data) in &events[4..] {
         expect_event(&mut sub, id, data);
     }
@@ -325,8 +322,7 @@ fn an_id_of_another_run_gets_an_other_run_reset() {
 fn a_restart_on_the_same_port_answers_old_ids_with_an_other_run_reset() {
     let mut first = TestServer::start(&["--heartbeat", "0"]);
     let addr = first.addr();
-    let mut sub = first.subscribe("?topic=r");
-    sub.expect_connected();
+    let mut sub = first.subscribe_ready("?topic=r");
     let mut publisher = first.publisher();
     let mut last = String::new();
     for n in 0..3 {

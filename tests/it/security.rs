@@ -32,8 +32,7 @@ fn expect_unauthorized(server: &TestServer, request: &[u8]) -> Response {
 fn publish_token_is_required_and_subscribing_stays_open() {
     let server = TestServer::start(&["--publish-token", "s3cret-Token"]);
     // Subscribing needs no token.
-    let mut sub = server.subscribe("?topic=t");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=t");
 
     let refused = [
         None,

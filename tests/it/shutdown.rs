@@ -61,8 +61,7 @@ fn shutdown_delivers_queued_events(args: &[&str], request: &str, framing: Framin
     sub.expect_connected();
     // On another topic: it gets nothing but the end of its stream, which
     // says the shutdown has begun.
-    let mut watcher = server.subscribe("?topic=w");
-    watcher.expect_connected();
+    let mut watcher = server.subscribe_ready("?topic=w");
     let ids = fill_queue(&server);
 
     server.signal(signal);
@@ -138,8 +137,7 @@ fn sigterm_ends_a_close_framed_stream_with_a_close_after_its_queued_events() {
 #[test]
 fn idle_streams_of_both_framings_end_cleanly_at_shutdown() {
     let mut server = TestServer::start(&["--heartbeat", "0"]);
-    let mut chunked = server.subscribe("?topic=i");
-    chunked.expect_connected();
+    let mut chunked = server.subscribe_ready("?topic=i");
     let mut old = server.subscribe_raw(b"GET /events?topic=i HTTP/1.0\r\n\r\n");
     old.expect_connected();
     let id = server.publisher().publish_ok("?topic=i", b"one");
@@ -165,8 +163,7 @@ fn idle_streams_of_both_framings_end_cleanly_at_shutdown() {
 #[test]
 fn requests_arriving_during_the_grace_period_get_a_retry_stream_and_a_503() {
     let mut server = TestServer::start(&["--retry", "2500ms", "--heartbeat", "0"]);
-    let mut watcher = server.subscribe("?topic=w");
-    watcher.expect_connected();
+    let mut watcher = server.subscribe_ready("?topic=w");
 
     // One write each: a whole request that is answered (so the server has
     // read the write), then the start of another.

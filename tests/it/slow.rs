@@ -40,10 +40,8 @@ fn publish_past_slow(server: &TestServer, slow: &mut Subscriber, fast: &mut Subs
 #[test]
 fn slow_subscriber_is_cut_off_while_a_fast_one_keeps_receiving() {
     let server = TestServer::start(&["--queue-limit", "64KiB", "--heartbeat", "0"]);
-    let mut slow = server.subscribe("?topic=big");
-    slow.expect_connected();
-    let mut fast = server.subscribe("?topic=big");
-    fast.expect_connected();
+    let mut slow = server.subscribe_ready("?topic=big");
+    let mut fast = server.subscribe_ready("?topic=big");
 
     let received = publish_past_slow(&server, &mut slow, &mut fast);
     assert!(
@@ -70,10 +68,8 @@ fn slow_close_delimited_subscriber_is_cut_off_at_an_event_boundary() {
         "--framing",
         "close",
     ]);
-    let mut slow = server.subscribe("?topic=big");
-    slow.expect_connected();
-    let mut fast = server.subscribe("?topic=big");
-    fast.expect_connected();
+    let mut slow = server.subscribe_ready("?topic=big");
+    let mut fast = server.subscribe_ready("?topic=big");
 
     // Close-delimited: the end is EOF, and it must fall between events
     // (a browser silently drops a half event).

@@ -24,8 +24,7 @@ fn a_slow_subscriber_cut_off_resumes_from_its_last_complete_event_without_loss()
         "--heartbeat",
         "0",
     ]);
-    let mut slow = server.subscribe("?topic=big");
-    slow.expect_connected();
+    let mut slow = server.subscribe_ready("?topic=big");
 
     // Publish while it reads nothing, until the server says it cut it off.
     let mut publisher = server.publisher();
@@ -195,8 +194,7 @@ fn a_reconnect_storm_loses_nothing() {
     let subscribers: Vec<(Vec<usize>, Subscriber)> = (0..SUBSCRIBERS)
         .map(|i| {
             let topics = subscriber_topics(i);
-            let mut sub = server.subscribe(&storm_query(&topics, &[]));
-            sub.expect_connected();
+            let sub = server.subscribe_ready(&storm_query(&topics, &[]));
             (topics, sub)
         })
         .collect();

@@ -44,24 +44,21 @@ fn first_body_bytes_arrive_with_the_head() {
 #[test]
 fn retry_opens_the_stream_when_configured() {
     let server = TestServer::start(&["--retry", "1500ms"]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let sub = server.subscribe_ready("");
     assert_eq!(sub.body_prefix(), b"retry: 1500\n: connected\n\n");
 }
 
 #[test]
 fn no_retry_line_by_default() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let sub = server.subscribe_ready("");
     assert!(!sub.body_prefix().starts_with(b"retry"));
 }
 
 #[test]
 fn retry_accepts_seconds() {
     let server = TestServer::start(&["--retry", "3s"]);
-    let mut sub = server.subscribe("");
-    sub.expect_connected();
+    let sub = server.subscribe_ready("");
     assert_eq!(sub.body_prefix(), b"retry: 3000\n: connected\n\n");
 }
 
@@ -148,8 +145,7 @@ fn framing_chunked_is_accepted_explicitly() {
 #[test]
 fn framing_close_streams_decode_like_browsers_see_them() {
     let server = TestServer::start(&["--framing", "close"]);
-    let mut sub = server.subscribe(&query(&[("topic", "a")]));
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready(&query(&[("topic", "a")]));
     let mut publisher = server.publisher();
     for n in 0..5 {
         let body = format!("event {n}");
@@ -174,8 +170,7 @@ fn subscribe_request_split_into_tiny_writes() {
 fn subscriber_stays_open_while_idle() {
     // Heartbeats off: the stream must not be closed for being quiet.
     let server = TestServer::start(&["--heartbeat", "0"]);
-    let mut sub = server.subscribe("?topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a");
     sub.expect_no_event(Duration::from_millis(300));
     let id = server.publisher().publish_ok("?topic=a", b"late");
     assert_eq!(sub.next_event().id, Some(id));

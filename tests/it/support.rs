@@ -192,6 +192,14 @@ impl TestServer {
         self.subscribe_raw(request.as_bytes())
     }
 
+    /// `subscribe`, then up to the `: connected` comment: the stream is
+    /// registered, so what is published next reaches it.
+    pub fn subscribe_ready(&self, query: &str) -> Subscriber {
+        let mut sub = self.subscribe(query);
+        sub.expect_connected();
+        sub
+    }
+
     /// Sends a raw subscribe request and reads the response head, asserting
     /// a 200 text/event-stream answer.
     pub fn subscribe_raw(&self, request: &[u8]) -> Subscriber {

@@ -58,8 +58,7 @@ fn events_reach_exactly_their_topics_and_broadcasts_reach_all() {
 #[test]
 fn repeated_topic_in_subscribe_delivers_once() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=a&topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=a&topic=a");
     let mut publisher = server.publisher();
     publisher.publish_ok("?topic=a&topic=a", b"once");
     let marker = publisher.publish_ok("", b"marker");
@@ -70,8 +69,7 @@ fn repeated_topic_in_subscribe_delivers_once() {
 fn topic_names_are_percent_decoded() {
     let server = TestServer::start(&[]);
     // `+` and `%20` are both a space; `%C3%A9` is é.
-    let mut sub = server.subscribe("?topic=hello+world&topic=caf%C3%A9");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=hello+world&topic=caf%C3%A9");
     let mut publisher = server.publisher();
     publisher.publish_ok("?topic=hello%20world", b"spaced");
     publisher.publish_ok(&query(&[("topic", "café")]), b"accented");
@@ -85,8 +83,7 @@ fn topic_names_are_percent_decoded() {
 fn topic_of_128_bytes_is_accepted() {
     let server = TestServer::start(&[]);
     let topic = "t".repeat(128);
-    let mut sub = server.subscribe(&query(&[("topic", &topic)]));
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready(&query(&[("topic", &topic)]));
     let mut publisher = server.publisher();
     publisher.publish_ok(&query(&[("topic", &topic)]), b"long");
     let marker = publisher.publish_ok("", b"marker");
@@ -96,8 +93,7 @@ fn topic_of_128_bytes_is_accepted() {
 #[test]
 fn topics_are_case_sensitive() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?topic=Jobs");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=Jobs");
     let mut publisher = server.publisher();
     publisher.publish_ok("?topic=jobs", b"lower");
     publisher.publish_ok("?topic=Jobs", b"exact");
@@ -123,8 +119,7 @@ fn many_subscribers_of_one_topic_all_receive() {
 #[test]
 fn other_query_parameters_do_not_disturb_topics() {
     let server = TestServer::start(&[]);
-    let mut sub = server.subscribe("?foo=bar&topic=a");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?foo=bar&topic=a");
     let mut publisher = server.publisher();
     publisher.publish_ok("?topic=a&foo=bar", b"hello");
     let marker = publisher.publish_ok("", b"marker");

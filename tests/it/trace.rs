@@ -6,8 +6,7 @@ use crate::support::TestServer;
 #[test]
 fn trace_logs_each_write_escaped_and_cut() {
     let server = TestServer::start(&["--log-level", "trace"]);
-    let mut sub = server.subscribe("?topic=t");
-    sub.expect_connected();
+    let mut sub = server.subscribe_ready("?topic=t");
     let mut publisher = server.publisher();
     let id = publisher.publish_ok("?topic=t&event=step", b"one\ntwo");
     assert_eq!(sub.next_event().data, "one\ntwo");
