@@ -9,7 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Item, Publisher, Subscriber, TestServer, first_difference, id_run, id_seq, padded, reset_reason,
+    Item, Publisher, Subscriber, TestServer, assert_same_sequence, id_run, id_seq, padded,
+    reset_reason,
 };
 
 /// Reads the next event and asserts it is the one with `id` and `data`.
@@ -113,17 +114,11 @@ fn replay_after_drops_while_publishes_race_the_reconnects() {
     }
     let seen_ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
     let published_ids: Vec<&str> = published.iter().map(String::as_str).collect();
-    if seen_ids != published_ids {
-        let first_bad = first_difference(&seen_ids, &published_ids);
-        panic!(
-            "saw {} events, published {}; first difference at {first_bad}: saw {:?}, expected {:?}; resumed from {resumed_from:?}",
-            seen_ids.len(),
-            published_ids.len(),
-            seen_ids.get(first_bad.saturating_sub(2)..(first_bad + 3).min(seen_ids.len())),
-            published_ids
-                .get(first_bad.saturating_sub(2)..(first_bad + 3).min(published_ids.len())),
-        );
-    }
+    assert_same_sequence(
+        &seen_ids,
+        &published_ids,
+        format_args!("event ids after resuming from {resumed_from:?}"),
+    );
     for (n, (_, data)) in seen.iter().enumerate() {
         assert_eq!(data, &format!("e{n}"), "data of event {n}");
     }

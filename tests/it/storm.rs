@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::{
-    CUT_OFF_LOG, Rng, Subscriber, TestServer, first_difference, id_seq, padded, query,
+    CUT_OFF_LOG, Rng, Subscriber, TestServer, assert_same_sequence, id_seq, padded, query,
 };
 
 #[test]
@@ -282,16 +282,13 @@ fn a_reconnect_storm_loses_nothing() {
             .iter()
             .map(|(id, kind, data)| (id.as_str(), kind.as_deref(), data.as_str()))
             .collect();
-        if got != expected {
-            let at = first_difference(&got, &expected);
-            panic!(
-                "seed {seed}: subscriber {i} (topics {topics:?}, {reconnects} reconnects) saw {} events, expected {}; first difference at {at}: saw {:?}, expected {:?}",
-                got.len(),
-                expected.len(),
-                got.get(at),
-                expected.get(at)
-            );
-        }
+        assert_same_sequence(
+            &got,
+            &expected,
+            format_args!(
+                "seed {seed}: subscriber {i} (topics {topics:?}, {reconnects} reconnects)"
+            ),
+        );
     }
     assert!(
         total_reconnects >= SUBSCRIBERS * 5,

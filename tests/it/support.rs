@@ -340,13 +340,34 @@ pub fn assert_cli_rejected(args: &[&str], names: &[&str]) {
     }
 }
 
-/// Where two sequences first differ: the shorter length when one is a
-/// prefix of the other.
-pub fn first_difference<T: PartialEq>(a: &[T], b: &[T]) -> usize {
-    a.iter()
-        .zip(b)
+/// Fails unless `got` equals `expected`, saying where they first part
+/// (with two items of context on each side) and what `context` names.
+pub fn assert_same_sequence<T: PartialEq + std::fmt::Debug>(
+    got: &[T],
+    expected: &[T],
+    context: impl std::fmt::Display,
+) {
+    if got == expected {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(expected)
         .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(b.len()))
+        .unwrap_or(got.len().min(expected.len()));
+    let around = |s: &[T]| {
+        format!(
+            "{:?}",
+            &s[at.saturating_sub(2).min(s.len())..(at + 3).min(s.len())]
+        )
+    };
+    panic!(
+        "{context}: got {} items, expected {}; first difference at {at}: got {}, expected {}",
+        got.len(),
+        expected.len(),
+        around(got),
+        around(expected)
+    );
 }
 
 /// `?k=v&…` with values percent-encoded, or `""` for no pairs.
