@@ -782,15 +782,27 @@ impl Server {
     /// Writes the next slice of dirty streams, then every answer owed; what
     /// is left of a wide fan-out waits for the next pass (which polls first).
     fn flush_dirty(&mut self) {
-        for _ in 0..FLUSH_SLICE {
+        let mut flushed = 0;
+        while flushed < FLUSH_SLICE {
             let Some(key) = self.dirty.streams.pop_front() else {
                 break;
             };
-            self.flush(key);
+            flushed += usize::from(self.flush_listed(key));
         }
         while let Some(key) = self.dirty.answers.pop_front() {
+            self.flush_listed(key);
+        }
+    }
+
+    /// Flushes a connection taken off the flush list if it still wants it:
+    /// the list may name one closed since (its key perhaps reused) or one
+    /// flushed meanwhile on writable readiness. Returns whether it did.
+    fn flush_listed(&mut self, key: usize) -> bool {
+        let listed = self.conns.get(key).is_some_and(|conn| conn.dirty);
+        if listed {
             self.flush(key);
         }
+        listed
     }
 
     /// Removes the connection everywhere: poll, slab, deadlines, hub.
@@ -974,8 +986,10 @@ fn fill_replay(conn: &mut Conn, hub: &Hub, window: usize, stats: &mut Stats) {
 
 /// Connections with bytes to write, in the order they got them: what
 /// fan-outs and heartbeats queued on streams apart from answers to requests,
-/// so that answers need not wait for a whole fan-out. A connection is listed
-/// once; one the kernel refused waits for writable readiness instead.
+/// so that answers need not wait for a whole fan-out. A connection's `dirty`
+/// flag says whether it is due a flush: it is listed once per flag, and an
+/// entry whose flag was cleared since (a flush on writable readiness, a
+/// close) is skipped. One the kernel refused waits for writable readiness.
 #[derive(Debug, Default)]
 struct Dirty {
     streams: VecDeque<usize>,
