@@ -50,6 +50,9 @@ const CONN_INTEREST: Interest = Interest::READABLE
     .add(Interest::PRIORITY);
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const CONN_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
+/// Whether a short read may end a turn of reads (see `on_readable`): only
+/// where urgent data is reported, since its mark also makes a read short.
+const SHORT_READ_ENDS_TURN: bool = cfg!(any(target_os = "linux", target_os = "android"));
 /// Accepts per readiness event before other connections get their turn.
 const ACCEPTS_PER_TURN: usize = 256;
 /// A connection whose unsent answers reach this stops being read until they
@@ -236,7 +239,7 @@ impl Server {
         {
             return Some(Duration::ZERO);
         }
-        if !self.config.busy_poll.is_zero() && self.now - self.active_at < self.config.busy_poll {
+        if self.now - self.active_at < self.config.busy_poll {
             return Some(Duration::ZERO);
         }
         let nearest = self.deadlines.first().map(|&(at, _)| at);
@@ -375,7 +378,7 @@ impl Server {
                 ReadOutcome::Data(n) => {
                     let took_all = n < self.scratch.len();
                     self.on_input(key, n);
-                    if took_all && !to_the_end {
+                    if took_all && SHORT_READ_ENDS_TURN && !to_the_end {
                         return;
                     }
                 }
