@@ -1,5 +1,6 @@
 //! The `/metrics` answer: the server's counters in the Prometheus text
-//! exposition format. Pure: it formats what it is given.
+//! exposition format, and the one histogram the loop keeps for it. No I/O:
+//! it formats what it is given.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use crate::server::Stats;
 const DELAY_BOUNDS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
 
 /// Histogram of how long a queue the kernel refused waited until it was all
-/// written: the time a subscriber's bytes sat in sseloop's own buffer.
+/// written, or until its connection closed: the time a subscriber's bytes
+/// sat in sseloop's own buffer.
 #[derive(Clone, Debug, Default)]
 pub struct WriteDelay {
     /// Per bucket (not cumulative); the last counts what passed every bound.
@@ -31,7 +33,7 @@ impl WriteDelay {
         let name = "sseloop_write_delay_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} Time bytes the kernel refused waited in a connection's queue until written.\n\
+            "# HELP {name} Time bytes the kernel refused waited in a connection's queue until written or the connection closed.\n\
              # TYPE {name} histogram"
         );
         let mut cumulative = 0;

@@ -814,6 +814,11 @@ impl Server {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.socket);
+        // A subscriber cut off or gone while the kernel refused its bytes
+        // waited too: the slowest waits must show in the histogram.
+        if let Some(since) = conn.blocked_since {
+            self.stats.write_delay.observe(self.now - since);
+        }
         if let Some(at) = conn.deadline {
             self.deadlines.remove(&(at, key));
         }
