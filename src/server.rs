@@ -344,6 +344,8 @@ impl Server {
 
     fn on_ready(&mut self, key: usize, event: &Readiness) {
         // Readiness is a hint: the write or read that follows decides.
+        // A refused queue that a cut-off emptied (`keep_started`) is still
+        // `blocked_since`: only this flush finds it written and lets it close.
         if event.is_writable()
             && let Some(conn) = self.conns.get_mut(key)
             && (conn.blocked_since.is_some() || !conn.queue.is_empty())
