@@ -5,8 +5,8 @@
 //! that answers publishes late, the latency from the schedule charges it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::TestServer;
+use crate::real::LoopbackServer;
+use crate::support::{TestServer, read_request};
 
 /// Runs the bench with `--json`; returns its report and whether it exited 0.
 fn bench(addr: &str, args: &[&str]) -> (Value, bool) {
@@ -182,42 +183,20 @@ struct Faults {
 
 /// A thread per connection: `GET /events` streams (close-delimited), every
 /// other request is a publish answered `200` on a kept-alive connection.
-fn start_fake_server(faults: Faults) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+fn start_fake_server(faults: Faults) -> LoopbackServer {
     let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let streams = Arc::clone(&streams);
-            thread::spawn(move || serve_fake(conn, &streams, faults));
-        }
-    });
-    addr
+    LoopbackServer::start("fake bench server", move |conn| {
+        serve_fake(conn, &streams, faults)
+    })
 }
 
 fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut held_back: HashMap<u64, String> = HashMap::new();
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        let Ok(Some((request_line, body))) = read_request(&mut reader) else {
             return;
-        }
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).unwrap();
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
+        };
         if request_line.starts_with("GET /events") {
             let mut stream = conn.try_clone().unwrap();
             // Listed before its head goes out: the bench publishes as soon
@@ -229,8 +208,6 @@ fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) 
             streams.push(stream);
             return;
         }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
         let data = String::from_utf8(body).unwrap();
         let seq: u64 = data.split(' ').next().unwrap().parse().unwrap();
         held_back.insert(seq, data);
@@ -255,12 +232,12 @@ fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) 
 
 #[test]
 fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
-    let addr = start_fake_server(Faults {
+    let fake = start_fake_server(Faults {
         garble: true,
         answer_after: Duration::ZERO,
     });
     let (report, ok) = bench(
-        &addr,
+        &fake.addr().to_string(),
         &[
             "--subscribers",
             "2",
@@ -285,12 +262,12 @@ fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
 
 #[test]
 fn a_server_that_answers_late_is_charged_from_the_schedule() {
-    let addr = start_fake_server(Faults {
+    let fake = start_fake_server(Faults {
         garble: false,
         answer_after: Duration::from_millis(20),
     });
     let (report, ok) = bench(
-        &addr,
+        &fake.addr().to_string(),
         &[
             "--subscribers",
             "2",

@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, proc_stat};
 
 /// Context switches (voluntary and not) of every thread of process `pid`.
 fn context_switches(pid: u32) -> u64 {
@@ -66,14 +66,8 @@ fn a_subscriber_with_heartbeats_does_wake_it() {
 
 /// CPU time (user + system, in clock ticks) the process has used.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after "pid (comm)": state is the first, utime the 12th, stime the 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
+    let fields = proc_stat(pid).expect("server process");
+    // From the state on, utime is the 12th field and stime the 13th.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 

@@ -1185,14 +1185,9 @@ impl TestServer {
 
     /// True while the process exists and is not a zombie.
     pub fn is_alive(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) else {
-            return false;
-        };
-        // "pid (comm) S ...": the state follows the last parenthesis.
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next());
-        !matches!(state, None | Some("Z") | Some("X"))
+        let stat = proc_stat(self.pid());
+        let state = stat.as_ref().and_then(|fields| fields.first());
+        !matches!(state.map(String::as_str), None | Some("Z") | Some("X"))
     }
 
     /// The server's resident set size in KiB (`VmRSS` of /proc/PID/status).
@@ -1304,17 +1299,7 @@ impl TestServer {
     /// Waits up to `wait` for the server to exit; `None` if it is still
     /// running.
     pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + wait;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            // Polling a child process has no blocking-with-timeout form in std.
-            thread::sleep(Duration::from_millis(5));
-        }
+        wait_child(&mut self.child, wait)
     }
 
     /// Waits up to `wait` for the server to exit and asserts it exited 0.
@@ -1401,4 +1386,57 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+}
+
+/// Waits up to `wait` for `child` to exit; `None` if it still runs then.
+pub fn wait_child(child: &mut Child, wait: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + wait;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        // Polling a child process has no blocking-with-timeout form in std.
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The fields of /proc/PID/stat after "pid (comm)", from the state on
+/// (the command name may hold spaces and parentheses, so the split is at
+/// the last ')'); `None` when the process is gone.
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Reads one request off the server side of a connection, for the tests'
+/// own small servers: its request line and its body (by Content-Length).
+/// `Ok(None)` when the peer closed before a whole head.
+pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(None);
+    }
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some((request_line, body)))
 }

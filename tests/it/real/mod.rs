@@ -28,7 +28,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::support::IO_TIMEOUT;
+use crate::support::{IO_TIMEOUT, proc_stat, wait_child};
 
 /// The opt-out test.sh reads (CI never sets it).
 pub const SKIP_VAR: &str = "SSELOOP_SKIP_REAL_CLIENTS";
@@ -338,17 +338,7 @@ impl ProcGroup {
     /// Waits up to `timeout` for the main process to exit; `None` if it
     /// still runs then.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            // A child process has no blocking wait with a timeout in std.
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(&mut self.child, timeout)
     }
 
     /// The last `max` bytes of what the program printed.
@@ -434,16 +424,11 @@ fn processes() -> Vec<Proc> {
         else {
             continue;
         };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+        // From the state on: state ppid pgrp ...
+        let Some(fields) = proc_stat(pid as u32) else {
             continue;
         };
-        // The command name is in parentheses and may hold spaces; the
-        // fields after the last ')' are: state ppid pgrp ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
-        let [state, ppid, pgrp] = fields[..] else {
+        let [state, ppid, pgrp, ..] = &fields[..] else {
             continue;
         };
         let (Ok(ppid), Ok(pgrp)) = (ppid.parse(), pgrp.parse()) else {
