@@ -1,7 +1,7 @@
 //! `GET /metrics`: the Prometheus text is well formed, and each counter
 //! moves when the thing it counts happens.
 
-use crate::support::{CUT_OFF_LOG, TestServer, metric_value};
+use crate::support::{TestServer, metric_value, publish_until_cut_off};
 
 #[test]
 fn every_sample_has_help_and_type() {
@@ -127,17 +127,9 @@ fn a_refused_queue_that_is_closed_unwritten_is_timed_too() {
     let server = TestServer::start(&["--queue-limit", "64KiB", "--heartbeat", "0"]);
     let sub = server.subscribe_ready("?topic=w");
     let delayed = "sseloop_write_delay_seconds_count";
-    let body = "x".repeat(16 * 1024);
-    let mut publisher = server.publisher();
     // The subscriber reads nothing: socket buffers fill, then the queue
     // passes its limit (a few MiB at most on loopback).
-    for _ in 0..2_000 {
-        publisher.publish_ok("?topic=w", body.as_bytes());
-        if server.log().contains(CUT_OFF_LOG) {
-            break;
-        }
-    }
-    assert!(server.await_log(&[CUT_OFF_LOG]).is_some(), "never cut off");
+    publish_until_cut_off(&server, "?topic=w", 16 * 1024, 2_000);
     assert_eq!(server.metric(delayed), 0, "nothing was ever written out");
     drop(sub);
     server.await_metric(delayed, |n| n == 1);

@@ -431,6 +431,30 @@ pub fn padded(n: usize, size: usize) -> String {
 /// What the server logs (at warn) when it cuts off a slow subscriber.
 pub const CUT_OFF_LOG: &str = "slow subscriber cut off";
 
+/// Publishes `padded` events of `size` bytes to `query`'s topic, while some
+/// subscriber reads nothing, until the server logs that it cut one off;
+/// fails if `max` events do not do it. Returns the ids published.
+pub fn publish_until_cut_off(
+    server: &TestServer,
+    query: &str,
+    size: usize,
+    max: usize,
+) -> Vec<String> {
+    let mut publisher = server.publisher();
+    let mut ids = Vec::new();
+    while ids.len() < max && !server.log().contains(CUT_OFF_LOG) {
+        let n = ids.len();
+        ids.push(publisher.publish_ok(query, padded(n, size).as_bytes()));
+    }
+    // The log line may still be in the pipe when `max` is reached.
+    assert!(
+        server.await_log(&[CUT_OFF_LOG]).is_some(),
+        "not cut off after {} events of {size} bytes",
+        ids.len()
+    );
+    ids
+}
+
 /// The run part of an id `<run>-<seq>`.
 pub fn id_run(id: &str) -> &str {
     id.rsplit_once('-')
