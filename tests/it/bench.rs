@@ -17,8 +17,9 @@ use serde_json::Value;
 use crate::real::LoopbackServer;
 use crate::support::{TestServer, read_request};
 
-/// Runs the bench with `--json`; returns its report and whether it exited 0.
-fn bench(addr: &str, args: &[&str]) -> (Value, bool) {
+/// Runs the bench with `--json` and `args` (split at spaces); returns its
+/// report and whether it exited 0.
+fn bench(addr: &str, args: &str) -> (Value, bool) {
     let output = Command::new(env!("CARGO_BIN_EXE_sseloop-bench"))
         .args([
             "--addr",
@@ -29,7 +30,7 @@ fn bench(addr: &str, args: &[&str]) -> (Value, bool) {
             "--max-time",
             "60s",
         ])
-        .args(args)
+        .args(args.split_whitespace())
         .output()
         .expect("run sseloop-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -85,12 +86,12 @@ fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
     let began = Instant::now();
     let (report, ok) = bench(
         &server.addr().to_string(),
-        &["--subscribers", "50", "--events", "200", "--rate", "2000"],
+        "--subscribers 50 --events 200 --rate 2000",
     );
     let wall = began.elapsed();
     let (report_with_pid, _) = bench(
         &server.addr().to_string(),
-        &["--subscribers", "50", "--events", "20", "--pid", &pid],
+        &format!("--subscribers 50 --events 20 --pid {pid}"),
     );
     assert!(ok, "{report}");
     assert_complete(&report, 50, 200);
@@ -129,15 +130,7 @@ fn closed_loop_over_http_1_0_reads_close_delimited_streams() {
     let server = TestServer::start(&[]);
     let (report, ok) = bench(
         &server.addr().to_string(),
-        &[
-            "--subscribers",
-            "30",
-            "--events",
-            "500",
-            "--rate",
-            "0",
-            "--http10",
-        ],
+        "--subscribers 30 --events 500 --rate 0 --http10",
     );
     assert!(ok, "{report}");
     assert_complete(&report, 30, 500);
@@ -151,10 +144,7 @@ fn closed_loop_over_http_1_0_reads_close_delimited_streams() {
 #[test]
 fn idle_mode_sees_every_stream_get_heartbeats() {
     let server = TestServer::start(&["--heartbeat", "200ms"]);
-    let (report, ok) = bench(
-        &server.addr().to_string(),
-        &["--subscribers", "40", "--idle", "1s"],
-    );
+    let (report, ok) = bench(&server.addr().to_string(), "--subscribers 40 --idle 1s");
     assert!(ok, "{report}");
     assert_eq!(int(&report, "idle", "streams_with_comment"), 40, "{report}");
     // At 200 ms, a stream held 1 s gets about 5; at least 2 each is loose.
@@ -245,17 +235,7 @@ fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
     });
     let (report, ok) = bench(
         &fake.addr().to_string(),
-        &[
-            "--subscribers",
-            "2",
-            "--events",
-            "12",
-            "--rate",
-            "1000",
-            "--drain-timeout",
-            "300ms",
-            "--no-spread",
-        ],
+        "--subscribers 2 --events 12 --rate 1000 --drain-timeout 300ms --no-spread",
     );
     assert!(!ok, "a run with faulty deliveries must fail: {report}");
     assert_eq!(int(&report, "deliveries", "expected"), 24, "{report}");
@@ -275,15 +255,7 @@ fn a_server_that_answers_late_is_charged_from_the_schedule() {
     });
     let (report, ok) = bench(
         &fake.addr().to_string(),
-        &[
-            "--subscribers",
-            "2",
-            "--events",
-            "20",
-            "--rate",
-            "1000",
-            "--no-spread",
-        ],
+        "--subscribers 2 --events 20 --rate 1000 --no-spread",
     );
     assert!(ok, "{report}");
     assert_complete(&report, 2, 20);
