@@ -9,36 +9,14 @@
 // the same reports as the browsers' test page. Runs until killed.
 import { EventSource } from 'eventsource';
 
+import { reporter, watch } from './report-events.mjs';
+
 const [url, reportUrl, types = ''] = process.argv.slice(2);
 if (!url || !reportUrl) {
   console.error('usage: node eventsource-client.mjs STREAM_URL REPORT_URL [TYPES]');
   process.exit(2);
 }
 
-let seq = 0;
-let chain = Promise.resolve();
-function report(fields) {
-  fields.at = String(Date.now());
-  fields.seq = String(++seq);
-  const body = new URLSearchParams(fields);
-  chain = chain.then(() =>
-    fetch(reportUrl, { method: 'POST', body }).catch((e) => console.error('report failed:', e)),
-  );
-}
-
+const report = reporter(reportUrl);
 report({ kind: 'loaded', ua: `node ${process.version}` });
-
-let opens = 0;
-const es = new EventSource(url);
-es.onopen = () => report({ kind: 'open', n: String(++opens) });
-es.onerror = (e) =>
-  report({ kind: 'error', state: String(es.readyState), message: String(e?.message ?? '') });
-
-function onEvent(e) {
-  report({ kind: 'message', type: e.type, id: e.lastEventId, data: e.data });
-}
-es.addEventListener('message', onEvent);
-es.addEventListener('reset', onEvent);
-for (const type of types.split(',')) {
-  if (type) es.addEventListener(type, onEvent);
-}
+watch(new EventSource(url), report, types);

@@ -209,11 +209,11 @@ fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 shared.grown.notify_all();
                 response(204, "text/plain", b"")
             }
-            ("GET", page) if is_page(page) => {
-                let file = page_path(page);
-                match std::fs::read(&file) {
-                    Ok(bytes) => response(200, "text/html; charset=utf-8", &bytes),
-                    Err(_) => response(404, "text/plain", b"no such page\n"),
+            ("GET", file) if client_file_type(file).is_some() => {
+                let content_type = client_file_type(file).unwrap_or_default();
+                match std::fs::read(client_file_path(file)) {
+                    Ok(bytes) => response(200, content_type, &bytes),
+                    Err(_) => response(404, "text/plain", b"no such file\n"),
                 }
             }
             _ => response(404, "text/plain", b"not found\n"),
@@ -222,17 +222,27 @@ fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
     }
 }
 
-/// Pages are plain file names under `tests/clients/` ending in `.html`.
-fn is_page(path: &str) -> bool {
+/// The content type of a file the collector serves: a plain file name
+/// under `tests/clients/` ending in `.html` (a page) or `.mjs` (the module
+/// the pages share with the Node client); `None` for anything else.
+fn client_file_type(path: &str) -> Option<&'static str> {
     let name = path.trim_start_matches('/');
-    name.ends_with(".html")
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !name.contains("..")
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.contains("..");
+    if !plain {
+        None
+    } else if name.ends_with(".html") {
+        Some("text/html; charset=utf-8")
+    } else if name.ends_with(".mjs") {
+        Some("text/javascript; charset=utf-8")
+    } else {
+        None
+    }
 }
 
-fn page_path(path: &str) -> PathBuf {
+fn client_file_path(path: &str) -> PathBuf {
     clients_dir().join(path.trim_start_matches('/'))
 }
 
