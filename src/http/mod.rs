@@ -1,0 +1,96 @@
+//! HTTP/1.x for sseloop, as pure functions: no sockets, no state of the
+//! server.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `parse` | request heads, parsed with `httparse` from the caller's buffer, and the fields sseloop acts on |
+//! | `route` | what a request asks for: paths, methods, query and percent decoding, topic names |
+//! | `chunked` | the chunked request-body decoder |
+//! | `response` | the bytes of every answer and stream head |
+
+mod chunked;
+mod parse;
+mod response;
+mod route;
+
+pub use chunked::ChunkedDecoder;
+pub use parse::{BodyLength, Head, HeadParse, Policy, parse_head};
+pub use response::*;
+pub use route::{MAX_TOPIC_LEN, Route, percent_decode, query_pairs, route, valid_topic};
+
+/// A status code with its reason phrase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status(pub u16, pub &'static str);
+
+#[allow(missing_docs)]
+impl Status {
+    pub const OK: Status = Status(200, "OK");
+    pub const NO_CONTENT: Status = Status(204, "No Content");
+    pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
+    pub const BAD_REQUEST: Status = Status(400, "Bad Request");
+    pub const NOT_FOUND: Status = Status(404, "Not Found");
+    pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
+    pub const REQUEST_TIMEOUT: Status = Status(408, "Request Timeout");
+    pub const PAYLOAD_TOO_LARGE: Status = Status(413, "Content Too Large");
+    pub const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
+    pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");
+    pub const UNAVAILABLE: Status = Status(503, "Service Unavailable");
+}
+
+/// A request the server will not serve: the status, a short reason for the
+/// body, and the methods a 405 allows. The reason never holds request bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Status sent.
+    pub status: Status,
+    /// Body text (a line is added).
+    pub reason: &'static str,
+    /// `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Reject {
+    /// A rejection with no `Allow` header.
+    pub const fn new(status: Status, reason: &'static str) -> Reject {
+        Reject {
+            status,
+            reason,
+            allow: None,
+        }
+    }
+
+    fn bad(reason: &'static str) -> Reject {
+        Reject::new(Status::BAD_REQUEST, reason)
+    }
+}
+
+/// What the http modules' unit tests share: a policy and head parsing that
+/// must succeed or fail.
+#[cfg(test)]
+mod test_support {
+    use super::*;
+
+    pub const POLICY: Policy = Policy {
+        max_head_size: 8192,
+        max_headers: 64,
+        max_body: 1024,
+        publish_token: None,
+    };
+
+    pub fn head(raw: &str) -> Head {
+        match parse_head(raw.as_bytes(), &POLICY) {
+            HeadParse::Complete(h, n) => {
+                assert_eq!(n, raw.len());
+                h
+            }
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    pub fn invalid(raw: &[u8]) -> Status {
+        match parse_head(raw, &POLICY) {
+            HeadParse::Invalid(r) => r.status,
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+}

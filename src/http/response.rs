@@ -1,0 +1,178 @@
+//! The bytes of every answer: error answers, `200`s, preflights, and the
+//! head (with its first body bytes) of an event stream.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{Reject, Status};
+
+/// Sent when a client asked `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The answer to a rejected request; the connection closes after it.
+/// `cors` is the allowed origin, when one is configured.
+pub fn error_response(reject: &Reject, cors: Option<&str>) -> Vec<u8> {
+    let Status(code, phrase) = reject.status;
+    let mut out = String::with_capacity(256);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {code} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reject.reason.len() + 1
+    );
+    if let Some(allow) = reject.allow {
+        let _ = write!(out, "Allow: {allow}\r\n");
+    }
+    match reject.status {
+        Status::UNAVAILABLE => out.push_str("Retry-After: 1\r\n"),
+        Status::UNAUTHORIZED => out.push_str("WWW-Authenticate: Bearer\r\n"),
+        _ => {}
+    }
+    cors_headers(&mut out, cors);
+    let _ = write!(out, "\r\n{}\n", reject.reason);
+    out.into_bytes()
+}
+
+/// A `200 text/plain` answer; `keep_alive` says whether the connection stays.
+pub fn text_response(body: &str, keep_alive: bool, cors: Option<&str>) -> Vec<u8> {
+    ok_response("text/plain; charset=utf-8", body, keep_alive, cors)
+}
+
+/// A `200` answer with the given content type.
+pub fn ok_response(
+    content_type: &str,
+    body: &str,
+    keep_alive: bool,
+    cors: Option<&str>,
+) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n",
+        body.len()
+    );
+    cors_headers(&mut out, cors);
+    out.push_str("\r\n");
+    out.push_str(body);
+    out.into_bytes()
+}
+
+/// The answer to a CORS preflight from an allowed origin: the methods, and
+/// the request headers an EventSource or a publishing page sends.
+pub fn preflight_response(allow: &str, origin: &str, keep_alive: bool) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    format!(
+        "HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: {origin}\r\nAccess-Control-Allow-Methods: {allow}, OPTIONS\r\nAccess-Control-Allow-Headers: Last-Event-ID, Cache-Control, Authorization, Content-Type\r\nAccess-Control-Max-Age: 86400\r\n{}Content-Length: 0\r\nConnection: {connection}\r\n\r\n",
+        vary(origin)
+    )
+    .into_bytes()
+}
+
+fn cors_headers(out: &mut String, cors: Option<&str>) {
+    if let Some(origin) = cors {
+        let _ = write!(
+            out,
+            "Access-Control-Allow-Origin: {origin}\r\n{}",
+            vary(origin)
+        );
+    }
+}
+
+/// A fixed origin other than `*` still varies by the request's Origin for
+/// caches that might serve the answer to another page.
+fn vary(origin: &str) -> &'static str {
+    if origin == "*" {
+        ""
+    } else {
+        "Vary: Origin\r\n"
+    }
+}
+
+/// The head of an event stream with its first body bytes (`retry:` when set
+/// and a comment), so a browser's `open` fires and a proxy passes the head on
+/// at once. `chunked` selects the body framing.
+pub fn stream_head(chunked: bool, retry: Option<Duration>, cors: Option<&str>) -> Vec<u8> {
+    let mut out = stream_head_only(chunked, cors);
+    let mut first = String::new();
+    if let Some(retry) = retry {
+        let _ = writeln!(first, "retry: {}", retry.as_millis());
+    }
+    first.push_str(": connected\n\n");
+    if chunked {
+        let _ = write!(out, "{:x}\r\n{first}\r\n", first.len());
+    } else {
+        out.push_str(&first);
+    }
+    out.into_bytes()
+}
+
+fn stream_head_only(chunked: bool, cors: Option<&str>) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n",
+    );
+    if chunked {
+        out.push_str("Transfer-Encoding: chunked\r\n");
+    }
+    cors_headers(&mut out, cors);
+    out.push_str("\r\n");
+    out
+}
+
+/// A stream refused for now: the head, `retry:` and a comment saying why,
+/// and the end of the body. An EventSource treats anything but a 200 stream
+/// as final, so this is how a browser is told to come back later.
+pub fn refused_stream(chunked: bool, retry: Duration, why: &str, cors: Option<&str>) -> Vec<u8> {
+    let mut out = stream_head_only(chunked, cors);
+    let body = format!("retry: {}\n: {why}\n\n", retry.as_millis());
+    if chunked {
+        let _ = write!(out, "{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    } else {
+        out.push_str(&body);
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Route;
+    use crate::http::test_support::head;
+
+    #[test]
+    fn preflight_and_cors() {
+        assert_eq!(
+            head("OPTIONS /events HTTP/1.1\r\n\r\n").route,
+            Ok(Route::Preflight { allow: "GET" })
+        );
+        let text =
+            String::from_utf8(preflight_response("POST", "https://app.example", true)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"));
+        assert!(text.contains("Access-Control-Allow-Headers: Last-Event-ID, Cache-Control"));
+        assert!(text.contains("Vary: Origin\r\n"));
+        let text = String::from_utf8(stream_head(true, None, Some("*"))).unwrap();
+        assert!(text.contains("Access-Control-Allow-Origin: *\r\n"));
+        assert!(!text.contains("Vary"));
+        let text = String::from_utf8(stream_head(true, None, None)).unwrap();
+        assert!(!text.contains("Access-Control"));
+    }
+
+    #[test]
+    fn responses() {
+        let r = Reject {
+            status: Status::METHOD_NOT_ALLOWED,
+            reason: "method not allowed",
+            allow: Some("GET"),
+        };
+        let text = String::from_utf8(error_response(&r, None)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(text.contains("\r\nAllow: GET\r\n"));
+        assert!(text.contains("\r\nContent-Length: 19\r\n"));
+        assert!(text.ends_with("\r\n\r\nmethod not allowed\n"));
+
+        let head =
+            String::from_utf8(stream_head(true, Some(Duration::from_millis(1500)), None)).unwrap();
+        assert!(head.ends_with("\r\n\r\n19\r\nretry: 1500\n: connected\n\n\r\n"));
+        let head = String::from_utf8(stream_head(false, None, None)).unwrap();
+        assert!(!head.contains("Transfer-Encoding"));
+        assert!(head.ends_with("\r\n\r\n: connected\n\n"));
+    }
+}

@@ -1,0 +1,263 @@
+//! What a request asks for: the path and method, the query's topics, event
+//! type and last event id, percent-decoded and validated.
+
+use super::{Reject, Status};
+
+/// Longest topic name in bytes (SPEC).
+pub const MAX_TOPIC_LEN: usize = 128;
+
+/// What a request asks for, once routed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /events`: stream the events of these topics (and broadcasts).
+    Subscribe {
+        /// Decoded, validated, without repeats.
+        topics: Vec<String>,
+        /// From the `Last-Event-ID` header or one of the query forms.
+        last_event_id: Option<String>,
+    },
+    /// `POST /publish`: the body becomes an event.
+    Publish {
+        /// Decoded, validated, without repeats; empty for a broadcast.
+        topics: Vec<String>,
+        /// The `event` query parameter, when given and not empty.
+        event_type: Option<String>,
+    },
+    /// `GET /health`.
+    Health,
+    /// `GET /`: the wire inspector page.
+    Index,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+    /// `OPTIONS` on a known path: a CORS preflight, answered only when an
+    /// origin is allowed.
+    Preflight {
+        /// The methods the path takes.
+        allow: &'static str,
+    },
+}
+
+/// Chooses what a request gets from its method and target.
+pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Result<Route, Reject> {
+    let target = strip_absolute_form(target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let allowed = match path {
+        "/events" | "/health" | "/" | "/metrics" => "GET",
+        "/publish" => "POST",
+        _ => return Err(Reject::new(Status::NOT_FOUND, "no such path")),
+    };
+    if method == "OPTIONS" {
+        return Ok(Route::Preflight { allow: allowed });
+    }
+    if method != allowed {
+        return Err(Reject {
+            status: Status::METHOD_NOT_ALLOWED,
+            reason: "method not allowed",
+            allow: Some(allowed),
+        });
+    }
+    match path {
+        "/health" => Ok(Route::Health),
+        "/" => Ok(Route::Index),
+        "/metrics" => Ok(Route::Metrics),
+        "/events" => {
+            let mut topics = Vec::new();
+            let mut query_id = None;
+            for (key, value) in query_pairs(query)? {
+                match key.as_str() {
+                    "topic" => add_topic(&mut topics, value)?,
+                    "lastEventId" | "lastEventID" | "last_event_id" => query_id = Some(value),
+                    _ => {}
+                }
+            }
+            Ok(Route::Subscribe {
+                topics,
+                // The header is what a browser sends on its own reconnect, so
+                // it wins over an id fixed in the URL.
+                last_event_id: last_event_id.or(query_id),
+            })
+        }
+        _ => {
+            let mut topics = Vec::new();
+            let mut event_type = None;
+            for (key, value) in query_pairs(query)? {
+                match key.as_str() {
+                    "topic" => add_topic(&mut topics, value)?,
+                    "event" if value.is_empty() => event_type = None,
+                    "event" if !crate::sse::valid_event_type(&value) => {
+                        return Err(Reject::bad("event type must not contain CR, LF or NUL"));
+                    }
+                    "event" => event_type = Some(value),
+                    _ => {}
+                }
+            }
+            Ok(Route::Publish { topics, event_type })
+        }
+    }
+}
+
+/// `http://host:port/path` (as a proxy may send) becomes `/path`.
+fn strip_absolute_form(target: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = target.strip_prefix(scheme) {
+            return rest.find('/').map_or("/", |i| &rest[i..]);
+        }
+    }
+    target
+}
+
+fn add_topic(topics: &mut Vec<String>, topic: String) -> Result<(), Reject> {
+    if !valid_topic(&topic) {
+        return Err(Reject::bad(
+            "topic must be 1 to 128 bytes with no control characters",
+        ));
+    }
+    if !topics.contains(&topic) {
+        topics.push(topic);
+    }
+    Ok(())
+}
+
+/// Topic names: 1 to 128 bytes, no control characters.
+pub fn valid_topic(topic: &str) -> bool {
+    (1..=MAX_TOPIC_LEN).contains(&topic.len()) && !topic.chars().any(char::is_control)
+}
+
+/// Splits a query string into decoded key/value pairs (`+` is a space, as
+/// browsers' forms and `URLSearchParams` encode it).
+pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, Reject> {
+    query
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            Ok((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes and `+`; the result must be UTF-8.
+pub fn percent_decode(text: &str) -> Result<String, Reject> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let digits = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .ok_or(Reject::bad("bad percent-encoding in the query"))?;
+                out.push(hex_value(digits[0]) << 4 | hex_value(digits[1]));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| Reject::bad("query is not UTF-8"))
+}
+
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::test_support::*;
+
+    /// Request vectors: request text → the route it must give.
+    macro_rules! routes {
+        ($($name:ident: $raw:expr => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(head($raw).route, $want);
+            }
+        )*};
+    }
+
+    fn sub(topics: &[&str], id: Option<&str>) -> Result<Route, Reject> {
+        Ok(Route::Subscribe {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            last_event_id: id.map(str::to_owned),
+        })
+    }
+
+    fn publ(topics: &[&str], ty: Option<&str>) -> Result<Route, Reject> {
+        Ok(Route::Publish {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            event_type: ty.map(str::to_owned),
+        })
+    }
+
+    fn status(raw: &str) -> Status {
+        head(raw).route.unwrap_err().status
+    }
+
+    routes! {
+        subscribe_no_topic: "GET /events HTTP/1.1\r\n\r\n" => sub(&[], None);
+        subscribe_topics: "GET /events?topic=a&topic=b%20c&topic=a HTTP/1.1\r\n\r\n" => sub(&["a", "b c"], None);
+        subscribe_plus_is_space: "GET /events?topic=x+y HTTP/1.1\r\n\r\n" => sub(&["x y"], None);
+        subscribe_header_id: "GET /events HTTP/1.1\r\nLast-Event-ID: r-5\r\n\r\n" => sub(&[], Some("r-5"));
+        subscribe_query_id: "GET /events?lastEventId=r-6 HTTP/1.1\r\n\r\n" => sub(&[], Some("r-6"));
+        subscribe_query_id_alt: "GET /events?last_event_id=r-7&topic=t HTTP/1.1\r\n\r\n" => sub(&["t"], Some("r-7"));
+        subscribe_header_wins: "GET /events?lastEventID=q HTTP/1.1\r\nLast-Event-ID: h\r\n\r\n" => sub(&[], Some("h"));
+        subscribe_absolute_form: "GET http://example/events?topic=a HTTP/1.1\r\n\r\n" => sub(&["a"], None);
+        publish_broadcast: "POST /publish HTTP/1.1\r\n\r\n" => publ(&[], None);
+        publish_typed: "POST /publish?topic=a&event=progress HTTP/1.1\r\n\r\n" => publ(&["a"], Some("progress"));
+        publish_empty_type: "POST /publish?event= HTTP/1.1\r\n\r\n" => publ(&[], None);
+        health: "GET /health HTTP/1.1\r\n\r\n" => Ok(Route::Health);
+    }
+
+    #[test]
+    fn rejected_routes() {
+        assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), Status::NOT_FOUND);
+        assert_eq!(status("GET /events/ HTTP/1.1\r\n\r\n"), Status::NOT_FOUND);
+        let r = head("POST /events HTTP/1.1\r\n\r\n").route.unwrap_err();
+        assert_eq!(
+            (r.status, r.allow),
+            (Status::METHOD_NOT_ALLOWED, Some("GET"))
+        );
+        let r = head("GET /publish HTTP/1.1\r\n\r\n").route.unwrap_err();
+        assert_eq!(r.allow, Some("POST"));
+        assert_eq!(
+            status("GET /events?topic= HTTP/1.1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            status("GET /events?topic=%0A HTTP/1.1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            status("GET /events?topic=%zz HTTP/1.1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            status("GET /events?topic=%ff HTTP/1.1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        let long = format!("GET /events?topic={} HTTP/1.1\r\n\r\n", "a".repeat(129));
+        assert_eq!(status(&long), Status::BAD_REQUEST);
+        let max = format!("GET /events?topic={} HTTP/1.1\r\n\r\n", "a".repeat(128));
+        assert!(head(&max).route.is_ok());
+        assert_eq!(
+            status("POST /publish?event=a%0Db HTTP/1.1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            status("POST /publish?event=a%00b HTTP/1.1\r\n\r\n"),
+            Status::BAD_REQUEST
+        );
+    }
+}
