@@ -9,9 +9,9 @@ use std::io;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sseloop::_internals::Frame;
+use sseloop::_internals::WriteQueue;
 use sseloop::Framing;
-use sseloop::buf::WriteQueue;
-use sseloop::sse::Frame;
 
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
@@ -27,7 +27,8 @@ fn fanout(c: &mut Criterion) {
                         queue.push_frame(&frame, Framing::Chunked);
                     }
                     for queue in &mut queues {
-                        black_box(queue.write_to(&mut io::sink()).unwrap());
+                        // io::sink takes everything: one write empties the queue.
+                        black_box(queue.write_once(&mut io::sink()).unwrap());
                     }
                 })
             });

@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sseloop::http::{Policy, parse_head};
-use sseloop::request::{RequestReader, Step};
-use sseloop::sse::Frame;
+use sseloop::_internals::Frame;
+use sseloop::_internals::http::{Policy, parse_head};
+use sseloop::_internals::request::{RequestReader, Step};
 
 fn encoder(c: &mut Criterion) {
     let cases = [

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::{self, Config, Framing};
+use sseloop::config::{self, Config, Framing};
 
 /// What the command line asked for.
 #[derive(Clone, Debug)]
@@ -82,7 +82,6 @@ where
     let mut log_level = log::LevelFilter::Info;
     let mut stdin = None;
     let mut demo = false;
-    let mut insecure_open_publish = false;
     let mut args = args.into_iter().map(Into::into).peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -101,7 +100,7 @@ where
         }
         match name.as_str() {
             "--insecure-open-publish" => {
-                insecure_open_publish = true;
+                config.insecure_open_publish = true;
                 continue;
             }
             "--demo" => {
@@ -115,7 +114,7 @@ where
                     None => args.next_if(|a| !a.starts_with("--")),
                 };
                 if let Some(t) = &topic
-                    && !crate::http::valid_topic(t)
+                    && !sseloop::valid_topic(t)
                 {
                     return Err(usage(
                         &name,
@@ -207,8 +206,8 @@ where
             }
         }
     }
-    if !config.listen.ip().is_loopback() && config.publish_token.is_none() && !insecure_open_publish
-    {
+    // The library refuses it too; the command line says it in its own words.
+    if config.exposes_open_publish() {
         return Err(CliError::Usage(format!(
             "sseloop: --listen {} is reachable from the network and anyone could publish: \
              set --publish-token TOKEN (or SSELOOP_PUBLISH_TOKEN), or pass --insecure-open-publish",

@@ -86,6 +86,10 @@ pub struct Config {
     /// blocking again: trades a busy core while traffic flows for the
     /// scheduler's wake-up time on each event. Zero (the default) never spins.
     pub busy_poll: Duration,
+    /// Allows a `listen` address off loopback with no `publish_token`,
+    /// which `Server::bind` refuses otherwise: for a network where an open
+    /// publish endpoint is really wanted.
+    pub insecure_open_publish: bool,
 }
 
 impl Default for Config {
@@ -107,7 +111,18 @@ impl Default for Config {
             publish_token: None,
             allow_origin: None,
             busy_poll: Duration::ZERO,
+            insecure_open_publish: false,
         }
+    }
+}
+
+impl Config {
+    /// True when anyone on a network could publish: a listen address off
+    /// loopback, no publish token, and no `insecure_open_publish`.
+    pub fn exposes_open_publish(&self) -> bool {
+        !self.listen.ip().is_loopback()
+            && self.publish_token.is_none()
+            && !self.insecure_open_publish
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 
-use crate::{Event, Publisher};
+use sseloop::{Event, Publisher};
 
 /// Publishes each line read from `input` as one event (to `topic`, or to
 /// everyone), as soon as the line is complete. A line longer than

@@ -1,9 +1,15 @@
-//! The `sseloop` binary: command line → `Config` → `Server::run`.
+//! The `sseloop` binary: the command line becomes a `Config`, and the
+//! library does the rest. `cli` parses the options; `feeds` runs `--stdin`
+//! and `--demo` beside the loop.
+
+mod cli;
+mod feeds;
 
 use std::process::ExitCode;
 
 use sseloop::Server;
-use sseloop::cli::{self, CliError};
+
+use crate::cli::CliError;
 
 fn main() -> ExitCode {
     let env_token = std::env::var("SSELOOP_PUBLISH_TOKEN").ok();
@@ -25,40 +31,27 @@ fn main() -> ExitCode {
         .with_module_level("mio", log::LevelFilter::Info)
         .env()
         .init();
-    let config = &options.config;
-    // One descriptor per connection, plus those waiting to be refused and a
-    // few for the listener, the poll, the waker and standard streams.
-    let wanted = (config.max_connections + sseloop::config::OVERFLOW_CONNECTIONS + 32) as u64;
-    match sseloop::fdlimit::raise_open_files(wanted) {
-        Ok(files) if files.soft < wanted => log::warn!(
-            "open-file limit is {} (hard limit {}): fewer than --max-connections {} can be served",
-            files.soft,
-            files.hard,
-            config.max_connections
-        ),
-        Ok(_) => {}
-        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
-    }
-    let server = match Server::bind(options.config.clone()) {
+    let listen = options.config.listen;
+    let max_line = options.config.max_event_size;
+    let server = match Server::bind(options.config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("cannot listen on {}: {e}", options.config.listen);
+            log::error!("cannot listen on {listen}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = stop_on_signals(server.publisher()) {
+    if let Err(e) = server.stop_on_signals() {
         log::error!("cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
-    if let Some(topic) = options.stdin {
-        let max_line = options.config.max_event_size;
-        if let Err(e) = sseloop::feeds::spawn_stdin(server.publisher(), topic, max_line) {
-            log::error!("cannot start reading standard input: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Some(topic) = options.stdin
+        && let Err(e) = feeds::spawn_stdin(server.publisher(), topic, max_line)
+    {
+        log::error!("cannot start reading standard input: {e}");
+        return ExitCode::FAILURE;
     }
     if options.demo {
-        if let Err(e) = sseloop::feeds::spawn_demo(server.publisher()) {
+        if let Err(e) = feeds::spawn_demo(server.publisher()) {
             log::error!("cannot start the demo: {e}");
             return ExitCode::FAILURE;
         }
@@ -74,24 +67,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// SIGINT and SIGTERM ask the loop to shut down gracefully; a second one
-/// ends the process at once.
-fn stop_on_signals(publisher: sseloop::Publisher) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut seen = 0;
-            for signal in signals.forever() {
-                seen += 1;
-                if seen > 1 {
-                    std::process::exit(128 + signal);
-                }
-                publisher.shutdown();
-            }
-        })?;
-    Ok(())
 }

@@ -1,38 +1,57 @@
-//! The one door into the loop from other threads: a bounded channel of
-//! commands plus a `mio::Waker`. `Publisher` is the sending side (Clone +
-//! Send); `Inbox` is the loop's side.
+//! The door into a running server from other threads. [`Publisher`]
+//! (Clone + Send) publishes through the hub's sequencer, which wakes every
+//! loop through its `mio::Waker`; it also shuts the server down and reads
+//! the counters of every loop.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use mio::Waker;
+use crate::bus::local::Sequencer;
+use crate::metrics::{Counters, Stats};
+use crate::sse::{Event, valid_event_type, valid_topic};
 
-use crate::sse::{Event, valid_event_type};
-
-/// Commands queued before a sender has to wait for the loop: enough to ride
-/// out a busy moment, small enough to bound memory.
-const CHANNEL_CAPACITY: usize = 4096;
-
-/// Commands the loop takes per wake-up before it serves sockets again.
-pub(crate) const INBOX_BUDGET: usize = 1024;
-
-pub(crate) enum Command {
-    Publish(Event),
-    Shutdown,
+/// What the loops and the handles of one server share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) sequencer: Arc<Sequencer>,
+    /// Each loop's counters.
+    pub(crate) counters: Vec<Arc<Counters>>,
+    /// Events published by threads (the loops count their own).
+    published_by_threads: AtomicU64,
 }
 
-/// Hands events to a running server from any thread.
+impl Shared {
+    pub(crate) fn new(sequencer: Arc<Sequencer>, counters: Vec<Arc<Counters>>) -> Shared {
+        Shared {
+            sequencer,
+            counters,
+            published_by_threads: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters summed over every loop.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            events_published: self.published_by_threads.load(Ordering::Relaxed),
+            ..Stats::default()
+        };
+        for counters in &self.counters {
+            counters.add_to(&mut stats);
+        }
+        stats
+    }
+}
+
+/// Hands events to a running server from any thread, and shuts it down.
 ///
-/// Publishing never touches a socket: the event goes through a bounded
-/// channel and the loop is woken (once per batch) to deliver it. When the
-/// channel is full, `publish` waits for the loop to catch up.
+/// Publishing never touches a socket: the event is numbered and encoded
+/// once, handed to every loop and the loops are woken (once per batch) to
+/// deliver it. When a loop is far behind, `publish` waits for it to catch
+/// up, so a fast thread cannot grow memory without bound.
 #[derive(Clone)]
 pub struct Publisher {
-    tx: SyncSender<Command>,
-    waker: Arc<Waker>,
-    wake_pending: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 /// Why a publish was not accepted.
@@ -42,6 +61,9 @@ pub enum PublishError {
     Closed,
     /// The event type holds CR, LF or NUL.
     InvalidType,
+    /// A topic is empty, longer than 128 bytes or holds a control character
+    /// (no subscriber could name it).
+    InvalidTopic,
 }
 
 impl fmt::Display for PublishError {
@@ -49,6 +71,7 @@ impl fmt::Display for PublishError {
         f.write_str(match self {
             PublishError::Closed => "the server has stopped",
             PublishError::InvalidType => "event type must not contain CR, LF or NUL",
+            PublishError::InvalidTopic => "topic must be 1 to 128 bytes with no control characters",
         })
     }
 }
@@ -56,44 +79,44 @@ impl fmt::Display for PublishError {
 impl std::error::Error for PublishError {}
 
 impl Publisher {
-    /// Queues `event` for delivery to its topics' subscribers (everyone,
-    /// when it has no topic). The server assigns its id.
-    pub fn publish(&self, event: Event) -> Result<(), PublishError> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Publisher {
+        Publisher { shared }
+    }
+
+    /// Publishes `event` to its topics' subscribers (everyone, when it has
+    /// no topic) and returns the id it was given, the same id an HTTP
+    /// publish answers with. The same rules as over HTTP apply to its type
+    /// and topics.
+    pub fn publish(&self, event: Event) -> Result<String, PublishError> {
         if event.event_type().is_some_and(|t| !valid_event_type(t)) {
             return Err(PublishError::InvalidType);
         }
-        self.send(Command::Publish(event))
+        if !event.topics().iter().all(|t| valid_topic(t)) {
+            return Err(PublishError::InvalidTopic);
+        }
+        let sequencer = &self.shared.sequencer;
+        sequencer.wait_for_room();
+        if sequencer.is_closed() {
+            return Err(PublishError::Closed);
+        }
+        let id = sequencer.publish(&event, None);
+        self.shared
+            .published_by_threads
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(id)
     }
 
     /// Asks the server to shut down: stop accepting, write what is queued
     /// within the grace period, end every stream cleanly and return from
     /// `Server::run`. Returns at once; safe to call more than once.
     pub fn shutdown(&self) {
-        // A full channel means the loop is alive and will see this soon; a
-        // closed one means it is already gone.
-        match self.tx.try_send(Command::Shutdown) {
-            Ok(()) => self.wake(),
-            Err(TrySendError::Full(cmd)) => {
-                let _ = self.tx.send(cmd);
-                self.wake();
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        self.shared.sequencer.shutdown();
     }
 
-    fn send(&self, cmd: Command) -> Result<(), PublishError> {
-        self.tx.send(cmd).map_err(|_| PublishError::Closed)?;
-        self.wake();
-        Ok(())
-    }
-
-    /// One wake-up per batch: the loop clears the flag before draining, so a
-    /// command sent after that wakes it again.
-    fn wake(&self) {
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            // Fails only if the poll is gone, and then the send failed too.
-            let _ = self.waker.wake();
-        }
+    /// What the server did so far, summed over its loops: the numbers
+    /// `/metrics` shows.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
     }
 }
 
@@ -101,34 +124,4 @@ impl fmt::Debug for Publisher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Publisher").finish_non_exhaustive()
     }
-}
-
-/// The loop's end of the channel.
-pub(crate) struct Inbox {
-    rx: Receiver<Command>,
-    wake_pending: Arc<AtomicBool>,
-}
-
-impl Inbox {
-    /// Call before draining: a command sent from now on wakes the loop again.
-    pub(crate) fn begin(&self) {
-        self.wake_pending.store(false, Ordering::Release);
-    }
-
-    /// The next command, if one is waiting.
-    pub(crate) fn next(&self) -> Option<Command> {
-        self.rx.try_recv().ok()
-    }
-}
-
-/// A connected publisher and inbox.
-pub(crate) fn channel(waker: Waker) -> (Publisher, Inbox) {
-    let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
-    let wake_pending = Arc::new(AtomicBool::new(false));
-    let publisher = Publisher {
-        tx,
-        waker: Arc::new(waker),
-        wake_pending: Arc::clone(&wake_pending),
-    };
-    (publisher, Inbox { rx, wake_pending })
 }

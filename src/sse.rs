@@ -64,6 +64,15 @@ pub fn valid_event_type(event_type: &str) -> bool {
     !event_type.contains(['\r', '\n', '\0'])
 }
 
+/// Longest topic name in bytes (SPEC).
+pub const MAX_TOPIC_LEN: usize = 128;
+
+/// Topic names: 1 to 128 bytes, no control characters. The one rule for
+/// topics, whether they come over HTTP or from a `Publisher`.
+pub fn valid_topic(topic: &str) -> bool {
+    (1..=MAX_TOPIC_LEN).contains(&topic.len()) && !topic.chars().any(char::is_control)
+}
+
 /// Room kept in front of the payload for the chunk-size line: 16 hex digits
 /// and CRLF cover any `usize`.
 const CHUNK_HEAD_ROOM: usize = 18;

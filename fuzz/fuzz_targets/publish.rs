@@ -20,11 +20,12 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sseloop::Framing;
-use sseloop::http::{
+use sseloop::_internals::http::{
     HeadParse, MAX_TOPIC_LEN, Policy, Route, Status, parse_head, percent_decode, query_pairs,
     route, valid_topic,
 };
-use sseloop::sse::{Frame, valid_event_type};
+use sseloop::_internals::Frame;
+use sseloop::valid_event_type;
 
 #[derive(Arbitrary, Debug)]
 enum Method<'a> {
@@ -66,7 +67,7 @@ fn check_topics(topics: &[String]) {
     }
 }
 
-fn check_route(result: &Result<Route, sseloop::http::Reject>, last_event_id: Option<&str>) {
+fn check_route(result: &Result<Route, sseloop::_internals::http::Reject>, last_event_id: Option<&str>) {
     match result {
         Ok(Route::Publish { topics, event_type }) => {
             check_topics(topics);

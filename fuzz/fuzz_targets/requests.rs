@@ -1,5 +1,5 @@
 //! Arbitrary bytes, in arbitrary splits, through the connection's request
-//! handling (`sseloop::request::read_in_pieces`), with and without a publish
+//! handling (`read_in_pieces`), with and without a publish
 //! token.
 //!
 //! Input layout (so that the fuzzer's byte mutations of an HTTP request stay
@@ -22,8 +22,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sseloop::http::{BodyLength, Policy, error_response};
-use sseloop::request::{Step, read_in_pieces};
+use sseloop::_internals::http::{BodyLength, Policy, error_response};
+use sseloop::_internals::request::{Step, read_in_pieces};
 
 fn policy(token: bool, small: bool) -> Policy {
     let publish_token = token.then(|| "fuzz-token".to_string());

@@ -3,8 +3,7 @@
 
 use super::{Reject, Status};
 
-/// Longest topic name in bytes (SPEC).
-pub const MAX_TOPIC_LEN: usize = 128;
+pub use crate::sse::{MAX_TOPIC_LEN, valid_topic};
 
 /// What a request asks for, once routed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,11 +115,6 @@ fn add_topic(topics: &mut Vec<String>, topic: String) -> Result<(), Reject> {
         topics.push(topic);
     }
     Ok(())
-}
-
-/// Topic names: 1 to 128 bytes, no control characters.
-pub fn valid_topic(topic: &str) -> bool {
-    (1..=MAX_TOPIC_LEN).contains(&topic.len()) && !topic.chars().any(char::is_control)
 }
 
 /// Splits a query string into decoded key/value pairs (`+` is a space, as

@@ -10,8 +10,8 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sseloop::http::Policy;
-use sseloop::request::{Step, read_in_pieces};
+use sseloop::_internals::http::Policy;
+use sseloop::_internals::request::{Step, read_in_pieces};
 
 use crate::support::{
     IO_TIMEOUT, Rng, TestServer, assert_publish_ok, deadline, id_seq, publish_request,

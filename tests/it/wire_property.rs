@@ -8,8 +8,8 @@
 //! the harness's and the server's code.
 
 use proptest::prelude::*;
+use sseloop::_internals::Frame;
 use sseloop::Framing;
-use sseloop::sse::Frame;
 
 /// One event as the standard dispatches it.
 #[derive(Debug, Clone, PartialEq, Eq)]

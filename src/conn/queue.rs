@@ -2,7 +2,8 @@
 //! shared frames, static bytes and owned answers, each with its own offset, and
 //! a running byte count that the queue limit is checked against.
 //!
-//! Uses nothing of the crate but `sse::Frame` and the framing enum.
+//! Uses nothing of the crate but `sse::Frame` and the framing enum; what a
+//! failed write means is `net`'s to say.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -119,28 +120,19 @@ impl WriteQueue {
         out
     }
 
-    /// Writes as much as `out` takes with vectored writes, until the queue is
-    /// empty or `out` refuses (the error is returned; WouldBlock included).
-    /// Returns the bytes written.
-    pub fn write_to<W: Write>(&mut self, out: &mut W) -> io::Result<usize> {
-        let mut total = 0;
-        while !self.items.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (slot, item) in slices.iter_mut().zip(self.items.iter()) {
-                *slot = IoSlice::new(item.remaining());
-                count += 1;
-            }
-            let n = match out.write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
-                Err(e) => return Err(e),
-            };
-            total += n;
-            self.consume(n);
+    /// One vectored write of the queue's head to `out`; advances past what
+    /// it took. Errors (WouldBlock included) are `out`'s, for the caller to
+    /// classify: the queue does not look at them.
+    pub fn write_once<W: Write>(&mut self, out: &mut W) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for (slot, item) in slices.iter_mut().zip(self.items.iter()) {
+            *slot = IoSlice::new(item.remaining());
+            count += 1;
         }
-        Ok(total)
+        let n = out.write_vectored(&slices[..count])?;
+        self.consume(n);
+        Ok(n)
     }
 
     /// Advances past `n` written bytes.
@@ -162,6 +154,7 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::{FlushOutcome, flush};
 
     /// Takes at most `room` bytes per call, then refuses with WouldBlock.
     struct Trickle {
@@ -206,10 +199,12 @@ mod tests {
             taken: Vec::new(),
             room: 7,
         };
-        assert_eq!(q.write_to(&mut out).unwrap(), 7);
+        let (written, outcome) = flush(&mut out, &mut q);
+        assert_eq!(written, 7);
+        assert!(matches!(outcome, FlushOutcome::Blocked));
         assert_eq!(q.len(), total - 7);
         out.room = 1000;
-        q.write_to(&mut out).unwrap();
+        flush(&mut out, &mut q);
         assert!(q.is_empty());
         let mut want = b"head;".to_vec();
         want.extend_from_slice(frame.payload());
@@ -218,15 +213,16 @@ mod tests {
     }
 
     #[test]
-    fn would_block_with_nothing_written_is_an_error() {
+    fn a_refusal_with_nothing_written_leaves_the_queue() {
         let mut q = WriteQueue::default();
         q.push_static(b"x");
         let mut out = Trickle {
             taken: Vec::new(),
             room: 0,
         };
-        let err = q.write_to(&mut out).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        let (written, outcome) = flush(&mut out, &mut q);
+        assert_eq!(written, 0);
+        assert!(matches!(outcome, FlushOutcome::Blocked));
         assert_eq!(q.len(), 1);
     }
 
@@ -239,12 +235,12 @@ mod tests {
             taken: Vec::new(),
             room: 4,
         };
-        q.write_to(&mut out).unwrap();
+        flush(&mut out, &mut q);
         q.keep_started();
         assert_eq!(q.len(), 6);
         q.push_static(b"!");
         out.room = 100;
-        q.write_to(&mut out).unwrap();
+        flush(&mut out, &mut q);
         assert_eq!(out.taken, b"0123456789!");
 
         let mut fresh = WriteQueue::default();
@@ -263,7 +259,7 @@ mod tests {
             taken: Vec::new(),
             room: usize::MAX / 2,
         };
-        q.write_to(&mut out).unwrap();
+        flush(&mut out, &mut q);
         assert_eq!(out.taken.len(), (MAX_IOVECS * 3 + 5) * 2);
         assert!(q.is_empty());
     }

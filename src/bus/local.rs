@@ -1,0 +1,302 @@
+//! The in-process hub. One [`Sequencer`], shared by every loop and every
+//! `Publisher` of the process, assigns each event its sequence number and
+//! encodes it once under a short lock, then hands the same [`Delivery`] to
+//! every loop's [`Inbox`] in that order (waking each loop but the caller's,
+//! which drains its inbox right after). Each loop's [`LocalBus`] takes its
+//! messages out of its inbox and keeps its copy of the history, so a replay
+//! reads only loop-local memory and never holds up publishing.
+//!
+//! The lock is taken once per publish, never on the write path. Threads
+//! that publish wait while some inbox holds [`INBOX_SOFT_LIMIT`] messages,
+//! so a fast publishing thread cannot grow memory without bound; a loop
+//! never waits (it would wait for itself).
+
+use std::collections::VecDeque;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::mem;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mio::Waker;
+
+use crate::bus::{Bus, Delivery, History, Message, Offer, Ticket};
+use crate::sse::Event;
+
+/// Messages an inbox holds before publishing threads wait for its loop.
+pub const INBOX_SOFT_LIMIT: usize = 4096;
+
+/// One loop's inbox: the messages the sequencer handed it, and the waker
+/// that tells its poll.
+#[derive(Debug)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<Message>>,
+    /// Signalled when the loop empties a queue that was at the limit.
+    room: Condvar,
+    waker: Waker,
+    /// A wake-up is on its way: no need for another until the loop drains.
+    wake_pending: AtomicBool,
+}
+
+impl Inbox {
+    /// An inbox whose loop is woken through `waker`.
+    pub fn new(waker: Waker) -> Inbox {
+        Inbox {
+            queue: Mutex::new(VecDeque::new()),
+            room: Condvar::new(),
+            waker,
+            wake_pending: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Message>> {
+        // A queue of messages stays consistent whatever panicked.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands the loop a message, waking it unless `wake` is false (the
+    /// loop itself pushes and drains next).
+    pub(crate) fn push(&self, message: Message, wake: bool) {
+        self.lock().push_back(message);
+        // One wake-up per batch: the loop clears the flag before it drains,
+        // so a message pushed after that wakes it again.
+        if wake && !self.wake_pending.swap(true, Ordering::AcqRel) {
+            // Fails only if the poll is gone, and then nobody listens.
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Assigns ids and hands every event to every loop in one order.
+#[derive(Debug)]
+pub struct Sequencer {
+    run: String,
+    /// The newest sequence number assigned; written under `order`.
+    issued: AtomicU64,
+    /// Held while an event is numbered and handed out, so that every inbox
+    /// receives the same order.
+    order: Mutex<()>,
+    inboxes: Vec<Arc<Inbox>>,
+    /// A loop has stopped: publishing fails from now on.
+    closed: AtomicBool,
+}
+
+impl Sequencer {
+    /// A sequencer for the loops behind `inboxes`, with a fresh run tag.
+    pub fn new(inboxes: Vec<Arc<Inbox>>) -> Sequencer {
+        Sequencer {
+            run: run_tag(),
+            issued: AtomicU64::new(0),
+            order: Mutex::new(()),
+            inboxes,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The run part of this process's ids.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// The newest sequence number assigned.
+    pub fn issued(&self) -> u64 {
+        self.issued.load(Ordering::Acquire)
+    }
+
+    /// True once a loop has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Numbers `event`, encodes it once and hands it to every loop; the
+    /// loop `from` (the caller, when a loop publishes) is not woken, since
+    /// it drains its inbox next. Returns the id.
+    pub fn publish(&self, event: &Event, from: Option<usize>) -> String {
+        let topics: Arc<[Box<str>]> = event.topics().iter().map(|t| t.as_str().into()).collect();
+        let _order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = self.issued.load(Ordering::Relaxed) + 1;
+        let id = format!("{}-{seq}", self.run);
+        let delivery = Delivery {
+            seq,
+            frame: Arc::new(event.encode(&id)),
+            topics,
+        };
+        self.issued.store(seq, Ordering::Release);
+        for (index, inbox) in self.inboxes.iter().enumerate() {
+            inbox.push(Message::Delivery(delivery.clone()), from != Some(index));
+        }
+        id
+    }
+
+    /// Tells every loop to shut down.
+    pub fn shutdown(&self) {
+        for inbox in &self.inboxes {
+            inbox.push(Message::Shutdown, true);
+        }
+    }
+
+    /// For publishing threads: waits while some inbox is at the limit and
+    /// the loops run.
+    pub fn wait_for_room(&self) {
+        for inbox in &self.inboxes {
+            let mut queue = inbox.lock();
+            while queue.len() >= INBOX_SOFT_LIMIT && !self.is_closed() {
+                queue = inbox
+                    .room
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for inbox in &self.inboxes {
+            // Under the queue's lock, so a thread about to wait sees the flag.
+            let _queue = inbox.lock();
+            inbox.room.notify_all();
+        }
+    }
+}
+
+/// One loop's side of the in-process hub.
+#[derive(Debug)]
+pub struct LocalBus {
+    index: usize,
+    sequencer: Arc<Sequencer>,
+    inbox: Arc<Inbox>,
+    /// Messages taken out of the inbox in one go and not yet handed out.
+    taken: VecDeque<Message>,
+    history: History,
+}
+
+impl LocalBus {
+    /// Loop `index`'s side of `sequencer`, keeping `history` events.
+    pub fn new(index: usize, sequencer: Arc<Sequencer>, history: usize) -> LocalBus {
+        let inbox = Arc::clone(&sequencer.inboxes[index]);
+        let history = History::new(sequencer.run().to_owned(), history);
+        LocalBus {
+            index,
+            sequencer,
+            inbox,
+            taken: VecDeque::new(),
+            history,
+        }
+    }
+}
+
+impl Bus for LocalBus {
+    fn publish(&mut self, event: &Event, _ticket: Ticket) -> Offer {
+        Offer::Published(self.sequencer.publish(event, Some(self.index)))
+    }
+
+    fn begin_drain(&mut self) {
+        self.inbox.wake_pending.store(false, Ordering::Release);
+    }
+
+    fn next(&mut self) -> Option<Message> {
+        if self.taken.is_empty() {
+            let mut queue = self.inbox.lock();
+            if queue.len() >= INBOX_SOFT_LIMIT {
+                self.inbox.room.notify_all();
+            }
+            // Swapped, not copied: one lock for the whole batch, and the
+            // emptied buffer goes back for reuse.
+            mem::swap(&mut *queue, &mut self.taken);
+        }
+        let message = self.taken.pop_front()?;
+        if let Message::Delivery(delivery) = &message {
+            self.history.record(delivery);
+        }
+        Some(message)
+    }
+
+    fn history(&self) -> &History {
+        &self.history
+    }
+
+    fn issued(&self) -> u64 {
+        self.sequencer.issued()
+    }
+}
+
+impl Drop for LocalBus {
+    /// A stopped loop stops the hub: threads publishing or waiting for room
+    /// are told so.
+    fn drop(&mut self) {
+        self.sequencer.close();
+    }
+}
+
+/// 48 random bits (std's randomly keyed hasher over the clock and pid), as 12
+/// hex digits.
+fn run_tag() -> String {
+    let mut h = RandomState::new().build_hasher();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(now.as_nanos());
+    h.write_u32(std::process::id());
+    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Poll, Token};
+
+    fn hub(loops: usize) -> (Vec<Poll>, Arc<Sequencer>) {
+        let polls: Vec<Poll> = (0..loops).map(|_| Poll::new().unwrap()).collect();
+        let inboxes = polls
+            .iter()
+            .map(|p| Arc::new(Inbox::new(Waker::new(p.registry(), Token(0)).unwrap())))
+            .collect();
+        (polls, Arc::new(Sequencer::new(inboxes)))
+    }
+
+    fn drain(bus: &mut LocalBus) -> Vec<u64> {
+        bus.begin_drain();
+        let mut seqs = Vec::new();
+        while let Some(m) = bus.next() {
+            if let Message::Delivery(d) = m {
+                seqs.push(d.seq);
+            }
+        }
+        seqs
+    }
+
+    #[test]
+    fn every_loop_gets_every_event_in_one_order() {
+        let (_polls, seq) = hub(2);
+        let mut a = LocalBus::new(0, Arc::clone(&seq), 8);
+        let mut b = LocalBus::new(1, Arc::clone(&seq), 8);
+        let ticket = Ticket { key: 0, serial: 0 };
+        let Offer::Published(id) = a.publish(&Event::new("x"), ticket) else {
+            panic!("the local bus answers at once");
+        };
+        assert_eq!(id, format!("{}-1", seq.run()));
+        seq.publish(&Event::new("y"), None);
+        b.publish(&Event::new("z"), ticket);
+        assert_eq!(drain(&mut a), [1, 2, 3]);
+        assert_eq!(drain(&mut b), [1, 2, 3]);
+        assert_eq!(a.history().newest(), 3);
+        assert_eq!(a.issued(), 3);
+    }
+
+    #[test]
+    fn a_stopped_loop_releases_waiting_threads() {
+        let (_polls, seq) = hub(1);
+        let bus = LocalBus::new(0, Arc::clone(&seq), 0);
+        for _ in 0..INBOX_SOFT_LIMIT {
+            seq.publish(&Event::new("x"), None);
+        }
+        let waiter = {
+            let seq = Arc::clone(&seq);
+            std::thread::spawn(move || seq.wait_for_room())
+        };
+        drop(bus);
+        waiter.join().unwrap();
+        assert!(seq.is_closed());
+    }
+}

@@ -1,0 +1,133 @@
+//! The seam between a loop and what every loop (and, in a cluster, every
+//! node) shares: assigning each event its id, one order of events that every
+//! loop receives alike, and the history kept for `Last-Event-ID`.
+//!
+//! A loop holds one [`Bus`]: it offers the events its clients publish, takes
+//! [`Message`]s in order (every event, its own included, comes back as a
+//! [`Delivery`]), and places `Last-Event-ID`s against its copy of the
+//! history. An offer may be answered at once ([`Offer::Published`]) or
+//! later ([`Message::Confirmed`]), so a publisher over HTTP can wait for a
+//! store that confirms asynchronously. [`local`] is the in-process
+//! implementation: one sequencer under a lock, one inbox per loop.
+//!
+//! Ids are `<run>-<seq>`: `run` is 12 hex digits that tell this hub's ids
+//! from any other's (drawn at start-up in process), `seq` counts from 1 and
+//! only grows, so an id from another run (or not ours at all) is told apart
+//! from one that can be placed.
+
+pub mod history;
+pub mod local;
+
+use std::sync::Arc;
+
+use crate::sse::{Event, Frame};
+
+pub use history::{History, Retained};
+
+/// One event in the hub's order, as every loop receives it: its sequence
+/// number, the frame every subscriber's queue points at, and its topics
+/// (none: a broadcast). Cloning shares, never copies.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Position in the hub's order, from 1.
+    pub seq: u64,
+    /// The encoded event.
+    pub frame: Arc<Frame>,
+    /// Where it goes; empty for everyone.
+    pub topics: Arc<[Box<str>]>,
+}
+
+/// What became of an offered event.
+#[derive(Debug, PartialEq, Eq)]
+// The in-process bus answers at once; `Pending` and `Unavailable` are for
+// buses that store elsewhere (the loop's tests drive one).
+#[cfg_attr(not(test), allow(dead_code))]
+pub enum Offer {
+    /// Published with this id; the event itself arrives as a `Delivery`.
+    Published(String),
+    /// Taken; the answer comes later as [`Message::Confirmed`] for the
+    /// ticket given with the offer.
+    Pending,
+    /// Cannot be published now; the client should retry later.
+    Unavailable,
+}
+
+/// A connection waiting for the answer to its publish: its key in the loop
+/// and a number the loop never reuses, so a late answer cannot reach a
+/// connection that took the key since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// The connection's key.
+    pub key: usize,
+    /// Unique within the loop.
+    pub serial: u64,
+}
+
+/// What a loop receives from the bus, in order.
+#[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))] // `Confirmed`: see `Offer`
+pub enum Message {
+    /// The next event of the hub's order.
+    Delivery(Delivery),
+    /// The answer to an offer that was [`Offer::Pending`]: the id, or
+    /// `None` when the event could not be published.
+    Confirmed(Ticket, Option<String>),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Why a `Last-Event-ID` cannot be resumed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetReason {
+    /// Events after it have left the history.
+    Stale,
+    /// It was issued by an earlier run of the server.
+    OtherRun,
+    /// It is not an id this server issues.
+    Invalid,
+}
+
+impl ResetReason {
+    /// The `reset` event's data: a JSON object naming the case.
+    pub fn data(self) -> &'static str {
+        match self {
+            ResetReason::Stale => {
+                r#"{"reason":"stale","message":"events after this id are no longer retained; re-sync"}"#
+            }
+            ResetReason::OtherRun => {
+                r#"{"reason":"other-run","message":"this id is from an earlier run of the server; re-sync"}"#
+            }
+            ResetReason::Invalid => {
+                r#"{"reason":"invalid","message":"this is not an event id of this server; re-sync"}"#
+            }
+        }
+    }
+}
+
+/// One loop's door to the shared hub. Implementations keep the loop's copy
+/// of the history up to date as they hand out deliveries.
+pub trait Bus: Send {
+    /// Offers an event published by the loop's client `ticket`.
+    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer;
+
+    /// The next message, if one is waiting. Call [`Bus::begin_drain`]
+    /// first: messages that arrive after it wake the loop again.
+    fn next(&mut self) -> Option<Message>;
+
+    /// Marks the start of a drain of messages.
+    fn begin_drain(&mut self);
+
+    /// The loop's copy of the history.
+    fn history(&self) -> &History;
+
+    /// Places a `Last-Event-ID`: the sequence number to resume after, or
+    /// why it cannot be resumed from.
+    fn resume_point(&self, last_event_id: &str) -> Result<u64, ResetReason> {
+        self.history().resume_point(last_event_id, self.issued())
+    }
+
+    /// The newest sequence number assigned anywhere, delivered to this loop
+    /// or still on its way: an id up to it is ours even if this loop has
+    /// not seen its event yet.
+    fn issued(&self) -> u64;
+}

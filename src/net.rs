@@ -1,0 +1,145 @@
+//! The one place `io::ErrorKind` is looked at. Polls, accepts, reads and
+//! queue flushes come back as outcome values, with WouldBlock and
+//! Interrupted already handled and a peer that went away told apart from a
+//! real failure; the log level of a failure is chosen here too. Also the
+//! socket options sseloop sets on each connection.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Poll};
+
+use crate::conn::WriteQueue;
+
+/// Waits for readiness, retrying when a signal interrupted the wait.
+pub fn poll(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    loop {
+        match poll.poll(events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// What an accept gave.
+#[derive(Debug)]
+pub enum Accepted {
+    /// A new connection.
+    Conn(TcpStream, SocketAddr),
+    /// No connection is waiting.
+    WouldBlock,
+    /// This attempt failed but the listener still works (a connection reset
+    /// before it was taken, or a passing shortage of descriptors or memory).
+    Transient(io::Error),
+    /// The listener failed.
+    Failed(io::Error),
+}
+
+/// Accepts one connection.
+pub fn accept(listener: &TcpListener) -> Accepted {
+    loop {
+        return match listener.accept() {
+            Ok((socket, peer)) => Accepted::Conn(socket, peer),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Accepted::WouldBlock,
+            Err(e) if accept_transient(&e) => Accepted::Transient(e),
+            Err(e) => Accepted::Failed(e),
+        };
+    }
+}
+
+/// True for accept errors that concern one connection or a passing
+/// shortage, after which the listener keeps working.
+fn accept_transient(e: &io::Error) -> bool {
+    peer_gone(e)
+        // Out of descriptors or memory: drop this round, keep serving the rest.
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EPROTO)
+        )
+}
+
+/// What a read gave.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// This many bytes arrived.
+    Data(usize),
+    /// The peer will send nothing more.
+    Eof,
+    /// Nothing more for now; readiness will tell when there is.
+    WouldBlock,
+    /// The connection is unusable.
+    Failed(io::Error),
+}
+
+/// Reads once into `buf`, retrying when a signal interrupted the call.
+pub fn read(source: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
+    loop {
+        return match source.read(buf) {
+            Ok(0) => ReadOutcome::Eof,
+            Ok(n) => ReadOutcome::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+            Err(e) => ReadOutcome::Failed(e),
+        };
+    }
+}
+
+/// Where a flush left the queue.
+#[derive(Debug)]
+pub enum FlushOutcome {
+    /// Everything was written.
+    Drained,
+    /// The kernel refused the rest; wait for writable readiness.
+    Blocked,
+    /// The connection is unusable.
+    Failed(io::Error),
+}
+
+/// Writes the queue until it is empty or the kernel refuses. Returns the
+/// bytes written and where that left the queue.
+pub fn flush(sink: &mut impl Write, queue: &mut WriteQueue) -> (usize, FlushOutcome) {
+    let mut written = 0;
+    while !queue.is_empty() {
+        match queue.write_once(sink) {
+            Ok(0) => {
+                return (
+                    written,
+                    FlushOutcome::Failed(io::ErrorKind::WriteZero.into()),
+                );
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return (written, FlushOutcome::Blocked);
+            }
+            Err(e) => return (written, FlushOutcome::Failed(e)),
+        }
+    }
+    (written, FlushOutcome::Drained)
+}
+
+/// How loudly to log a connection's I/O failure: a peer that went away is
+/// a normal close, worth a debug line; anything else is a warning.
+pub fn failure_level(e: &io::Error) -> log::Level {
+    if peer_gone(e) {
+        log::Level::Debug
+    } else {
+        log::Level::Warn
+    }
+}
+
+/// True for the errors a peer causes by going away.
+fn peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::WriteZero
+            | io::ErrorKind::TimedOut
+    )
+}

@@ -1,0 +1,539 @@
+//! The poll loop. It owns the `Poll`, the listener, the connections (a slab
+//! whose keys are the mio tokens), the loop's topic index, its side of the
+//! bus and the deadlines, and it alone does I/O.
+//!
+//! One pass: wait for readiness or the nearest deadline; accept, read and
+//! take the bus's messages as the events say, each with a budget; write
+//! every connection that got bytes, answers first and streams in slices;
+//! fire due deadlines. A write the kernel refuses leaves the rest queued
+//! until writable readiness. What a request gets is `app`'s to say and
+//! `serve` carries it out; how a connection moves between its states is
+//! `conn`'s.
+//!
+//! A fan-out wider than `FLUSH_SLICE` streams is written in slices, with a
+//! poll between them: the answers owed to requesters go out after the first
+//! slice (a publisher does not wait for a thousand writes), and events
+//! published meanwhile join the queues of the streams not yet written, so
+//! under load each write carries every event pending for its stream.
+
+mod serve;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::event::Event as Readiness;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::bus::{Bus, Message};
+use crate::config::{Config, OVERFLOW_CONNECTIONS};
+use crate::conn::{AfterFlush, Conn, Expired, Lane, Next};
+use crate::http::{Policy, Reject, Status};
+use crate::metrics::Counters;
+use crate::net::{self, Accepted, ReadOutcome};
+use crate::publisher::Shared;
+use crate::timers::{HeartbeatGrid, Timers};
+use crate::topics::Topics;
+
+/// The listener's token.
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+/// The bus's waker's token.
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// Bytes read per read call (one buffer shared by every connection).
+const READ_CHUNK: usize = 64 << 10;
+/// Reads per readiness event before other connections get their turn.
+const READS_PER_TURN: usize = 16;
+/// What a connection is polled for. Urgent (out-of-band) TCP data is asked
+/// for too where the poller reports it, so that `on_ready` knows to read on
+/// past the short read its mark causes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const CONN_INTEREST: Interest = Interest::READABLE
+    .add(Interest::WRITABLE)
+    .add(Interest::PRIORITY);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const CONN_INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
+/// Whether a short read may end a turn of reads (see `on_readable`): only
+/// where urgent data is reported, since its mark also makes a read short.
+const SHORT_READ_ENDS_TURN: bool = cfg!(any(target_os = "linux", target_os = "android"));
+/// Accepts per readiness event before other connections get their turn.
+const ACCEPTS_PER_TURN: usize = 256;
+/// Bus messages taken per pass before sockets are served again.
+const INBOX_BUDGET: usize = 1024;
+/// Streams written between two polls during a wide fan-out: small enough
+/// that a publisher's answer and new input wait only about 0.1 ms (so a
+/// closed-loop publisher keeps many events in flight and each write
+/// carries several), large enough that the extra poll is noise beside the
+/// writes; a single subscriber is still written before the answer.
+const FLUSH_SLICE: usize = 16;
+
+/// One poll loop and everything it owns.
+pub(crate) struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    config: Config,
+    policy: Policy,
+    conns: Slab<Conn>,
+    topics: Topics,
+    bus: Box<dyn Bus>,
+    /// What every loop and handle of the server shares (for `/metrics`).
+    shared: Arc<Shared>,
+    /// This loop's counters, part of `shared`.
+    counters: Arc<Counters>,
+    timers: Timers,
+    heartbeat: HeartbeatGrid,
+    flush: FlushLists,
+    /// Connections whose input may be left unread: the read budget ran
+    /// out, or reading was paused and may go on.
+    read_backlog: Vec<usize>,
+    /// Subscribers whose replay ran out of budget, to go on next pass.
+    replay_backlog: Vec<usize>,
+    /// Subscribers found over the queue limit during a fan-out.
+    over_limit: Vec<usize>,
+    accept_pending: bool,
+    inbox_pending: bool,
+    /// Connections accepted over capacity, waiting to be refused.
+    overflow: usize,
+    scratch: Vec<u8>,
+    /// Fan-out counter, compared with each connection's stamp.
+    stamp: u64,
+    /// Numbers the publishes that wait for the bus.
+    tickets: u64,
+    /// When the shutdown grace ends, once shutting down.
+    shutdown_at: Option<Instant>,
+    now: Instant,
+    /// When a poll last returned readiness; `--busy-poll` spins after it.
+    active_at: Instant,
+}
+
+/// Connections with bytes to write, in the order they got them: streams
+/// apart from answers to requests, so that answers need not wait for a
+/// whole fan-out. A connection is listed once per turn of its `listed`
+/// flag; an entry whose flag was cleared since (a flush on writable
+/// readiness, a close) is skipped.
+#[derive(Debug, Default)]
+struct FlushLists {
+    streams: VecDeque<usize>,
+    answers: VecDeque<usize>,
+}
+
+impl Reactor {
+    /// A loop over `poll` (with the bus's waker registered as [`WAKER`])
+    /// serving `listener`.
+    pub(crate) fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        config: Config,
+        bus: Box<dyn Bus>,
+        shared: Arc<Shared>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Reactor> {
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let policy = Policy {
+            max_head_size: config.max_head_size,
+            max_headers: config.max_headers,
+            max_body: config.max_event_size,
+            publish_token: config.publish_token.clone(),
+        };
+        let now = Instant::now();
+        Ok(Reactor {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            policy,
+            conns: Slab::new(),
+            topics: Topics::default(),
+            bus,
+            shared,
+            counters,
+            timers: Timers::default(),
+            heartbeat: HeartbeatGrid::new(config.heartbeat, now),
+            flush: FlushLists::default(),
+            read_backlog: Vec::new(),
+            replay_backlog: Vec::new(),
+            over_limit: Vec::new(),
+            accept_pending: false,
+            inbox_pending: false,
+            overflow: 0,
+            scratch: vec![0; READ_CHUNK],
+            stamp: 0,
+            tickets: 0,
+            shutdown_at: None,
+            now,
+            active_at: now,
+            config,
+        })
+    }
+
+    /// The address it listens on.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until a shutdown is requested and finished.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        info!("listening on http://{}", self.local_addr);
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            net::poll(&mut self.poll, &mut events, timeout)?;
+            self.now = Instant::now();
+            if !events.is_empty() {
+                self.active_at = self.now;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.take_messages(),
+                    Token(key) => self.on_ready(key, event),
+                }
+                self.flush_listed();
+            }
+            self.serve_backlogs();
+            self.expire();
+            self.flush_listed();
+            if self.finished() {
+                break;
+            }
+        }
+        let stats = self.shared.stats();
+        info!(
+            "stopped: {} events published, {} deliveries, {} connections served",
+            stats.events_published, stats.deliveries, stats.accepted
+        );
+        Ok(())
+    }
+
+    /// Zero while work is left over from the last pass or a busy-poll
+    /// window is open; else until the nearest deadline; else forever (an
+    /// idle server does not wake).
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.accept_pending
+            || self.inbox_pending
+            || !self.read_backlog.is_empty()
+            || !self.replay_backlog.is_empty()
+            || !self.flush.streams.is_empty()
+        {
+            return Some(Duration::ZERO);
+        }
+        if self.now - self.active_at < self.config.busy_poll {
+            return Some(Duration::ZERO);
+        }
+        let nearest = match (self.timers.nearest(), self.shutdown_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        nearest.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Work a budget left for this pass.
+    fn serve_backlogs(&mut self) {
+        if std::mem::take(&mut self.accept_pending) {
+            self.accept();
+        }
+        if std::mem::take(&mut self.inbox_pending) {
+            self.take_messages();
+        }
+        let backlog = std::mem::take(&mut self.read_backlog);
+        for &key in &backlog {
+            // Serve what was kept while paused, then read on: no new edge
+            // will come for input left unread.
+            self.serve_input(key, &[]);
+            self.on_readable(key, true);
+            self.flush_listed();
+        }
+        // Keep the allocation for next time.
+        let mut backlog = backlog;
+        backlog.clear();
+        backlog.append(&mut self.read_backlog);
+        self.read_backlog = backlog;
+        let replays = std::mem::take(&mut self.replay_backlog);
+        for key in replays {
+            self.replay(key);
+        }
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (mut socket, peer) = match net::accept(listener) {
+                Accepted::Conn(socket, peer) => (socket, peer),
+                Accepted::WouldBlock => return,
+                Accepted::Transient(e) => {
+                    warn!("accept: {e}");
+                    return;
+                }
+                Accepted::Failed(e) => {
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            // Small event writes must leave at once, not wait for an ACK.
+            if let Err(e) = socket.set_nodelay(true) {
+                debug!("set_nodelay for {peer}: {e}");
+                continue;
+            }
+            // Those waiting for their refusal do not hold a place.
+            let over_capacity = self.conns.len() - self.overflow >= self.config.max_connections;
+            if over_capacity && self.overflow >= OVERFLOW_CONNECTIONS {
+                // Too many already waiting for their refusal: close unanswered.
+                self.counters.rejected.add(1);
+                continue;
+            }
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut socket, Token(key), CONN_INTEREST)
+            {
+                warn!("register {peer}: {e}");
+                continue;
+            }
+            let conn = entry.insert(Conn::new(socket, self.now, over_capacity, &self.config));
+            self.timers.set(key, conn.deadline());
+            self.counters.accepted.add(1);
+            self.counters.connections.set(self.conns.len() as u64);
+            if over_capacity {
+                self.overflow += 1;
+                self.counters.rejected.add(1);
+                debug!("connection {key} from {peer}: over capacity");
+            } else {
+                debug!("connection {key} from {peer}");
+            }
+        }
+        self.accept_pending = true;
+    }
+
+    /// Takes what the bus has for this loop, with a budget.
+    fn take_messages(&mut self) {
+        self.bus.begin_drain();
+        for _ in 0..INBOX_BUDGET {
+            match self.bus.next() {
+                Some(Message::Delivery(delivery)) => self.fan_out(&delivery),
+                Some(Message::Confirmed(ticket, id)) => self.confirm(ticket, id),
+                Some(Message::Shutdown) => self.begin_shutdown(),
+                None => return,
+            }
+        }
+        self.inbox_pending = true;
+    }
+
+    fn on_ready(&mut self, key: usize, event: &Readiness) {
+        // Readiness is a hint: the write or read that follows decides.
+        if event.is_writable() && self.conns.get(key).is_some_and(Conn::wants_writable) {
+            self.flush(key);
+        }
+        // A close, an error or urgent data (where a read stops at its mark
+        // with input still queued) brings no later edge: read through it.
+        let to_the_end = event.is_read_closed() || event.is_error() || event.is_priority();
+        if event.is_readable() || to_the_end {
+            self.on_readable(key, to_the_end);
+        }
+    }
+
+    /// Reads what the peer sent. A read that leaves room in the buffer took
+    /// all the kernel had, and input arriving later raises a new edge, so the
+    /// read that would only say WouldBlock is skipped (one syscall less on
+    /// every publish) unless `to_the_end`.
+    fn on_readable(&mut self, key: usize, to_the_end: bool) {
+        for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !conn.wants_input() {
+                return;
+            }
+            match conn.read(&mut self.scratch) {
+                ReadOutcome::Data(n) => {
+                    let took_all = n < self.scratch.len();
+                    let scratch = std::mem::take(&mut self.scratch);
+                    self.serve_input(key, &scratch[..n]);
+                    self.scratch = scratch;
+                    if took_all && SHORT_READ_ENDS_TURN && !to_the_end {
+                        return;
+                    }
+                }
+                ReadOutcome::Eof => {
+                    let next = conn.on_eof(self.now);
+                    return self.after(key, next);
+                }
+                ReadOutcome::WouldBlock => return,
+                ReadOutcome::Failed(e) => {
+                    log::log!(net::failure_level(&e), "connection {key}: read: {e}");
+                    return self.close(key, "read error");
+                }
+            }
+        }
+        // Budget spent with input possibly left: finish in a later pass.
+        self.read_backlog.push(key);
+    }
+
+    /// Does what a transition of connection `key` asked for, and keeps its
+    /// deadline.
+    fn after(&mut self, key: usize, next: Next) {
+        match next {
+            Next::Idle => {}
+            Next::Flush(Lane::Answer) => self.flush.answers.push_back(key),
+            Next::Flush(Lane::Stream) => self.flush.streams.push_back(key),
+            Next::Close(why) => return self.close(key, why),
+        }
+        if let Some(conn) = self.conns.get(key) {
+            self.timers.set(key, conn.deadline());
+        }
+    }
+
+    /// Writes what connection `key` has queued until the kernel refuses,
+    /// topping up a replay in progress each time the queue drains.
+    fn flush(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let flushed = conn.flush(self.now, key);
+            self.counters.bytes_written.add(flushed.written as u64);
+            if let Some(waited) = flushed.waited {
+                self.counters.observe_write_delay(waited);
+            }
+            match flushed.then {
+                AfterFlush::Done => return,
+                AfterFlush::Replay => {
+                    if self.replay(key) == 0 {
+                        return;
+                    }
+                }
+                AfterFlush::ResumeInput => return self.read_backlog.push(key),
+                AfterFlush::Close(why) => return self.close(key, why),
+                AfterFlush::Failed(e) => {
+                    log::log!(net::failure_level(&e), "connection {key}: write: {e}");
+                    return self.close(key, "write error");
+                }
+            }
+        }
+    }
+
+    /// Writes the next slice of listed streams, then every answer owed; what
+    /// is left of a wide fan-out waits for the next pass (which polls first).
+    fn flush_listed(&mut self) {
+        let mut flushed = 0;
+        while flushed < FLUSH_SLICE {
+            let Some(key) = self.flush.streams.pop_front() else {
+                break;
+            };
+            flushed += usize::from(self.flush_if_listed(key));
+        }
+        while let Some(key) = self.flush.answers.pop_front() {
+            self.flush_if_listed(key);
+        }
+    }
+
+    /// Flushes a connection taken off a flush list if it still wants it:
+    /// the list may name one closed since (its key perhaps reused) or one
+    /// flushed meanwhile on writable readiness. Returns whether it did.
+    fn flush_if_listed(&mut self, key: usize) -> bool {
+        let listed = self.conns.get(key).is_some_and(Conn::is_listed);
+        if listed {
+            self.flush(key);
+        }
+        listed
+    }
+
+    /// Removes the connection everywhere: poll, slab, deadlines, topics.
+    fn close(&mut self, key: usize, why: &str) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        let mut remains = conn.remove(self.now);
+        let _ = self.poll.registry().deregister(&mut remains.socket);
+        if let Some(waited) = remains.waited {
+            self.counters.observe_write_delay(waited);
+        }
+        self.timers.set(key, None);
+        if let Some(sub) = remains.subscription {
+            self.topics.unsubscribe(sub);
+            self.counters
+                .subscribers
+                .set(self.topics.subscribers() as u64);
+        }
+        if remains.over_capacity {
+            self.overflow -= 1;
+        }
+        self.counters.connections.set(self.conns.len() as u64);
+        debug!("connection {key} closed: {why}");
+        // A listener that stopped for lack of descriptors may go on now.
+        self.accept_pending |= self.listener.is_some();
+    }
+
+    /// Fires every deadline that is due.
+    fn expire(&mut self) {
+        while let Some(key) = self.timers.pop_due(self.now) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue; // cannot happen: close() removes the deadline
+            };
+            match conn.on_deadline(self.now, &self.heartbeat) {
+                Expired::RequestTimeout => {
+                    let reject =
+                        Reject::new(Status::REQUEST_TIMEOUT, "request not received in time");
+                    self.reject(key, &reject);
+                }
+                Expired::Close(why) => self.close(key, why),
+                Expired::Heartbeat(next) => {
+                    self.counters.heartbeats.add(1);
+                    self.after(key, next);
+                }
+                Expired::Nothing => self.after(key, Next::Idle),
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        info!("shutting down: {} connections open", self.conns.len());
+        self.shutdown_at = Some(self.now + self.config.shutdown_grace);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let (sub, next) = self.conns[key].on_shutdown(self.now);
+            if let Some(sub) = sub {
+                self.topics.unsubscribe(sub);
+            }
+            self.after(key, next);
+        }
+        self.counters
+            .subscribers
+            .set(self.topics.subscribers() as u64);
+    }
+
+    fn finished(&self) -> bool {
+        match self.shutdown_at {
+            Some(at) => self.conns.is_empty() || self.now >= at,
+            None => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.conns.len())
+            .field("subscribers", &self.topics.subscribers())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,250 @@
+//! How the loop carries out what requests and the bus ask for: input to
+//! requests, each request through `app::respond` to an action, and the
+//! action done (an answer queued, a publish offered to the bus, a stream
+//! begun); deliveries fanned out to this loop's subscribers; replays
+//! topped up within a budget.
+
+use log::{debug, trace, warn};
+
+use super::Reactor;
+use crate::app::{self, Action, Context, StreamStart};
+use crate::bus::{Delivery, Offer, Ticket};
+use crate::conn::Delivered;
+use crate::http::{Head, Reject};
+use crate::request::Step;
+
+/// History units (one per kept event and one per topic it names) one
+/// replay top-up may look through before other connections get a turn.
+const REPLAY_BUDGET: usize = 64 << 10;
+
+impl Reactor {
+    /// What an answer depends on, for connection `key`.
+    fn context(&self, key: usize) -> Context<'_> {
+        Context {
+            shutting_down: self.shutdown_at.is_some(),
+            over_capacity: self.conns.get(key).is_some_and(|c| c.over_capacity()),
+            allow_origin: self.config.allow_origin.as_deref(),
+            retry: self.config.retry,
+            framing: self.config.framing,
+        }
+    }
+
+    /// Serves the whole requests in what connection `key` kept and `input`
+    /// (bytes just read, or none), keeping the rest for later.
+    pub(super) fn serve_input(&mut self, key: usize, input: &[u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(kept) = conn.begin_input(input, self.now) else {
+            return;
+        };
+        // The usual case: whole requests in one read, parsed in place.
+        let bytes = if kept.is_empty() { input } else { &kept[..] };
+        let mut used = 0;
+        while let Some(conn) = self.conns.get_mut(key) {
+            let Some((n, step)) = conn.next_request(&bytes[used..], &self.policy) else {
+                break;
+            };
+            used += n;
+            match step {
+                Step::NeedMore => break,
+                Step::Request(head, body) => self.carry_out(key, head, body),
+                Step::Continue => {
+                    let next = self.conns[key].push_continue();
+                    self.after(key, next);
+                }
+                Step::Reject(reject) => self.reject(key, &reject),
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            let next = conn.end_input(&bytes[used..], self.now, &self.config);
+            self.after(key, next);
+        }
+    }
+
+    /// Answers a request the connection cannot be served: the connection
+    /// closes after it.
+    pub(super) fn reject(&mut self, key: usize, reject: &Reject) {
+        debug!("connection {key}: {} {}", reject.status.0, reject.reason);
+        let bytes = app::reject_bytes(reject, &self.context(key));
+        let next = self.conns[key].reject(bytes, self.now);
+        self.after(key, next);
+    }
+
+    fn carry_out(&mut self, key: usize, head: Head, body: Vec<u8>) {
+        let action = app::respond(head, body, &self.context(key));
+        self.act(key, action);
+    }
+
+    fn act(&mut self, key: usize, action: Action) {
+        match action {
+            Action::Answer { bytes, keep_alive } => {
+                let next = self.conns[key].answer(bytes, keep_alive, self.now, &self.config);
+                self.after(key, next);
+            }
+            Action::Metrics { keep_alive } => {
+                let text = crate::metrics::render(&self.shared.stats());
+                let answer = app::metrics(&text, keep_alive, &self.context(key));
+                self.act(key, answer);
+            }
+            Action::Reject(bytes) | Action::RefuseStream(bytes) => {
+                let next = self.conns[key].reject(bytes, self.now);
+                self.after(key, next);
+            }
+            Action::Publish { event, keep_alive } => {
+                self.tickets += 1;
+                let ticket = Ticket {
+                    key,
+                    serial: self.tickets,
+                };
+                match self.bus.publish(&event, ticket) {
+                    Offer::Published(id) => {
+                        self.counters.events_published.add(1);
+                        trace!("published {id}: {:?}", event.data());
+                        // Its own event is in the inbox now: out it goes.
+                        self.take_messages();
+                        self.answer_publish(key, &id, keep_alive);
+                    }
+                    Offer::Pending => self.conns[key].await_publish(ticket, keep_alive),
+                    Offer::Unavailable => {
+                        let refusal = app::unavailable(&self.context(key));
+                        self.act(key, refusal);
+                    }
+                }
+            }
+            Action::Subscribe(start) => self.subscribe(key, start),
+        }
+    }
+
+    fn answer_publish(&mut self, key: usize, id: &str, keep_alive: bool) {
+        let answer = app::published(id, keep_alive, &self.context(key));
+        self.act(key, answer);
+    }
+
+    /// The bus answered a publish that waited: the answer goes out and the
+    /// connection reads its next request.
+    pub(super) fn confirm(&mut self, ticket: Ticket, id: Option<String>) {
+        let Some(keep_alive) = self
+            .conns
+            .get_mut(ticket.key)
+            .and_then(|conn| conn.take_publish(ticket))
+        else {
+            return; // it went away meanwhile
+        };
+        match id {
+            Some(id) => {
+                self.counters.events_published.add(1);
+                self.answer_publish(ticket.key, &id, keep_alive);
+            }
+            None => {
+                let refusal = app::unavailable(&self.context(ticket.key));
+                self.act(ticket.key, refusal);
+            }
+        }
+        self.read_backlog.push(ticket.key);
+    }
+
+    fn subscribe(&mut self, key: usize, start: StreamStart) {
+        let resume = match &start.last_event_id {
+            None => Ok(None),
+            Some(id) => match self.bus.resume_point(id) {
+                Ok(seq) => Ok(Some(seq)),
+                Err(reason) => {
+                    debug!("connection {key}: Last-Event-ID {id:?} cannot be resumed: {reason:?}");
+                    Err(self.bus.history().reset_frame(reason))
+                }
+            },
+        };
+        let subscription = self.topics.subscribe(key, &start.topics);
+        debug!("connection {key}: subscribed to {:?}", start.topics);
+        let next = self.conns[key].start_stream(
+            start.head,
+            start.framing,
+            subscription,
+            resume,
+            self.now,
+            &self.heartbeat,
+        );
+        self.counters
+            .subscribers
+            .set(self.topics.subscribers() as u64);
+        self.after(key, next);
+        self.replay(key);
+    }
+
+    /// Tops up a resuming subscriber's replay: kept events until its queue
+    /// holds half the queue limit (so a long replay never trips the
+    /// slow-subscriber cut-off), within a budget; the flush that drains
+    /// the queue calls again. Returns the events queued.
+    pub(super) fn replay(&mut self, key: usize) -> u64 {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return 0;
+        };
+        if !conn.replaying() {
+            return 0;
+        }
+        let mut budget = REPLAY_BUDGET;
+        let window = self.config.queue_limit / 2;
+        let replayed = conn.replay(self.bus.history(), window, &mut budget);
+        self.counters.replayed.add(replayed.events);
+        self.counters.deliveries.add(replayed.events);
+        if replayed.more {
+            self.replay_backlog.push(key);
+        }
+        if replayed.events > 0 {
+            let next = conn.list_stream();
+            self.after(key, next);
+        }
+        replayed.events
+    }
+
+    /// Queues the delivery to every subscriber of this loop it is for: a
+    /// pointer per subscriber, no copy.
+    pub(super) fn fan_out(&mut self, delivery: &Delivery) {
+        self.stamp += 1;
+        let limit = self.config.queue_limit;
+        let mut deliveries = 0;
+        for key in self.topics.recipients(&delivery.topics) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue; // cannot happen: close() leaves the index
+            };
+            match conn.deliver(&delivery.frame, delivery.seq, self.stamp, limit) {
+                Delivered::Skipped => {}
+                Delivered::Queued { list } => {
+                    deliveries += 1;
+                    if list {
+                        self.flush.streams.push_back(key);
+                    }
+                }
+                Delivered::OverLimit => {
+                    deliveries += 1;
+                    self.over_limit.push(key);
+                }
+            }
+        }
+        self.counters.deliveries.add(deliveries);
+        self.cut_over_limit();
+    }
+
+    fn cut_over_limit(&mut self) {
+        while let Some(key) = self.over_limit.pop() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            warn!(
+                "connection {key}: slow subscriber cut off ({} bytes unsent, limit {})",
+                conn.queued(),
+                self.config.queue_limit
+            );
+            self.counters.slow_disconnects.add(1);
+            let (subscription, next) = conn.cut_off(self.now);
+            if let Some(sub) = subscription {
+                self.topics.unsubscribe(sub);
+            }
+            self.after(key, next);
+        }
+        self.counters
+            .subscribers
+            .set(self.topics.subscribers() as u64);
+    }
+}

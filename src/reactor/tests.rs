@@ -1,0 +1,216 @@
+//! The loop driven through a bus that confirms publishes later, as a
+//! store shared between nodes will: a publish waits in its own state, its
+//! answer and the answers after it go out in order once the bus confirms,
+//! and a refusal is a 503. Real sockets on a port-0 listener; the bus is
+//! the in-process one with the confirmation held back by the test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Poll, Waker};
+
+use super::{Reactor, WAKER};
+use crate::bus::local::{Inbox, LocalBus, Sequencer};
+use crate::bus::{Bus, History, Message, Offer, Ticket};
+use crate::config::Config;
+use crate::metrics::Counters;
+use crate::publisher::Shared;
+use crate::sse::Event;
+
+/// The in-process bus, except that a publish is only taken: the test
+/// decides when (and whether) it is stored and confirmed.
+struct HeldBus {
+    inner: LocalBus,
+    taken: Sender<(Event, Ticket)>,
+}
+
+impl Bus for HeldBus {
+    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
+        if event.data() == "refuse at once" {
+            return Offer::Unavailable;
+        }
+        self.taken.send((event.clone(), ticket)).unwrap();
+        Offer::Pending
+    }
+    fn next(&mut self) -> Option<Message> {
+        self.inner.next()
+    }
+    fn begin_drain(&mut self) {
+        self.inner.begin_drain();
+    }
+    fn history(&self) -> &History {
+        self.inner.history()
+    }
+    fn issued(&self) -> u64 {
+        self.inner.issued()
+    }
+}
+
+struct Running {
+    addr: std::net::SocketAddr,
+    sequencer: Arc<Sequencer>,
+    inbox: Arc<Inbox>,
+    taken: Receiver<(Event, Ticket)>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    fn start() -> Running {
+        let poll = Poll::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
+        let sequencer = Arc::new(Sequencer::new(vec![Arc::clone(&inbox)]));
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&sequencer),
+            vec![Arc::clone(&counters)],
+        ));
+        let (tx, taken) = mpsc::channel();
+        let bus = HeldBus {
+            inner: LocalBus::new(0, Arc::clone(&sequencer), 16),
+            taken: tx,
+        };
+        let config = Config {
+            listen: addr,
+            ..Config::default()
+        };
+        let reactor =
+            Reactor::new(poll, listener, config, Box::new(bus), shared, counters).unwrap();
+        let thread = Some(std::thread::spawn(move || reactor.run()));
+        Running {
+            addr,
+            sequencer,
+            inbox,
+            taken,
+            thread,
+        }
+    }
+
+    fn connect(&self) -> BufReader<TcpStream> {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        BufReader::new(stream)
+    }
+
+    /// The next offer the loop made, as the store receives it.
+    fn offered(&self) -> (Event, Ticket) {
+        self.taken
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a publish offered")
+    }
+
+    /// Stores the event and confirms it, as the store's answer would.
+    fn confirm(&self, event: &Event, ticket: Ticket) -> String {
+        let id = self.sequencer.publish(event, None);
+        self.inbox
+            .push(Message::Confirmed(ticket, Some(id.clone())), true);
+        id
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.sequencer.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one answer with a Content-Length body; returns (status line, body).
+fn answer(reader: &mut BufReader<TcpStream>) -> (String, String) {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    (
+        status.trim_end().to_owned(),
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+fn read_until(reader: &mut BufReader<TcpStream>, wanted: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(wanted) {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "ended before {wanted:?}: {seen:?}"
+        );
+        seen.push_str(&line);
+    }
+    seen
+}
+
+const PUBLISH_THEN_HEALTH: &[u8] =
+    b"POST /publish?topic=t HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+    GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+
+#[test]
+fn a_publish_waits_for_the_bus_and_the_answers_after_it_keep_their_order() {
+    let running = Running::start();
+    let mut subscriber = running.connect();
+    subscriber
+        .get_mut()
+        .write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    read_until(&mut subscriber, ": connected");
+    let mut publisher = running.connect();
+    publisher.get_mut().write_all(PUBLISH_THEN_HEALTH).unwrap();
+    let (event, ticket) = running.offered();
+    assert_eq!(event, Event::new("hello").with_topic("t"));
+    // Only now is it stored: an answer to the health check written before
+    // the confirmation would be read first below.
+    let id = running.confirm(&event, ticket);
+    assert_eq!(
+        answer(&mut publisher),
+        ("HTTP/1.1 200 OK".into(), id.clone())
+    );
+    assert_eq!(
+        answer(&mut publisher),
+        ("HTTP/1.1 200 OK".into(), "ok".into())
+    );
+    let delivered = read_until(&mut subscriber, "data: hello");
+    assert!(delivered.contains(&format!("id: {id}")), "{delivered:?}");
+}
+
+#[test]
+fn a_publish_the_bus_cannot_store_gets_503_and_no_id() {
+    let running = Running::start();
+    let mut publisher = running.connect();
+    publisher.get_mut().write_all(PUBLISH_THEN_HEALTH).unwrap();
+    let (_, ticket) = running.offered();
+    running.inbox.push(Message::Confirmed(ticket, None), true);
+    let (status, body) = answer(&mut publisher);
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert!(body.contains("retry later"), "{body}");
+    // The refusal closes the connection: the health check is not answered.
+    let mut rest = String::new();
+    publisher.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
+
+    let mut refused = running.connect();
+    refused
+        .get_mut()
+        .write_all(b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 14\r\n\r\nrefuse at once")
+        .unwrap();
+    assert_eq!(answer(&mut refused).0, "HTTP/1.1 503 Service Unavailable");
+}
