@@ -1,4 +1,5 @@
-//! The HTTP client: `HttpConn`, one connection with a buffer of bytes
+//! The HTTP client: `connect`, a socket set up as the harness's own;
+//! `HttpConn`, one connection with a buffer of bytes
 //! received but not yet consumed, that sends raw requests and reads
 //! response heads (`Head`) and whole responses (`Response`) by deadline;
 //! the query strings requests carry; the shape every error answer has. And
@@ -6,11 +7,23 @@
 //! Stream bodies are decoded in `body`.
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::body::Body;
-use super::{BodyEnd, Framing, deadline};
+use super::{BodyEnd, Framing, IO_TIMEOUT, deadline};
+
+/// A connection to `addr` set up as the harness's own: our small writes are
+/// not held back by Nagle's algorithm (or tiny-write tests would measure
+/// Nagle instead of the server), and no read or write blocks past
+/// `IO_TIMEOUT`.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
 
 #[derive(Debug, Clone)]
 pub struct Head {

@@ -16,9 +16,10 @@
 //!   for a child, /proc/PID/stat.
 //! - `rng`: reproducible pseudo-random choices.
 //!
-//! This file holds what all of them share: the one bound on every wait, and
-//! the sequence check. Tests name everything through the re-exports below
-//! (`crate::support::TestServer`), never through the files.
+//! This file holds what all of them share: the one bound on every wait, the
+//! wait on a condition variable, and the sequence check. Tests name
+//! everything through the re-exports below (`crate::support::TestServer`),
+//! never through the files.
 //!
 //! Every read goes through a deadline so that no test can hang: a server that
 //! never answers makes the test fail with what was received so far.
@@ -32,7 +33,9 @@ mod server;
 mod sse;
 
 pub use body::{BodyEnd, Framing};
-pub use http::{Head, HttpConn, Response, Stop, assert_error, percent_encode, query, read_request};
+pub use http::{
+    Head, HttpConn, Response, Stop, assert_error, connect, percent_encode, query, read_request,
+};
 pub use process::{assert_cli_rejected, proc_stat, wait_child};
 pub use publish::{
     CUT_OFF_LOG, Publisher, assert_publish_ok, id_run, id_seq, padded, publish_request,
@@ -42,6 +45,7 @@ pub use rng::Rng;
 pub use server::{TestServer, metric_value};
 pub use sse::{Event, Item, Next, Subscriber, reset_reason};
 
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Longest any single wait may take; generous so a loaded machine does not
@@ -51,6 +55,31 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A deadline `IO_TIMEOUT` from now.
 pub fn deadline() -> Instant {
     Instant::now() + IO_TIMEOUT
+}
+
+/// Waits on `changed` until `check` finds what it looks for in what `mutex`
+/// guards; after `timeout`, `Err` with the guard, for the caller's message.
+pub fn wait_until<'a, S, T>(
+    mutex: &'a Mutex<S>,
+    changed: &Condvar,
+    timeout: Duration,
+    mut check: impl FnMut(&S) -> Option<T>,
+) -> Result<T, MutexGuard<'a, S>> {
+    let end = Instant::now() + timeout;
+    let mut guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if let Some(found) = check(&guard) {
+            return Ok(found);
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(guard);
+        }
+        guard = changed
+            .wait_timeout(guard, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
 }
 
 /// Fails unless `got` equals `expected`, saying where they first part

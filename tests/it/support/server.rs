@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     HttpConn, IO_TIMEOUT, Publisher, Response, Subscriber, assert_error, deadline, proc_stat,
-    wait_child,
+    wait_child, wait_until,
 };
 
 /// How long the server gets to print its listening line.
@@ -266,26 +266,12 @@ impl TestServer {
     /// Waits up to `IO_TIMEOUT` for a line of the server's stderr that
     /// contains all `parts`, and returns it.
     pub fn await_log(&self, parts: &[&str]) -> Option<String> {
-        let end = deadline();
-        let mut text = self.log.text.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(line) = text
-                .lines()
+        wait_until(&self.log.text, &self.log.grown, IO_TIMEOUT, |text| {
+            text.lines()
                 .find(|line| parts.iter().all(|part| line.contains(part)))
-            {
-                return Some(line.to_string());
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            text = self
-                .log
-                .grown
-                .wait_timeout(text, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+                .map(str::to_string)
+        })
+        .ok()
     }
 
     // Connections to it
@@ -300,13 +286,7 @@ impl TestServer {
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let stream = TcpStream::connect(addr).expect("connect to sseloop");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        // Our own small writes must not be held back either, or tiny-write
-        // tests would measure Nagle instead of the server.
-        stream.set_nodelay(true).unwrap();
-        stream
+        super::connect(addr)
     }
 
     /// A raw HTTP connection to the server.
