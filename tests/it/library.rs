@@ -1,13 +1,12 @@
 //! The library API in-process: a `Server` on a port-0 listener run on a
 //! thread, fed by a `Publisher` from another thread, and shut down by it.
 
-use std::net::TcpStream;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use sseloop::{Config, Event, PublishError, Publisher, Server};
 
-use crate::support::{HttpConn, IO_TIMEOUT};
+use crate::support::{HttpConn, connect};
 
 /// A library server running on its own thread.
 struct InProcess {
@@ -37,9 +36,7 @@ impl InProcess {
     /// Subscribes and reads up to the end of the `: connected` block, so the
     /// subscriber is registered before anything is published.
     fn subscribe(&self, query: &str) -> HttpConn {
-        let stream = TcpStream::connect(self.addr).unwrap();
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut conn = HttpConn::new(stream);
+        let mut conn = HttpConn::new(connect(self.addr));
         conn.send(format!("GET /events{query} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
         conn.take_raw_until(b": connected\n\n");
         conn

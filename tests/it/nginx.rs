@@ -27,11 +27,10 @@ use std::time::{Duration, Instant};
 
 use crate::real::forwarder::Forwarder;
 use crate::real::{
-    MAX_DELAY, ProcGroup, TempDir, connect, first_late, in_rounds, ms, require_program, summary,
-    tail,
+    MAX_DELAY, ProcGroup, TempDir, first_late, in_rounds, ms, require_program, summary, tail,
 };
 use crate::support::{
-    BodyEnd, HttpConn, IO_TIMEOUT, Item, Next, Stop, Subscriber, TestServer, deadline,
+    BodyEnd, HttpConn, IO_TIMEOUT, Item, Next, Stop, Subscriber, TestServer, connect, deadline,
 };
 
 /// How long nginx may take to pass a head or an event before the test

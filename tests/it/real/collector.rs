@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{LoopbackServer, ProcGroup, clients_dir, form_decode, wait_until};
-use crate::support::read_request;
+use super::{LoopbackServer, ProcGroup, clients_dir, form_decode};
+use crate::support::{read_request, wait_until};
 
 /// How often a wait on a client's reports looks whether the client is
 /// still running.

@@ -18,8 +18,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{LoopbackServer, wait_until};
-use crate::support::IO_TIMEOUT;
+use super::LoopbackServer;
+use crate::support::{IO_TIMEOUT, wait_until};
 
 const HEARTBEAT: &[u8] = b": heartbeat\n";
 /// Bytes kept of each direction's start (a head is far smaller).

@@ -19,16 +19,15 @@ pub use loopback::LoopbackServer;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::support::{IO_TIMEOUT, proc_stat, wait_child};
+use crate::support::{proc_stat, wait_child};
 
 /// The opt-out test.sh reads (CI never sets it).
 pub const SKIP_VAR: &str = "SSELOOP_SKIP_REAL_CLIENTS";
@@ -90,42 +89,6 @@ pub fn npm_package_version(name: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("{} has no version string", manifest.display()))
         .to_string()
-}
-
-/// A connection to `addr` set up as the harness's own: our small writes are
-/// not held back by Nagle's algorithm, and no read or write blocks past
-/// `IO_TIMEOUT`.
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_nodelay(true).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
-
-/// Waits on `changed` until `check` finds what it looks for in what `mutex`
-/// guards; after `timeout`, `Err` with the guard, for the caller's message.
-pub fn wait_until<'a, S, T>(
-    mutex: &'a Mutex<S>,
-    changed: &Condvar,
-    timeout: Duration,
-    mut check: impl FnMut(&S) -> Option<T>,
-) -> Result<T, MutexGuard<'a, S>> {
-    let end = Instant::now() + timeout;
-    let mut guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
-    loop {
-        if let Some(found) = check(&guard) {
-            return Ok(found);
-        }
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(guard);
-        }
-        guard = changed
-            .wait_timeout(guard, left)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    }
 }
 
 // ---------------------------------------------------------------------------
