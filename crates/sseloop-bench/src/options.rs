@@ -1,8 +1,13 @@
 //! The command line: `--help`'s text, [`Options`] and their defaults, and
-//! [`parse_args`].
+//! [`parse_args`]. Durations and sizes are read with the server's own
+//! grammar ([`sseloop::config::parse_duration`] and
+//! [`sseloop::config::parse_size`]), so a value one command line takes the
+//! other takes too.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
+
+use sseloop::config::{parse_duration, parse_size};
 
 pub(crate) const HELP: &str = "\
 sseloop-bench: load and latency client for Server-Sent Events servers
@@ -39,7 +44,8 @@ OPTIONS:
                        time out of latencies, at the cost of a busy core
   -h, --help           print this text
 
-DUR: a number with ms, s or m (bare: seconds). SIZE: B, KiB or MiB (bare: bytes).
+DUR: a whole number with ms, s or m (bare: seconds); SIZE: a whole number with
+B, KiB or MiB (bare: bytes): the forms sseloop's own options take.
 Exit status: 0 done, 1 run failed (a stream did not connect, publishing was
 aborted, or a delivery was missing, repeated or out of order: the report
 says which), 2 bad option.
@@ -202,23 +208,6 @@ fn resolve(s: &str) -> Option<SocketAddr> {
         .copied()
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
-    let (num, scale) = [("ms", 1e-3), ("s", 1.0), ("m", 60.0)]
-        .iter()
-        .find_map(|&(unit, scale)| Some((s.strip_suffix(unit)?, scale)))
-        .unwrap_or((s, 1.0));
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v * scale))
-}
-
-fn parse_size(s: &str) -> Option<usize> {
-    let (num, scale) = [("KiB", 1024), ("MiB", 1024 * 1024), ("B", 1)]
-        .iter()
-        .find_map(|&(unit, scale)| Some((s.strip_suffix(unit)?, scale)))
-        .unwrap_or((s, 1));
-    num.trim().parse::<usize>().ok()?.checked_mul(scale)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +225,10 @@ mod tests {
             .unwrap();
         assert_eq!((o.rate, o.window, o.size, o.json), (0.0, 8, 1024, true));
         assert_eq!(o.idle, Some(Duration::from_secs(120)));
+        let o = parse_args(args("--timeout 1500ms --drain-timeout 0")).unwrap();
+        let o = o.unwrap();
+        assert_eq!(o.timeout, Duration::from_millis(1500));
+        assert_eq!(o.drain_timeout, Duration::ZERO);
         for bad in [
             "--rate x",
             "--subscribers 0",
@@ -243,6 +236,9 @@ mod tests {
             "--bogus 1",
             "--events",
             "--json=1",
+            // The server's grammar: whole numbers only, no spaces.
+            "--timeout 1.5s",
+            "--size 1.5KiB",
         ] {
             let err = parse_args(args(bad)).expect_err(bad);
             assert!(
