@@ -46,11 +46,11 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 if [ "${#filters[@]}" -eq 0 ]; then
-    cargo test --all-targets 2>&1 | tee "$log" || status=$?
+    cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
 else
     # The benches' harness (criterion) takes no --skip: they run apart.
-    cargo test --lib --bins --test it --test alloc --examples -- "${filters[@]}" 2>&1 | tee "$log" || status=$?
-    cargo test --bench '*' 2>&1 | tee -a "$log" || status=$?
+    cargo test --workspace --lib --bins --test it --test alloc --examples -- "${filters[@]}" 2>&1 | tee "$log" || status=$?
+    cargo test --workspace --bench '*' 2>&1 | tee -a "$log" || status=$?
 fi
 awk '/^test result:/ { p += $4; f += $6; i += $8; o += $12 }
      END { printf "tests: %d passed, %d failed, %d ignored, %d filtered out (all targets)\n", p, f, i, o }' "$log"

@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-cargo build --release --quiet --bin sseloop --bin sseloop-bench
+cargo build --release --quiet --workspace
 mkdir -p "$out"
 results=$out/results.jsonl
 : >"$results"

@@ -127,6 +127,8 @@ impl Config {
 }
 
 /// Parses a duration: a number with `ms`, `s` or `m`; a bare number is seconds.
+/// `sseloop-bench` reads its durations and sizes with this and
+/// [`parse_size`], so that both command lines take the same values.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let (digits, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
         (n, 1)

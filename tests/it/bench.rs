@@ -3,24 +3,85 @@
 //! idle). Against a server that drops, repeats and swaps deliveries on
 //! purpose it counts exactly those faults and fails the run; against one
 //! that answers publishes late, the latency from the schedule charges it.
+//!
+//! The bench is the workspace's `crates/sseloop-bench`, another package, for
+//! which Cargo sets no `CARGO_BIN_EXE_` path here: [`bench_exe`] builds it.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::real::LoopbackServer;
-use crate::support::{TestServer, read_request};
+use crate::support::{TestServer, read_request, wait_child};
+
+/// Longest the build of the bench may take: a cold debug build is seconds.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `sseloop-bench` executable, up to date with its sources: `cargo build
+/// -p sseloop-bench` runs once per test process (nothing to do after
+/// `cargo test --workspace`, which built it; the build under `cargo test
+/// --test it`), and its messages name the file. Cargo releases the build
+/// directory's lock before it runs test binaries, so this build cannot wait
+/// on the `cargo test` that started it; it is bounded all the same.
+fn bench_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "-p", "sseloop-bench", "--bin", "sseloop-bench"])
+            .arg("--message-format=json-render-diagnostics")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // The profile the tests were built with, so that `cargo test
+        // --release --workspace` finds its own build too.
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let mut child = build.spawn().expect("spawn cargo build -p sseloop-bench");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let status = wait_child(&mut child, BUILD_TIMEOUT).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cargo build -p sseloop-bench took over {BUILD_TIMEOUT:?}")
+        });
+        let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+        assert!(
+            status.success(),
+            "cargo build -p sseloop-bench: {status}\n{stderr}"
+        );
+        let exe = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|m| {
+                m["reason"] == "compiler-artifact" && m["target"]["name"] == "sseloop-bench"
+            })
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from));
+        exe.unwrap_or_else(|| panic!("cargo build named no sseloop-bench executable:\n{stderr}"))
+    })
+}
 
 /// Runs the bench with `--json` and `args` (split at spaces); returns its
 /// report and whether it exited 0.
 fn bench(addr: &str, args: &str) -> (Value, bool) {
-    let output = Command::new(env!("CARGO_BIN_EXE_sseloop-bench"))
+    let output = Command::new(bench_exe())
         .args([
             "--addr",
             addr,
