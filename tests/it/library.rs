@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sseloop::{Config, Event, PublishError, Publisher, Server};
 
-use crate::support::{HttpConn, connect};
+use crate::support::{
+    HttpConn, assert_publish_ok, connect, deadline, id_run, id_seq, publish_request,
+};
 
 /// A library server running on its own thread.
 struct InProcess {
@@ -116,6 +118,106 @@ fn invalid_event_type_is_refused() {
         server.publisher.publish(bad),
         Err(PublishError::InvalidType)
     );
+}
+
+/// The id `publish` returns is the one subscribers get, and it is of the
+/// same run as the ids an HTTP publish answers with.
+#[test]
+fn publish_returns_the_id_subscribers_get() {
+    let server = InProcess::start();
+    let mut sub = server.subscribe("?topic=t");
+    let id = server
+        .publisher
+        .publish(Event::new("first").with_topic("t"))
+        .unwrap();
+    let raw = sub.take_raw_until(b"data: first\n\n");
+    let text = String::from_utf8(raw).unwrap();
+    assert!(
+        text.contains(&format!("id: {id}\ndata: first\n")),
+        "{text:?}"
+    );
+    let mut http = HttpConn::new(connect(server.addr));
+    http.send(&publish_request("?topic=t", b"second"));
+    let answered = assert_publish_ok(&http.read_response(deadline()));
+    assert_eq!(id_run(&answered), id_run(&id));
+    assert_eq!(id_seq(&answered), id_seq(&id) + 1);
+}
+
+/// A topic no subscriber could name is refused as HTTP refuses it, before
+/// anything is published.
+#[test]
+fn topics_follow_the_http_rules() {
+    let server = InProcess::start();
+    for bad in [
+        String::new(),
+        "x".repeat(129),
+        "line\nbreak".into(),
+        "nul\0".into(),
+    ] {
+        assert_eq!(
+            server
+                .publisher
+                .publish(Event::new("x").with_topic(bad.clone())),
+            Err(PublishError::InvalidTopic),
+            "{bad:?}"
+        );
+    }
+    let longest = "x".repeat(128);
+    assert!(
+        server
+            .publisher
+            .publish(Event::new("x").with_topic(longest))
+            .is_ok()
+    );
+    assert!(sseloop::valid_topic("ok topic") && !sseloop::valid_topic(""));
+    assert_eq!(server.publisher.stats().events_published, 1);
+}
+
+/// The library, not only the binary, refuses to serve an open publish
+/// endpoint to a network, unless told that is wanted.
+#[test]
+fn binding_off_loopback_needs_a_token_or_the_explicit_flag() {
+    let open = Config {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let err = Server::bind(open.clone()).expect_err("an open publish endpoint on a network");
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("anyone could publish"), "{err}");
+    let with_token = Config {
+        publish_token: Some("t0ken".into()),
+        ..open.clone()
+    };
+    assert!(Server::bind(with_token).is_ok());
+    let allowed = Config {
+        insecure_open_publish: true,
+        ..open
+    };
+    assert!(Server::bind(allowed).is_ok());
+}
+
+/// `Publisher::stats` sums what the server did, as `/metrics` shows it.
+#[test]
+fn stats_count_what_happened() {
+    let server = InProcess::start();
+    let mut a = server.subscribe("?topic=s");
+    let mut b = server.subscribe("");
+    for i in 0..3 {
+        server
+            .publisher
+            .publish(Event::new(format!("e{i}")).with_topic("s"))
+            .unwrap();
+    }
+    server.publisher.publish(Event::new("all")).unwrap();
+    a.take_raw_until(b"data: all\n\n");
+    b.take_raw_until(b"data: all\n\n");
+    let stats = server.publisher.stats();
+    assert_eq!(stats.subscribers, 2);
+    assert_eq!(stats.events_published, 4);
+    assert_eq!(stats.deliveries, 5, "{stats:?}");
+    assert!(stats.connections >= 2 && stats.accepted >= 2, "{stats:?}");
+    assert!(stats.bytes_written > 0);
+    assert_eq!(stats.write_delay.count(), 0, "nothing waited on loopback");
 }
 
 #[test]
