@@ -55,8 +55,10 @@ usage: sseloop [OPTIONS]
   --queue-limit SIZE      unsent bytes per subscriber before it is cut off (default 1MiB)
   --max-event-size SIZE   largest publish body (default 64KiB)
   --header-timeout DUR    time to send a whole request (default 10s)
-  --busy-poll DUR         after activity, poll without sleeping this long: lower latency,
-                          a busy core while events flow (default 0: off; at most 1s)
+  --loops N|auto          poll loops, each on its own thread and SO_REUSEPORT listener
+                          (default 1; auto: one per available CPU; at most 256)
+  --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
+                          lower latency, a busy core while events flow (default 0: off; at most 1s)
   --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
   --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights
   --insecure-open-publish allow a non-loopback --listen with no publish token
@@ -159,6 +161,7 @@ where
                 }
                 config.header_timeout = d;
             }
+            "--loops" => config.loops = loops(&name, &value()?)?,
             "--busy-poll" => {
                 let d = duration(&name, &value()?)?;
                 if d > Duration::from_secs(1) {
@@ -253,6 +256,23 @@ fn nonzero(d: std::time::Duration) -> Option<std::time::Duration> {
     (!d.is_zero()).then_some(d)
 }
 
+/// Most poll loops: far more than cores anyone runs sseloop on, few enough
+/// that a typo cannot start thousands of threads.
+const MAX_LOOPS: usize = 256;
+
+fn loops(option: &str, text: &str) -> Result<usize, CliError> {
+    if text == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LOOPS)));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_LOOPS).contains(&n) => Ok(n),
+        _ => Err(usage(
+            option,
+            &format!("takes a number of loops from 1 to {MAX_LOOPS}, or auto, not {text:?}"),
+        )),
+    }
+}
+
 fn positive(option: &str, n: usize) -> Result<usize, CliError> {
     if n == 0 {
         Err(usage(option, "must be more than 0"))
@@ -340,6 +360,17 @@ mod tests {
         assert_eq!(o.config.publish_token.as_deref(), Some("env"));
         let o = parse(["--publish-token", "flag"], Some("env".into())).unwrap();
         assert_eq!(o.config.publish_token.as_deref(), Some("flag"));
+    }
+
+    #[test]
+    fn loops_take_a_count_or_auto() {
+        assert_eq!(ok(&[]).config.loops, 1);
+        assert_eq!(ok(&["--loops", "4"]).config.loops, 4);
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(ok(&["--loops", "auto"]).config.loops, cpus);
+        for bad in ["0", "257", "-1", "two", ""] {
+            assert!(err(&["--loops", bad]).contains("--loops"), "{bad:?}");
+        }
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub struct Config {
     /// which `Server::bind` refuses otherwise: for a network where an open
     /// publish endpoint is really wanted.
     pub insecure_open_publish: bool,
+    /// Poll loops, each a single-threaded mio loop on its own thread with
+    /// its own `SO_REUSEPORT` listener on `listen`: the kernel spreads
+    /// connections over them, and every event reaches every loop in one
+    /// order. At least 1.
+    pub loops: usize,
 }
 
 impl Default for Config {
@@ -112,6 +117,7 @@ impl Default for Config {
             allow_origin: None,
             busy_poll: Duration::ZERO,
             insecure_open_publish: false,
+            loops: 1,
         }
     }
 }

@@ -113,6 +113,7 @@ mod fdlimit;
 mod http;
 mod metrics;
 mod net;
+mod process;
 mod publisher;
 mod reactor;
 mod request;

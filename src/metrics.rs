@@ -159,8 +159,9 @@ impl WriteDelay {
     }
 }
 
-/// Renders the counters, gauges and the write-delay histogram.
-pub(crate) fn render(stats: &Stats) -> String {
+/// Renders the counters, gauges and the write-delay histogram of the whole
+/// process, then, with several loops, each loop's share.
+pub(crate) fn render(stats: &Stats, per_loop: &[Stats]) -> String {
     let rows: [(&str, &str, &str, u64); 10] = [
         (
             "sseloop_connections",
@@ -231,7 +232,42 @@ pub(crate) fn render(stats: &Stats) -> String {
         );
     }
     stats.write_delay.render(&mut out);
+    if per_loop.len() > 1 {
+        render_per_loop(per_loop, &mut out);
+    }
     out
+}
+
+/// Each loop's connections, subscribers and deliveries, labelled by loop:
+/// how evenly the kernel spreads connections and the loops share the work.
+fn render_per_loop(per_loop: &[Stats], out: &mut String) {
+    type Row = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
+    let rows: [Row; 3] = [
+        (
+            "sseloop_loop_connections",
+            "gauge",
+            "Open connections of one loop.",
+            |s| s.connections,
+        ),
+        (
+            "sseloop_loop_subscribers",
+            "gauge",
+            "Open event streams of one loop.",
+            |s| s.subscribers,
+        ),
+        (
+            "sseloop_loop_deliveries_total",
+            "counter",
+            "Events queued to one loop's subscribers.",
+            |s| s.deliveries,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (index, stats) in per_loop.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{loop=\"{index}\"}} {}", value(stats));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,10 +281,11 @@ mod tests {
             connections: 3,
             ..Stats::default()
         };
-        let text = render(&stats);
+        let text = render(&stats, &[]);
         assert!(
             text.contains("# TYPE sseloop_deliveries_total counter\nsseloop_deliveries_total 7\n")
         );
+        assert!(!text.contains("sseloop_loop_"), "one loop: no breakdown");
         assert!(text.contains("\nsseloop_connections 3\n"));
         assert_eq!(
             text.matches("# HELP ").count(),
@@ -264,7 +301,7 @@ mod tests {
         counters.observe_write_delay(Duration::from_secs(60));
         let mut stats = Stats::default();
         counters.add_to(&mut stats);
-        let text = render(&stats);
+        let text = render(&stats, &[]);
         assert!(text.contains("# TYPE sseloop_write_delay_seconds histogram\n"));
         assert!(text.contains("sseloop_write_delay_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("sseloop_write_delay_seconds_bucket{le=\"0.001\"} 1\n"));
@@ -287,5 +324,19 @@ mod tests {
         a.add_to(&mut stats);
         b.add_to(&mut stats);
         assert_eq!((stats.deliveries, stats.connections), (7, 5));
+        let per_loop = [a, b].map(|c| {
+            let mut s = Stats::default();
+            c.add_to(&mut s);
+            s
+        });
+        let text = render(&stats, &per_loop);
+        assert!(
+            text.contains("\nsseloop_loop_connections{loop=\"0\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsseloop_loop_deliveries_total{loop=\"1\"} 2\n"),
+            "{text}"
+        );
     }
 }

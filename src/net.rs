@@ -1,8 +1,8 @@
 //! The one place `io::ErrorKind` is looked at. Polls, accepts, reads and
 //! queue flushes come back as outcome values, with WouldBlock and
 //! Interrupted already handled and a peer that went away told apart from a
-//! real failure; the log level of a failure is chosen here too. Also the
-//! socket options sseloop sets on each connection.
+//! real failure; the log level of a failure is chosen here too. Also how
+//! the listeners are set up.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -10,8 +10,41 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Poll};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::conn::WriteQueue;
+
+/// Connections the kernel queues for each listener before `accept`.
+const BACKLOG: i32 = 1024;
+
+/// Binds `count` listeners on `addr`: one plain listener, or, for several
+/// loops, each with `SO_REUSEPORT`, so that the kernel spreads new
+/// connections over them. Port 0 picks one free port for all of them.
+pub fn listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    if count <= 1 {
+        return Ok(vec![TcpListener::bind(addr)?]);
+    }
+    let first = reuseport_listener(addr)?;
+    let addr = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..count {
+        all.push(reuseport_listener(addr)?);
+    }
+    Ok(all)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As a plain listener has it: a restart can bind while old connections
+    // linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    // Only processes of the same user can join this group of listeners.
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
 
 /// Waits for readiness, retrying when a signal interrupted the wait.
 pub fn poll(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {

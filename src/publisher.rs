@@ -5,43 +5,10 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::bus::local::Sequencer;
-use crate::metrics::{Counters, Stats};
+use crate::metrics::Stats;
+use crate::process::Shared;
 use crate::sse::{Event, valid_event_type, valid_topic};
-
-/// What the loops and the handles of one server share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) sequencer: Arc<Sequencer>,
-    /// Each loop's counters.
-    pub(crate) counters: Vec<Arc<Counters>>,
-    /// Events published by threads (the loops count their own).
-    published_by_threads: AtomicU64,
-}
-
-impl Shared {
-    pub(crate) fn new(sequencer: Arc<Sequencer>, counters: Vec<Arc<Counters>>) -> Shared {
-        Shared {
-            sequencer,
-            counters,
-            published_by_threads: AtomicU64::new(0),
-        }
-    }
-
-    /// The counters summed over every loop.
-    pub(crate) fn stats(&self) -> Stats {
-        let mut stats = Stats {
-            events_published: self.published_by_threads.load(Ordering::Relaxed),
-            ..Stats::default()
-        };
-        for counters in &self.counters {
-            counters.add_to(&mut stats);
-        }
-        stats
-    }
-}
 
 /// Hands events to a running server from any thread, and shuts it down.
 ///
@@ -100,9 +67,7 @@ impl Publisher {
             return Err(PublishError::Closed);
         }
         let id = sequencer.publish(&event, None);
-        self.shared
-            .published_by_threads
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.count_thread_publish();
         Ok(id)
     }
 

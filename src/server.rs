@@ -1,4 +1,4 @@
-//! [`Server`]: binds, puts the hub and its loop together, applies the safe
+//! [`Server`]: binds, puts the hub and its loops together, applies the safe
 //! defaults every embedding gets (no open publish endpoint on a network
 //! without being told, an open-file limit that fits the connection limit),
 //! and runs until shut down.
@@ -7,26 +7,28 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use log::warn;
-use mio::net::TcpListener;
+use log::{info, warn};
 use mio::{Poll, Waker};
 
 use crate::bus::local::{Inbox, LocalBus, Sequencer};
 use crate::config::{Config, OVERFLOW_CONNECTIONS};
-use crate::fdlimit;
 use crate::metrics::Counters;
-use crate::publisher::{Publisher, Shared};
+use crate::process::Shared;
+use crate::publisher::Publisher;
 use crate::reactor::{Reactor, WAKER};
+use crate::{fdlimit, net};
 
 /// A bound SSE server; [`Server::run`] serves until shut down.
 pub struct Server {
-    reactor: Reactor,
-    publisher: Publisher,
+    /// One per loop; the first runs on the thread that calls `run`.
+    reactors: Vec<Reactor>,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
 }
 
 impl Server {
-    /// Binds the listening socket and sets up the loop; nothing is served
-    /// until [`Server::run`].
+    /// Binds the listening socket (one per loop) and sets up the loops;
+    /// nothing is served until [`Server::run`].
     ///
     /// Refuses (with `PermissionDenied`) a listen address off loopback
     /// when publishing needs no token, unless
@@ -45,40 +47,56 @@ impl Server {
                 ),
             ));
         }
+        if config.loops == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a server needs at least one loop",
+            ));
+        }
         raise_open_files(&config);
-        let poll = Poll::new()?;
-        let listener = TcpListener::bind(config.listen)?;
-        let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER)?));
-        let sequencer = Arc::new(Sequencer::new(vec![inbox]));
-        let counters = Arc::new(Counters::default());
-        let shared = Arc::new(Shared::new(
-            Arc::clone(&sequencer),
-            vec![Arc::clone(&counters)],
-        ));
-        let bus = LocalBus::new(0, sequencer, config.history);
-        let reactor = Reactor::new(
-            poll,
-            listener,
-            config,
-            Box::new(bus),
-            Arc::clone(&shared),
-            counters,
-        )?;
+        let listeners = net::listeners(config.listen, config.loops)?;
+        let local_addr = listeners[0].local_addr()?;
+        let mut polls = Vec::with_capacity(config.loops);
+        let mut inboxes = Vec::with_capacity(config.loops);
+        for _ in 0..config.loops {
+            let poll = Poll::new()?;
+            inboxes.push(Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER)?)));
+            polls.push(poll);
+        }
+        let sequencer = Arc::new(Sequencer::new(inboxes));
+        let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
+        let shared = Arc::new(Shared::new(Arc::clone(&sequencer), counters.clone()));
+        let mut reactors = Vec::with_capacity(config.loops);
+        for (index, ((poll, listener), counters)) in
+            polls.into_iter().zip(listeners).zip(counters).enumerate()
+        {
+            let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);
+            reactors.push(Reactor::new(
+                index,
+                poll,
+                listener,
+                config.clone(),
+                Box::new(bus),
+                Arc::clone(&shared),
+                counters,
+            )?);
+        }
         Ok(Server {
-            reactor,
-            publisher: Publisher::new(shared),
+            reactors,
+            local_addr,
+            shared,
         })
     }
 
     /// The address the server listens on (the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.reactor.local_addr()
+        self.local_addr
     }
 
     /// A handle that publishes into this server from any thread, reads its
     /// counters and can shut it down.
     pub fn publisher(&self) -> Publisher {
-        self.publisher.clone()
+        Publisher::new(Arc::clone(&self.shared))
     }
 
     /// Makes SIGINT and SIGTERM shut the server down gracefully (as
@@ -104,18 +122,57 @@ impl Server {
         Ok(())
     }
 
-    /// Serves until a shutdown is requested and finished.
+    /// Serves until a shutdown is requested and finished: every loop but
+    /// the first on a thread of its own, the first on this one. A loop
+    /// that fails shuts the others down, and its error is returned.
     pub fn run(self) -> io::Result<()> {
-        self.reactor.run()
+        let mut reactors = self.reactors.into_iter();
+        let first = reactors.next().expect("bind makes at least one loop");
+        let threads = reactors
+            .map(|reactor| {
+                let shared = Arc::clone(&self.shared);
+                std::thread::Builder::new()
+                    .name("sseloop-loop".into())
+                    .spawn(move || stop_all_on_error(reactor.run(), &shared))
+            })
+            .collect::<io::Result<Vec<_>>>();
+        let threads = match threads {
+            Ok(threads) => threads,
+            Err(e) => {
+                self.shared.sequencer.shutdown();
+                return Err(e);
+            }
+        };
+        let mut result = stop_all_on_error(first.run(), &self.shared);
+        for thread in threads {
+            let ended = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a loop thread panicked")));
+            result = result.and(ended);
+        }
+        let stats = self.shared.stats();
+        info!(
+            "stopped: {} events published, {} deliveries, {} connections served",
+            stats.events_published, stats.deliveries, stats.accepted
+        );
+        result
     }
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("reactor", &self.reactor)
+            .field("local_addr", &self.local_addr)
+            .field("loops", &self.reactors.len())
             .finish_non_exhaustive()
     }
+}
+
+fn stop_all_on_error(result: io::Result<()>, shared: &Shared) -> io::Result<()> {
+    if result.is_err() {
+        shared.sequencer.shutdown();
+    }
+    result
 }
 
 /// One descriptor per connection, plus those waiting to be refused and a

@@ -6,16 +6,19 @@
 //! messages out of its inbox and keeps its copy of the history, so a replay
 //! reads only loop-local memory and never holds up publishing.
 //!
-//! The lock is taken once per publish, never on the write path. Threads
-//! that publish wait while some inbox holds [`INBOX_SOFT_LIMIT`] messages,
-//! so a fast publishing thread cannot grow memory without bound; a loop
-//! never waits (it would wait for itself).
+//! The lock is taken once per publish, never on the write path. While some
+//! inbox holds [`INBOX_SOFT_LIMIT`] messages (its loop is behind), nothing
+//! new is handed out: threads that publish wait, and a loop's publish is
+//! held in arrival order and answered later ([`Offer::Pending`], then
+//! [`Message::Confirmed`]), when the lagging loop has emptied its inbox. So
+//! neither a fast thread nor a fast loop can grow a slow loop's inbox
+//! without bound, and a loop never waits (it would wait for itself).
 
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::mem;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +35,8 @@ pub const INBOX_SOFT_LIMIT: usize = 4096;
 #[derive(Debug)]
 pub struct Inbox {
     queue: Mutex<VecDeque<Message>>,
+    /// About how many messages `queue` holds, read without its lock.
+    len: AtomicUsize,
     /// Signalled when the loop empties a queue that was at the limit.
     room: Condvar,
     waker: Waker,
@@ -44,10 +49,15 @@ impl Inbox {
     pub fn new(waker: Waker) -> Inbox {
         Inbox {
             queue: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
             room: Condvar::new(),
             waker,
             wake_pending: AtomicBool::new(false),
         }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len.load(Ordering::Acquire) >= INBOX_SOFT_LIMIT
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<Message>> {
@@ -58,7 +68,10 @@ impl Inbox {
     /// Hands the loop a message, waking it unless `wake` is false (the
     /// loop itself pushes and drains next).
     pub(crate) fn push(&self, message: Message, wake: bool) {
-        self.lock().push_back(message);
+        let mut queue = self.lock();
+        queue.push_back(message);
+        self.len.store(queue.len(), Ordering::Release);
+        drop(queue);
         // One wake-up per batch: the loop clears the flag before it drains,
         // so a message pushed after that wakes it again.
         if wake && !self.wake_pending.swap(true, Ordering::AcqRel) {
@@ -80,6 +93,18 @@ pub struct Sequencer {
     inboxes: Vec<Arc<Inbox>>,
     /// A loop has stopped: publishing fails from now on.
     closed: AtomicBool,
+    /// Loops' publishes that came while an inbox was full, in order.
+    held: Mutex<VecDeque<Held>>,
+    /// How many are held, read without the lock.
+    held_count: AtomicUsize,
+}
+
+/// A loop's publish waiting for room.
+#[derive(Debug)]
+struct Held {
+    event: Event,
+    from: usize,
+    ticket: Ticket,
 }
 
 impl Sequencer {
@@ -91,7 +116,41 @@ impl Sequencer {
             order: Mutex::new(()),
             inboxes,
             closed: AtomicBool::new(false),
+            held: Mutex::new(VecDeque::new()),
+            held_count: AtomicUsize::new(0),
         }
+    }
+
+    /// True while a loop's publish must wait: an inbox is full, or
+    /// publishes that came earlier wait already (they go first).
+    fn must_hold(&self) -> bool {
+        self.held_count.load(Ordering::Acquire) > 0 || self.inboxes.iter().any(|i| i.is_full())
+    }
+
+    /// Keeps loop `from`'s publish until there is room.
+    fn hold(&self, event: &Event, from: usize, ticket: Ticket) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.push_back(Held {
+            event: event.clone(),
+            from,
+            ticket,
+        });
+        self.held_count.store(held.len(), Ordering::Release);
+    }
+
+    /// Publishes what loops held, in order, while there is room, and
+    /// answers each loop that waits.
+    fn release(&self) {
+        // Under the lock of the held list, so the held go out in order.
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        while !self.inboxes.iter().any(|i| i.is_full()) {
+            let Some(next) = held.pop_front() else {
+                break;
+            };
+            let id = self.publish(&next.event, None);
+            self.inboxes[next.from].push(Message::Confirmed(next.ticket, Some(id)), true);
+        }
+        self.held_count.store(held.len(), Ordering::Release);
     }
 
     /// The run part of this process's ids.
@@ -187,7 +246,11 @@ impl LocalBus {
 }
 
 impl Bus for LocalBus {
-    fn publish(&mut self, event: &Event, _ticket: Ticket) -> Offer {
+    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
+        if self.sequencer.must_hold() {
+            self.sequencer.hold(event, self.index, ticket);
+            return Offer::Pending;
+        }
         Offer::Published(self.sequencer.publish(event, Some(self.index)))
     }
 
@@ -204,6 +267,11 @@ impl Bus for LocalBus {
             // Swapped, not copied: one lock for the whole batch, and the
             // emptied buffer goes back for reuse.
             mem::swap(&mut *queue, &mut self.taken);
+            self.inbox.len.store(0, Ordering::Release);
+            drop(queue);
+            if self.sequencer.held_count.load(Ordering::Acquire) > 0 {
+                self.sequencer.release();
+            }
         }
         let message = self.taken.pop_front()?;
         if let Message::Delivery(delivery) = &message {
@@ -282,6 +350,52 @@ mod tests {
         assert_eq!(drain(&mut b), [1, 2, 3]);
         assert_eq!(a.history().newest(), 3);
         assert_eq!(a.issued(), 3);
+    }
+
+    /// A loop's publish while another loop is far behind is held, not
+    /// added to the lagging inbox, and answered in order once it drains.
+    #[test]
+    fn a_loop_behind_holds_publishes_until_it_catches_up() {
+        let (_polls, seq) = hub(2);
+        let mut fast = LocalBus::new(0, Arc::clone(&seq), 0);
+        let mut slow = LocalBus::new(1, Arc::clone(&seq), 0);
+        for _ in 0..INBOX_SOFT_LIMIT {
+            seq.publish(&Event::new("backlog"), None);
+        }
+        drain(&mut fast);
+        let first = Ticket { key: 3, serial: 1 };
+        let second = Ticket { key: 4, serial: 2 };
+        assert_eq!(fast.publish(&Event::new("a"), first), Offer::Pending);
+        assert_eq!(fast.publish(&Event::new("b"), second), Offer::Pending);
+        assert_eq!(slow.inbox.len.load(Ordering::Acquire), INBOX_SOFT_LIMIT);
+        let backlog = INBOX_SOFT_LIMIT as u64;
+        // The slow loop catches up: the held publishes go out, in order.
+        assert_eq!(drain(&mut slow), (1..=backlog + 2).collect::<Vec<_>>());
+        fast.begin_drain();
+        let mut answers = Vec::new();
+        while let Some(m) = fast.next() {
+            match m {
+                Message::Delivery(d) => answers.push(format!("event {}", d.seq)),
+                Message::Confirmed(t, id) => answers.push(format!("{} {}", t.serial, id.unwrap())),
+                Message::Shutdown => {}
+            }
+        }
+        let run = seq.run();
+        let a = backlog + 1;
+        let b = backlog + 2;
+        assert_eq!(
+            answers,
+            [
+                format!("event {a}"),
+                format!("1 {run}-{a}"),
+                format!("event {b}"),
+                format!("2 {run}-{b}")
+            ]
+        );
+        assert_eq!(
+            fast.publish(&Event::new("c"), first),
+            Offer::Published(format!("{run}-{}", b + 1))
+        );
     }
 
     #[test]

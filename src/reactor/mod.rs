@@ -33,12 +33,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::bus::{Bus, Message};
-use crate::config::{Config, OVERFLOW_CONNECTIONS};
+use crate::config::Config;
 use crate::conn::{AfterFlush, Conn, Expired, Lane, Next};
 use crate::http::{Policy, Reject, Status};
 use crate::metrics::Counters;
 use crate::net::{self, Accepted, ReadOutcome};
-use crate::publisher::Shared;
+use crate::process::{Admission, Shared};
 use crate::timers::{HeartbeatGrid, Timers};
 use crate::topics::Topics;
 
@@ -76,6 +76,8 @@ const FLUSH_SLICE: usize = 16;
 
 /// One poll loop and everything it owns.
 pub(crate) struct Reactor {
+    /// Which loop of the process this is, for the log.
+    index: usize,
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
@@ -100,8 +102,6 @@ pub(crate) struct Reactor {
     over_limit: Vec<usize>,
     accept_pending: bool,
     inbox_pending: bool,
-    /// Connections accepted over capacity, waiting to be refused.
-    overflow: usize,
     scratch: Vec<u8>,
     /// Fan-out counter, compared with each connection's stamp.
     stamp: u64,
@@ -129,6 +129,7 @@ impl Reactor {
     /// A loop over `poll` (with the bus's waker registered as [`WAKER`])
     /// serving `listener`.
     pub(crate) fn new(
+        index: usize,
         poll: Poll,
         mut listener: TcpListener,
         config: Config,
@@ -147,6 +148,7 @@ impl Reactor {
         };
         let now = Instant::now();
         Ok(Reactor {
+            index,
             poll,
             listener: Some(listener),
             local_addr,
@@ -164,7 +166,6 @@ impl Reactor {
             over_limit: Vec::new(),
             accept_pending: false,
             inbox_pending: false,
-            overflow: 0,
             scratch: vec![0; READ_CHUNK],
             stamp: 0,
             tickets: 0,
@@ -175,14 +176,11 @@ impl Reactor {
         })
     }
 
-    /// The address it listens on.
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
     /// Serves until a shutdown is requested and finished.
     pub(crate) fn run(mut self) -> io::Result<()> {
-        info!("listening on http://{}", self.local_addr);
+        if self.index == 0 {
+            info!("listening on http://{}", self.local_addr);
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
@@ -206,11 +204,7 @@ impl Reactor {
                 break;
             }
         }
-        let stats = self.shared.stats();
-        info!(
-            "stopped: {} events published, {} deliveries, {} connections served",
-            stats.events_published, stats.deliveries, stats.accepted
-        );
+        debug!("loop {} stopped", self.index);
         Ok(())
     }
 
@@ -285,13 +279,14 @@ impl Reactor {
                 debug!("set_nodelay for {peer}: {e}");
                 continue;
             }
-            // Those waiting for their refusal do not hold a place.
-            let over_capacity = self.conns.len() - self.overflow >= self.config.max_connections;
-            if over_capacity && self.overflow >= OVERFLOW_CONNECTIONS {
-                // Too many already waiting for their refusal: close unanswered.
+            // Those waiting for their refusal do not hold a place; past
+            // them, a connection is closed unanswered.
+            let admission = self.shared.admit(self.config.max_connections);
+            if admission == Admission::Refused {
                 self.counters.rejected.add(1);
                 continue;
             }
+            let over_capacity = admission == Admission::OverCapacity;
             let entry = self.conns.vacant_entry();
             let key = entry.key();
             if let Err(e) = self
@@ -300,18 +295,19 @@ impl Reactor {
                 .register(&mut socket, Token(key), CONN_INTEREST)
             {
                 warn!("register {peer}: {e}");
+                self.shared.leave(admission);
                 continue;
             }
             let conn = entry.insert(Conn::new(socket, self.now, over_capacity, &self.config));
             self.timers.set(key, conn.deadline());
             self.counters.accepted.add(1);
             self.counters.connections.set(self.conns.len() as u64);
+            let loop_index = self.index;
             if over_capacity {
-                self.overflow += 1;
                 self.counters.rejected.add(1);
-                debug!("connection {key} from {peer}: over capacity");
+                debug!("loop {loop_index}: connection {key} from {peer}: over capacity");
             } else {
-                debug!("connection {key} from {peer}");
+                debug!("loop {loop_index}: connection {key} from {peer}");
             }
         }
         self.accept_pending = true;
@@ -467,9 +463,11 @@ impl Reactor {
                 .subscribers
                 .set(self.topics.subscribers() as u64);
         }
-        if remains.over_capacity {
-            self.overflow -= 1;
-        }
+        self.shared.leave(if remains.over_capacity {
+            Admission::OverCapacity
+        } else {
+            Admission::Served
+        });
         self.counters.connections.set(self.conns.len() as u64);
         debug!("connection {key} closed: {why}");
         // A listener that stopped for lack of descriptors may go on now.
@@ -502,8 +500,16 @@ impl Reactor {
         if self.shutdown_at.is_some() {
             return;
         }
-        info!("shutting down: {} connections open", self.conns.len());
+        info!(
+            "loop {}: shutting down: {} connections open",
+            self.index,
+            self.conns.len()
+        );
         self.shutdown_at = Some(self.now + self.config.shutdown_grace);
+        // Closing a listener resets the connections still queued on it
+        // (the kernel hands them to no other listener of a reuseport
+        // group): take them first, to be told to come back later.
+        self.accept();
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }

@@ -83,7 +83,7 @@ impl Reactor {
                 self.after(key, next);
             }
             Action::Metrics { keep_alive } => {
-                let text = crate::metrics::render(&self.shared.stats());
+                let text = crate::metrics::render(&self.shared.stats(), &self.shared.per_loop());
                 let answer = app::metrics(&text, keep_alive, &self.context(key));
                 self.act(key, answer);
             }

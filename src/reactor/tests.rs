@@ -18,7 +18,7 @@ use crate::bus::local::{Inbox, LocalBus, Sequencer};
 use crate::bus::{Bus, History, Message, Offer, Ticket};
 use crate::config::Config;
 use crate::metrics::Counters;
-use crate::publisher::Shared;
+use crate::process::Shared;
 use crate::sse::Event;
 
 /// The in-process bus, except that a publish is only taken: the test
@@ -80,7 +80,7 @@ impl Running {
             ..Config::default()
         };
         let reactor =
-            Reactor::new(poll, listener, config, Box::new(bus), shared, counters).unwrap();
+            Reactor::new(0, poll, listener, config, Box::new(bus), shared, counters).unwrap();
         let thread = Some(std::thread::spawn(move || reactor.run()));
         Running {
             addr,

@@ -15,6 +15,7 @@ mod idle;
 mod inspector;
 mod library;
 mod limits;
+mod loops;
 mod metrics;
 mod nginx;
 mod nodelay;

@@ -1,0 +1,121 @@
+//! What every loop and every handle of one server process share: the
+//! sequencer that orders events, each loop's counters, and the count of
+//! connections held against `--max-connections`, which bounds the whole
+//! process however many loops there are. Atomics only; nothing here is
+//! touched per delivery.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::bus::local::Sequencer;
+use crate::config::OVERFLOW_CONNECTIONS;
+use crate::metrics::{Counters, Stats};
+
+/// Shared by the loops and handles of one server.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) sequencer: Arc<Sequencer>,
+    /// Each loop's counters, by loop index.
+    pub(crate) counters: Vec<Arc<Counters>>,
+    /// Events published by threads (the loops count their own).
+    published_by_threads: AtomicU64,
+    /// Connections served, of every loop.
+    admitted: AtomicUsize,
+    /// Connections accepted past the limit, waiting for their refusal.
+    overflow: AtomicUsize,
+}
+
+/// What a new connection is let in as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Served.
+    Served,
+    /// Past `--max-connections`: answered "come back later", then closed.
+    OverCapacity,
+    /// Past the waiting room too: closed unanswered.
+    Refused,
+}
+
+impl Shared {
+    pub(crate) fn new(sequencer: Arc<Sequencer>, counters: Vec<Arc<Counters>>) -> Shared {
+        Shared {
+            sequencer,
+            counters,
+            published_by_threads: AtomicU64::new(0),
+            admitted: AtomicUsize::new(0),
+            overflow: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn count_thread_publish(&self) {
+        self.published_by_threads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lets a new connection in against `max_connections` for the whole
+    /// process. Taking the place first and giving it back on failure keeps
+    /// two loops from both taking the last one.
+    pub(crate) fn admit(&self, max_connections: usize) -> Admission {
+        if self.admitted.fetch_add(1, Ordering::AcqRel) < max_connections {
+            return Admission::Served;
+        }
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+        if self.overflow.fetch_add(1, Ordering::AcqRel) < OVERFLOW_CONNECTIONS {
+            return Admission::OverCapacity;
+        }
+        self.overflow.fetch_sub(1, Ordering::AcqRel);
+        Admission::Refused
+    }
+
+    /// A connection let in as `admission` has closed.
+    pub(crate) fn leave(&self, admission: Admission) {
+        match admission {
+            Admission::Served => self.admitted.fetch_sub(1, Ordering::AcqRel),
+            Admission::OverCapacity => self.overflow.fetch_sub(1, Ordering::AcqRel),
+            Admission::Refused => 0,
+        };
+    }
+
+    /// The counters summed over every loop.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            events_published: self.published_by_threads.load(Ordering::Relaxed),
+            ..Stats::default()
+        };
+        for counters in &self.counters {
+            counters.add_to(&mut stats);
+        }
+        stats
+    }
+
+    /// Each loop's counters alone, by loop index.
+    pub(crate) fn per_loop(&self) -> Vec<Stats> {
+        self.counters
+            .iter()
+            .map(|counters| {
+                let mut stats = Stats::default();
+                counters.add_to(&mut stats);
+                stats
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_holds_for_the_whole_process() {
+        let shared = Shared::new(Arc::new(Sequencer::new(Vec::new())), Vec::new());
+        assert_eq!(shared.admit(2), Admission::Served);
+        assert_eq!(shared.admit(2), Admission::Served);
+        for _ in 0..OVERFLOW_CONNECTIONS {
+            assert_eq!(shared.admit(2), Admission::OverCapacity);
+        }
+        assert_eq!(shared.admit(2), Admission::Refused);
+        shared.leave(Admission::Served);
+        assert_eq!(shared.admit(2), Admission::Served);
+        shared.leave(Admission::OverCapacity);
+        assert_eq!(shared.admit(2), Admission::OverCapacity);
+    }
+}
