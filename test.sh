@@ -3,10 +3,12 @@
 # command, which .ci/run runs too.
 #
 # The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs,
-# inspector.rs) drive headless Chromium and Firefox, nginx and the npm
-# packages `eventsource` and `playwright-core`.
+# inspector.rs, corpus.rs) drive headless Chromium and Firefox, nginx, the
+# npm packages `eventsource`, `@microsoft/fetch-event-source` and
+# `playwright-core`, and the PyPI packages `sseclient-py` and `httpx-sse`.
 # What is missing is installed here: the Debian packages with apt-get (as
-# root, or through sudo), the npm package with `npm ci` in tests/clients.
+# root, or through sudo), the npm packages with `npm ci` in tests/clients,
+# the Python ones with pip into the venv tests/clients/.venv.
 # Those tests fail when a client is missing. SSELOOP_SKIP_REAL_CLIENTS=1 leaves
 # them out (and the installs): cargo counts them as filtered out, not passed.
 set -euo pipefail
@@ -17,7 +19,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 filters=()
 if [ "${SSELOOP_SKIP_REAL_CLIENTS:-}" = 1 ]; then
     echo "test.sh: SSELOOP_SKIP_REAL_CLIENTS=1: the real-client tests are left out" >&2
-    filters=(--skip browsers:: --skip nginx:: --skip clients:: --skip inspector::)
+    filters=(--skip browsers:: --skip nginx:: --skip clients:: --skip inspector:: --skip corpus::)
 else
     packages=()
     have chromium || packages+=(chromium)
@@ -25,6 +27,11 @@ else
     have nginx || packages+=(nginx)
     have node || packages+=(nodejs)
     have npm || packages+=(npm)
+    if ! have python3; then
+        packages+=(python3 python3-venv)
+    elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        packages+=(python3-venv)
+    fi
     if [ "${#packages[@]}" -gt 0 ]; then
         sudo=()
         if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
@@ -37,6 +44,16 @@ else
     if [ ! -f tests/clients/node_modules/.package-lock.json ] ||
         [ tests/clients/package-lock.json -nt tests/clients/node_modules/.package-lock.json ]; then
         (cd tests/clients && npm ci --no-audit --no-fund)
+    fi
+    # A fresh venv when there is none, or the pinned list changed since it
+    # was made (the venv keeps a copy of the list it was made from).
+    venv=tests/clients/.venv
+    if ! cmp -s tests/clients/requirements.txt "$venv/requirements.txt"; then
+        echo "test.sh: installing the Python clients into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --no-input --disable-pip-version-check -q -r tests/clients/requirements.txt
+        cp tests/clients/requirements.txt "$venv/requirements.txt"
     fi
 fi
 

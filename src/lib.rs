@@ -85,7 +85,7 @@
 //! stream.write_all(b"GET /events?topic=job HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
 //! let mut seen = Vec::new();
 //! let mut buf = [0; 512];
-//! while !seen.ends_with(b": connected\n\n") {
+//! while !seen.ends_with(b": connected\n") {
 //!     let n = stream.read(&mut buf)?;
 //!     seen.extend_from_slice(&buf[..n]);
 //! }

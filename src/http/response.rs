@@ -89,13 +89,18 @@ fn vary(origin: &str) -> &'static str {
 /// The head of an event stream with its first body bytes (`retry:` when set
 /// and a comment), so a browser's `open` fires and a proxy passes the head on
 /// at once. `chunked` selects the body framing.
+///
+/// The comment ends with one line end, not a blank line: a comment needs no
+/// blank line after it, and a blank line there makes some client libraries
+/// (fetch-event-source, and httpx-sse after `retry:`) hand the application
+/// an empty event at the start of every stream (see README, Client libraries).
 pub fn stream_head(chunked: bool, retry: Option<Duration>, cors: Option<&str>) -> Vec<u8> {
     let mut out = stream_head_only(chunked, cors);
     let mut first = String::new();
     if let Some(retry) = retry {
         let _ = writeln!(first, "retry: {}", retry.as_millis());
     }
-    first.push_str(": connected\n\n");
+    first.push_str(": connected\n");
     if chunked {
         let _ = write!(out, "{:x}\r\n{first}\r\n", first.len());
     } else {
@@ -170,9 +175,9 @@ mod tests {
 
         let head =
             String::from_utf8(stream_head(true, Some(Duration::from_millis(1500)), None)).unwrap();
-        assert!(head.ends_with("\r\n\r\n19\r\nretry: 1500\n: connected\n\n\r\n"));
+        assert!(head.ends_with("\r\n\r\n18\r\nretry: 1500\n: connected\n\r\n"));
         let head = String::from_utf8(stream_head(false, None, None)).unwrap();
         assert!(!head.contains("Transfer-Encoding"));
-        assert!(head.ends_with("\r\n\r\n: connected\n\n"));
+        assert!(head.ends_with("\r\n\r\n: connected\n"));
     }
 }

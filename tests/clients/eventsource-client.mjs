@@ -1,5 +1,6 @@
-// A library client for sseloop's integration tests (tests/it/clients.rs):
-// the npm package `eventsource` (v4, the WHATWG EventSource for Node).
+// A library client for sseloop's integration tests (tests/it/clients.rs,
+// tests/it/corpus.rs): the npm package `eventsource` (v4, the WHATWG
+// EventSource for Node).
 //
 //   node eventsource-client.mjs STREAM_URL REPORT_URL [TYPES]
 //

@@ -57,7 +57,7 @@ fn heartbeat_wire_bytes() {
     assert!(times.len() >= 2, "{} heartbeats", times.len());
     assert!(
         sub.body_prefix()
-            .starts_with(b": connected\n\n: heartbeat\n\n: heartbeat\n\n"),
+            .starts_with(b": connected\n: heartbeat\n\n: heartbeat\n\n"),
         "{:?}",
         String::from_utf8_lossy(sub.body_prefix())
     );

@@ -35,12 +35,12 @@ impl InProcess {
         }
     }
 
-    /// Subscribes and reads up to the end of the `: connected` block, so the
+    /// Subscribes and reads up to the end of the `: connected` line, so the
     /// subscriber is registered before anything is published.
     fn subscribe(&self, query: &str) -> HttpConn {
         let mut conn = HttpConn::new(connect(self.addr));
         conn.send(format!("GET /events{query} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        conn.take_raw_until(b": connected\n\n");
+        conn.take_raw_until(b": connected\n");
         conn
     }
 

@@ -208,7 +208,7 @@ fn the_library_publisher_reaches_every_loop() {
         .map(|_| {
             let mut conn = HttpConn::new(crate::support::connect(addr));
             conn.send(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
-            conn.take_raw_until(b": connected\n\n");
+            conn.take_raw_until(b": connected\n");
             conn
         })
         .collect();

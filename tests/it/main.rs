@@ -5,6 +5,7 @@ mod bench;
 mod browsers;
 mod cli;
 mod clients;
+mod corpus;
 mod data;
 mod errors;
 mod fanout;

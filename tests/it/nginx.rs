@@ -201,9 +201,9 @@ struct ControlUpstream {
 }
 
 /// sseloop's stream head and first bytes, less `X-Accel-Buffering: no`.
-const HEAD_WITHOUT: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n: connected\n\n";
+const HEAD_WITHOUT: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n: connected\n";
 /// The same with the header.
-const HEAD_WITH: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\n: connected\n\n";
+const HEAD_WITH: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\n: connected\n";
 
 impl ControlUpstream {
     fn start(head: &'static str) -> ControlUpstream {

@@ -38,14 +38,14 @@ fn first_body_bytes_arrive_with_the_head() {
         started.elapsed() < Duration::from_secs(1),
         "first bytes held back"
     );
-    assert_eq!(sub.body_prefix(), b": connected\n\n");
+    assert_eq!(sub.body_prefix(), b": connected\n");
 }
 
 #[test]
 fn retry_opens_the_stream_when_configured() {
     let server = TestServer::start(&["--retry", "1500ms"]);
     let sub = server.subscribe_ready("");
-    assert_eq!(sub.body_prefix(), b"retry: 1500\n: connected\n\n");
+    assert_eq!(sub.body_prefix(), b"retry: 1500\n: connected\n");
 }
 
 #[test]
@@ -59,7 +59,7 @@ fn no_retry_line_by_default() {
 fn retry_accepts_seconds() {
     let server = TestServer::start(&["--retry", "3s"]);
     let sub = server.subscribe_ready("");
-    assert_eq!(sub.body_prefix(), b"retry: 3000\n: connected\n\n");
+    assert_eq!(sub.body_prefix(), b"retry: 3000\n: connected\n");
 }
 
 /// Decodes the complete chunks at the start of `raw` (panics on a malformed
@@ -99,7 +99,7 @@ fn chunked_stream_is_valid_chunked_encoding() {
     let head = conn.read_head(deadline());
     assert_eq!(head.header("transfer-encoding"), Some("chunked"));
     let id = server.publisher().publish_ok("?topic=a", b"hi");
-    let expected = format!(": connected\n\nid: {id}\ndata: hi\n\n");
+    let expected = format!(": connected\nid: {id}\ndata: hi\n\n");
     let raw = conn.take_raw_when(|raw| decode_chunks(raw).0.len() >= expected.len());
     let (decoded, ended) = decode_chunks(&raw);
     assert!(!ended, "stream ended early: {raw:?}");
@@ -116,7 +116,7 @@ fn http10_stream_is_close_delimited() {
     assert_eq!(head.header("transfer-encoding"), None);
     let id = server.publisher().publish_ok("?topic=a", b"one\ntwo");
     // No chunk framing: the body is the SSE text itself.
-    let expected = format!(": connected\n\nid: {id}\ndata: one\ndata: two\n\n");
+    let expected = format!(": connected\nid: {id}\ndata: one\ndata: two\n\n");
     let body = conn.take_raw_until(expected.as_bytes());
     assert_eq!(String::from_utf8(body).unwrap(), expected);
 }
@@ -130,7 +130,7 @@ fn framing_close_sends_http11_streams_without_chunks() {
     assert_stream_headers(&head);
     assert_eq!(head.header("transfer-encoding"), None);
     let id = server.publisher().publish_ok("?topic=a", b"x");
-    let expected = format!(": connected\n\nid: {id}\ndata: x\n\n");
+    let expected = format!(": connected\nid: {id}\ndata: x\n\n");
     let body = conn.take_raw_until(expected.as_bytes());
     assert_eq!(String::from_utf8(body).unwrap(), expected);
 }

@@ -165,6 +165,22 @@ impl Forwarder {
         )
     }
 
+    /// Waits until connection `index` has passed on a start of its response
+    /// that `check` accepts (what `check` returns); panics after `timeout`.
+    pub fn wait_response<T>(
+        &self,
+        index: usize,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> Option<T>,
+    ) -> T {
+        self.wait(
+            &format!("{what} on connection {index}"),
+            timeout,
+            |conns: &[ConnInfo]| check(&conns.get(index)?.response),
+        )
+    }
+
     fn wait<T>(
         &self,
         what: &str,

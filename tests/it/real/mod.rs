@@ -10,6 +10,8 @@
 
 pub mod browser;
 pub mod collector;
+pub mod dialect;
+pub mod drivers;
 pub mod forwarder;
 pub mod loopback;
 pub mod scenario;
