@@ -27,6 +27,8 @@ pub struct Context<'a> {
     pub retry: Option<Duration>,
     /// `--framing`, for HTTP/1.1 streams.
     pub framing: Framing,
+    /// `--max-topics`.
+    pub max_topics: usize,
 }
 
 /// How a subscriber's stream begins.
@@ -141,6 +143,12 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             }
             Action::Publish { event, keep_alive }
         }
+        Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => {
+            Action::Reject(reject_bytes(
+                &Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
+                ctx,
+            ))
+        }
         Route::Subscribe {
             topics,
             last_event_id,
@@ -214,6 +222,7 @@ mod tests {
         allow_origin: None,
         retry: None,
         framing: Framing::Chunked,
+        max_topics: 3,
     };
 
     fn head(raw: &str) -> Head {
@@ -302,6 +311,25 @@ mod tests {
             panic!()
         };
         assert!(!text(&start.head).contains("chunked"));
+    }
+
+    #[test]
+    fn a_subscriber_names_at_most_max_topics() {
+        let three = respond(
+            head("GET /events?topic=a&topic=b&topic=c HTTP/1.1\r\n\r\n"),
+            vec![],
+            &CTX,
+        );
+        assert!(matches!(three, Action::Subscribe(_)));
+        let Action::Reject(bytes) = respond(
+            head("GET /events?topic=a&topic=b&topic=c&topic=d HTTP/1.1\r\n\r\n"),
+            vec![],
+            &CTX,
+        ) else {
+            panic!()
+        };
+        assert!(text(&bytes).starts_with("HTTP/1.1 400"));
+        assert!(text(&bytes).ends_with("too many topics for one subscriber\n"));
     }
 
     #[test]

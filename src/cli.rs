@@ -55,6 +55,9 @@ usage: sseloop [OPTIONS]
   --queue-limit SIZE      unsent bytes per subscriber before it is cut off (default 1MiB)
   --max-event-size SIZE   largest publish body (default 64KiB)
   --header-timeout DUR    time to send a whole request (default 10s)
+  --max-topics N          most topics one subscriber may name (default 64)
+  --send-buffer SIZE      kernel send buffer of each stream (default 256KiB; 0: the kernel's
+                          autotuning, which lets a stalled subscriber hold several MiB)
   --loops N|auto          poll loops, each on its own thread and SO_REUSEPORT listener
                           (default 1; auto: one per available CPU; at most 256)
   --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
@@ -154,6 +157,10 @@ where
             }
             "--queue-limit" => config.queue_limit = positive(&name, size(&name, &value()?)?)?,
             "--max-event-size" => config.max_event_size = positive(&name, size(&name, &value()?)?)?,
+            "--max-topics" => {
+                config.max_topics = positive(&name, parsed(&name, &value()?, "a whole number")?)?
+            }
+            "--send-buffer" => config.send_buffer = size(&name, &value()?)?,
             "--header-timeout" => {
                 let d = duration(&name, &value()?)?;
                 if d.is_zero() {

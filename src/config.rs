@@ -28,6 +28,18 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_HEAD_SIZE: usize = 8 << 10;
 /// Most header fields in one request.
 pub const DEFAULT_MAX_HEADERS: usize = 64;
+/// Most topics one subscriber may name: a resume compares each kept event
+/// with each of them, and each costs memory for as long as it streams.
+pub const DEFAULT_MAX_TOPICS: usize = 64;
+/// The kernel send buffer of each stream (`SO_SNDBUF`; Linux keeps twice
+/// this for its bookkeeping). Without it the kernel grows a stalled
+/// subscriber's buffer to several MiB; this keeps a subscriber on a
+/// gigabit LAN fast (about 8 ms of data at full speed) and bounds what a
+/// stalled one holds.
+pub const DEFAULT_SEND_BUFFER: usize = 256 << 10;
+/// Bytes a closing connection's client may still send, read and dropped
+/// so that the last answer is not lost to a reset; past this it is closed.
+pub const LINGER_DISCARD_LIMIT: usize = 1 << 20;
 /// Connections accepted beyond `max_connections` only to be told to come
 /// back later (a retry stream or a 503); past these, new ones are closed at
 /// once without an answer.
@@ -77,6 +89,11 @@ pub struct Config {
     pub max_head_size: usize,
     /// Most header fields in one request.
     pub max_headers: usize,
+    /// Most topics one subscriber may name.
+    pub max_topics: usize,
+    /// Kernel send buffer of each stream (`SO_SNDBUF`); 0 leaves it to the
+    /// kernel's autotuning.
+    pub send_buffer: usize,
     /// When set, publishing needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
     /// CORS: the origin (or `*`) allowed to use the endpoints from a page;
@@ -113,6 +130,8 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_head_size: DEFAULT_MAX_HEAD_SIZE,
             max_headers: DEFAULT_MAX_HEADERS,
+            max_topics: DEFAULT_MAX_TOPICS,
+            send_buffer: DEFAULT_SEND_BUFFER,
             publish_token: None,
             allow_origin: None,
             busy_poll: Duration::ZERO,

@@ -40,6 +40,7 @@ impl Counter {
 pub(crate) struct Counters {
     pub(crate) connections: Counter,
     pub(crate) subscribers: Counter,
+    pub(crate) replaying: Counter,
     pub(crate) accepted: Counter,
     pub(crate) events_published: Counter,
     pub(crate) deliveries: Counter,
@@ -66,6 +67,7 @@ impl Counters {
     pub(crate) fn add_to(&self, stats: &mut Stats) {
         stats.connections += self.connections.get();
         stats.subscribers += self.subscribers.get();
+        stats.replaying += self.replaying.get();
         stats.accepted += self.accepted.get();
         stats.events_published += self.events_published.get();
         stats.deliveries += self.deliveries.get();
@@ -89,6 +91,8 @@ pub struct Stats {
     pub connections: u64,
     /// Open event streams now.
     pub subscribers: u64,
+    /// Of those, streams still catching up from the history.
+    pub replaying: u64,
     /// Connections accepted.
     pub accepted: u64,
     /// Events published.
@@ -162,7 +166,7 @@ impl WriteDelay {
 /// Renders the counters, gauges and the write-delay histogram of the whole
 /// process, then, with several loops, each loop's share.
 pub(crate) fn render(stats: &Stats, per_loop: &[Stats]) -> String {
-    let rows: [(&str, &str, &str, u64); 10] = [
+    let rows: [(&str, &str, &str, u64); 11] = [
         (
             "sseloop_connections",
             "gauge",
@@ -174,6 +178,12 @@ pub(crate) fn render(stats: &Stats, per_loop: &[Stats]) -> String {
             "gauge",
             "Open event streams.",
             stats.subscribers,
+        ),
+        (
+            "sseloop_replaying_subscribers",
+            "gauge",
+            "Open event streams still catching up from the history.",
+            stats.replaying,
         ),
         (
             "sseloop_connections_accepted_total",

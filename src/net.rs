@@ -46,6 +46,16 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// Fixes a stream's kernel send buffer at `bytes` (0: leaves autotuning
+/// on), so that a subscriber that stops reading holds a bounded amount of
+/// kernel memory.
+pub fn limit_send_buffer(socket: &TcpStream, bytes: usize) -> io::Result<()> {
+    if bytes == 0 {
+        return Ok(());
+    }
+    socket2::SockRef::from(socket).set_send_buffer_size(bytes)
+}
+
 /// Waits for readiness, retrying when a signal interrupted the wait.
 pub fn poll(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
     loop {

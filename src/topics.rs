@@ -22,6 +22,11 @@ impl Subscription {
         self.topics.iter().map(|(t, _)| &**t)
     }
 
+    /// How many topics it subscribes to.
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
     /// Whether an event on `topics` (none: a broadcast) is for this
     /// subscriber.
     pub fn wants<'a>(&self, mut topics: impl Iterator<Item = &'a str>) -> bool {

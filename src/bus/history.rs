@@ -123,9 +123,11 @@ impl History {
     }
 
     /// The first kept event after `after` that `sub` should get: one of its
-    /// topics, or a broadcast. Each event looked at costs `budget` one unit
-    /// per topic it names (and one for itself); when the budget runs out
-    /// first, says how far the look got.
+    /// topics, or a broadcast. Each event looked at costs `budget` what
+    /// matching it costs: one unit, plus one per pair of its topics and the
+    /// subscriber's. When the budget runs out first, says how far the look
+    /// got; the first event of a look is always looked at, so every look
+    /// moves on.
     pub fn next_retained(
         &self,
         after: u64,
@@ -139,12 +141,13 @@ impl History {
             return Retained::Lost;
         }
         let start = self.kept.partition_point(|d| d.seq <= after);
-        for d in self.kept.range(start..) {
-            let cost = 1 + d.topics.len();
-            if *budget < cost {
+        let pairs_per_topic = sub.topic_count().max(1);
+        for (looked, d) in self.kept.range(start..).enumerate() {
+            let cost = 1 + d.topics.len() * pairs_per_topic;
+            if *budget < cost && looked > 0 {
                 return Retained::Scanned(d.seq - 1);
             }
-            *budget -= cost;
+            *budget = budget.saturating_sub(cost);
             if sub.wants(d.topics.iter().map(|t| &**t)) {
                 return Retained::Event(d.seq, &d.frame);
             }
@@ -289,6 +292,29 @@ mod tests {
         assert!(matches!(
             h.next_retained(10, &sub, &mut budget),
             Retained::Event(51, _)
+        ));
+    }
+
+    #[test]
+    fn a_look_moves_on_even_when_one_event_costs_more_than_the_budget() {
+        let mut h = history(4);
+        let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        deliver(&mut h, "wide", &many);
+        deliver(&mut h, "next", &["a"]);
+        let mut index = Topics::default();
+        let sub = index.subscribe(1, &["a".to_string(), "b".to_string()]);
+        // 1 + 100 topics x 2 = 201 units for the first, with 10 to spend.
+        let mut budget = 10;
+        assert!(matches!(
+            h.next_retained(0, &sub, &mut budget),
+            Retained::Scanned(1)
+        ));
+        assert_eq!(budget, 0);
+        let mut budget = 10;
+        assert!(matches!(
+            h.next_retained(1, &sub, &mut budget),
+            Retained::Event(2, _)
         ));
     }
 

@@ -31,7 +31,7 @@ use log::{debug, trace};
 use mio::net::TcpStream;
 
 use crate::bus::{History, ResetReason, Retained, Ticket};
-use crate::config::{Config, Framing, LINGER_TIMEOUT, OVERFLOW_TIMEOUT};
+use crate::config::{Config, Framing, LINGER_DISCARD_LIMIT, LINGER_TIMEOUT, OVERFLOW_TIMEOUT};
 use crate::http::{self, Policy};
 use crate::net::{self, FlushOutcome, ReadOutcome};
 use crate::request::{RequestReader, Step};
@@ -178,9 +178,13 @@ enum State {
     Requests(Requests),
     /// Streaming events to a subscriber.
     Stream(Stream),
-    /// Writing its last bytes; input is read and dropped until the peer
-    /// closes or `until`.
-    Closing { until: Instant, write_shut: bool },
+    /// Writing its last bytes; input is read and dropped (up to a limit)
+    /// until the peer closes or `until`.
+    Closing {
+        until: Instant,
+        write_shut: bool,
+        discarded: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -276,13 +280,62 @@ impl Conn {
         }
     }
 
-    /// Whether the loop should read its socket.
+    /// Fixes the kernel send buffer of a stream (see `net::limit_send_buffer`).
+    pub fn limit_send_buffer(&self, bytes: usize) -> std::io::Result<()> {
+        net::limit_send_buffer(&self.socket, bytes)
+    }
+
+    /// Whether the loop should read its socket. Not a stream's: what its
+    /// client sends means nothing, and leaving it unread lets the kernel
+    /// push back on a client that floods (a close or reset still shows, in
+    /// the readiness, see [`Conn::on_hangup`]).
     pub fn wants_input(&self) -> bool {
         !self.peer_eof
             && match &self.state {
                 State::Requests(r) => r.waiting == Waiting::No,
-                State::Stream(_) | State::Closing { .. } => true,
+                State::Stream(_) => false,
+                State::Closing { .. } => true,
             }
+    }
+
+    /// Readiness reported that the peer closed or reset a connection the
+    /// loop does not read (a stream). A reset ends it. A FIN alone may be a
+    /// half-close (a client that sent its request and shut its writing
+    /// side, as `nc -N` does, still reads): the stream goes on, and a
+    /// heartbeat goes out at once, so that a peer that closed for good
+    /// answers it with a reset and is gone within a round trip, not at the
+    /// next heartbeat.
+    pub fn on_hangup(&mut self, reset: bool, fin: bool) -> Next {
+        let State::Stream(s) = &self.state else {
+            return Next::Idle;
+        };
+        if reset {
+            return Next::Close("peer gone");
+        }
+        if fin && !self.peer_eof {
+            self.peer_eof = true;
+            if self.queue.is_empty() {
+                self.queue.push_static(sse::heartbeat(s.framing));
+                return self.list(Lane::Stream);
+            }
+        }
+        Next::Idle
+    }
+
+    /// `n` bytes arrived that are no request: a closing connection's, read
+    /// so that its last answer is not lost to a reset, up to a limit.
+    pub fn discard(&mut self, n: usize) -> Next {
+        match &mut self.state {
+            State::Closing { discarded, .. } => {
+                *discarded += n;
+                if *discarded > LINGER_DISCARD_LIMIT {
+                    Next::Close("sent too much while closing")
+                } else {
+                    Next::Idle
+                }
+            }
+            _ => Next::Idle,
+        }
     }
 
     /// Reads once into `buf`.
@@ -515,6 +568,7 @@ impl Conn {
         let closing = State::Closing {
             until: now + LINGER_TIMEOUT,
             write_shut: false,
+            discarded: 0,
         };
         let State::Stream(s) = mem::replace(&mut self.state, closing) else {
             return (None, Next::Idle);
@@ -531,6 +585,7 @@ impl Conn {
         self.state = State::Closing {
             until: now + LINGER_TIMEOUT,
             write_shut: false,
+            discarded: 0,
         };
     }
 

@@ -107,11 +107,38 @@ pub(crate) struct Reactor {
     stamp: u64,
     /// Numbers the publishes that wait for the bus.
     tickets: u64,
+    /// Streams still catching up from the history.
+    replaying: u64,
+    /// What replays may still do in this pass (see `serve::Reactor::replay`).
+    replay_budget: ReplayBudget,
+    /// Failed accepts since the last one that worked, while the process is
+    /// out of descriptors or memory: logged once per burst.
+    accept_failures: u64,
     /// When the shutdown grace ends, once shutting down.
     shutdown_at: Option<Instant>,
     now: Instant,
     /// When a poll last returned readiness; `--busy-poll` spins after it.
     active_at: Instant,
+}
+
+/// What replays may do in one pass of the loop, over all connections: so
+/// that many subscribers resuming from a long history at once hold up
+/// live publishes and answers by a slice, not by the whole history.
+#[derive(Debug)]
+struct ReplayBudget {
+    /// History units left to look through (see `History::next_retained`).
+    units: usize,
+    /// Bytes of replayed events left to queue.
+    bytes: usize,
+}
+
+impl Default for ReplayBudget {
+    fn default() -> Self {
+        ReplayBudget {
+            units: 256 << 10,
+            bytes: 1 << 20,
+        }
+    }
 }
 
 /// Connections with bytes to write, in the order they got them: streams
@@ -169,6 +196,9 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK],
             stamp: 0,
             tickets: 0,
+            replaying: 0,
+            replay_budget: ReplayBudget::default(),
+            accept_failures: 0,
             shutdown_at: None,
             now,
             active_at: now,
@@ -189,6 +219,7 @@ impl Reactor {
             if !events.is_empty() {
                 self.active_at = self.now;
             }
+            self.replay_budget = ReplayBudget::default();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -264,9 +295,25 @@ impl Reactor {
             };
             let (mut socket, peer) = match net::accept(listener) {
                 Accepted::Conn(socket, peer) => (socket, peer),
-                Accepted::WouldBlock => return,
+                Accepted::WouldBlock => {
+                    // Every waiting connection is in: a burst is over.
+                    if self.accept_failures > 0 {
+                        info!(
+                            "accept works again after {} failed attempts",
+                            self.accept_failures
+                        );
+                        self.accept_failures = 0;
+                    }
+                    return;
+                }
                 Accepted::Transient(e) => {
-                    warn!("accept: {e}");
+                    // Retried whenever a connection closes: one line for
+                    // the burst, and one when every waiting connection is
+                    // in.
+                    if self.accept_failures == 0 {
+                        warn!("accept: {e}; new connections wait until some close");
+                    }
+                    self.accept_failures += 1;
                     return;
                 }
                 Accepted::Failed(e) => {
@@ -335,8 +382,18 @@ impl Reactor {
         // A close, an error or urgent data (where a read stops at its mark
         // with input still queued) brings no later edge: read through it.
         let to_the_end = event.is_read_closed() || event.is_error() || event.is_priority();
-        if event.is_readable() || to_the_end {
-            self.on_readable(key, to_the_end);
+        if !(event.is_readable() || to_the_end) {
+            return;
+        }
+        match self.conns.get_mut(key) {
+            Some(conn) if !conn.wants_input() && conn.is_stream() => {
+                // A stream is not read: its close or reset is seen here.
+                let reset = event.is_error() || event.is_write_closed();
+                let next = conn.on_hangup(reset, event.is_read_closed());
+                self.after(key, next);
+            }
+            Some(_) => self.on_readable(key, to_the_end),
+            None => {}
         }
     }
 
@@ -451,6 +508,10 @@ impl Reactor {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
+        if conn.replaying() {
+            self.replaying -= 1;
+            self.counters.replaying.set(self.replaying);
+        }
         let mut remains = conn.remove(self.now);
         let _ = self.poll.registry().deregister(&mut remains.socket);
         if let Some(waited) = remains.waited {
@@ -515,7 +576,9 @@ impl Reactor {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
+            let was_replaying = self.conns[key].replaying();
             let (sub, next) = self.conns[key].on_shutdown(self.now);
+            self.track_replay(key, was_replaying);
             if let Some(sub) = sub {
                 self.topics.unsubscribe(sub);
             }
@@ -524,6 +587,20 @@ impl Reactor {
         self.counters
             .subscribers
             .set(self.topics.subscribers() as u64);
+    }
+
+    /// Keeps the count of replaying streams after an operation on `key`
+    /// that may have begun or ended its replay.
+    fn track_replay(&mut self, key: usize, was: bool) {
+        let is = self.conns.get(key).is_some_and(Conn::replaying);
+        if is != was {
+            if is {
+                self.replaying += 1;
+            } else {
+                self.replaying -= 1;
+            }
+            self.counters.replaying.set(self.replaying);
+        }
     }
 
     fn finished(&self) -> bool {

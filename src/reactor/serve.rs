@@ -13,9 +13,9 @@ use crate::conn::Delivered;
 use crate::http::{Head, Reject};
 use crate::request::Step;
 
-/// History units (one per kept event and one per topic it names) one
-/// replay top-up may look through before other connections get a turn.
-const REPLAY_BUDGET: usize = 64 << 10;
+/// History units one replay top-up may look through before other
+/// connections get a turn (see `History::next_retained`).
+const REPLAY_UNITS_PER_TOP_UP: usize = 64 << 10;
 
 impl Reactor {
     /// What an answer depends on, for connection `key`.
@@ -26,6 +26,7 @@ impl Reactor {
             allow_origin: self.config.allow_origin.as_deref(),
             retry: self.config.retry,
             framing: self.config.framing,
+            max_topics: self.config.max_topics,
         }
     }
 
@@ -36,7 +37,8 @@ impl Reactor {
             return;
         };
         let Some(kept) = conn.begin_input(input, self.now) else {
-            return;
+            let next = conn.discard(input.len());
+            return self.after(key, next);
         };
         // The usual case: whole requests in one read, parsed in place.
         let bytes = if kept.is_empty() { input } else { &kept[..] };
@@ -155,6 +157,9 @@ impl Reactor {
                 }
             },
         };
+        if let Err(e) = self.conns[key].limit_send_buffer(self.config.send_buffer) {
+            debug!("connection {key}: SO_SNDBUF: {e}");
+        }
         let subscription = self.topics.subscribe(key, &start.topics);
         debug!("connection {key}: subscribed to {:?}", start.topics);
         let next = self.conns[key].start_stream(
@@ -165,6 +170,7 @@ impl Reactor {
             self.now,
             &self.heartbeat,
         );
+        self.track_replay(key, false);
         self.counters
             .subscribers
             .set(self.topics.subscribers() as u64);
@@ -174,8 +180,10 @@ impl Reactor {
 
     /// Tops up a resuming subscriber's replay: kept events until its queue
     /// holds half the queue limit (so a long replay never trips the
-    /// slow-subscriber cut-off), within a budget; the flush that drains
-    /// the queue calls again. Returns the events queued.
+    /// slow-subscriber cut-off), within this top-up's budget and what is
+    /// left of the pass's; the flush that drains the queue calls again, and
+    /// what a budget stopped goes on in a later pass. Returns the events
+    /// queued.
     pub(super) fn replay(&mut self, key: usize) -> u64 {
         let Some(conn) = self.conns.get_mut(key) else {
             return 0;
@@ -183,9 +191,21 @@ impl Reactor {
         if !conn.replaying() {
             return 0;
         }
-        let mut budget = REPLAY_BUDGET;
-        let window = self.config.queue_limit / 2;
-        let replayed = conn.replay(self.bus.history(), window, &mut budget);
+        let pass = &mut self.replay_budget;
+        if pass.units == 0 || pass.bytes == 0 {
+            self.replay_backlog.push(key);
+            return 0;
+        }
+        let mut units = REPLAY_UNITS_PER_TOP_UP.min(pass.units);
+        let granted = units;
+        let window = (self.config.queue_limit / 2).min(conn.queued() + pass.bytes);
+        let before = conn.queued();
+        let replayed = conn.replay(self.bus.history(), window, &mut units);
+        let caught_up = !conn.replaying();
+        pass.units -= granted - units;
+        pass.bytes = pass
+            .bytes
+            .saturating_sub(conn.queued().saturating_sub(before));
         self.counters.replayed.add(replayed.events);
         self.counters.deliveries.add(replayed.events);
         if replayed.more {
@@ -194,6 +214,9 @@ impl Reactor {
         if replayed.events > 0 {
             let next = conn.list_stream();
             self.after(key, next);
+        }
+        if caught_up {
+            self.track_replay(key, true);
         }
         replayed.events
     }
@@ -237,7 +260,9 @@ impl Reactor {
                 self.config.queue_limit
             );
             self.counters.slow_disconnects.add(1);
+            let was_replaying = conn.replaying();
             let (subscription, next) = conn.cut_off(self.now);
+            self.track_replay(key, was_replaying);
             if let Some(sub) = subscription {
                 self.topics.unsubscribe(sub);
             }

@@ -2,6 +2,7 @@
 //! listener and talks to it over raw TCP. One module per area.
 
 mod bench;
+mod bounds;
 mod browsers;
 mod cli;
 mod clients;

@@ -67,8 +67,19 @@ impl TestServer {
     /// that soft `RLIMIT_NOFILE` (the hard limit unchanged), as it would
     /// under a low `ulimit -n`.
     pub fn start_with(args: &[&str], env: &[(&str, &str)], open_files: Option<u64>) -> TestServer {
+        TestServer::start_with_limits(args, env, open_files, None)
+    }
+
+    /// `start_with`, and when `hard` is given the hard `RLIMIT_NOFILE` too,
+    /// so that the server cannot raise its soft limit past it.
+    pub fn start_with_limits(
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: Option<u64>,
+        hard: Option<u64>,
+    ) -> TestServer {
         let mut command = TestServer::command(args, env);
-        if let Some(soft) = open_files {
+        if open_files.is_some() || hard.is_some() {
             use std::os::unix::process::CommandExt;
             // SAFETY: runs in the forked child before exec and calls only
             // getrlimit/setrlimit, which are async-signal-safe.
@@ -81,7 +92,10 @@ impl TestServer {
                     if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
                         return Err(io::Error::last_os_error());
                     }
-                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if let Some(hard) = hard {
+                        limit.rlim_max = hard.min(limit.rlim_max);
+                    }
+                    limit.rlim_cur = open_files.unwrap_or(limit.rlim_cur).min(limit.rlim_max);
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                         return Err(io::Error::last_os_error());
                     }
