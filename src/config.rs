@@ -80,8 +80,13 @@ pub struct Config {
     /// When set, publishing needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
     /// CORS: the origin (or `*`) allowed to use the endpoints from a page;
-    /// `None` sends no CORS header and refuses preflights.
+    /// `None` sends no CORS header and refuses preflights. Pages of this
+    /// origin may also publish; pages of other origins may not.
     pub allow_origin: Option<String>,
+    /// Host names (or IP addresses, IPv6 in brackets), without a port,
+    /// answered besides the loopback ones; requests for other names get 421
+    /// on a loopback `listen`, and on any other once this is not empty.
+    pub allow_hosts: Vec<String>,
     /// After any activity, poll without sleeping for this long before
     /// blocking again: trades a busy core while traffic flows for the
     /// scheduler's wake-up time on each event. Zero (the default) never spins.
@@ -106,6 +111,7 @@ impl Default for Config {
             max_headers: DEFAULT_MAX_HEADERS,
             publish_token: None,
             allow_origin: None,
+            allow_hosts: Vec::new(),
             busy_poll: Duration::ZERO,
         }
     }

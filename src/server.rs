@@ -150,6 +150,9 @@ impl Server {
             max_headers: config.max_headers,
             max_body: config.max_event_size,
             publish_token: config.publish_token.clone(),
+            loopback_hosts: config.listen.ip().is_loopback(),
+            allow_hosts: config.allow_hosts.clone(),
+            allow_origin: config.allow_origin.clone(),
         };
         let now = Instant::now();
         Ok(Server {
@@ -491,12 +494,19 @@ impl Server {
                     },
                 ),
             },
-            Route::Health => self.answer(key, "ok", head.keep_alive),
+            Route::Health => self.answer_with(
+                key,
+                "text/plain; charset=utf-8",
+                "ok",
+                head.keep_alive,
+                head.head_only,
+            ),
             Route::Index => self.answer_with(
                 key,
                 "text/html; charset=utf-8",
                 INSPECTOR_PAGE,
                 head.keep_alive,
+                head.head_only,
             ),
             Route::Metrics => {
                 let text = self.metrics_text();
@@ -505,6 +515,7 @@ impl Server {
                     "text/plain; version=0.0.4; charset=utf-8",
                     &text,
                     head.keep_alive,
+                    head.head_only,
                 );
             }
             Route::Publish { topics, event_type } => {
@@ -532,13 +543,25 @@ impl Server {
     }
 
     fn answer(&mut self, key: usize, body: &str, keep_alive: bool) {
-        self.answer_with(key, "text/plain; charset=utf-8", body, keep_alive);
+        self.answer_with(key, "text/plain; charset=utf-8", body, keep_alive, false);
     }
 
-    fn answer_with(&mut self, key: usize, content_type: &str, body: &str, keep_alive: bool) {
+    /// A `200`; `head_only` (a `HEAD`) leaves the body out.
+    fn answer_with(
+        &mut self,
+        key: usize,
+        content_type: &str,
+        body: &str,
+        keep_alive: bool,
+        head_only: bool,
+    ) {
         let keep_alive = keep_alive && self.shutdown_at.is_none();
         let cors = self.config.allow_origin.as_deref();
-        let answer = http::ok_response(content_type, body, keep_alive, cors);
+        let answer = if head_only {
+            http::head_response(content_type, body, keep_alive, cors)
+        } else {
+            http::ok_response(content_type, body, keep_alive, cors)
+        };
         self.answer_raw(key, answer, keep_alive);
     }
 

@@ -40,7 +40,7 @@ impl InProcess {
         let stream = TcpStream::connect(self.addr).unwrap();
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let mut conn = HttpConn::new(stream);
-        conn.send(format!("GET /events{query} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        conn.send(format!("GET /events{query} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
         conn.take_raw_until(b": connected\n\n");
         conn
     }

@@ -188,7 +188,7 @@ impl TestServer {
 
     /// Subscribes over HTTP/1.1 with the given query (`""`, or `"?topic=a"`).
     pub fn subscribe(&self, query: &str) -> Subscriber {
-        let request = format!("GET /events{query} HTTP/1.1\r\nHost: test\r\n\r\n");
+        let request = format!("GET /events{query} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         self.subscribe_raw(request.as_bytes())
     }
 
@@ -397,7 +397,7 @@ pub fn percent_encode(value: &str) -> String {
 /// A complete `POST /publish` request with a Content-Length body.
 pub fn publish_request(query: &str, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
-        "POST /publish{query} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+        "POST /publish{query} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -1229,7 +1229,7 @@ impl TestServer {
     /// after the answer.
     pub fn metrics(&self) -> String {
         let (response, _conn) =
-            self.request(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            self.request(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         assert_eq!(
             response.head.status, 200,
             "/metrics answered {:?}",
@@ -1339,7 +1339,7 @@ impl TestServer {
     /// header.
     pub fn resume(&self, query: &str, last_event_id: &str) -> Subscriber {
         let request = format!(
-            "GET /events{query} HTTP/1.1\r\nHost: test\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+            "GET /events{query} HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
         );
         self.subscribe_raw(request.as_bytes())
     }
