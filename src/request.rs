@@ -105,7 +105,7 @@ impl RequestReader {
                             *left -= take;
                             *left == 0
                         }
-                        BodyReader::Chunked(decoder) => match decoder.decode(rest, body, policy.max_body) {
+                        BodyReader::Chunked(decoder) => match decoder.decode(rest, body, policy) {
                             Ok((n, done)) => {
                                 used += n;
                                 done
