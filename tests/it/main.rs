@@ -2,6 +2,7 @@
 //! listener and talks to it over raw TCP. One module per area.
 
 mod bench;
+mod browser_threats;
 mod browsers;
 mod cli;
 mod clients;
