@@ -38,6 +38,9 @@ const POLICY: Policy = Policy {
     max_headers: 64,
     max_body: 64 << 10,
     publish_token: None,
+    loopback_hosts: true,
+    allow_hosts: Vec::new(),
+    allow_origin: None,
 };
 
 fn parsing(c: &mut Criterion) {

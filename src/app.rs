@@ -59,6 +59,8 @@ pub enum Action {
     Metrics {
         /// The connection stays open.
         keep_alive: bool,
+        /// A `HEAD`: the head alone.
+        head_only: bool,
     },
     /// Queue this error answer, then close.
     Reject(Vec<u8>),
@@ -101,6 +103,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
         };
     }
     let keep_alive = head.keep_alive && !ctx.shutting_down;
+    let head_only = head.head_only;
     match route {
         Route::Preflight { allow } => match ctx.allow_origin {
             Some(origin) => Action::Answer {
@@ -116,17 +119,24 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 ctx,
             )),
         },
-        Route::Health => text_answer("ok", keep_alive, ctx),
-        Route::Index => Action::Answer {
-            bytes: http::ok_response(
-                "text/html; charset=utf-8",
-                INSPECTOR_PAGE,
-                keep_alive,
-                ctx.allow_origin,
-            ),
+        Route::Health => ok(
+            "text/plain; charset=utf-8",
+            "ok",
             keep_alive,
+            head_only,
+            ctx,
+        ),
+        Route::Index => ok(
+            "text/html; charset=utf-8",
+            INSPECTOR_PAGE,
+            keep_alive,
+            head_only,
+            ctx,
+        ),
+        Route::Metrics => Action::Metrics {
+            keep_alive,
+            head_only,
         },
-        Route::Metrics => Action::Metrics { keep_alive },
         Route::Publish { topics, event_type } => {
             let Ok(data) = String::from_utf8(body) else {
                 return Action::Reject(reject_bytes(
@@ -177,6 +187,17 @@ fn text_answer(body: &str, keep_alive: bool, ctx: &Context) -> Action {
     }
 }
 
+/// A `200` with `body`, or for a `HEAD` its head alone (with the length
+/// the body would have).
+fn ok(content_type: &str, body: &str, keep_alive: bool, head_only: bool, ctx: &Context) -> Action {
+    let bytes = if head_only {
+        http::head_response(content_type, body, keep_alive, ctx.allow_origin)
+    } else {
+        http::ok_response(content_type, body, keep_alive, ctx.allow_origin)
+    };
+    Action::Answer { bytes, keep_alive }
+}
+
 /// The bytes of an error answer.
 pub fn reject_bytes(reject: &Reject, ctx: &Context) -> Vec<u8> {
     http::error_response(reject, ctx.allow_origin)
@@ -199,16 +220,14 @@ pub fn unavailable(ctx: &Context) -> Action {
 }
 
 /// The `/metrics` answer with the counters' text.
-pub fn metrics(text: &str, keep_alive: bool, ctx: &Context) -> Action {
-    Action::Answer {
-        bytes: http::ok_response(
-            "text/plain; version=0.0.4; charset=utf-8",
-            text,
-            keep_alive,
-            ctx.allow_origin,
-        ),
+pub fn metrics(text: &str, keep_alive: bool, head_only: bool, ctx: &Context) -> Action {
+    ok(
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
         keep_alive,
-    }
+        head_only,
+        ctx,
+    )
 }
 
 #[cfg(test)]
@@ -225,13 +244,18 @@ mod tests {
         max_topics: 3,
     };
 
+    /// The head of `raw`, given a `Host` (which HTTP/1.1 requires).
     fn head(raw: &str) -> Head {
         let policy = Policy {
             max_head_size: 8192,
             max_headers: 64,
             max_body: 1024,
             publish_token: None,
+            loopback_hosts: true,
+            allow_hosts: Vec::new(),
+            allow_origin: None,
         };
+        let raw = raw.replacen("\r\n", "\r\nHost: localhost\r\n", 1);
         match parse_head(raw.as_bytes(), &policy) {
             HeadParse::Complete(head, _) => head,
             other => panic!("{other:?}"),
@@ -256,7 +280,25 @@ mod tests {
         };
         assert!(text(&bytes).contains("text/html"));
         let action = respond(head("GET /metrics HTTP/1.0\r\n\r\n"), vec![], &CTX);
-        assert_eq!(action, Action::Metrics { keep_alive: false });
+        assert_eq!(
+            action,
+            Action::Metrics {
+                keep_alive: false,
+                head_only: false
+            }
+        );
+        let Action::Answer { bytes, .. } =
+            respond(head("HEAD /health HTTP/1.1\r\n\r\n"), vec![], &CTX)
+        else {
+            panic!()
+        };
+        assert!(
+            text(&bytes).ends_with(
+                "Content-Length: 2\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n"
+            ),
+            "{:?}",
+            text(&bytes)
+        );
     }
 
     #[test]

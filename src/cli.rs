@@ -63,7 +63,8 @@ usage: sseloop [OPTIONS]
   --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
                           lower latency, a busy core while events flow (default 0: off; at most 1s)
   --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
-  --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights
+  --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights; its pages may publish
+  --allow-host NAME       repeatable: answer requests for Host NAME (any port) besides the loopback names
   --insecure-open-publish allow a non-loopback --listen with no publish token
   --stdin [TOPIC]         publish each line of standard input (to TOPIC, or broadcast)
   --demo                  simulate render jobs publishing progress on topic `demo`
@@ -185,11 +186,7 @@ where
             }
             "--allow-origin" => {
                 let origin = value()?;
-                let ok = origin == "*"
-                    || ((origin.starts_with("http://") || origin.starts_with("https://"))
-                        && !origin
-                            .contains(|c: char| c.is_control() || c.is_whitespace() || c == ','));
-                if !ok {
+                if origin != "*" && !config::valid_origin(&origin) {
                     return Err(usage(
                         &name,
                         &format!(
@@ -198,6 +195,20 @@ where
                     ));
                 }
                 config.allow_origin = Some(origin);
+            }
+            "--allow-host" => {
+                let text = value()?;
+                let Some(host) = config::parse_host_name(&text) else {
+                    return Err(usage(
+                        &name,
+                        &format!(
+                            "takes a host name or IP address without a port, like app.example.com, not {text:?}"
+                        ),
+                    ));
+                };
+                if !config.allow_hosts.contains(&host) {
+                    config.allow_hosts.push(host);
+                }
             }
             "--log-level" => {
                 log_level = match value()?.to_ascii_lowercase().as_str() {
@@ -343,6 +354,57 @@ mod tests {
         assert!(err(&["--bogus"]).contains("--bogus"));
         assert!(err(&["--allow-origin", "evil\r\nX: y"]).contains("--allow-origin"));
         assert!(err(&["--publish-token", ""]).contains("--publish-token"));
+    }
+
+    #[test]
+    fn allow_host_is_repeatable_canonical_and_has_no_port() {
+        let o = ok(&[
+            "--allow-host",
+            "App.Example.",
+            "--allow-host=::1",
+            "--allow-host",
+            "app.example",
+            "--allow-host",
+            "10.0.0.7",
+        ]);
+        assert_eq!(o.config.allow_hosts, ["app.example", "[::1]", "10.0.0.7"]);
+        assert!(ok(&[]).config.allow_hosts.is_empty());
+        for bad in [
+            "",
+            "app.example:8080",
+            "[::1]:80",
+            "a b",
+            "a/b",
+            "http://a",
+            "h\u{e9}",
+        ] {
+            assert!(
+                err(&["--allow-host", bad]).contains("--allow-host"),
+                "{bad:?}"
+            );
+        }
+        assert!(err(&["--allow-host"]).contains("needs a value"));
+    }
+
+    #[test]
+    fn allow_origin_is_an_origin() {
+        for good in ["*", "https://app.example", "http://127.0.0.1:8080"] {
+            assert_eq!(
+                ok(&["--allow-origin", good]).config.allow_origin.as_deref(),
+                Some(good)
+            );
+        }
+        for bad in [
+            "https://app.example/",
+            "https://app.example/x",
+            "app.example",
+            "null",
+        ] {
+            assert!(
+                err(&["--allow-origin", bad]).contains("--allow-origin"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

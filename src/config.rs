@@ -1,6 +1,6 @@
 //! `Config`: every limit and timeout the server applies, each default a named
-//! constant, plus the parsers for the duration and size values the command
-//! line takes. Uses nothing else of the crate.
+//! constant, plus the parsers for the values the command line takes
+//! (durations, sizes; host names and origins with `http`'s grammar).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -97,8 +97,13 @@ pub struct Config {
     /// When set, publishing needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
     /// CORS: the origin (or `*`) allowed to use the endpoints from a page;
-    /// `None` sends no CORS header and refuses preflights.
+    /// `None` sends no CORS header and refuses preflights. Pages of this
+    /// origin may also publish; pages of other origins may not.
     pub allow_origin: Option<String>,
+    /// Host names (or IP addresses, IPv6 in brackets), without a port,
+    /// answered besides the loopback ones; requests for other names get 421
+    /// on a loopback `listen`, and on any other once this is not empty.
+    pub allow_hosts: Vec<String>,
     /// After any activity, poll without sleeping for this long before
     /// blocking again: trades a busy core while traffic flows for the
     /// scheduler's wake-up time on each event. Zero (the default) never spins.
@@ -134,6 +139,7 @@ impl Default for Config {
             send_buffer: DEFAULT_SEND_BUFFER,
             publish_token: None,
             allow_origin: None,
+            allow_hosts: Vec::new(),
             busy_poll: Duration::ZERO,
             insecure_open_publish: false,
             loops: 1,
@@ -149,6 +155,20 @@ impl Config {
             && self.publish_token.is_none()
             && !self.insecure_open_publish
     }
+}
+
+/// The canonical form of a host name an `allow_hosts` entry may hold: a
+/// name or an IP address (IPv6 with or without brackets), without a port;
+/// `None` when it is not one.
+pub fn parse_host_name(text: &str) -> Option<String> {
+    crate::http::canonical_host(text)
+}
+
+/// True for an origin as browsers send it in `Origin` (`http://` or
+/// `https://`, a host, an optional port, nothing else), the form
+/// `allow_origin` takes besides `*`.
+pub fn valid_origin(text: &str) -> bool {
+    crate::http::valid_origin(text)
 }
 
 /// Parses a duration: a number with `ms`, `s` or `m`; a bare number is seconds.

@@ -105,15 +105,13 @@ impl RequestReader {
                             *left -= take;
                             *left == 0
                         }
-                        BodyReader::Chunked(decoder) => {
-                            match decoder.decode(rest, body, policy.max_body) {
-                                Ok((n, done)) => {
-                                    used += n;
-                                    done
-                                }
-                                Err(reject) => return (used, Step::Reject(reject)),
+                        BodyReader::Chunked(decoder) => match decoder.decode(rest, body, policy) {
+                            Ok((n, done)) => {
+                                used += n;
+                                done
                             }
-                        }
+                            Err(reject) => return (used, Step::Reject(reject)),
+                        },
                     };
                     if !done {
                         return (used, Step::NeedMore);
@@ -183,6 +181,9 @@ mod tests {
         max_headers: 64,
         max_body: 64,
         publish_token: None,
+        loopback_hosts: true,
+        allow_hosts: Vec::new(),
+        allow_origin: None,
     };
 
     fn bodies(steps: &[Step]) -> Vec<String> {
@@ -197,9 +198,9 @@ mod tests {
 
     #[test]
     fn pipelined_requests_in_every_split() {
-        let input = b"POST /publish HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
-                      POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n\
-                      GET /health HTTP/1.1\r\n\r\n";
+        let input = b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc\
+                      POST /publish HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n\
+                      GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
         for size in 1..input.len() {
             let pieces = vec![size; input.len()];
             let steps = read_in_pieces(input, &pieces, &POLICY);
@@ -209,7 +210,7 @@ mod tests {
 
     #[test]
     fn continue_only_when_the_body_has_not_started() {
-        let head = b"POST /publish HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        let head = b"POST /publish HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
         let steps = read_in_pieces(head, &[], &POLICY);
         assert_eq!(steps, [Step::Continue, Step::NeedMore]);
         let mut whole = head.to_vec();
@@ -222,7 +223,7 @@ mod tests {
     #[test]
     fn oversized_bodies_are_refused_before_reading() {
         let steps = read_in_pieces(
-            b"POST /publish HTTP/1.1\r\nContent-Length: 65\r\n\r\n",
+            b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 65\r\n\r\n",
             &[],
             &POLICY,
         );
@@ -234,7 +235,7 @@ mod tests {
     #[test]
     fn a_refused_route_skips_its_body() {
         let steps = read_in_pieces(
-            b"POST /nowhere HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            b"POST /nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n",
             &[],
             &POLICY,
         );
@@ -252,11 +253,11 @@ mod tests {
         let mut reader = RequestReader::default();
         assert!(!reader.in_progress());
         let (used, step) = reader.next_request(
-            b"POST /publish HTTP/1.1\r\nContent-Length: 4\r\n\r\nab",
+            b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab",
             &POLICY,
         );
         assert_eq!(step, Step::NeedMore);
-        assert_eq!(used, 47);
+        assert_eq!(used, 64);
         assert!(reader.in_progress());
         let (_, step) = reader.next_request(b"cd", &POLICY);
         assert!(

@@ -121,7 +121,7 @@ fn read_until_line(reader: &mut BufReader<TcpStream>, line: &str) {
 fn publish(addr: SocketAddr, data: &str) {
     let mut conn = connect(addr);
     let request = format!(
-        "POST /publish?topic=t HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+        "POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Length: {}\r\n\r\n{data}",
         data.len()
     );
@@ -140,7 +140,7 @@ fn allocations_for(subscribers: usize) -> u64 {
             let mut reader = connect(server.addr);
             reader
                 .get_mut()
-                .write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: t\r\n\r\n")
+                .write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 .unwrap();
             read_until_line(&mut reader, ": connected");
             reader

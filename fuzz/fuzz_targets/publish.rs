@@ -192,6 +192,9 @@ fn head(bytes: &[u8], token: bool) {
         max_headers: 64,
         max_body: 65536,
         publish_token: token.then(|| "fuzz-token".to_string()),
+        loopback_hosts: true,
+        allow_hosts: Vec::new(),
+        allow_origin: None,
     };
     match parse_head(bytes, &policy) {
         HeadParse::Complete(head, len) => {

@@ -7,7 +7,9 @@
 //!
 //! ```text
 //! byte 0        flags: bit 0 publish token set; bit 1 small limits;
-//!               bits 2..=5 how many split sizes follow (0..=15)
+//!               bits 2..=5 how many split sizes follow (0..=15); bit 6 a
+//!               non-loopback address with `--allow-host fuzz.example`
+//!               (else loopback); bit 7 `--allow-origin http://fuzz.example`
 //! next k bytes  split sizes: b < 0xC0 is b + 1 bytes, else (b - 0xBF) * 512
 //! the rest      what the client sends; after the sizes, it comes in one piece
 //! ```
@@ -16,7 +18,8 @@
 //! keeps between reads break their bound); every request body is within the
 //! body limit, and a Content-Length body is exactly that long; nothing comes
 //! after a rejection; the requests read do not depend on how the input was
-//! split (compared with the input delivered whole); every error answer is a
+//! split (compared with the input delivered whole); every refusal has one
+//! of the statuses a request can get, and its error answer is a
 //! well-formed response whose body is its fixed reason.
 
 #![no_main]
@@ -25,24 +28,31 @@ use libfuzzer_sys::fuzz_target;
 use sseloop::_internals::http::{BodyLength, Policy, error_response};
 use sseloop::_internals::request::{Step, read_in_pieces};
 
-fn policy(token: bool, small: bool) -> Policy {
-    let publish_token = token.then(|| "fuzz-token".to_string());
-    if small {
-        Policy {
-            max_head_size: 256,
-            max_headers: 8,
-            max_body: 64,
-            publish_token,
-        }
+fn policy(flags: u8) -> Policy {
+    let publish_token = (flags & 1 != 0).then(|| "fuzz-token".to_string());
+    let (max_head_size, max_headers, max_body) = if flags & 2 != 0 {
+        (256, 8, 64)
     } else {
-        Policy {
-            max_head_size: 8192,
-            max_headers: 64,
-            max_body: 65536,
-            publish_token,
-        }
+        (8192, 64, 65536)
+    };
+    let network = flags & 0x40 != 0;
+    Policy {
+        max_head_size,
+        max_headers,
+        max_body,
+        publish_token,
+        loopback_hosts: !network,
+        allow_hosts: if network {
+            vec!["fuzz.example".to_string()]
+        } else {
+            Vec::new()
+        },
+        allow_origin: (flags & 0x80 != 0).then(|| "http://fuzz.example".to_string()),
     }
 }
+
+/// Every status a request can be refused with.
+const REFUSALS: &[u16] = &[400, 401, 403, 404, 405, 413, 421, 431, 501];
 
 fn piece_size(b: u8) -> usize {
     if b < 0xC0 {
@@ -78,9 +88,13 @@ fn check(steps: &[Step], policy: &Policy) {
                 if head.body == BodyLength::Empty || head.route.is_err() {
                     assert!(body.is_empty(), "a body where none is read");
                 }
+                if let Err(reject) = &head.route {
+                    assert!(REFUSALS.contains(&reject.status.0), "{reject:?}");
+                }
             }
             Step::Reject(reject) => {
                 assert_eq!(i + 1, steps.len(), "steps after a rejection");
+                assert!(REFUSALS.contains(&reject.status.0), "{reject:?}");
                 let answer = error_response(reject, None);
                 let text = std::str::from_utf8(&answer).expect("error answers are UTF-8");
                 let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
@@ -100,7 +114,7 @@ fuzz_target!(|data: &[u8]| {
     let count = usize::from((flags >> 2) & 0x0f).min(rest.len());
     let (sizes, input) = rest.split_at(count);
     let pieces: Vec<usize> = sizes.iter().copied().map(piece_size).collect();
-    let policy = policy(flags & 1 != 0, flags & 2 != 0);
+    let policy = policy(flags);
 
     let split = read_in_pieces(input, &pieces, &policy);
     check(&split, &policy);

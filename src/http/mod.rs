@@ -4,16 +4,19 @@
 //! | module | owns |
 //! |---|---|
 //! | `parse` | request heads, parsed with `httparse` from the caller's buffer, and the fields sseloop acts on |
+//! | `host` | the `Host` and `Origin` fields: syntax, loopback names, who may publish |
 //! | `route` | what a request asks for: paths, methods, query and percent decoding, topic names |
 //! | `chunked` | the chunked request-body decoder |
 //! | `response` | the bytes of every answer and stream head |
 
 mod chunked;
+mod host;
 mod parse;
 mod response;
 mod route;
 
 pub use chunked::ChunkedDecoder;
+pub use host::{Authority, canonical_host, is_loopback_host, parse_authority, valid_origin};
 pub use parse::{BodyLength, Head, HeadParse, Policy, parse_head};
 pub use response::*;
 pub use route::{MAX_TOPIC_LEN, Route, percent_decode, query_pairs, route, valid_topic};
@@ -26,12 +29,14 @@ pub struct Status(pub u16, pub &'static str);
 impl Status {
     pub const OK: Status = Status(200, "OK");
     pub const NO_CONTENT: Status = Status(204, "No Content");
-    pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
     pub const BAD_REQUEST: Status = Status(400, "Bad Request");
+    pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
+    pub const FORBIDDEN: Status = Status(403, "Forbidden");
     pub const NOT_FOUND: Status = Status(404, "Not Found");
     pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
     pub const REQUEST_TIMEOUT: Status = Status(408, "Request Timeout");
     pub const PAYLOAD_TOO_LARGE: Status = Status(413, "Content Too Large");
+    pub const MISDIRECTED: Status = Status(421, "Misdirected Request");
     pub const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
     pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");
     pub const UNAVAILABLE: Status = Status(503, "Service Unavailable");
@@ -75,6 +80,9 @@ mod test_support {
         max_headers: 64,
         max_body: 1024,
         publish_token: None,
+        loopback_hosts: true,
+        allow_hosts: Vec::new(),
+        allow_origin: None,
     };
 
     pub fn head(raw: &str) -> Head {

@@ -1,6 +1,7 @@
 //! Request heads: parsed with `httparse` straight from the caller's buffer,
 //! the header fields sseloop acts on, and the publish-token check.
 
+use super::host::{Authority, host_matches, is_loopback_host, origin_allowed, parse_authority};
 use super::route::route;
 use super::{Reject, Route, Status};
 
@@ -15,6 +16,15 @@ pub struct Policy {
     pub max_body: usize,
     /// When set, a publish needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
+    /// The listen address is loopback: only loopback Host names and
+    /// `allow_hosts` are served, others get 421 (a DNS-rebinding defence).
+    pub loopback_hosts: bool,
+    /// Host names served besides the loopback ones (`--allow-host`, any
+    /// port); when not empty, the Host is checked whatever the address.
+    pub allow_hosts: Vec<String>,
+    /// The `--allow-origin` value: besides the server's own origin, the one
+    /// (`*`: any) whose pages may publish.
+    pub allow_origin: Option<String>,
 }
 
 /// How the request body is delimited.
@@ -41,6 +51,8 @@ pub struct Head {
     pub expect_continue: bool,
     /// How the body is delimited.
     pub body: BodyLength,
+    /// A `HEAD`: answered like `GET`, without the body.
+    pub head_only: bool,
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -62,7 +74,9 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() > policy.max_head_size {
+            return if has_bare_lf(buf) {
+                HeadParse::Invalid(bare_lf())
+            } else if buf.len() > policy.max_head_size {
                 HeadParse::Invalid(Reject::new(
                     Status::HEADERS_TOO_LARGE,
                     "request head too large",
@@ -79,6 +93,12 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         }
         Err(_) => return HeadParse::Invalid(Reject::bad("malformed request")),
     };
+    // httparse takes a lone LF for a line end (RFC 9112 §2.2 allows it); a
+    // proxy in front that does not would see other fields than we do, which
+    // is how requests are smuggled. A lone CR it refuses itself.
+    if has_bare_lf(&buf[..len]) {
+        return HeadParse::Invalid(bare_lf());
+    }
     if len > policy.max_head_size {
         return HeadParse::Invalid(Reject::new(
             Status::HEADERS_TOO_LARGE,
@@ -110,12 +130,31 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
     };
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
+    let authority = match request_authority(&fields, http11, target) {
+        Ok(authority) => authority,
+        Err(reject) => return HeadParse::Invalid(reject),
+    };
+    if let Some(authority) = &authority
+        && !host_served(&authority.host, policy)
+    {
+        return HeadParse::Invalid(Reject::new(
+            Status::MISDIRECTED,
+            "this server does not answer to that Host name (see --allow-host)",
+        ));
+    }
     let route = match route(method, target, fields.last_event_id) {
         Ok(Route::Publish { .. })
-            if !authorized(
-                policy.publish_token.as_deref(),
-                fields.authorization.as_deref(),
-            ) =>
+            if fields.origin.is_some_and(|origin| {
+                !origin_allowed(origin, authority.as_ref(), policy.allow_origin.as_deref())
+            }) =>
+        {
+            Err(Reject::new(
+                Status::FORBIDDEN,
+                "publishing from another origin is refused (see --allow-origin)",
+            ))
+        }
+        Ok(Route::Publish { .. })
+            if !authorized(policy.publish_token.as_deref(), fields.authorization) =>
         {
             Err(Reject::new(
                 Status::UNAUTHORIZED,
@@ -131,25 +170,84 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             keep_alive,
             expect_continue: fields.expect_continue,
             body,
+            head_only: method == "HEAD",
         },
         len,
     )
 }
 
+fn bare_lf() -> Reject {
+    Reject::bad("request line or field ends in LF without CR")
+}
+
+/// True when some LF in `head` has no CR before it.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+/// The authority the request is for (RFC 9112 §3.2): exactly one valid
+/// `Host` in HTTP/1.1, at most one in HTTP/1.0; an absolute-form target's
+/// own authority takes its place (§3.2.2). `None`: an HTTP/1.0 request with
+/// neither.
+fn request_authority(
+    fields: &Fields<'_>,
+    http11: bool,
+    target: &str,
+) -> Result<Option<Authority>, Reject> {
+    let host = match fields.hosts {
+        0 if http11 => return Err(Reject::bad("HTTP/1.1 request without Host")),
+        0 => None,
+        1 => {
+            let value = fields.host.unwrap_or_default();
+            let host = parse_authority(value.trim_ascii()).ok_or(Reject::bad("invalid Host"))?;
+            Some(host)
+        }
+        _ => return Err(Reject::bad("more than one Host field")),
+    };
+    let absolute = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| target.strip_prefix(scheme));
+    match absolute {
+        Some(rest) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            let authority = parse_authority(&rest.as_bytes()[..end])
+                .ok_or(Reject::bad("invalid authority in the request target"))?;
+            Ok(Some(authority))
+        }
+        None => Ok(host),
+    }
+}
+
+/// Whether requests for `host` (canonical) are answered: loopback names on
+/// a loopback address, and the `--allow-host` names.
+fn host_served(host: &str, policy: &Policy) -> bool {
+    if !policy.loopback_hosts && policy.allow_hosts.is_empty() {
+        return true;
+    }
+    is_loopback_host(host) || policy.allow_hosts.iter().any(|a| host_matches(a, host))
+}
+
 /// The header fields sseloop acts on.
 #[derive(Default)]
-struct Fields {
+struct Fields<'a> {
     content_length: Option<usize>,
     chunked: bool,
     connection_close: bool,
     connection_keep_alive: bool,
     expect_continue: bool,
     last_event_id: Option<String>,
-    authorization: Option<Vec<u8>>,
+    authorization: Option<&'a [u8]>,
+    /// How many `Host` fields, and the first one's value.
+    hosts: usize,
+    host: Option<&'a [u8]>,
+    /// The `Origin` value; a second `Origin` field makes it unmatchable.
+    origin: Option<&'a [u8]>,
 }
 
-impl Fields {
-    fn take(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
+impl<'a> Fields<'a> {
+    fn take(&mut self, name: &str, value: &'a [u8]) -> Result<(), Reject> {
         let value_str = std::str::from_utf8(value).map(str::trim);
         if name.eq_ignore_ascii_case("content-length") {
             let n = value_str
@@ -182,7 +280,13 @@ impl Fields {
         } else if name.eq_ignore_ascii_case("expect") {
             self.expect_continue = value_str.is_ok_and(|v| v.eq_ignore_ascii_case("100-continue"));
         } else if name.eq_ignore_ascii_case("authorization") {
-            self.authorization = Some(value.to_vec());
+            self.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case("host") {
+            self.hosts += 1;
+            self.host.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            // Two Origin fields are no origin a browser sends: "" matches none.
+            self.origin = Some(if self.origin.is_some() { b"" } else { value });
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
@@ -224,22 +328,24 @@ mod tests {
 
     #[test]
     fn framing_and_connection_fields() {
-        let h = head("POST /publish HTTP/1.1\r\nContent-Length: 5\r\n\r\n");
+        let h = head("POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(
             (h.body, h.keep_alive, h.http11),
             (BodyLength::Length(5), true, true)
         );
         let h = head(
-            "POST /publish HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n",
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n",
         );
         assert_eq!((h.body, h.keep_alive), (BodyLength::Chunked, false));
         let h = head("GET /health HTTP/1.0\r\n\r\n");
         assert_eq!((h.http11, h.keep_alive), (false, false));
         let h = head("GET /health HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
         assert!(h.keep_alive);
-        let h = head("POST /publish HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+        let h = head(
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        );
         assert!(h.expect_continue);
-        let h = head("POST /publish HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        let h = head("POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(h.body, BodyLength::Empty);
     }
 
@@ -247,23 +353,25 @@ mod tests {
     fn invalid_heads() {
         assert_eq!(invalid(b"GARBAGE\r\n\r\n"), Status::BAD_REQUEST);
         assert_eq!(
-            invalid(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+            invalid(b"GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            invalid(b"POST /publish HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            invalid(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            invalid(b"POST /publish HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            invalid(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            invalid(b"POST /publish HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            invalid(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            invalid(b"POST /publish HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            invalid(
+                b"POST /publish HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n"
+            ),
             Status::NOT_IMPLEMENTED
         );
         assert_eq!(
@@ -271,15 +379,15 @@ mod tests {
             Status::BAD_REQUEST
         );
         let many: String = (0..65).map(|i| format!("X-{i}: v\r\n")).collect();
-        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let raw = format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many}\r\n");
         assert_eq!(invalid(raw.as_bytes()), Status::HEADERS_TOO_LARGE);
-        let big = format!("GET /{} HTTP/1.1\r\n", "a".repeat(9000));
+        let big = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n", "a".repeat(9000));
         assert_eq!(invalid(big.as_bytes()), Status::HEADERS_TOO_LARGE);
     }
 
     #[test]
     fn partial_heads_wait() {
-        let raw = b"GET /events?topic=a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let raw = b"GET /events?topic=a HTTP/1.1\r\nHost: localhost\r\n\r\n";
         for cut in 0..raw.len() {
             assert_eq!(
                 parse_head(&raw[..cut], &POLICY),
@@ -291,7 +399,7 @@ mod tests {
 
     #[test]
     fn pipelined_heads_parse_one_at_a_time() {
-        let raw = b"GET /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n";
+        let raw = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
         match parse_head(raw, &POLICY) {
             HeadParse::Complete(_, n) => assert_eq!(n, raw.len() / 2),
             other => panic!("{other:?}"),
@@ -309,19 +417,181 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let denied = |raw: &str| route(raw).unwrap_err().status == Status::UNAUTHORIZED;
-        assert!(denied("POST /publish HTTP/1.1\r\n\r\n"));
+        assert!(denied("POST /publish HTTP/1.1\r\nHost: localhost\r\n\r\n"));
         assert!(denied(
-            "POST /publish HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n"
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cre\r\n\r\n"
         ));
         assert!(denied(
-            "POST /publish HTTP/1.1\r\nAuthorization: Bearer s3cret2\r\n\r\n"
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret2\r\n\r\n"
         ));
         assert!(denied(
-            "POST /publish HTTP/1.1\r\nAuthorization: Basic s3cret\r\n\r\n"
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic s3cret\r\n\r\n"
         ));
-        assert!(route("POST /publish HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n").is_ok());
-        assert!(route("POST /publish HTTP/1.1\r\nauthorization: bearer  s3cret \r\n\r\n").is_ok());
+        assert!(
+            route(
+                "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret\r\n\r\n"
+            )
+            .is_ok()
+        );
+        assert!(route("POST /publish HTTP/1.1\r\nHost: localhost\r\nauthorization: bearer  s3cret \r\n\r\n").is_ok());
         // Subscribing stays open.
-        assert!(route("GET /events HTTP/1.1\r\n\r\n").is_ok());
+        assert!(route("GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n").is_ok());
+    }
+
+    /// The status a head gets: its refusal's, or 200 when it is served.
+    fn status_with(raw: &str, policy: &Policy) -> Status {
+        match parse_head(raw.as_bytes(), policy) {
+            HeadParse::Complete(h, _) => h.route.map_or_else(|r| r.status, |_| Status::OK),
+            HeadParse::Invalid(r) => r.status,
+            HeadParse::Incomplete => panic!("incomplete: {raw:?}"),
+        }
+    }
+
+    /// A policy with these `--allow-host` names and `--allow-origin`, on a
+    /// loopback address or not.
+    fn allowing(loopback: bool, hosts: &[&str], origin: Option<&str>) -> Policy {
+        Policy {
+            loopback_hosts: loopback,
+            allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            allow_origin: origin.map(str::to_owned),
+            ..POLICY
+        }
+    }
+
+    fn network() -> Policy {
+        allowing(false, &[], None)
+    }
+
+    fn with_token() -> Policy {
+        Policy {
+            publish_token: Some("s3cret".into()),
+            ..POLICY
+        }
+    }
+
+    /// Request vectors: policy, request head → the status it gets.
+    macro_rules! statuses {
+        ($($name:ident: $policy:expr, $raw:expr => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(status_with($raw, &$policy), $want, "{:?}", $raw);
+            }
+        )*};
+    }
+
+    const OK: Status = Status::OK;
+    const BAD: Status = Status::BAD_REQUEST;
+    const MISDIRECTED: Status = Status::MISDIRECTED;
+    const FORBIDDEN: Status = Status::FORBIDDEN;
+
+    statuses! {
+        // Host: exactly one valid one in HTTP/1.1 (RFC 9112 §3.2).
+        host_missing_11: POLICY, "GET /health HTTP/1.1\r\n\r\n" => BAD;
+        host_missing_10: POLICY, "GET /health HTTP/1.0\r\n\r\n" => OK;
+        host_twice: POLICY, "GET /health HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n" => BAD;
+        host_twice_10: POLICY, "GET /health HTTP/1.0\r\nHost: localhost\r\nhost: localhost\r\n\r\n" => BAD;
+        host_empty: POLICY, "GET /health HTTP/1.1\r\nHost: \r\n\r\n" => BAD;
+        host_with_path: POLICY, "GET /health HTTP/1.1\r\nHost: localhost/x\r\n\r\n" => BAD;
+        host_with_userinfo: POLICY, "GET /health HTTP/1.1\r\nHost: a@localhost\r\n\r\n" => BAD;
+        host_with_space: POLICY, "GET /health HTTP/1.1\r\nHost: local host\r\n\r\n" => BAD;
+        host_port_not_digits: POLICY, "GET /health HTTP/1.1\r\nHost: localhost:http\r\n\r\n" => BAD;
+        host_port_too_big: POLICY, "GET /health HTTP/1.1\r\nHost: localhost:65536\r\n\r\n" => BAD;
+        host_ipv6_unbracketed: POLICY, "GET /health HTTP/1.1\r\nHost: ::1\r\n\r\n" => BAD;
+        host_ipv6_zone: POLICY, "GET /health HTTP/1.1\r\nHost: [fe80::1%25lo]\r\n\r\n" => BAD;
+        host_bad_on_network_too: network(), "GET /health HTTP/1.1\r\nHost: a b\r\n\r\n" => BAD;
+        host_padded: POLICY, "GET /health HTTP/1.1\r\nHost:  localhost:8080 \t\r\n\r\n" => OK;
+        host_before_route: POLICY, "GET /nowhere HTTP/1.1\r\n\r\n" => BAD;
+
+        // On a loopback address, loopback names only (DNS rebinding).
+        loopback_localhost: POLICY, "GET /health HTTP/1.1\r\nHost: localhost:8080\r\n\r\n" => OK;
+        loopback_trailing_dot: POLICY, "GET /health HTTP/1.1\r\nHost: LocalHost.:8080\r\n\r\n" => OK;
+        loopback_subdomain: POLICY, "GET /health HTTP/1.1\r\nHost: app.localhost:3000\r\n\r\n" => OK;
+        loopback_v4: POLICY, "GET /health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n" => OK;
+        loopback_v4_net: POLICY, "GET /health HTTP/1.1\r\nHost: 127.9.9.9\r\n\r\n" => OK;
+        loopback_v6: POLICY, "GET /health HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n" => OK;
+        rebinding_name: POLICY, "GET /health HTTP/1.1\r\nHost: attacker.example\r\n\r\n" => MISDIRECTED;
+        rebinding_with_port: POLICY, "GET /events HTTP/1.1\r\nHost: attacker.example:8080\r\n\r\n" => MISDIRECTED;
+        rebinding_localhost_prefix: POLICY, "GET /health HTTP/1.1\r\nHost: localhost.attacker.example\r\n\r\n" => MISDIRECTED;
+        rebinding_ip_prefix: POLICY, "GET /health HTTP/1.1\r\nHost: 127.0.0.1.attacker.example\r\n\r\n" => MISDIRECTED;
+        rebinding_lan_address: POLICY, "GET /health HTTP/1.1\r\nHost: 192.168.1.2:8080\r\n\r\n" => MISDIRECTED;
+        rebinding_before_route: POLICY, "GET /nowhere HTTP/1.1\r\nHost: attacker.example\r\n\r\n" => MISDIRECTED;
+        rebinding_publish: with_token(), "POST /publish HTTP/1.1\r\nHost: attacker.example\r\nAuthorization: Bearer s3cret\r\n\r\n" => MISDIRECTED;
+        rebinding_10: POLICY, "GET /health HTTP/1.0\r\nHost: attacker.example\r\n\r\n" => MISDIRECTED;
+        rebinding_absolute_form: POLICY, "GET http://attacker.example/health HTTP/1.1\r\nHost: localhost\r\n\r\n" => MISDIRECTED;
+        absolute_form_loopback: POLICY, "GET http://localhost:8080/health HTTP/1.1\r\nHost: localhost\r\n\r\n" => OK;
+        absolute_form_bad_authority: POLICY, "GET http://a@localhost/health HTTP/1.1\r\nHost: localhost\r\n\r\n" => BAD;
+        allow_host_any_case_and_port: allowing(true, &["app.example"], None), "GET /health HTTP/1.1\r\nHost: App.Example.:9000\r\n\r\n" => OK;
+        allow_host_ipv6: allowing(true, &["[fd00::1]"], None), "GET /health HTTP/1.1\r\nHost: [fd00:0::1]\r\n\r\n" => OK;
+        allow_host_others_refused: allowing(true, &["app.example"], None), "GET /health HTTP/1.1\r\nHost: other.example\r\n\r\n" => MISDIRECTED;
+        allow_host_not_a_suffix: allowing(true, &["example"], None), "GET /health HTTP/1.1\r\nHost: app.example\r\n\r\n" => MISDIRECTED;
+        // Off loopback, any name unless --allow-host is given.
+        network_any_name: network(), "GET /health HTTP/1.1\r\nHost: anything.example\r\n\r\n" => OK;
+        network_allow_host: allowing(false, &["app.example"], None), "GET /health HTTP/1.1\r\nHost: app.example\r\n\r\n" => OK;
+        network_allow_host_others: allowing(false, &["app.example"], None), "GET /health HTTP/1.1\r\nHost: other.example\r\n\r\n" => MISDIRECTED;
+        network_allow_host_loopback: allowing(false, &["app.example"], None), "GET /health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n" => OK;
+
+        // A publish from another origin: 403, token or not.
+        publish_no_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\n\r\n" => OK;
+        publish_own_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8080\r\n\r\n" => OK;
+        publish_own_origin_default_port: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\r\n" => OK;
+        publish_own_origin_explicit_80: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost:80\r\n\r\n" => OK;
+        publish_own_origin_any_case: POLICY, "POST /publish HTTP/1.1\r\nHost: LOCALHOST:8080\r\nOrigin: http://localhost.:8080\r\n\r\n" => OK;
+        publish_other_port: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8081\r\n\r\n" => FORBIDDEN;
+        publish_other_scheme: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: https://localhost:8080\r\n\r\n" => FORBIDDEN;
+        publish_other_loopback_name: POLICY, "POST /publish HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nOrigin: http://localhost:8080\r\n\r\n" => FORBIDDEN;
+        publish_cross_site: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: https://attacker.example\r\n\r\n" => FORBIDDEN;
+        publish_null_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n" => FORBIDDEN;
+        publish_empty_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: \r\n\r\n" => FORBIDDEN;
+        publish_two_origins: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\nOrigin: http://localhost\r\n\r\n" => FORBIDDEN;
+        publish_origin_list: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost http://localhost\r\n\r\n" => FORBIDDEN;
+        publish_cross_site_with_token: with_token(), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://attacker.example\r\nAuthorization: Bearer s3cret\r\n\r\n" => FORBIDDEN;
+        publish_cross_site_without_token: with_token(), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://attacker.example\r\n\r\n" => FORBIDDEN;
+        publish_own_origin_without_token: with_token(), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\r\n" => Status::UNAUTHORIZED;
+        publish_allowed_origin: allowing(true, &[], Some("https://app.example")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\n\r\n" => OK;
+        publish_allowed_origin_only: allowing(true, &[], Some("https://app.example")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://other.example\r\n\r\n" => FORBIDDEN;
+        publish_any_origin: allowing(true, &[], Some("*")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://other.example\r\n\r\n" => OK;
+        publish_any_origin_not_null: allowing(true, &[], Some("*")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n" => FORBIDDEN;
+        publish_10_no_host: POLICY, "POST /publish HTTP/1.0\r\nOrigin: http://localhost\r\n\r\n" => FORBIDDEN;
+        subscribe_cross_site: POLICY, "GET /events HTTP/1.1\r\nHost: localhost\r\nOrigin: https://attacker.example\r\n\r\n" => OK;
+        health_null_origin: POLICY, "GET /health HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n" => OK;
+
+        // Line ends in the head: CRLF (httparse refuses a lone CR itself).
+        head_lf_after_request_line: POLICY, "GET /health HTTP/1.1\nHost: localhost\r\n\r\n" => BAD;
+        head_lf_after_field: POLICY, "GET /health HTTP/1.1\r\nHost: localhost\n\r\n" => BAD;
+        head_lf_ends_head: POLICY, "GET /health HTTP/1.1\r\nHost: localhost\r\n\n" => BAD;
+        head_lf_only: POLICY, "GET /health HTTP/1.1\nHost: localhost\n\n" => BAD;
+        head_leading_lf: POLICY, "\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n" => BAD;
+        head_leading_crlf: POLICY, "\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n" => OK;
+        head_cr_after_request_line: POLICY, "GET /health HTTP/1.1\rHost: localhost\r\n\r\n" => BAD;
+        head_cr_in_field: POLICY, "GET /health HTTP/1.1\r\nX: a\rb\r\nHost: localhost\r\n\r\n" => BAD;
+
+        // HEAD where GET has a fixed answer.
+        head_health: POLICY, "HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n" => OK;
+        head_index: POLICY, "HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n" => OK;
+        head_metrics: POLICY, "HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n" => OK;
+        head_events: POLICY, "HEAD /events HTTP/1.1\r\nHost: localhost\r\n\r\n" => Status::METHOD_NOT_ALLOWED;
+        head_publish: POLICY, "HEAD /publish HTTP/1.1\r\nHost: localhost\r\n\r\n" => Status::METHOD_NOT_ALLOWED;
+    }
+
+    #[test]
+    fn a_lone_lf_is_refused_before_the_head_ends() {
+        assert_eq!(
+            parse_head(b"GET /health HTTP/1.1\nHost: loc", &POLICY),
+            HeadParse::Invalid(bare_lf())
+        );
+    }
+
+    #[test]
+    fn head_only_is_set_for_head() {
+        assert!(head("HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n").head_only);
+        assert!(!head("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").head_only);
+        let r = head("HEAD /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .route
+            .unwrap_err();
+        assert_eq!(r.allow, Some("GET"));
+        let r = head("PUT /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .route
+            .unwrap_err();
+        assert_eq!(r.allow, Some("GET, HEAD"));
     }
 }

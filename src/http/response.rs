@@ -44,6 +44,23 @@ pub fn ok_response(
     keep_alive: bool,
     cors: Option<&str>,
 ) -> Vec<u8> {
+    let mut out = ok_head(content_type, body, keep_alive, cors);
+    out.push_str(body);
+    out.into_bytes()
+}
+
+/// The answer to a `HEAD`: the head `ok_response` gives the `GET`, its
+/// `Content-Length` the body's, without the body.
+pub fn head_response(
+    content_type: &str,
+    body: &str,
+    keep_alive: bool,
+    cors: Option<&str>,
+) -> Vec<u8> {
+    ok_head(content_type, body, keep_alive, cors).into_bytes()
+}
+
+fn ok_head(content_type: &str, body: &str, keep_alive: bool, cors: Option<&str>) -> String {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut out = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n",
@@ -51,8 +68,7 @@ pub fn ok_response(
     );
     cors_headers(&mut out, cors);
     out.push_str("\r\n");
-    out.push_str(body);
-    out.into_bytes()
+    out
 }
 
 /// The answer to a CORS preflight from an allowed origin: the methods, and
@@ -145,7 +161,7 @@ mod tests {
     #[test]
     fn preflight_and_cors() {
         assert_eq!(
-            head("OPTIONS /events HTTP/1.1\r\n\r\n").route,
+            head("OPTIONS /events HTTP/1.1\r\nHost: localhost\r\n\r\n").route,
             Ok(Route::Preflight { allow: "GET" })
         );
         let text =

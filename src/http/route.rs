@@ -22,11 +22,11 @@ pub enum Route {
         /// The `event` query parameter, when given and not empty.
         event_type: Option<String>,
     },
-    /// `GET /health`.
+    /// `GET /health` (or `HEAD`).
     Health,
-    /// `GET /`: the wire inspector page.
+    /// `GET /` (or `HEAD`): the wire inspector page.
     Index,
-    /// `GET /metrics`: Prometheus text.
+    /// `GET /metrics` (or `HEAD`): Prometheus text.
     Metrics,
     /// `OPTIONS` on a known path: a CORS preflight, answered only when an
     /// origin is allowed.
@@ -40,15 +40,18 @@ pub enum Route {
 pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Result<Route, Reject> {
     let target = strip_absolute_form(target);
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // HEAD where a GET has a fixed answer; a stream has no head of its own
+    // to give, so /events takes GET alone.
     let allowed = match path {
-        "/events" | "/health" | "/" | "/metrics" => "GET",
+        "/health" | "/" | "/metrics" => "GET, HEAD",
+        "/events" => "GET",
         "/publish" => "POST",
         _ => return Err(Reject::new(Status::NOT_FOUND, "no such path")),
     };
     if method == "OPTIONS" {
         return Ok(Route::Preflight { allow: allowed });
     }
-    if method != allowed {
+    if !allowed.split(", ").any(|m| m == method) {
         return Err(Reject {
             status: Status::METHOD_NOT_ALLOWED,
             reason: "method not allowed",
@@ -158,7 +161,7 @@ pub fn percent_decode(text: &str) -> Result<String, Reject> {
     String::from_utf8(out).map_err(|_| Reject::bad("query is not UTF-8"))
 }
 
-fn hex_value(digit: u8) -> u8 {
+pub(super) fn hex_value(digit: u8) -> u8 {
     match digit {
         b'0'..=b'9' => digit - b'0',
         b'a'..=b'f' => digit - b'a' + 10,
@@ -200,57 +203,73 @@ mod tests {
     }
 
     routes! {
-        subscribe_no_topic: "GET /events HTTP/1.1\r\n\r\n" => sub(&[], None);
-        subscribe_topics: "GET /events?topic=a&topic=b%20c&topic=a HTTP/1.1\r\n\r\n" => sub(&["a", "b c"], None);
-        subscribe_plus_is_space: "GET /events?topic=x+y HTTP/1.1\r\n\r\n" => sub(&["x y"], None);
-        subscribe_header_id: "GET /events HTTP/1.1\r\nLast-Event-ID: r-5\r\n\r\n" => sub(&[], Some("r-5"));
-        subscribe_query_id: "GET /events?lastEventId=r-6 HTTP/1.1\r\n\r\n" => sub(&[], Some("r-6"));
-        subscribe_query_id_alt: "GET /events?last_event_id=r-7&topic=t HTTP/1.1\r\n\r\n" => sub(&["t"], Some("r-7"));
-        subscribe_header_wins: "GET /events?lastEventID=q HTTP/1.1\r\nLast-Event-ID: h\r\n\r\n" => sub(&[], Some("h"));
-        subscribe_absolute_form: "GET http://example/events?topic=a HTTP/1.1\r\n\r\n" => sub(&["a"], None);
-        publish_broadcast: "POST /publish HTTP/1.1\r\n\r\n" => publ(&[], None);
-        publish_typed: "POST /publish?topic=a&event=progress HTTP/1.1\r\n\r\n" => publ(&["a"], Some("progress"));
-        publish_empty_type: "POST /publish?event= HTTP/1.1\r\n\r\n" => publ(&[], None);
-        health: "GET /health HTTP/1.1\r\n\r\n" => Ok(Route::Health);
+        subscribe_no_topic: "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n" => sub(&[], None);
+        subscribe_topics: "GET /events?topic=a&topic=b%20c&topic=a HTTP/1.1\r\nHost: localhost\r\n\r\n" => sub(&["a", "b c"], None);
+        subscribe_plus_is_space: "GET /events?topic=x+y HTTP/1.1\r\nHost: localhost\r\n\r\n" => sub(&["x y"], None);
+        subscribe_header_id: "GET /events HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: r-5\r\n\r\n" => sub(&[], Some("r-5"));
+        subscribe_query_id: "GET /events?lastEventId=r-6 HTTP/1.1\r\nHost: localhost\r\n\r\n" => sub(&[], Some("r-6"));
+        subscribe_query_id_alt: "GET /events?last_event_id=r-7&topic=t HTTP/1.1\r\nHost: localhost\r\n\r\n" => sub(&["t"], Some("r-7"));
+        subscribe_header_wins: "GET /events?lastEventID=q HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: h\r\n\r\n" => sub(&[], Some("h"));
+        subscribe_absolute_form: "GET http://localhost:8080/events?topic=a HTTP/1.1\r\nHost: localhost\r\n\r\n" => sub(&["a"], None);
+        publish_broadcast: "POST /publish HTTP/1.1\r\nHost: localhost\r\n\r\n" => publ(&[], None);
+        publish_typed: "POST /publish?topic=a&event=progress HTTP/1.1\r\nHost: localhost\r\n\r\n" => publ(&["a"], Some("progress"));
+        publish_empty_type: "POST /publish?event= HTTP/1.1\r\nHost: localhost\r\n\r\n" => publ(&[], None);
+        health: "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n" => Ok(Route::Health);
     }
 
     #[test]
     fn rejected_routes() {
-        assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), Status::NOT_FOUND);
-        assert_eq!(status("GET /events/ HTTP/1.1\r\n\r\n"), Status::NOT_FOUND);
-        let r = head("POST /events HTTP/1.1\r\n\r\n").route.unwrap_err();
+        assert_eq!(
+            status("GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            Status::NOT_FOUND
+        );
+        assert_eq!(
+            status("GET /events/ HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            Status::NOT_FOUND
+        );
+        let r = head("POST /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .route
+            .unwrap_err();
         assert_eq!(
             (r.status, r.allow),
             (Status::METHOD_NOT_ALLOWED, Some("GET"))
         );
-        let r = head("GET /publish HTTP/1.1\r\n\r\n").route.unwrap_err();
+        let r = head("GET /publish HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .route
+            .unwrap_err();
         assert_eq!(r.allow, Some("POST"));
         assert_eq!(
-            status("GET /events?topic= HTTP/1.1\r\n\r\n"),
+            status("GET /events?topic= HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            status("GET /events?topic=%0A HTTP/1.1\r\n\r\n"),
+            status("GET /events?topic=%0A HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            status("GET /events?topic=%zz HTTP/1.1\r\n\r\n"),
+            status("GET /events?topic=%zz HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            status("GET /events?topic=%ff HTTP/1.1\r\n\r\n"),
+            status("GET /events?topic=%ff HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             Status::BAD_REQUEST
         );
-        let long = format!("GET /events?topic={} HTTP/1.1\r\n\r\n", "a".repeat(129));
+        let long = format!(
+            "GET /events?topic={} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "a".repeat(129)
+        );
         assert_eq!(status(&long), Status::BAD_REQUEST);
-        let max = format!("GET /events?topic={} HTTP/1.1\r\n\r\n", "a".repeat(128));
+        let max = format!(
+            "GET /events?topic={} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "a".repeat(128)
+        );
         assert!(head(&max).route.is_ok());
         assert_eq!(
-            status("POST /publish?event=a%0Db HTTP/1.1\r\n\r\n"),
+            status("POST /publish?event=a%0Db HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             Status::BAD_REQUEST
         );
         assert_eq!(
-            status("POST /publish?event=a%00b HTTP/1.1\r\n\r\n"),
+            status("POST /publish?event=a%00b HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             Status::BAD_REQUEST
         );
     }

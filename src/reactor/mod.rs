@@ -172,6 +172,9 @@ impl Reactor {
             max_headers: config.max_headers,
             max_body: config.max_event_size,
             publish_token: config.publish_token.clone(),
+            loopback_hosts: config.listen.ip().is_loopback(),
+            allow_hosts: config.allow_hosts.clone(),
+            allow_origin: config.allow_origin.clone(),
         };
         let now = Instant::now();
         Ok(Reactor {

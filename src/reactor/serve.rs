@@ -84,9 +84,12 @@ impl Reactor {
                 let next = self.conns[key].answer(bytes, keep_alive, self.now, &self.config);
                 self.after(key, next);
             }
-            Action::Metrics { keep_alive } => {
+            Action::Metrics {
+                keep_alive,
+                head_only,
+            } => {
                 let text = crate::metrics::render(&self.shared.stats(), &self.shared.per_loop());
-                let answer = app::metrics(&text, keep_alive, &self.context(key));
+                let answer = app::metrics(&text, keep_alive, head_only, &self.context(key));
                 self.act(key, answer);
             }
             Action::Reject(bytes) | Action::RefuseStream(bytes) => {

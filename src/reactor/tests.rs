@@ -161,8 +161,8 @@ fn read_until(reader: &mut BufReader<TcpStream>, wanted: &str) -> String {
 }
 
 const PUBLISH_THEN_HEALTH: &[u8] =
-    b"POST /publish?topic=t HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
-    GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    b"POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello\
+    GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 #[test]
 fn a_publish_waits_for_the_bus_and_the_answers_after_it_keep_their_order() {
@@ -170,7 +170,7 @@ fn a_publish_waits_for_the_bus_and_the_answers_after_it_keep_their_order() {
     let mut subscriber = running.connect();
     subscriber
         .get_mut()
-        .write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     read_until(&mut subscriber, ": connected");
     let mut publisher = running.connect();
@@ -210,7 +210,7 @@ fn a_publish_the_bus_cannot_store_gets_503_and_no_id() {
     let mut refused = running.connect();
     refused
         .get_mut()
-        .write_all(b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 14\r\n\r\nrefuse at once")
+        .write_all(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 14\r\n\r\nrefuse at once")
         .unwrap();
     assert_eq!(answer(&mut refused).0, "HTTP/1.1 503 Service Unavailable");
 }

@@ -14,7 +14,7 @@ use crate::support::{
     HttpConn, Subscriber, TestServer, deadline, metric_value, publish_request, query,
 };
 
-const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 /// One read of 2 000 pipelined `GET /` (the 40 KB inspector page each)
 /// from a client that never reads used to queue them all, 80 MB for one
@@ -25,7 +25,7 @@ fn pipelined_answers_are_bounded_per_request_not_per_read() {
     let server = TestServer::start(&[]);
     let rss_before = server.rss_kib();
     let mut greedy = server.http();
-    greedy.send(&b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(2000));
+    greedy.send(&b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(2000));
     // The loop serves connections in the order they became ready: once a
     // later connection is answered, the pipelined read was served too.
     let (health, _) = server.request(HEALTH);
@@ -86,7 +86,7 @@ fn a_subscriber_that_half_closes_gets_its_stream() {
     let server = TestServer::start(&["--heartbeat", "60m"]);
     for version in ["1.1", "1.0"] {
         let mut stream = server.connect();
-        let request = format!("GET /events?topic=h HTTP/{version}\r\nHost: t\r\n\r\n");
+        let request = format!("GET /events?topic=h HTTP/{version}\r\nHost: localhost\r\n\r\n");
         stream.write_all(request.as_bytes()).unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
         let mut conn = HttpConn::new(stream);
@@ -146,7 +146,7 @@ fn a_long_resume_scan_does_not_hold_up_a_publisher() {
     let mut resumer = server.http();
     resumer.send(
         format!(
-            "GET /events{} HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {first}\r\n\r\n",
+            "GET /events{} HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {first}\r\n\r\n",
             query(&mine)
         )
         .as_bytes(),
@@ -154,7 +154,7 @@ fn a_long_resume_scan_does_not_hold_up_a_publisher() {
     publisher.publish_ok("?topic=r0", b"live");
     publisher
         .conn
-        .send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+        .send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let text = publisher.conn.read_response(deadline()).text();
     assert_eq!(
         metric_value(&text, "sseloop_replaying_subscribers"),
@@ -210,14 +210,14 @@ fn a_subscriber_names_a_bounded_number_of_topics() {
     let server = TestServer::start(&["--max-topics", "3"]);
     server.subscribe_ready("?topic=a&topic=b&topic=c");
     let response = server.expect_error(
-        b"GET /events?topic=a&topic=b&topic=c&topic=d HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /events?topic=a&topic=b&topic=c&topic=d HTTP/1.1\r\nHost: localhost\r\n\r\n",
         400,
     );
     assert_eq!(response.text(), "too many topics for one subscriber\n");
     let server = TestServer::start(&[]);
     let sixty_five: Vec<String> = (0..65).map(|i| format!("topic=t{i}")).collect();
     let request = format!(
-        "GET /events?{} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /events?{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
         sixty_five.join("&")
     );
     server.expect_error(request.as_bytes(), 400);

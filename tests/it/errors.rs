@@ -7,31 +7,46 @@ use crate::support::{TestServer, assert_error, deadline, publish_request, query}
 #[test]
 fn health_answers_ok() {
     let server = TestServer::start(&[]);
-    let (response, mut conn) = server.request(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (response, mut conn) = server.request(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(response.head.status, 200);
     assert_eq!(response.text(), "ok");
     // Not an error: the connection stays usable.
-    conn.send(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    conn.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(conn.read_response(deadline()).text(), "ok");
 }
 
 #[test]
 fn unknown_path_is_404() {
     let server = TestServer::start(&[]);
-    server.expect_error(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404);
-    server.expect_error(b"GET /events/extra HTTP/1.1\r\nHost: t\r\n\r\n", 404);
-    server.expect_error(b"POST /publishx HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 404);
+    server.expect_error(b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n", 404);
+    server.expect_error(
+        b"GET /events/extra HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        404,
+    );
+    server.expect_error(
+        b"POST /publishx HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+        404,
+    );
 }
 
 #[test]
 fn wrong_method_is_405_with_allow() {
     let server = TestServer::start(&[]);
     let cases: &[(&[u8], &str)] = &[
-        (b"POST /events HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "GET"),
-        (b"DELETE /events HTTP/1.1\r\n\r\n", "GET"),
-        (b"PUT /health HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "GET"),
-        (b"GET /publish HTTP/1.1\r\n\r\n", "POST"),
-        (b"GET /publish?topic=a HTTP/1.1\r\n\r\n", "POST"),
+        (
+            b"POST /events HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+            "GET",
+        ),
+        (b"DELETE /events HTTP/1.1\r\nHost: localhost\r\n\r\n", "GET"),
+        (
+            b"PUT /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+            "GET",
+        ),
+        (b"GET /publish HTTP/1.1\r\nHost: localhost\r\n\r\n", "POST"),
+        (
+            b"GET /publish?topic=a HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            "POST",
+        ),
     ];
     for (request, allow) in cases {
         let response = server.expect_error(request, 405);
@@ -62,7 +77,7 @@ fn bad_topics_are_400_on_subscribe_and_publish() {
         "?topic=%00".to_string(),
     ];
     for q in &bad_queries {
-        let subscribe = format!("GET /events{q} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let subscribe = format!("GET /events{q} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let response = server.expect_error(subscribe.as_bytes(), 400);
         assert!(
             response.text().to_lowercase().contains("topic"),
@@ -78,7 +93,10 @@ fn topic_decoding_to_invalid_utf8_is_400() {
     let server = TestServer::start(&[]);
     // %FF decodes to a byte that is not UTF-8: replacing it would make
     // different topics collide.
-    server.expect_error(b"GET /events?topic=%FF HTTP/1.1\r\n\r\n", 400);
+    server.expect_error(
+        b"GET /events?topic=%FF HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        400,
+    );
     server.expect_error(&publish_request("?topic=a%FFb", b"x"), 400);
 }
 
@@ -109,12 +127,12 @@ fn malformed_requests_are_400() {
         b"HELLO\r\n\r\n",
         b"GET\r\n\r\n",
         b"GET /health HTTP/9.9\r\n\r\n",
-        b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n",
-        b"GET /health HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nBad Name: x\r\n\r\n",
         b"\x00\x01\x02\x03\r\n\r\n",
-        b"POST /publish HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-        b"POST /publish HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-        b"POST /publish HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n",
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
     ];
     for request in cases {
         let (response, mut conn) = server.request(request);
@@ -130,8 +148,8 @@ fn malformed_requests_are_400() {
 #[test]
 fn unsupported_transfer_encoding_is_refused() {
     let server = TestServer::start(&[]);
-    let (response, mut conn) =
-        server.request(b"POST /publish HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
+    let (response, mut conn) = server
+        .request(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n");
     // RFC 9112 allows 400 (chunked is not the final coding) or 501 (coding
     // not understood); either way the body length is unknown, so close.
     let status = response.head.status;
@@ -145,7 +163,7 @@ fn content_length_with_transfer_encoding_is_400() {
     let server = TestServer::start(&[]);
     // Request smuggling shape: the two framings disagree.
     server.expect_error(
-        b"POST /publish HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
           0\r\n\r\n",
         400,
     );
@@ -154,7 +172,7 @@ fn content_length_with_transfer_encoding_is_400() {
 #[test]
 fn bad_chunked_encoding_is_400() {
     let server = TestServer::start(&[]);
-    let head = b"POST /publish HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = b"POST /publish HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
     let bodies: &[&[u8]] = &[
         b"zz\r\nhello\r\n0\r\n\r\n",
         b"5\r\nhelloXX0\r\n\r\n",
@@ -184,12 +202,13 @@ fn body_over_max_event_size_is_413() {
     server.expect_error(&publish_request("?topic=a", &[b'x'; 1025]), 413);
     // Declared too large: refused without waiting for the body.
     server.expect_error(
-        b"POST /publish HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n",
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000\r\n\r\n",
         413,
     );
     // Chunked bodies are counted as they arrive.
     let mut chunked =
-        b"POST /publish?topic=a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        b"POST /publish?topic=a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
     for _ in 0..3 {
         chunked.extend_from_slice(b"200\r\n");
         chunked.extend_from_slice(&[b'y'; 0x200]);
@@ -214,7 +233,7 @@ fn expect_100_continue_over_the_limit_gets_413_not_100() {
     let server = TestServer::start(&["--max-event-size", "1KiB"]);
     let mut conn = server.http();
     conn.send(
-        b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
     );
     let response = conn.read_response(deadline());
     assert_error(&response, 413);
@@ -225,7 +244,7 @@ fn expect_100_continue_over_the_limit_gets_413_not_100() {
 fn head_over_8_kib_is_431() {
     let server = TestServer::start(&[]);
     let request = format!(
-        "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(9 * 1024)
     );
     server.expect_error(request.as_bytes(), 431);
@@ -236,7 +255,7 @@ fn head_over_8_kib_without_end_is_431() {
     // The head never ends: the server must not buffer it without bound.
     let server = TestServer::start(&[]);
     let mut conn = server.http();
-    let mut request = b"GET /health HTTP/1.1\r\n".to_vec();
+    let mut request = b"GET /health HTTP/1.1\r\nHost: localhost\r\n".to_vec();
     for n in 0..40 {
         request.extend_from_slice(format!("X-H{n}: {}\r\n", "b".repeat(250)).as_bytes());
     }
@@ -249,7 +268,7 @@ fn head_over_8_kib_without_end_is_431() {
 #[test]
 fn more_than_64_headers_is_431() {
     let server = TestServer::start(&[]);
-    let mut request = b"GET /health HTTP/1.1\r\n".to_vec();
+    let mut request = b"GET /health HTTP/1.1\r\nHost: localhost\r\n".to_vec();
     for n in 0..70 {
         request.extend_from_slice(format!("X-H{n}: v\r\n").as_bytes());
     }
@@ -261,7 +280,7 @@ fn more_than_64_headers_is_431() {
 #[test]
 fn request_with_60_headers_is_served() {
     let server = TestServer::start(&[]);
-    let mut request = b"GET /health HTTP/1.1\r\n".to_vec();
+    let mut request = b"GET /health HTTP/1.1\r\nHost: localhost\r\n".to_vec();
     for n in 0..60 {
         request.extend_from_slice(format!("X-H{n}: v\r\n").as_bytes());
     }
@@ -275,7 +294,7 @@ fn incomplete_head_gets_408_after_header_timeout() {
     let server = TestServer::start(&["--header-timeout", "500ms"]);
     let mut conn = server.http();
     let started = Instant::now();
-    conn.send(b"GET /events?topic=a HTTP/1.1\r\nHost: t\r\n");
+    conn.send(b"GET /events?topic=a HTTP/1.1\r\nHost: localhost\r\n");
     let response = conn.read_response(deadline());
     let waited = started.elapsed();
     assert_error(&response, 408);
@@ -311,7 +330,7 @@ fn trickling_head_still_gets_408() {
     let mut conn = server.http();
     let started = Instant::now();
     let head =
-        b"GET /health HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for byte in head.chunks(1) {
         if started.elapsed() > Duration::from_secs(2) {
             break;
@@ -346,11 +365,12 @@ fn header_timeout_does_not_apply_to_streams() {
 fn stalled_client_does_not_block_others() {
     let server = TestServer::start(&["--header-timeout", "5s"]);
     let mut stalled = server.http();
-    stalled.send(b"POST /publish HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial");
+    stalled
+        .send(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\npartial");
     let mut half_head = server.http();
     half_head.send(b"GET /events HTTP/1.1\r\nHo");
     let started = Instant::now();
-    let (response, _conn) = server.request(b"GET /health HTTP/1.1\r\n\r\n");
+    let (response, _conn) = server.request(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(response.text(), "ok");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
@@ -359,7 +379,7 @@ fn stalled_client_does_not_block_others() {
 fn errors_do_not_stop_the_server() {
     let server = TestServer::start(&[]);
     let mut sub = server.subscribe_ready("?topic=a");
-    server.expect_error(b"BREW /pot HTTP/1.1\r\n\r\n", 404);
+    server.expect_error(b"BREW /pot HTTP/1.1\r\nHost: localhost\r\n\r\n", 404);
     server.expect_error(b"garbage\r\n\r\n", 400);
     let id = server.publisher().publish_ok("?topic=a", b"alive");
     assert_eq!(sub.next_event().id, Some(id));

@@ -43,7 +43,8 @@ fn idle_server_never_wakes_up() {
     // A short heartbeat: if an idle server woke for it, it would show.
     let server = TestServer::start(&["--heartbeat", "50ms"]);
     // A request answered and closed first, so the loop has run and gone idle.
-    let (response, _) = server.request(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let (response, _) =
+        server.request(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(response.head.status, 200);
     // Wait until a 100 ms window passes without a switch (start-up done).
     let settled = (0..50).any(|_| switches_during(&server, Duration::from_millis(100)) == 0);
@@ -81,7 +82,8 @@ fn ticks_during(server: &TestServer, window: Duration) -> u64 {
 fn busy_poll_spins_after_activity_then_sleeps_again() {
     let server = TestServer::start(&["--busy-poll", "500ms", "--heartbeat", "0"]);
     let before = cpu_ticks(server.pid());
-    let (response, _) = server.request(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let (response, _) =
+        server.request(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(response.head.status, 200);
     // The window is open for 500 ms of wall time; a spinning loop uses CPU
     // for a good part of it even on a busy machine (a tick is 10 ms).

@@ -39,7 +39,7 @@ impl InProcess {
     /// subscriber is registered before anything is published.
     fn subscribe(&self, query: &str) -> HttpConn {
         let mut conn = HttpConn::new(connect(self.addr));
-        conn.send(format!("GET /events{query} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        conn.send(format!("GET /events{query} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
         conn.take_raw_until(b": connected\n");
         conn
     }

@@ -11,7 +11,7 @@ use crate::support::{
     metric_value, publish_request,
 };
 
-const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 /// `n` subscribers, each known to be registered.
 fn fill(server: &TestServer, n: usize) -> Vec<Subscriber> {
@@ -84,7 +84,7 @@ fn over_capacity_subscribers_get_a_retry_stream_others_503_and_capacity_returns(
     at_once("the refused scrape", &|| {
         expect_unavailable(
             &server,
-            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         );
     });
     let mut refusals = 4;
@@ -118,8 +118,8 @@ fn over_capacity_subscribers_get_a_retry_stream_others_503_and_capacity_returns(
 fn settle(server: &TestServer, open: u64, refusals: &mut u64) -> String {
     let end = deadline();
     loop {
-        let (response, conn) =
-            server.request(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let (response, conn) = server
+            .request(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         drop(conn);
         match response.head.status {
             503 => *refusals += 1,

@@ -148,7 +148,7 @@ fn metrics_count_the_whole_process_whichever_loop_answers() {
     let askers = on_every_loop(&server, 1, || server.http(), HttpConn::stream);
     let total_subscribers = 2 * LOOPS as u64;
     for mut conn in askers.into_iter().flatten() {
-        conn.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+        conn.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let text = conn.read_response(deadline()).text();
         assert_eq!(
             metric_value(&text, "sseloop_subscribers"),
@@ -207,13 +207,13 @@ fn the_library_publisher_reaches_every_loop() {
     let mut subs: Vec<HttpConn> = (0..16)
         .map(|_| {
             let mut conn = HttpConn::new(crate::support::connect(addr));
-            conn.send(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
+            conn.send(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n");
             conn.take_raw_until(b": connected\n");
             conn
         })
         .collect();
     let mut asker = HttpConn::new(crate::support::connect(addr));
-    asker.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    asker.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let text = asker.read_response(deadline()).text();
     for i in 0..LOOPS {
         let name = format!("sseloop_loop_subscribers{{loop=\"{i}\"}}");

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bounds;
+mod browser_threats;
 mod browsers;
 mod cli;
 mod clients;

@@ -119,7 +119,7 @@ fn accepted_sockets_have_tcp_nodelay() {
     );
     // A plain request connection too, not only streams.
     let mut idle = server.http();
-    idle.send(b"GET /health HTTP/1.1\r\n\r\n");
+    idle.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let _ = idle.read_response(deadline());
     assert!(
         server_side_nodelay(&server, idle.stream()),

@@ -6,7 +6,8 @@ use crate::support::TestServer;
 #[test]
 fn page_is_served_self_contained() {
     let server = TestServer::start(&[]);
-    let (response, _) = server.request(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let (response, _) =
+        server.request(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(response.head.status, 200);
     let content_type = response.head.header("content-type").unwrap_or_default();
     assert!(content_type.starts_with("text/html"), "{content_type}");

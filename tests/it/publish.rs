@@ -88,7 +88,7 @@ fn pipelined_publishes_in_one_write_are_answered_in_order() {
     // A chunked request in the middle: its framing must not swallow the
     // request after it.
     batch.extend_from_slice(
-        b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"POST /publish?topic=a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
           5\r\nchunk\r\n0\r\n\r\n",
     );
     batch.extend(publish_request("?topic=a", b"last"));
@@ -142,9 +142,9 @@ fn pipelined_publishes_larger_than_a_read_are_all_served() {
 fn pipelined_health_and_publish_mix() {
     let server = TestServer::start(&[]);
     let mut conn = server.http();
-    let mut batch = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    let mut batch = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     batch.extend(publish_request("", b"x"));
-    batch.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    batch.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     conn.send(&batch);
     assert_eq!(conn.read_response(deadline()).text(), "ok");
     assert_publish_ok(&conn.read_response(deadline()));
@@ -169,7 +169,7 @@ fn publish_split_into_tiny_writes() {
 fn head_and_body_in_separate_writes() {
     let server = TestServer::start(&[]);
     let mut conn = server.http();
-    conn.send(b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
+    conn.send(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n");
     // The server must wait for the body rather than answer early.
     conn.expect_silence(Duration::from_millis(100));
     conn.send(b"he");
@@ -183,7 +183,7 @@ fn expect_100_continue_is_honoured() {
     let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     conn.send(
-        b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\
+        b"POST /publish?topic=a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9\r\n\
           Expect: 100-continue\r\n\r\n",
     );
     // The body is only sent once the server asks for it.
@@ -202,7 +202,7 @@ fn expect_100_continue_raw_bytes() {
     let server = TestServer::start(&[]);
     let mut conn = server.http();
     conn.send(
-        b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
     );
     let interim = conn.take_raw_until(b"\r\n\r\n");
     assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -216,7 +216,7 @@ fn chunked_request_body_is_the_data() {
     let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     conn.send(
-        b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"POST /publish?topic=a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
           3\r\nhel\r\n6\r\nlo\nwor\r\nA;ext=1\r\nld and mor\r\n1\r\ne\r\n0\r\n\r\n",
     );
     let id = assert_publish_ok(&conn.read_response(deadline()));
@@ -231,7 +231,7 @@ fn chunked_request_body_with_trailer_in_tiny_writes() {
     let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     let request =
-        b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+        b"POST /publish?topic=a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
           4\r\ndata\r\n1\r\n!\r\n0\r\nX-Trailer: yes\r\n\r\n";
     conn.send_in_pieces(request, 2);
     let id = assert_publish_ok(&conn.read_response(deadline()));
@@ -250,7 +250,7 @@ fn empty_chunked_body_publishes_an_empty_event() {
     let mut sub = server.subscribe_ready("?topic=a");
     let mut conn = server.http();
     conn.send(
-        b"POST /publish?topic=a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /publish?topic=a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     );
     let id = assert_publish_ok(&conn.read_response(deadline()));
     let event = sub.next_event();

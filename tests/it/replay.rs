@@ -161,7 +161,7 @@ fn every_query_parameter_form_resumes_like_the_header() {
 
     // The header wins over the query.
     let request = format!(
-        "GET /events?topic=q&lastEventId=garbage HTTP/1.1\r\nHost: test\r\nLast-Event-ID: {}\r\n\r\n",
+        "GET /events?topic=q&lastEventId=garbage HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {}\r\n\r\n",
         events[4].0
     );
     let mut sub = server.subscribe_raw(request.as_bytes());

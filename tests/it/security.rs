@@ -11,7 +11,7 @@ use crate::support::{
 fn publish_with(authorization: Option<&str>, body: &str) -> Vec<u8> {
     let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     format!(
-        "POST /publish?topic=t HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        "POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -57,10 +57,10 @@ fn publish_token_is_required_and_subscribing_stays_open() {
     // only the heads are sent, so a server waiting for a body would time out.
     expect_unauthorized(
         &server,
-        b"POST /publish?topic=t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
     );
     let (response, mut conn) = server.request(
-        b"POST /publish?topic=t HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        b"POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
     );
     assert_error(&response, 401);
     conn.expect_closed();
@@ -82,7 +82,7 @@ fn publish_token_is_required_and_subscribing_stays_open() {
         assert_eq!(event.data, "let in");
     }
     // Everything else stays open.
-    let (health, _) = server.request(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (health, _) = server.request(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(health.text(), "ok");
 }
 
@@ -148,7 +148,7 @@ fn assert_no_cors(head: &crate::support::Head) {
 
 fn preflight(server: &TestServer, path: &str) -> Response {
     let request = format!(
-        "OPTIONS {path} HTTP/1.1\r\nHost: t\r\nOrigin: {ORIGIN}\r\n\
+        "OPTIONS {path} HTTP/1.1\r\nHost: localhost\r\nOrigin: {ORIGIN}\r\n\
          Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: last-event-id\r\n\r\n"
     );
     server.request(request.as_bytes()).0
@@ -159,7 +159,7 @@ fn allow_origin_adds_cors_to_streams_answers_and_errors_and_answers_preflights()
     let server = TestServer::start(&["--allow-origin", ORIGIN]);
     let origin_header = format!("Origin: {ORIGIN}\r\n");
 
-    let request = format!("GET /events?topic=t HTTP/1.1\r\nHost: t\r\n{origin_header}\r\n");
+    let request = format!("GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\n{origin_header}\r\n");
     let mut sub = server.subscribe_raw(request.as_bytes());
     assert_cors(&sub.head, ORIGIN);
     sub.expect_connected();
@@ -168,11 +168,14 @@ fn allow_origin_adds_cors_to_streams_answers_and_errors_and_answers_preflights()
     let first = assert_publish_ok(&response);
     assert_cors(&response.head, ORIGIN);
     assert_eq!(sub.next_event().id, Some(first));
-    let (response, _) = server.request(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (response, _) = server.request(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_cors(&response.head, ORIGIN);
-    let response = server.expect_error(b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", 404);
+    let response = server.expect_error(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n", 404);
     assert_cors(&response.head, ORIGIN);
-    let response = server.expect_error(b"GET /events?topic= HTTP/1.1\r\n\r\n", 400);
+    let response = server.expect_error(
+        b"GET /events?topic= HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        400,
+    );
     assert_cors(&response.head, ORIGIN);
 
     for (path, method) in [
@@ -244,12 +247,12 @@ fn allow_origin_star_sends_no_vary() {
 #[test]
 fn without_allow_origin_no_cors_header_is_sent_and_preflight_is_405() {
     let server = TestServer::start(&[]);
-    let request = format!("GET /events HTTP/1.1\r\nHost: t\r\nOrigin: {ORIGIN}\r\n\r\n");
+    let request = format!("GET /events HTTP/1.1\r\nHost: localhost\r\nOrigin: {ORIGIN}\r\n\r\n");
     let sub = server.subscribe_raw(request.as_bytes());
     assert_no_cors(&sub.head);
     let (response, _) = server.request(&publish_request("", b"x"));
     assert_no_cors(&response.head);
-    let response = server.expect_error(b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", 404);
+    let response = server.expect_error(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n", 404);
     assert_no_cors(&response.head);
     for (path, method) in [("/events", "GET"), ("/publish", "POST"), ("/health", "GET")] {
         let response = preflight(&server, path);

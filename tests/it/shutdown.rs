@@ -108,7 +108,7 @@ fn shutdown_delivers_queued_events(args: &[&str], request: &str, framing: Framin
 fn sigterm_delivers_queued_events_then_the_last_chunk_and_exits_0() {
     shutdown_delivers_queued_events(
         &[],
-        "GET /events?topic=s HTTP/1.1\r\nHost: test\r\n\r\n",
+        "GET /events?topic=s HTTP/1.1\r\nHost: localhost\r\n\r\n",
         Framing::Chunked,
         libc::SIGTERM,
     );
@@ -128,7 +128,7 @@ fn sigint_ends_an_http10_stream_with_a_close_after_its_queued_events() {
 fn sigterm_ends_a_close_framed_stream_with_a_close_after_its_queued_events() {
     shutdown_delivers_queued_events(
         &["--framing", "close"],
-        "GET /events?topic=s HTTP/1.1\r\nHost: test\r\n\r\n",
+        "GET /events?topic=s HTTP/1.1\r\nHost: localhost\r\n\r\n",
         Framing::Close,
         libc::SIGTERM,
     );
@@ -169,13 +169,13 @@ fn requests_arriving_during_the_grace_period_get_a_retry_stream_and_a_503() {
     // read the write), then the start of another.
     let mut subscribe = server.http();
     subscribe.send(
-        b"GET /health HTTP/1.1\r\nHost: test\r\n\r\nGET /events?topic=x HTTP/1.1\r\nHost: test\r\n",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /events?topic=x HTTP/1.1\r\nHost: localhost\r\n",
     );
     let health = subscribe.read_response(deadline());
     assert_eq!((health.head.status, health.text().as_str()), (200, "ok"));
     let mut publish = server.http();
     publish.send(
-        b"GET /health HTTP/1.1\r\nHost: test\r\n\r\nPOST /publish?topic=x HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nab",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nPOST /publish?topic=x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nab",
     );
     let health = publish.read_response(deadline());
     assert_eq!((health.head.status, health.text().as_str()), (200, "ok"));

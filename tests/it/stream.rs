@@ -95,7 +95,7 @@ fn decode_chunks(raw: &[u8]) -> (Vec<u8>, bool) {
 fn chunked_stream_is_valid_chunked_encoding() {
     let server = TestServer::start(&[]);
     let mut conn = server.http();
-    conn.send(b"GET /events?topic=a HTTP/1.1\r\nHost: test\r\n\r\n");
+    conn.send(b"GET /events?topic=a HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let head = conn.read_head(deadline());
     assert_eq!(head.header("transfer-encoding"), Some("chunked"));
     let id = server.publisher().publish_ok("?topic=a", b"hi");
@@ -125,7 +125,7 @@ fn http10_stream_is_close_delimited() {
 fn framing_close_sends_http11_streams_without_chunks() {
     let server = TestServer::start(&["--framing", "close"]);
     let mut conn = server.http();
-    conn.send(b"GET /events?topic=a HTTP/1.1\r\nHost: test\r\n\r\n");
+    conn.send(b"GET /events?topic=a HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let head = conn.read_head(deadline());
     assert_stream_headers(&head);
     assert_eq!(head.header("transfer-encoding"), None);
@@ -160,7 +160,10 @@ fn framing_close_streams_decode_like_browsers_see_them() {
 fn subscribe_request_split_into_tiny_writes() {
     let server = TestServer::start(&[]);
     let mut conn = server.http();
-    conn.send_in_pieces(b"GET /events?topic=a HTTP/1.1\r\nHost: test\r\n\r\n", 3);
+    conn.send_in_pieces(
+        b"GET /events?topic=a HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        3,
+    );
     let head = conn.read_head(deadline());
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("text/event-stream"));

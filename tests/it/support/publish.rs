@@ -27,7 +27,7 @@ impl Publisher {
 /// A complete `POST /publish` request with a Content-Length body.
 pub fn publish_request(query: &str, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
-        "POST /publish{query} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+        "POST /publish{query} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -310,7 +310,7 @@ impl TestServer {
 
     /// Subscribes over HTTP/1.1 with the given query (`""`, or `"?topic=a"`).
     pub fn subscribe(&self, query: &str) -> Subscriber {
-        let request = format!("GET /events{query} HTTP/1.1\r\nHost: test\r\n\r\n");
+        let request = format!("GET /events{query} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         self.subscribe_raw(request.as_bytes())
     }
 
@@ -326,7 +326,7 @@ impl TestServer {
     /// header.
     pub fn resume(&self, query: &str, last_event_id: &str) -> Subscriber {
         let request = format!(
-            "GET /events{query} HTTP/1.1\r\nHost: test\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+            "GET /events{query} HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
         );
         self.subscribe_raw(request.as_bytes())
     }
@@ -374,7 +374,7 @@ impl TestServer {
     /// after the answer.
     pub fn metrics(&self) -> String {
         let (response, _conn) =
-            self.request(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            self.request(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         assert_eq!(
             response.head.status, 200,
             "/metrics answered {:?}",
