@@ -4,7 +4,8 @@
 #
 # The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs,
 # inspector.rs) drive headless Chromium and Firefox, nginx and the npm
-# packages `eventsource` and `playwright-core`.
+# packages `eventsource` and `playwright-core`; tests/it/service.rs checks
+# the systemd unit with systemd-analyze (Debian package systemd) and strace.
 # What is missing is installed here: the Debian packages with apt-get (as
 # root, or through sudo), the npm package with `npm ci` in tests/clients.
 # Those tests fail when a client is missing. SSELOOP_SKIP_REAL_CLIENTS=1 leaves
@@ -17,7 +18,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 filters=()
 if [ "${SSELOOP_SKIP_REAL_CLIENTS:-}" = 1 ]; then
     echo "test.sh: SSELOOP_SKIP_REAL_CLIENTS=1: the real-client tests are left out" >&2
-    filters=(--skip browsers:: --skip nginx:: --skip clients:: --skip inspector::)
+    filters=(--skip browsers:: --skip nginx:: --skip clients:: --skip inspector:: --skip service::)
 else
     packages=()
     have chromium || packages+=(chromium)
@@ -25,6 +26,8 @@ else
     have nginx || packages+=(nginx)
     have node || packages+=(nodejs)
     have npm || packages+=(npm)
+    have systemd-analyze || packages+=(systemd)
+    have strace || packages+=(strace)
     if [ "${#packages[@]}" -gt 0 ]; then
         sudo=()
         if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
