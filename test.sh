@@ -5,7 +5,9 @@
 # The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs,
 # inspector.rs, corpus.rs) drive headless Chromium and Firefox, nginx, the
 # npm packages `eventsource`, `@microsoft/fetch-event-source` and
-# `playwright-core`, and the PyPI packages `sseclient-py` and `httpx-sse`.
+# `playwright-core`, and the PyPI packages `sseclient-py` and `httpx-sse`;
+# tests/it/service.rs checks the systemd unit with systemd-analyze (Debian
+# package systemd) and strace.
 # What is missing is installed here: the Debian packages with apt-get (as
 # root, or through sudo), the npm packages with `npm ci` in tests/clients,
 # the Python ones with pip into the venv tests/clients/.venv.
@@ -19,7 +21,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 filters=()
 if [ "${SSELOOP_SKIP_REAL_CLIENTS:-}" = 1 ]; then
     echo "test.sh: SSELOOP_SKIP_REAL_CLIENTS=1: the real-client tests are left out" >&2
-    filters=(--skip browsers:: --skip nginx:: --skip clients:: --skip inspector:: --skip corpus::)
+    filters=(--skip browsers:: --skip nginx:: --skip clients:: --skip inspector:: --skip corpus:: --skip service::)
 else
     packages=()
     have chromium || packages+=(chromium)
@@ -32,6 +34,9 @@ else
     elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         packages+=(python3-venv)
     fi
+    have systemd-analyze || packages+=(systemd)
+    have strace || packages+=(strace)
+    have ss || packages+=(iproute2)
     if [ "${#packages[@]}" -gt 0 ]; then
         sudo=()
         if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi

@@ -3,7 +3,7 @@
 # sseloop-bench, server pinned to CPU 0 and client to CPU 1, servers
 # alternating within each round so machine noise hits them alike.
 #
-#   scripts/compare.sh [--rounds N] [--cases "latency fanout closed idle big"]
+#   [PEERS_DIR=DIR] scripts/compare.sh [--rounds N] [--cases "latency fanout closed idle big"]
 #                      [--servers "sseloop sseloop-busy axum node"] [--out DIR]
 #
 # Cases (the README's performance table):
@@ -14,7 +14,8 @@
 #   idle     10 000 subscribers held 15 s with no event (heartbeats are 20 s)
 #   big      19 000 subscribers, 100 events at 10/s
 # Servers: sseloop (defaults), sseloop-busy (--busy-poll 10ms), and the peers
-# of ../shared/peers (axum, node), started with its start.sh.
+# (axum, node), started with the start.sh of the peer directory: PEERS_DIR
+# when set, else ../shared/peers.
 #
 # Every run's JSON goes to DIR/results.jsonl (default target/compare); the
 # table of medians over rounds is printed at the end and saved as
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --cases) cases=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--cases LIST] [--servers LIST] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: [PEERS_DIR=DIR] $0 [--rounds N] [--cases LIST] [--servers LIST] [--out DIR]" >&2; exit 2 ;;
     esac
 done
 

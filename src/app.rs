@@ -62,8 +62,8 @@ pub enum Action {
         /// A `HEAD`: the head alone.
         head_only: bool,
     },
-    /// Queue this error answer, then close.
-    Reject(Vec<u8>),
+    /// Refuse with this error answer, then close.
+    Reject(Reject),
     /// Queue this "come back later" stream, then close.
     RefuseStream(Vec<u8>),
     /// Publish the event, then answer with its id (see [`published`]).
@@ -81,7 +81,7 @@ pub enum Action {
 pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
     let route = match head.route {
         Ok(route) => route,
-        Err(reject) => return Action::Reject(reject_bytes(&reject, ctx)),
+        Err(reject) => return Action::Reject(reject),
     };
     let refusal = if ctx.shutting_down {
         Some("server shutting down")
@@ -99,7 +99,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 let retry = ctx.retry.unwrap_or(RETRY_LATER);
                 Action::RefuseStream(http::refused_stream(chunked, retry, why, ctx.allow_origin))
             }
-            _ => Action::Reject(reject_bytes(&Reject::new(Status::UNAVAILABLE, why), ctx)),
+            _ => Action::Reject(Reject::new(Status::UNAVAILABLE, why)),
         };
     }
     let keep_alive = head.keep_alive && !ctx.shutting_down;
@@ -110,14 +110,11 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 bytes: http::preflight_response(allow, origin, keep_alive),
                 keep_alive,
             },
-            None => Action::Reject(reject_bytes(
-                &Reject {
-                    status: Status::METHOD_NOT_ALLOWED,
-                    reason: "method not allowed (CORS is off)",
-                    allow: Some(allow),
-                },
-                ctx,
-            )),
+            None => Action::Reject(Reject {
+                status: Status::METHOD_NOT_ALLOWED,
+                reason: "method not allowed (CORS is off)",
+                allow: Some(allow),
+            }),
         },
         Route::Health => ok(
             "text/plain; charset=utf-8",
@@ -139,10 +136,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
         },
         Route::Publish { topics, event_type } => {
             let Ok(data) = String::from_utf8(body) else {
-                return Action::Reject(reject_bytes(
-                    &Reject::new(Status::BAD_REQUEST, "event data is not UTF-8"),
-                    ctx,
-                ));
+                return Action::Reject(Reject::new(Status::BAD_REQUEST, "event data is not UTF-8"));
             };
             let mut event = Event::new(data);
             if let Some(t) = event_type {
@@ -153,12 +147,9 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             }
             Action::Publish { event, keep_alive }
         }
-        Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => {
-            Action::Reject(reject_bytes(
-                &Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
-                ctx,
-            ))
-        }
+        Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => Action::Reject(
+            Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
+        ),
         Route::Subscribe {
             topics,
             last_event_id,
@@ -209,13 +200,10 @@ pub fn published(id: &str, keep_alive: bool, ctx: &Context) -> Action {
 }
 
 /// The answer to a publish the hub could not take now.
-pub fn unavailable(ctx: &Context) -> Action {
-    Action::Reject(reject_bytes(
-        &Reject::new(
-            Status::UNAVAILABLE,
-            "events cannot be stored now; retry later",
-        ),
-        ctx,
+pub fn unavailable() -> Action {
+    Action::Reject(Reject::new(
+        Status::UNAVAILABLE,
+        "events cannot be stored now; retry later",
     ))
 }
 
@@ -315,10 +303,10 @@ mod tests {
                 keep_alive: true
             }
         );
-        let Action::Reject(bytes) = respond(h.clone(), vec![0xff], &CTX) else {
+        let Action::Reject(reject) = respond(h.clone(), vec![0xff], &CTX) else {
             panic!()
         };
-        assert!(text(&bytes).starts_with("HTTP/1.1 400"));
+        assert_eq!(reject.status, Status::BAD_REQUEST);
         let Action::Answer { bytes, keep_alive } = published("r-1", true, &CTX) else {
             panic!()
         };
@@ -363,15 +351,17 @@ mod tests {
             &CTX,
         );
         assert!(matches!(three, Action::Subscribe(_)));
-        let Action::Reject(bytes) = respond(
+        let Action::Reject(reject) = respond(
             head("GET /events?topic=a&topic=b&topic=c&topic=d HTTP/1.1\r\n\r\n"),
             vec![],
             &CTX,
         ) else {
             panic!()
         };
-        assert!(text(&bytes).starts_with("HTTP/1.1 400"));
-        assert!(text(&bytes).ends_with("too many topics for one subscriber\n"));
+        assert_eq!(
+            reject,
+            Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber")
+        );
     }
 
     #[test]
@@ -392,22 +382,22 @@ mod tests {
                 panic!()
             };
             assert!(text(&bytes).contains("retry: 1000\n"));
-            let Action::Reject(bytes) =
+            let Action::Reject(reject) =
                 respond(head("POST /publish HTTP/1.1\r\n\r\n"), vec![], &ctx)
             else {
                 panic!()
             };
-            assert!(text(&bytes).starts_with("HTTP/1.1 503"));
+            assert_eq!(reject.status, Status::UNAVAILABLE);
         }
     }
 
     #[test]
     fn preflight_needs_an_allowed_origin() {
         let h = head("OPTIONS /publish HTTP/1.1\r\n\r\n");
-        let Action::Reject(bytes) = respond(h.clone(), vec![], &CTX) else {
+        let Action::Reject(reject) = respond(h.clone(), vec![], &CTX) else {
             panic!()
         };
-        assert!(text(&bytes).starts_with("HTTP/1.1 405"));
+        assert_eq!(reject.allow, Some("POST"));
         let cors = Context {
             allow_origin: Some("https://app.example"),
             ..CTX

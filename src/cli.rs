@@ -48,7 +48,7 @@ usage: sseloop [OPTIONS]
 
   --listen ADDR           address to bind (default 127.0.0.1:8080; port 0 picks one)
   --heartbeat DUR         heartbeat to idle subscribers at least this often (default 20s; 0: off)
-  --retry DUR             start each stream with `retry: <ms>` (default: not sent)
+  --retry DUR             start each stream with `retry: <ms>` (default: not sent; at most 10m)
   --framing MODE          chunked or close: body framing of HTTP/1.1 streams (default chunked)
   --history N             events kept for Last-Event-ID replay (default 1024; 0: none)
   --max-connections N     connections served at once (default 10000)
@@ -143,7 +143,10 @@ where
                 config.listen = parsed(&name, &value()?, "an address like 127.0.0.1:8080")?
             }
             "--heartbeat" => config.heartbeat = nonzero(duration(&name, &value()?)?),
-            "--retry" => config.retry = Some(duration(&name, &value()?)?),
+            "--retry" => {
+                let text = value()?;
+                config.retry = Some(retry(&name, &text, duration(&name, &text)?)?);
+            }
             "--framing" => {
                 config.framing = match value()?.as_str() {
                     "chunked" => Framing::Chunked,
@@ -261,6 +264,35 @@ fn duration(option: &str, text: &str) -> Result<std::time::Duration, CliError> {
     })
 }
 
+/// The longest `--retry` taken: a reconnect delay beyond it is almost
+/// always milliseconds written as a bare number, which means seconds.
+const MAX_RETRY: Duration = Duration::from_secs(10 * 60);
+
+/// `d`, unless it is over `MAX_RETRY`: then an error that says what the
+/// value means and, where the text is a number of seconds, the `ms` form.
+fn retry(option: &str, text: &str, d: Duration) -> Result<Duration, CliError> {
+    if d <= MAX_RETRY {
+        return Ok(d);
+    }
+    let secs = d.as_secs();
+    let (min, sec) = (secs / 60, secs % 60);
+    let seconds = match d.subsec_millis() {
+        0 => secs.to_string(),
+        ms => format!("{secs}.{ms:03}"),
+    };
+    let length = if sec == 0 {
+        format!("{min} min")
+    } else {
+        format!("{min} min {sec} s")
+    };
+    let mut line = format!("{text} is {seconds} seconds ({length}), more than the 10 min allowed");
+    let number = text.strip_suffix('s').unwrap_or(text);
+    if number.bytes().all(|b| b.is_ascii_digit()) {
+        line.push_str(&format!("; for milliseconds write {option} {number}ms"));
+    }
+    Err(usage(option, &line))
+}
+
 fn size(option: &str, text: &str) -> Result<usize, CliError> {
     config::parse_size(text).ok_or_else(|| {
         usage(
@@ -354,6 +386,41 @@ mod tests {
         assert!(err(&["--bogus"]).contains("--bogus"));
         assert!(err(&["--allow-origin", "evil\r\nX: y"]).contains("--allow-origin"));
         assert!(err(&["--publish-token", ""]).contains("--publish-token"));
+    }
+
+    /// A bare number is seconds: `--retry 1500` (meant as milliseconds)
+    /// would make browsers wait 25 minutes, so values over 10 minutes are
+    /// refused with what they mean and the `ms` form.
+    #[test]
+    fn retry_over_ten_minutes_is_refused_with_the_ms_form() {
+        assert_eq!(
+            err(&["--retry", "1500"]),
+            "sseloop: --retry 1500 is 1500 seconds (25 min), more than the 10 min allowed; \
+             for milliseconds write --retry 1500ms"
+        );
+        assert_eq!(
+            err(&["--retry=601s"]),
+            "sseloop: --retry 601s is 601 seconds (10 min 1 s), more than the 10 min allowed; \
+             for milliseconds write --retry 601ms"
+        );
+        assert!(err(&["--retry", "600001ms"]).contains("is 600.001 seconds (10 min)"));
+        // Minutes are not a slip of the unit: no ms form offered.
+        assert_eq!(
+            err(&["--retry", "11m"]),
+            "sseloop: --retry 11m is 660 seconds (11 min), more than the 10 min allowed"
+        );
+        assert_eq!(
+            ok(&["--retry", "600"]).config.retry,
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            ok(&["--retry", "10m"]).config.retry,
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            ok(&["--retry", "1500ms"]).config.retry,
+            Some(Duration::from_millis(1500))
+        );
     }
 
     #[test]

@@ -107,6 +107,11 @@ pub(crate) struct Reactor {
     stamp: u64,
     /// Numbers the publishes that wait for the bus.
     tickets: u64,
+    /// Counts the polls: readiness from a poll is for connections accepted
+    /// before it.
+    pass: u64,
+    /// The pass in which each key's connection was accepted.
+    born: Births,
     /// Streams still catching up from the history.
     replaying: u64,
     /// What replays may still do in this pass (see `serve::Reactor::replay`).
@@ -119,6 +124,24 @@ pub(crate) struct Reactor {
     now: Instant,
     /// When a poll last returned readiness; `--busy-poll` spins after it.
     active_at: Instant,
+}
+
+/// The pass in which each slab key's connection was accepted, indexed by
+/// key (a key is reused once its connection closed).
+#[derive(Debug, Default)]
+struct Births(Vec<u64>);
+
+impl Births {
+    fn set(&mut self, key: usize, pass: u64) {
+        if key >= self.0.len() {
+            self.0.resize(key + 1, 0);
+        }
+        self.0[key] = pass;
+    }
+
+    fn get(&self, key: usize) -> u64 {
+        self.0.get(key).copied().unwrap_or(0)
+    }
 }
 
 /// What replays may do in one pass of the loop, over all connections: so
@@ -199,6 +222,8 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK],
             stamp: 0,
             tickets: 0,
+            pass: 0,
+            born: Births::default(),
             replaying: 0,
             replay_budget: ReplayBudget::default(),
             accept_failures: 0,
@@ -218,6 +243,7 @@ impl Reactor {
         loop {
             let timeout = self.poll_timeout();
             net::poll(&mut self.poll, &mut events, timeout)?;
+            self.pass += 1;
             self.now = Instant::now();
             if !events.is_empty() {
                 self.active_at = self.now;
@@ -227,7 +253,11 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => self.take_messages(),
-                    Token(key) => self.on_ready(key, event),
+                    // A connection closed earlier in this batch may have
+                    // left its key to one accepted since: what the poll said
+                    // of the old socket is not the new one's.
+                    Token(key) if self.born.get(key) < self.pass => self.on_ready(key, event),
+                    Token(_) => {}
                 }
                 self.flush_listed();
             }
@@ -349,6 +379,7 @@ impl Reactor {
                 continue;
             }
             let conn = entry.insert(Conn::new(socket, self.now, over_capacity, &self.config));
+            self.born.set(key, self.pass);
             self.timers.set(key, conn.deadline());
             self.counters.accepted.add(1);
             self.counters.connections.set(self.conns.len() as u64);
@@ -388,15 +419,18 @@ impl Reactor {
         if !(event.is_readable() || to_the_end) {
             return;
         }
-        match self.conns.get_mut(key) {
-            Some(conn) if !conn.wants_input() && conn.is_stream() => {
-                // A stream is not read: its close or reset is seen here.
-                let reset = event.is_error() || event.is_write_closed();
-                let next = conn.on_hangup(reset, event.is_read_closed());
-                self.after(key, next);
-            }
-            Some(_) => self.on_readable(key, to_the_end),
-            None => {}
+        if self.conns.get(key).is_some_and(Conn::wants_input) {
+            self.on_readable(key, to_the_end);
+        }
+        // A stream is not read: its close or reset is seen in the readiness,
+        // also when the request that made it a stream came with them (no
+        // later edge would tell).
+        if let Some(conn) = self.conns.get_mut(key)
+            && conn.is_stream()
+        {
+            let reset = event.is_error() || event.is_write_closed();
+            let next = conn.on_hangup(reset, event.is_read_closed());
+            self.after(key, next);
         }
     }
 

@@ -92,7 +92,8 @@ impl Reactor {
                 let answer = app::metrics(&text, keep_alive, head_only, &self.context(key));
                 self.act(key, answer);
             }
-            Action::Reject(bytes) | Action::RefuseStream(bytes) => {
+            Action::Reject(reject) => self.reject(key, &reject),
+            Action::RefuseStream(bytes) => {
                 let next = self.conns[key].reject(bytes, self.now);
                 self.after(key, next);
             }
@@ -112,8 +113,7 @@ impl Reactor {
                     }
                     Offer::Pending => self.conns[key].await_publish(ticket, keep_alive),
                     Offer::Unavailable => {
-                        let refusal = app::unavailable(&self.context(key));
-                        self.act(key, refusal);
+                        self.act(key, app::unavailable());
                     }
                 }
             }
@@ -142,8 +142,7 @@ impl Reactor {
                 self.answer_publish(ticket.key, &id, keep_alive);
             }
             None => {
-                let refusal = app::unavailable(&self.context(ticket.key));
-                self.act(ticket.key, refusal);
+                self.act(ticket.key, app::unavailable());
             }
         }
         self.read_backlog.push(ticket.key);

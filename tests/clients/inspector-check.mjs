@@ -4,7 +4,7 @@
 //
 //   node inspector-check.mjs BASE_URL [--topics T] [--type TYPE] [--data TEXT]
 //        [--screenshot PATH] [--settle-ms MS] [--timeout-ms MS]
-//        [--total-timeout-ms MS] [--chromium PATH]
+//        [--total-timeout-ms MS] [--chromium PATH] [--full]
 //
 // It opens BASE_URL/?topics=T&autoconnect=1 at 1280x800, waits until the page
 // is subscribed, publishes one event through the page's own form, and waits
@@ -18,12 +18,26 @@
 //
 // --settle-ms lets the page run that long after subscribing, before publishing
 // (for the screenshot: the demo's events fill both views first).
+//
+// --full goes on, on a server with no other publisher (the caller's), and
+// reports each step for the caller to judge:
+//   own      whether the form's event is marked as the user's own in both views,
+//            and whether an event published from outside (by this script, with
+//            Node's fetch) is not;
+//   pause    Pause, an event published from the form while paused (it must be
+//            held: counted, not shown), Resume (then shown, still marked own);
+//   queries  the page opened with ?topic=q1&topic=q2 and with ?topics=q1,q2:
+//            the topics it subscribed to and the events of both that it showed;
+//   layout   at 1400x1000, 800x600 and 390x844: each card of the left column
+//            scrolled into view by the page (its box, whether an ancestor clips
+//            it), whether the left column scrolls inside itself, and the page's
+//            width against the window's.
 import { chromium } from 'playwright-core';
 
 const USAGE =
   'usage: node inspector-check.mjs BASE_URL [--topics T] [--type TYPE] [--data TEXT] ' +
   '[--screenshot PATH] [--settle-ms MS] [--timeout-ms MS] [--total-timeout-ms MS] ' +
-  '[--chromium PATH]';
+  '[--chromium PATH] [--full]';
 
 function parseArgs(argv) {
   const opts = {
@@ -36,6 +50,7 @@ function parseArgs(argv) {
     timeoutMs: 15000,
     totalTimeoutMs: null,
     chromium: '/usr/bin/chromium',
+    full: false,
   };
   const names = {
     '--topics': 'topics', '--type': 'type', '--data': 'data', '--screenshot': 'screenshot',
@@ -44,7 +59,9 @@ function parseArgs(argv) {
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (arg in names) {
+    if (arg === '--full') {
+      opts.full = true;
+    } else if (arg in names) {
       if (i + 1 >= argv.length) usage(`${arg} needs a value`);
       opts[names[arg]] = argv[++i];
     } else if (arg.startsWith('--') || opts.base !== null) {
@@ -94,6 +111,10 @@ const report = {
   consoleErrors: [],
   pageErrors: [],
   screenshot: null,
+  own: null,
+  pause: null,
+  queries: null,
+  layout: null,
 };
 
 let step = 'launch chromium';
@@ -239,13 +260,194 @@ try {
 
   if (opts.screenshot) {
     step = `screenshot to ${opts.screenshot}`;
-    // Animations off, so the shot does not catch the state dot mid-pulse.
-    await page.screenshot({ path: opts.screenshot, animations: 'disabled' });
+    // Animations off, so the shot does not catch the state dot mid-pulse; the
+    // whole page, so the left column's foot is in the picture too.
+    await page.screenshot({ path: opts.screenshot, animations: 'disabled', fullPage: true });
     report.screenshot = opts.screenshot;
   }
+  if (opts.full) await fullChecks(page, id);
   step = 'done';
   finish(0);
 } catch (err) {
   report.failed = `${step}: ${err && err.message ? err.message.split('\n')[0] : err}`;
   finish(1);
+}
+
+// ---- --full ------------------------------------------------------------------
+
+// Publishes from outside the page, as another program would.
+async function publishOutside(topic, type, data) {
+  const q = new URLSearchParams({ topic, event: type });
+  const res = await fetch(`${opts.base}/publish?${q}`, { method: 'POST', body: data });
+  const text = (await res.text()).trim();
+  if (!res.ok) throw new Error(`outside publish answered ${res.status}: ${text}`);
+  return text;
+}
+
+function eventSel(id) {
+  return `#events .event[data-id=${JSON.stringify(id)}]`;
+}
+
+// Whether the raw view (shown entries only) holds "id: ID", and how many of
+// its lines are marked own.
+function rawState(page, id) {
+  return page.evaluate((id) => {
+    const chunks = [...document.querySelectorAll('#raw .chunk')];
+    const holding = chunks.filter((c) => (c.dataset.text ?? '').includes(`id: ${id}\n`));
+    return {
+      shown: holding.length > 0,
+      ownLines: holding.reduce((n, c) => n + c.querySelectorAll('.line.own').length, 0),
+      ownChunk: holding.some((c) => c.classList.contains('own')),
+    };
+  }, id);
+}
+
+function eventState(page, id) {
+  return page.evaluate((sel) => {
+    const node = document.querySelector(sel);
+    return node
+      ? { shown: true, own: node.dataset.own === '1' && node.classList.contains('own'),
+          tag: node.querySelector('.own-tag')?.textContent ?? null }
+      : { shown: false, own: false, tag: null };
+  }, eventSel(id));
+}
+
+async function publishWithForm(page, data) {
+  await page.fill('#pub-data', data);
+  // The previous result's id must not be taken for this one's.
+  await page.evaluate(() => { delete document.querySelector('#pub-result').dataset.status; });
+  await page.click('#publish');
+  await page.waitForSelector('#pub-result[data-status=ok], #pub-result[data-status=error]');
+  const status = await page.getAttribute('#pub-result', 'data-status');
+  if (status !== 'ok') throw new Error(`publish answered: ${await page.textContent('#pub-result')}`);
+  return page.getAttribute('#pub-result', 'data-id');
+}
+
+async function fullChecks(page, formId) {
+  const topic = report.publishedTopic;
+
+  step = 'own: the form event and an outside event';
+  report.own = { formId, form: null, formRaw: null, outsideId: null, outside: null, outsideRaw: null };
+  await page.waitForFunction(
+    (id) => [...document.querySelectorAll('#raw .chunk.own')].some((c) => (c.dataset.text ?? '').includes(`id: ${id}\n`)),
+    formId,
+  );
+  report.own.form = await eventState(page, formId);
+  report.own.formRaw = await rawState(page, formId);
+  const outsideId = await publishOutside(topic, opts.type, 'published from outside the page');
+  report.own.outsideId = outsideId;
+  await page.waitForSelector(eventSel(outsideId), { state: 'attached' });
+  await page.waitForFunction(
+    (id) => [...document.querySelectorAll('#raw .chunk')].some((c) => (c.dataset.text ?? '').includes(`id: ${id}\n`)),
+    outsideId,
+  );
+  report.own.outside = await eventState(page, outsideId);
+  report.own.outsideRaw = await rawState(page, outsideId);
+
+  step = 'pause: hold, then show on resume';
+  const count = () => page.evaluate(() => ({
+    events: document.querySelectorAll('#events .event').length,
+    reads: document.querySelectorAll('#raw .chunk').length,
+  }));
+  report.pause = {};
+  await page.click('#pause');
+  report.pause.pausedAttr = await page.getAttribute('#pause', 'data-paused');
+  report.pause.before = await count();
+  const pausedId = await publishWithForm(page, 'published while paused');
+  report.pause.id = pausedId;
+  // Arrived (counted as held in both views), but not shown.
+  step = 'pause: wait for #held to count the event and its read';
+  await page.waitForFunction(() => {
+    const h = document.querySelector('#held');
+    return Number(h.dataset.events) >= 1 && Number(h.dataset.reads) >= 1;
+  });
+  report.pause.held = await page.evaluate(() => ({
+    events: Number(document.querySelector('#held').dataset.events),
+    reads: Number(document.querySelector('#held').dataset.reads),
+    barShown: [...document.querySelectorAll('.paused-bar')].every((b) => b.offsetHeight > 0),
+  }));
+  report.pause.during = await count();
+  report.pause.eventWhilePaused = await eventState(page, pausedId);
+  report.pause.rawWhilePaused = await rawState(page, pausedId);
+  step = 'pause: resume';
+  await page.click('#pause');
+  report.pause.resumedAttr = await page.getAttribute('#pause', 'data-paused');
+  step = `pause: wait for ${eventSel(pausedId)} after resume`;
+  await page.waitForSelector(eventSel(pausedId), { state: 'attached' });
+  report.pause.eventAfterResume = await eventState(page, pausedId);
+  report.pause.rawAfterResume = await rawState(page, pausedId);
+  report.pause.after = await count();
+
+  report.queries = [];
+  for (const query of ['topic=q1&topic=q2', 'topics=q1,q2']) {
+    step = `queries: ?${query}`;
+    await page.goto(`${opts.base}/?${query}&autoconnect=1`, { waitUntil: 'load' });
+    await page.waitForSelector('#state[data-state=open]');
+    await page.waitForSelector('#raw .chunk', { state: 'attached' });
+    const entry = {
+      query,
+      topics: await page.inputValue('#topics'),
+      source: await page.evaluate(() =>
+        [...document.querySelectorAll('#events .conn')].map((n) => n.textContent).find((t) => t.includes('new EventSource(')) ?? null),
+      ids: [],
+      shown: [],
+    };
+    for (const t of ['q1', 'q2']) entry.ids.push(await publishOutside(t, opts.type, `to ${t}`));
+    for (const id of entry.ids) {
+      step = `queries: ?${query}: wait for ${eventSel(id)}`;
+      await page.waitForSelector(eventSel(id), { state: 'attached' });
+      entry.shown.push(id);
+    }
+    report.queries.push(entry);
+  }
+
+  report.layout = [];
+  for (const [width, height] of [[1400, 1000], [800, 600], [390, 844]]) {
+    step = `layout at ${width}x${height}`;
+    await page.setViewportSize({ width, height });
+    await page.goto(report.url, { waitUntil: 'load' });
+    await page.waitForSelector('#state[data-state=open]');
+    const seen = await page.evaluate(() => {
+      const doc = document.documentElement;
+      const aside = document.querySelector('aside');
+      const style = getComputedStyle(aside);
+      const clips = (s) => s.overflowX !== 'visible' || s.overflowY !== 'visible';
+      const cards = [...document.querySelectorAll('aside > .card')].map((card) => {
+        // As a user would: scroll to it. Only the page may move for that.
+        card.scrollIntoView({ block: 'start', inline: 'nearest' });
+        const r = card.getBoundingClientRect();
+        const fits = r.height <= innerHeight + 0.5;
+        const inView = r.left >= -0.5 && r.right <= doc.clientWidth + 0.5 && r.top >= -0.5 &&
+          (fits ? r.bottom <= innerHeight + 0.5 : r.top <= 0.5);
+        let clippedBy = null;
+        for (let a = card.parentElement; a && a !== document.body; a = a.parentElement) {
+          if (!clips(getComputedStyle(a))) continue;
+          const ar = a.getBoundingClientRect();
+          if (r.top < ar.top - 0.5 || r.bottom > ar.bottom + 0.5 || r.left < ar.left - 0.5 || r.right > ar.right + 0.5) {
+            clippedBy = `${a.tagName.toLowerCase()}${a.className ? '.' + a.className : ''}`;
+          }
+        }
+        return {
+          card: card.getAttribute('aria-labelledby'),
+          box: { top: Math.round(r.top), bottom: Math.round(r.bottom), left: Math.round(r.left), right: Math.round(r.right) },
+          inView,
+          clippedBy,
+          pageScrollY: Math.round(scrollY),
+        };
+      });
+      const result = {
+        asideDisplay: style.display,
+        asideOverflowY: style.overflowY,
+        asideScrollHeight: aside.scrollHeight,
+        asideClientHeight: aside.clientHeight,
+        asideScrollTop: aside.scrollTop,
+        pageScrollWidth: doc.scrollWidth,
+        pageClientWidth: doc.clientWidth,
+        cards,
+      };
+      scrollTo(0, 0);
+      return result;
+    });
+    report.layout.push({ width, height, ...seen });
+  }
 }

@@ -13,6 +13,21 @@ fn bad_durations_are_rejected() {
     assert_cli_rejected(&["--busy-poll", "2s"], &["--busy-poll"]);
 }
 
+/// A bare number is seconds, so `--retry 1500` (milliseconds meant) would
+/// make browsers wait 25 minutes: the binary refuses it with exit 2 and one
+/// line saying what the value means and the `ms` form.
+#[test]
+fn retry_in_seconds_by_mistake_is_refused_with_the_ms_form() {
+    assert_cli_rejected(
+        &["--retry", "1500"],
+        &["--retry 1500 is 1500 seconds (25 min)", "--retry 1500ms"],
+    );
+    assert_cli_rejected(&["--retry", "11m"], &["--retry 11m", "10 min"]);
+    // The limit itself and the ms form start.
+    let _server = TestServer::start(&["--retry", "10m"]);
+    let _server = TestServer::start(&["--retry", "1500ms"]);
+}
+
 #[test]
 fn bad_sizes_are_rejected() {
     assert_cli_rejected(&["--queue-limit", "12XB"], &["--queue-limit"]);

@@ -4,7 +4,9 @@
 //! multi-line unicode event through its own form, and must show that event,
 //! with the id the publish answered, in the parsed view, in the raw view
 //! exactly as the bytes a plain subscriber received, and as the
-//! Last-Event-ID, without a single console or page error.
+//! Last-Event-ID, without a single console or page error; and, tried as a
+//! new user would, the page's pause, its marks on the user's own events, both
+//! query forms for topics, and its layout at three window sizes.
 
 use std::time::Duration;
 
@@ -34,71 +36,14 @@ const REPORT_START: &str = "{\"report\":\"inspector-check\"";
 
 #[test]
 fn page_shows_a_published_event_parsed_raw_and_as_last_event_id() {
-    let node = require_program(&["node", "nodejs"], "nodejs");
-    let chromium = require_program(&["chromium"], "chromium");
-    let version = npm_package_version("playwright-core");
-    assert!(
-        version.starts_with("1."),
-        "tests/clients pins playwright-core ^1, found {version}"
-    );
     let data = LINES.join("\n");
-
     let _lock = browser_lock();
     let server = TestServer::start(&[]);
     // A plain subscriber beside the page: what the raw view shows must be
     // what came off the wire.
     let mut wire = server.subscribe_ready(&format!("?topic={TOPIC}"));
-
-    let home = TempDir::new("inspector");
-    let mut command = command_in(&node, home.path());
-    command
-        // Playwright puts Chromium's profile under TMPDIR: it goes with `home`.
-        .env("TMPDIR", home.path())
-        .current_dir(clients_dir())
-        .arg("inspector-check.mjs")
-        .arg(format!("http://{}", server.addr()))
-        .args(["--topics", TOPIC, "--type", TYPE, "--data", &data])
-        .arg("--timeout-ms")
-        .arg(STEP_TIMEOUT.as_millis().to_string())
-        .arg("--total-timeout-ms")
-        .arg(SCRIPT_TIMEOUT.as_millis().to_string())
-        .arg("--chromium")
-        .arg(&chromium);
-    let mut check = ProcGroup::spawn("inspector-check", command, &home.join("node.log"));
-    let status = check.wait_exit(RUN_TIMEOUT).unwrap_or_else(|| {
-        panic!(
-            "inspector-check still running after {RUN_TIMEOUT:?}:\n{}",
-            check.log_tail(16 * 1024)
-        )
-    });
-    let output = check.log_tail(256 * 1024);
-    let line = output
-        .lines()
-        .find(|line| line.starts_with(REPORT_START))
-        .unwrap_or_else(|| panic!("inspector-check printed no report ({status}):\n{output}"));
-    let report = Report::parse(line);
-    let rest: Vec<&str> = output
-        .lines()
-        .filter(|other| !other.starts_with(REPORT_START))
-        .collect();
-    let context = format!(
-        "inspector-check ({status}) reported:\n{line}\nand printed besides:\n{}",
-        rest.join("\n")
-    );
-
-    assert_eq!(report.get("failed"), Json::Null, "{context}");
-    assert!(status.success(), "{context}");
-    assert!(report.strings("consoleErrors").is_empty(), "{context}");
-    assert!(report.strings("pageErrors").is_empty(), "{context}");
-    assert_eq!(report.str("state"), "open", "{context}");
-    assert_eq!(report.str("stateText"), "open", "{context}");
-
-    assert_eq!(report.str("publishStatus"), "ok", "{context}");
+    let (report, context) = run_check(&server, &[]);
     let id = report.str("publishedId");
-    assert!(
-        report.str("publishText").contains(&id),
-        "the publish result does not show the id: {context}"
-    );
 
     // The id the page was answered is the id of the event on the wire.
     let sent = wire.next_event();
@@ -142,7 +87,193 @@ fn page_shows_a_published_event_parsed_raw_and_as_last_event_id() {
     assert_eq!(report.str("lastEventId"), id, "{context}");
 }
 
-/// The script's report: one flat JSON object.
+/// What a new user trips over, checked in the page as they would meet it:
+/// - the event published from the form is marked as their own in both views
+///   (and one published from elsewhere is not), so it can be found;
+/// - Pause holds what arrives (counted, not shown) and Resume shows it;
+/// - `?topic=q1&topic=q2` (the API's form) and `?topics=q1,q2` both
+///   subscribe to both topics;
+/// - at 1400x1000, 800x600 and 390x844 every card of the left column can be
+///   scrolled into view by the page itself, uncut, the left column never
+///   scrolls inside itself, and the page is no wider than the window.
+#[test]
+fn page_marks_own_events_pauses_takes_both_topic_forms_and_fits_the_window() {
+    let _lock = browser_lock();
+    let server = TestServer::start(&[]);
+    let (report, context) = run_check(&server, &["--full"]);
+    let form_id = report.str("publishedId");
+
+    // Own events.
+    let own = report.obj("own");
+    assert_eq!(own.str("formId"), form_id, "{context}");
+    let form = own.obj("form");
+    assert!(
+        form.bool("shown") && form.bool("own"),
+        "the form's event is not marked own: {context}"
+    );
+    assert_eq!(form.str("tag"), "published here", "{context}");
+    let raw = own.obj("formRaw");
+    // id, event, two data lines and the blank line that ends it.
+    assert!(
+        raw.bool("ownChunk") && raw.num("ownLines") == 5.0,
+        "raw view: {context}"
+    );
+    let outside = own.obj("outside");
+    assert!(
+        outside.bool("shown") && !outside.bool("own"),
+        "an outside event marked own: {context}"
+    );
+    assert_eq!(own.obj("outsideRaw").num("ownLines"), 0.0, "{context}");
+
+    // Pause and resume.
+    let pause = report.obj("pause");
+    assert_eq!(pause.str("pausedAttr"), "1", "{context}");
+    let held = pause.obj("held");
+    assert!(
+        held.num("events") == 1.0 && held.num("reads") >= 1.0 && held.bool("barShown"),
+        "the paused page did not count the event it held: {context}"
+    );
+    assert!(
+        !pause.obj("eventWhilePaused").bool("shown"),
+        "shown while paused: {context}"
+    );
+    assert!(
+        !pause.obj("rawWhilePaused").bool("shown"),
+        "raw shown while paused: {context}"
+    );
+    assert_eq!(
+        pause.obj("during"),
+        pause.obj("before"),
+        "the lists grew while paused: {context}"
+    );
+    assert_eq!(pause.str("resumedAttr"), "0", "{context}");
+    let after = pause.obj("eventAfterResume");
+    assert!(
+        after.bool("shown") && after.bool("own"),
+        "not shown (as own) on resume: {context}"
+    );
+    assert!(pause.obj("rawAfterResume").bool("shown"), "{context}");
+    assert_eq!(
+        pause.obj("after").num("events"),
+        pause.obj("before").num("events") + 1.0,
+        "{context}"
+    );
+
+    // Both query forms.
+    let queries = report.list("queries");
+    let forms: Vec<String> = queries.iter().map(|q| q.str("query")).collect();
+    assert_eq!(forms, ["topic=q1&topic=q2", "topics=q1,q2"], "{context}");
+    for query in &queries {
+        assert_eq!(query.str("topics"), "q1, q2", "{context}");
+        assert!(
+            query
+                .str("source")
+                .contains(r#"new EventSource("/events?topic=q1&topic=q2")"#),
+            "?{} subscribed otherwise: {context}",
+            query.str("query")
+        );
+        assert_eq!(query.strings("shown"), query.strings("ids"), "{context}");
+        assert_eq!(query.strings("shown").len(), 2, "{context}");
+    }
+
+    // Layout.
+    let layouts = report.list("layout");
+    assert_eq!(layouts.len(), 3, "{context}");
+    for layout in &layouts {
+        let size = format!("{}x{}", layout.num("width"), layout.num("height"));
+        assert!(
+            layout.num("pageScrollWidth") <= layout.num("pageClientWidth"),
+            "{size}: the page is wider than the window: {context}"
+        );
+        if layout.str("asideDisplay") != "contents" {
+            assert_eq!(layout.str("asideOverflowY"), "visible", "{size}: {context}");
+            assert!(
+                layout.num("asideScrollHeight") <= layout.num("asideClientHeight") + 1.0,
+                "{size}: the left column scrolls inside itself: {context}"
+            );
+        }
+        assert_eq!(layout.num("asideScrollTop"), 0.0, "{size}: {context}");
+        let cards = layout.list("cards");
+        assert_eq!(cards.len(), 3, "{size}: {context}");
+        for card in &cards {
+            assert!(
+                card.bool("inView") && card.get("clippedBy") == Json::Null,
+                "{size}: card {} cut off: {context}",
+                card.str("card")
+            );
+        }
+    }
+}
+
+/// Runs inspector-check.mjs against `server` with `extra` options; fails
+/// unless it ran to the end without a console or page error and the page was
+/// subscribed and its publish answered. The report and, for messages, all
+/// it printed.
+fn run_check(server: &TestServer, extra: &[&str]) -> (Report, String) {
+    let node = require_program(&["node", "nodejs"], "nodejs");
+    let chromium = require_program(&["chromium"], "chromium");
+    let version = npm_package_version("playwright-core");
+    assert!(
+        version.starts_with("1."),
+        "tests/clients pins playwright-core ^1, found {version}"
+    );
+    let data = LINES.join("\n");
+    let home = TempDir::new("inspector");
+    let mut command = command_in(&node, home.path());
+    command
+        // Playwright puts Chromium's profile under TMPDIR: it goes with `home`.
+        .env("TMPDIR", home.path())
+        .current_dir(clients_dir())
+        .arg("inspector-check.mjs")
+        .arg(format!("http://{}", server.addr()))
+        .args(["--topics", TOPIC, "--type", TYPE, "--data", &data])
+        .arg("--timeout-ms")
+        .arg(STEP_TIMEOUT.as_millis().to_string())
+        .arg("--total-timeout-ms")
+        .arg(SCRIPT_TIMEOUT.as_millis().to_string())
+        .arg("--chromium")
+        .arg(&chromium)
+        .args(extra);
+    let mut check = ProcGroup::spawn("inspector-check", command, &home.join("node.log"));
+    let status = check.wait_exit(RUN_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "inspector-check still running after {RUN_TIMEOUT:?}:\n{}",
+            check.log_tail(16 * 1024)
+        )
+    });
+    let output = check.log_tail(256 * 1024);
+    let line = output
+        .lines()
+        .find(|line| line.starts_with(REPORT_START))
+        .unwrap_or_else(|| panic!("inspector-check printed no report ({status}):\n{output}"));
+    let report = Report::parse(line);
+    let rest: Vec<&str> = output
+        .lines()
+        .filter(|other| !other.starts_with(REPORT_START))
+        .collect();
+    let context = format!(
+        "inspector-check ({status}) reported:\n{line}\nand printed besides:\n{}",
+        rest.join("\n")
+    );
+
+    assert_eq!(report.get("failed"), Json::Null, "{context}");
+    assert!(status.success(), "{context}");
+    assert!(report.strings("consoleErrors").is_empty(), "{context}");
+    assert!(report.strings("pageErrors").is_empty(), "{context}");
+    assert_eq!(report.str("state"), "open", "{context}");
+    assert_eq!(report.str("stateText"), "open", "{context}");
+
+    assert_eq!(report.str("publishStatus"), "ok", "{context}");
+    let id = report.str("publishedId");
+    assert!(
+        report.str("publishText").contains(&id),
+        "the publish result does not show the id: {context}"
+    );
+    (report, context)
+}
+
+/// The script's report, or an object in it.
+#[derive(Debug, PartialEq)]
 struct Report(serde_json::Map<String, Json>);
 
 impl Report {
@@ -150,6 +281,33 @@ impl Report {
         match serde_json::from_str(text) {
             Ok(Json::Object(fields)) => Report(fields),
             other => panic!("the report is not a JSON object ({other:?}): {text}"),
+        }
+    }
+
+    fn obj(&self, key: &str) -> Report {
+        match self.get(key) {
+            Json::Object(fields) => Report(fields),
+            other => panic!("report {key:?} is {other:?}, not an object"),
+        }
+    }
+
+    fn list(&self, key: &str) -> Vec<Report> {
+        match self.get(key) {
+            Json::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Json::Object(fields) => Report(fields),
+                    other => panic!("report {key:?} holds {other:?}, not objects"),
+                })
+                .collect(),
+            other => panic!("report {key:?} is {other:?}, not a list"),
+        }
+    }
+
+    fn bool(&self, key: &str) -> bool {
+        match self.get(key) {
+            Json::Bool(b) => b,
+            other => panic!("report {key:?} is {other:?}, not a boolean"),
         }
     }
 

@@ -27,6 +27,7 @@ mod publish;
 mod real;
 mod replay;
 mod security;
+mod service;
 mod shutdown;
 mod slow;
 mod storm;
