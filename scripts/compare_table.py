@@ -1,5 +1,7 @@
 """The table of scripts/compare.sh: medians over rounds of each case and
-server, from the results.jsonl it wrote (one sseloop-bench JSON per run)."""
+server, from the results.jsonl it wrote (one sseloop-bench JSON per run),
+then, for the runs whose server spread its CPU over several threads (or
+processes), each thread's median share of the server's CPU over the run."""
 
 import json
 import statistics
@@ -10,8 +12,18 @@ CASES = {
     "fanout": "1 000 subscribers, 200 events/s",
     "closed": "1 000 subscribers, closed loop",
     "idle": "10 000 idle subscribers, 15 s",
+    "wide": "10 000 subscribers, 10 events/s",
+    "wide-closed": "10 000 subscribers, closed loop",
     "big": "19 000 subscribers, 10 events/s",
+    "big-closed": "19 000 subscribers, closed loop",
 }
+
+# Cases wide enough for the memory per stream to show.
+WIDE = ("idle", "wide", "wide-closed", "big", "big-closed")
+
+# A thread with less than this share of the server's CPU over the run (a
+# signal handler, nginx's master) is left out of the per-thread section.
+THREAD_SHARE_SHOWN = 1.0
 
 
 def median(values):
@@ -30,6 +42,8 @@ def dig(result, *path):
 def duration(us):
     if us is None:
         return "—"
+    if us >= 1_000_000:
+        return f"{us / 1e6:.1f} s"
     if us >= 1000:
         return f"{us / 1000:.1f} ms" if us < 100_000 else f"{us / 1000:.0f} ms"
     return f"{us:.0f} µs"
@@ -74,10 +88,59 @@ def main(path):
                     "—" if cpu is None else f"{cpu:.2f} µs",
                 ]
             rss = median([dig(r, "server", "rss_bytes_per_stream") for r in ok])
-            cells.append("—" if rss is None or case not in ("idle", "big") else f"{rss:.0f} B")
+            cells.append("—" if rss is None or case not in WIDE else f"{rss:.0f} B")
             idle_cpu = median([dig(r, "server", "cpu_run_us") for r in ok]) if case == "idle" else None
             cells.append("—" if idle_cpu is None else f"{idle_cpu / 1000:.0f} ms")
             print("| " + " | ".join(cells) + " |")
+    thread_section(runs)
+
+
+def thread_shares(result):
+    """{label: share %} of one run's server threads; a label is the
+    thread's name, numbered (#2, #3, ...) where several threads or
+    processes share one (nginx's master and workers are all `nginx`)."""
+    threads = dig(result, "server", "threads") or []
+    seen = {}
+    shares = {}
+    for t in threads:
+        name = t.get("name", "?")
+        seen[name] = seen.get(name, 0) + 1
+        label = name if seen[name] == 1 else f"{name} #{seen[name]}"
+        if t.get("run_share_percent") is not None:
+            shares[label] = t["run_share_percent"]
+    return shares
+
+
+def thread_section(runs):
+    rows = []
+    for case, title in CASES.items():
+        if case == "idle":
+            continue
+        for (c, server), results in runs.items():
+            if c != case:
+                continue
+            per_run = [thread_shares(r) for r in results if r is not None]
+            labels = []
+            for shares in per_run:
+                labels += [label for label in shares if label not in labels]
+            medians = [(label, median([s.get(label, 0.0) for s in per_run])) for label in labels]
+            shown = [(label, m) for label, m in medians if m >= THREAD_SHARE_SHOWN]
+            if len(shown) < 2:
+                continue
+            cpu = median([dig(r, "server", "cpu_per_delivery_us") for r in results if r is not None])
+            cells = [title, server, " · ".join(f"{label} {m:.0f} %" for label, m in shown)]
+            # Each thread's CPU per delivery: its share of the whole.
+            cells.append("—" if cpu is None else " · ".join(f"{m * cpu / 100:.2f} µs" for _, m in shown))
+            rows.append(cells)
+    if not rows:
+        return
+    print()
+    print("Server CPU by thread: each thread's share of the server's CPU over the run, and that share of the CPU per delivery (medians over rounds; threads under 1 % left out)")
+    print()
+    print("| case | server | share of server CPU | CPU per delivery |")
+    print("| --- | --- | --- | --- |")
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

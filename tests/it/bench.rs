@@ -12,6 +12,7 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -184,6 +185,116 @@ fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
     );
     assert!(int(&report_with_pid, "server", "rss_after_kib") > 0);
     assert!(num(&report_with_pid, "server", "cpu_per_delivery_us") > 0.0);
+}
+
+/// A server's threads as the report lists them: (pid, name, CPU over the
+/// run in µs, share of the run in %), in the report's order.
+fn threads(report: &Value) -> Vec<(u64, String, f64, f64)> {
+    let threads = report["server"]["threads"].as_array();
+    let threads = threads.unwrap_or_else(|| panic!("no server.threads: {report}"));
+    let field = |t: &Value, key: &str| {
+        t[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("thread {key} is not a number: {t}"))
+    };
+    threads
+        .iter()
+        .map(|t| {
+            let name = t["name"].as_str().unwrap_or_else(|| panic!("no name: {t}"));
+            let pid = t["pid"].as_u64().unwrap_or_else(|| panic!("no pid: {t}"));
+            (
+                pid,
+                name.to_string(),
+                field(t, "cpu_run_us"),
+                field(t, "run_share_percent"),
+            )
+        })
+        .collect()
+}
+
+/// Asks `server` for `/health` over one connection until `stop` is set
+/// (or 100 000 times): work that takes CPU and keeps no state.
+fn keep_busy(server: &TestServer, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+    let mut conn = server.http();
+    thread::spawn(move || {
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) && answered < 100_000 {
+            conn.send(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n");
+            let response = conn.read_response(Instant::now() + Duration::from_secs(5));
+            assert_eq!(response.head.status, 200, "{}", response.text());
+            answered += 1;
+        }
+        answered
+    })
+}
+
+/// Under load, a `--loops 2` server's report lists both loop threads by
+/// name (loop 0 on the main thread `sseloop`, loop 1 on `sseloop-loop`),
+/// each with CPU time and a real share of the run; with a second `--pid`
+/// (a server kept busy meanwhile), the second process's threads are listed
+/// too, and the server's RSS and CPU are the sums over both processes.
+#[test]
+fn two_loops_show_their_threads_and_two_pids_are_summed() {
+    let server = TestServer::start(&["--loops", "2"]);
+    let other = TestServer::start(&[]);
+    let (a, b) = (u64::from(server.pid()), u64::from(other.pid()));
+    // Both idle: their RSS holds still until the bench connects (the
+    // health checks below keep nothing).
+    let idle_rss = (server.rss_kib(), other.rss_kib());
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = keep_busy(&other, Arc::clone(&stop));
+    let (report, ok) = bench(
+        &server.addr().to_string(),
+        &format!("--subscribers 200 --events 300 --rate 0 --pid {a} --pid {b}"),
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(busy.join().expect("health checks") > 0);
+    assert!(ok, "{report}");
+    assert_complete(&report, 200, 300);
+    assert_eq!(
+        report["server"]["pids"],
+        serde_json::json!([a, b]),
+        "{report}"
+    );
+    assert_eq!(int(&report, "server", "pid"), a, "{report}");
+    let threads = threads(&report);
+    let names = |pid| {
+        let mut names: Vec<&str> = threads
+            .iter()
+            .filter(|t| t.0 == pid)
+            .map(|t| t.1.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    assert_eq!(names(a), ["signals", "sseloop", "sseloop-loop"], "{report}");
+    assert_eq!(names(b), ["signals", "sseloop"], "{report}");
+    // The kernel spreads 200 streams over both listeners, so each loop
+    // writes to about half of them: both take a real share of the CPU.
+    for loop_thread in ["sseloop", "sseloop-loop"] {
+        let (_, _, cpu, share) = threads
+            .iter()
+            .find(|t| t.0 == a && t.1 == loop_thread)
+            .unwrap();
+        assert!(*cpu > 0.0 && *share >= 5.0, "{loop_thread}: {report}");
+    }
+    // The other server answered health checks on its main thread.
+    let other_main = threads.iter().find(|t| t.0 == b && t.1 == "sseloop");
+    assert!(other_main.unwrap().2 > 0.0, "{report}");
+    // The total is the sum over both processes' threads (each rounded to
+    // a nanosecond in the report) ...
+    let threads_cpu: f64 = threads.iter().map(|t| t.2).sum();
+    let cpu_run = num(&report, "server", "cpu_run_us");
+    assert!((cpu_run - threads_cpu).abs() < 0.01, "{report}");
+    let shares: f64 = threads.iter().map(|t| t.3).sum();
+    assert!((shares - 100.0).abs() < 0.5, "{report}");
+    // ... and so is the RSS before connecting: the two idle servers'.
+    let sum = idle_rss.0 + idle_rss.1;
+    let before = int(&report, "server", "rss_before_kib");
+    assert!(
+        before.abs_diff(sum) <= idle_rss.1 / 4,
+        "{before} KiB, {idle_rss:?}: {report}"
+    );
 }
 
 #[test]

@@ -40,7 +40,13 @@
 //! first publish to the last delivery. Given `--pid`, the server's RSS and
 //! CPU time are read from /proc before connecting, after connecting and at
 //! the end, so CPU per delivery can be compared between servers even when
-//! this client caps throughput. `--idle` replaces phases 2–3 by holding the
+//! this client caps throughput. `--pid` may be given several times (nginx's
+//! master and workers): RSS and CPU are then summed over the processes, so
+//! a constant share such as the master's cancels out of the growth per
+//! stream. The CPU time of every thread is reported too, by name (from
+//! /proc/PID/task/TID/comm), with its share of the run, so that the work of
+//! each of a server's loops or workers shows even where this client shares
+//! a core with one of them. `--idle` replaces phases 2–3 by holding the
 //! streams open, to measure idle memory, idle CPU and heartbeats.
 //!
 //! The client must not be the bottleneck: one thread multiplexes every socket
@@ -54,7 +60,10 @@
 //! hypervisor stole from this VM's CPUs during the run, from /proc/stat):
 //! as text by default, or with `--json` as
 //! one object of objects with the same names, times in microseconds (keys
-//! ending `_us`) and memory in KiB (`_kib`).
+//! ending `_us`) and memory in KiB (`_kib`). The server section's `pids`
+//! and `threads` are lists (in the text, a line per thread): each thread
+//! with its `pid`, `tid`, `name`, `cpu_connecting`, `cpu_run` and
+//! `run_share_percent` (of every listed thread's CPU over the run).
 //!
 //! # Layout
 //!
@@ -84,14 +93,14 @@ use std::process::ExitCode;
 use client::{Bench, raise_nofile_limit};
 use clock::{now_ns, ns};
 use options::{HELP, Options, parse_args};
-use report::{Report, Val, text};
-use stats::{sample_proc, steal_s};
+use report::{Report, Section, Val, text};
+use stats::{ProcSample, sample_proc, sample_procs, steal_s, thread_runs};
 
 /// Runs the phases and reports; `Err` for a run that could not start, and
 /// the flag says whether the run failed (streams, publishing or deliveries
 /// did).
 fn run(opts: Options) -> io::Result<(Report, bool)> {
-    use Val::{Int, Kib, Null, Num, Text, Time};
+    use Val::{Int, Kib, List, Null, Num, Obj, Text, Time};
     let limit = raise_nofile_limit();
     let need = opts.subscribers as u64 + 16;
     if limit < need {
@@ -99,13 +108,20 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         let msg = format!("--subscribers {n}: needs {need} open files, the limit is {limit}");
         return Err(io::Error::other(msg));
     }
-    let pid = opts.pid.map(|p| p.to_string());
-    let server = || pid.as_deref().and_then(sample_proc);
-    if let (Some(p), None) = (&pid, server()) {
+    if let Some(p) = opts
+        .pids
+        .iter()
+        .find(|p| sample_proc(&p.to_string()).is_none())
+    {
         return Err(io::Error::other(format!(
             "--pid {p}: cannot read /proc/{p}"
         )));
     }
+    let server = || {
+        (!opts.pids.is_empty())
+            .then(|| sample_procs(&opts.pids))
+            .flatten()
+    };
     let client = || sample_proc("self");
     let mut bench = Bench::new(opts.clone())?;
     let server_before = server();
@@ -213,14 +229,40 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
     }
     let run_ns = now_ns() - run_start;
     if let (Some(a), Some(b), Some(c)) = (server_before, server_connected, server()) {
-        let growth = (b.rss_kib as f64 - a.rss_kib as f64) * 1024.0 / streams.max(1) as f64;
-        let (connecting, running) = (b.cpu_s - a.cpu_s, c.cpu_s - b.cpu_s);
+        let rss = |s: &[ProcSample]| s.iter().map(|p| p.rss_kib).sum::<u64>();
+        let cpu = |s: &[ProcSample]| s.iter().map(|p| p.cpu_s).sum::<f64>();
+        let (a_rss, b_rss, c_rss) = (rss(&a), rss(&b), rss(&c));
+        let growth = (b_rss as f64 - a_rss as f64) * 1024.0 / streams.max(1) as f64;
+        let (connecting, running) = (cpu(&b) - cpu(&a), cpu(&c) - cpu(&b));
         let per_delivery = running * 1e9 / deliveries as f64;
+        let runs = thread_runs(&a, &b, &c);
+        let threads_run: u64 = runs.iter().map(|t| t.run_ns).sum();
+        let threads = runs.into_iter().map(|t| {
+            let mut s = Section::default();
+            s.put("pid", Int(u64::from(t.pid)))
+                .put("tid", Int(u64::from(t.tid)))
+                .put("name", Text(t.name))
+                .put("cpu_connecting", t.connecting_ns.map_or(Null, Time))
+                .put("cpu_run", Time(t.run_ns))
+                .put(
+                    "run_share_percent",
+                    if threads_run > 0 {
+                        Num(t.run_ns as f64 * 100.0 / threads_run as f64, 1)
+                    } else {
+                        Null
+                    },
+                );
+            Obj(s)
+        });
         r.section("server")
-            .put("pid", Int(u64::from(opts.pid.unwrap_or(0))))
-            .put("rss_before", Kib(a.rss_kib))
-            .put("rss_connected", Kib(b.rss_kib))
-            .put("rss_after", Kib(c.rss_kib))
+            .put("pid", Int(u64::from(opts.pids[0])))
+            .put(
+                "pids",
+                List(opts.pids.iter().map(|&p| Int(u64::from(p))).collect()),
+            )
+            .put("rss_before", Kib(a_rss))
+            .put("rss_connected", Kib(b_rss))
+            .put("rss_after", Kib(c_rss))
             .put("rss_bytes_per_stream", Num(growth, 0))
             .put("cpu_connecting", Time((connecting * 1e9).round() as u64))
             .put("cpu_run", Time((running * 1e9).round() as u64))
@@ -231,7 +273,8 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
                 } else {
                     Null
                 },
-            );
+            )
+            .put("threads", List(threads.collect()));
     }
     if let (Some(b), Some(c)) = (client_connected, client()) {
         let busy = (c.cpu_s - b.cpu_s) * 1e11 / run_ns.max(1) as f64;

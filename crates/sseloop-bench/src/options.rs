@@ -17,7 +17,8 @@ USAGE: sseloop-bench [OPTIONS]
 Subscribes N streams to GET /events?topic=T, publishes M events with
 POST /publish?topic=T over one keep-alive connection, and reports deliveries
 (expected, received, missing, duplicate, out of order), publish->receive
-latency, delivery throughput and, with --pid, the server's RSS and CPU time.
+latency, delivery throughput and, with --pid, the server's RSS and CPU time
+(in total and per thread).
 
 OPTIONS:
   --addr HOST:PORT     server address                          [127.0.0.1:8080]
@@ -29,7 +30,9 @@ OPTIONS:
                        (at a rate, 100000 makes the load open-loop)
   --topic T            topic to subscribe and publish to       [bench]
   --size SIZE          padding added to each event's data      [0]
-  --pid PID            server process: report its RSS and CPU time
+  --pid PID            server process: report its RSS and CPU time, in total
+                       and per thread; given several times, the processes'
+                       RSS and CPU are summed (a master and its workers)
   --json               print one JSON object instead of text
   --idle DUR           idle mode: connect, publish nothing, hold for DUR
   --connect-batch N    connections being opened at once        [64]
@@ -66,7 +69,8 @@ pub(crate) struct Options {
     pub(crate) pipeline: usize,
     pub(crate) topic: String,
     pub(crate) size: usize,
-    pub(crate) pid: Option<u32>,
+    /// Server processes whose RSS and CPU are summed, in the order given.
+    pub(crate) pids: Vec<u32>,
     pub(crate) json: bool,
     pub(crate) idle: Option<Duration>,
     pub(crate) connect_batch: usize,
@@ -92,7 +96,7 @@ impl Default for Options {
             pipeline: 1,
             topic: "bench".into(),
             size: 0,
-            pid: None,
+            pids: Vec::new(),
             json: false,
             idle: None,
             // Half of 128, the smallest listen backlog in common use (axum's).
@@ -167,7 +171,12 @@ pub(crate) fn parse_args(
             }
             "--pid" => {
                 let v = value()?;
-                o.pid = Some(v.parse().map_err(|_| bad(n, &v, "a process id"))?);
+                let pid = v.parse().map_err(|_| bad(n, &v, "a process id"))?;
+                // Counted twice, its CPU would be too.
+                if o.pids.contains(&pid) {
+                    return Err(format!("{name}: {pid} given twice"));
+                }
+                o.pids.push(pid);
             }
             "--idle" => o.idle = Some(duration(n, &value()?)?),
             "--connect-batch" => o.connect_batch = count(n, &value()?)? as usize,
@@ -229,6 +238,11 @@ mod tests {
         let o = o.unwrap();
         assert_eq!(o.timeout, Duration::from_millis(1500));
         assert_eq!(o.drain_timeout, Duration::ZERO);
+        assert!(o.pids.is_empty());
+        let o = parse_args(args("--pid 30 --pid=4 --pid 12"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.pids, [30, 4, 12]);
         for bad in [
             "--rate x",
             "--subscribers 0",
@@ -239,6 +253,8 @@ mod tests {
             // The server's grammar: whole numbers only, no spaces.
             "--timeout 1.5s",
             "--size 1.5KiB",
+            "--pid x",
+            "--pid 4 --pid 4",
         ] {
             let err = parse_args(args(bad)).expect_err(bad);
             assert!(

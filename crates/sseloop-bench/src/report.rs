@@ -14,6 +14,12 @@ pub(crate) enum Val {
     /// KiB: text gives MiB; JSON gives KiB, key + `_kib`.
     Kib(u64),
     Text(String),
+    /// Values in order: a JSON array; text joins plain values with spaces
+    /// and gives each object a line of its own under its section's line,
+    /// labelled with the key less its plural `s` (`threads` → `thread:`).
+    List(Vec<Val>),
+    /// Named values: a JSON object, text `key value, …`.
+    Obj(Section),
     /// Not measured: left out of the text, `null` in JSON.
     Null,
 }
@@ -42,30 +48,14 @@ impl Report {
     pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         for (section, fields) in &self.0 {
-            let mut line = format!("{:<12}", format!("{section}:"));
-            for (key, val) in &fields.0 {
-                // `_` reads as a space, or as a point between digits (p99_9).
-                let b = key.as_bytes();
-                let key: String = (0..b.len())
-                    .map(|i| match b[i] {
-                        b'_' if b[i - 1].is_ascii_digit() && b[i + 1].is_ascii_digit() => '.',
-                        b'_' => ' ',
-                        c => c as char,
-                    })
-                    .collect();
-                let val = match val {
-                    Val::Int(v) => v.to_string(),
-                    Val::Num(v, prec) => format!("{v:.prec$}"),
-                    Val::Time(v) => fmt_ns(*v),
-                    Val::Kib(v) => format!("{:.1} MiB", *v as f64 / 1024.0),
-                    Val::Text(s) => s.clone(),
-                    Val::Null => continue,
-                };
-                let sep = if line.ends_with(' ') { "" } else { ", " };
-                let _ = write!(line, "{sep}{key} {val}");
-            }
+            let mut lines = Vec::new();
+            let line = fields.text_line(format!("{:<12}", format!("{section}:")), &mut lines);
             out.push_str(line.trim_end());
             out.push('\n');
+            for line in lines {
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
         }
         out
     }
@@ -73,23 +63,120 @@ impl Report {
     pub(crate) fn json(&self) -> String {
         let mut out = String::new();
         for (section, fields) in &self.0 {
-            let _ = write!(out, ",\"{section}\":{{");
-            let mut sep = "";
-            for (key, val) in &fields.0 {
-                let _ = match val {
-                    Val::Int(v) => write!(out, "{sep}\"{key}\":{v}"),
-                    Val::Num(v, prec) if v.is_finite() => write!(out, "{sep}\"{key}\":{v:.prec$}"),
-                    Val::Time(v) => write!(out, "{sep}\"{key}_us\":{:.3}", *v as f64 / 1e3),
-                    Val::Kib(v) => write!(out, "{sep}\"{key}_kib\":{v}"),
-                    Val::Text(s) => write!(out, "{sep}\"{key}\":\"{}\"", json_escape(s)),
-                    Val::Num(..) | Val::Null => write!(out, "{sep}\"{key}\":null"),
-                };
-                sep = ",";
-            }
-            out.push('}');
+            let _ = write!(out, ",\"{section}\":");
+            fields.json(&mut out);
         }
         format!("{{{}}}", out.strip_prefix(',').unwrap_or(&out))
     }
+}
+
+impl Section {
+    /// Appends `key value` pairs to `line`; each object of a list becomes
+    /// a line of its own in `below`.
+    fn text_line(&self, mut line: String, below: &mut Vec<String>) -> String {
+        for (key, val) in &self.0 {
+            let val = match val {
+                Val::List(items) if items.iter().any(|v| matches!(v, Val::Obj(_))) => {
+                    let label = key.strip_suffix('s').unwrap_or(key);
+                    for item in items {
+                        let mut nested = Vec::new();
+                        let head = format!("{:<12}", format!("  {}:", text_key(label)));
+                        let text = match item {
+                            Val::Obj(obj) => obj.text_line(head, &mut nested),
+                            other => head + &text_value(other).unwrap_or_default(),
+                        };
+                        below.push(text);
+                        below.extend(nested.into_iter().map(|l| format!("  {l}")));
+                    }
+                    continue;
+                }
+                val => match text_value(val) {
+                    Some(v) => v,
+                    None => continue,
+                },
+            };
+            let sep = if line.ends_with(' ') { "" } else { ", " };
+            let _ = write!(line, "{sep}{} {val}", text_key(key));
+        }
+        line
+    }
+
+    fn json(&self, out: &mut String) {
+        out.push('{');
+        let mut sep = "";
+        for (key, val) in &self.0 {
+            let name = match val {
+                Val::Time(_) => format!("{key}_us"),
+                Val::Kib(_) => format!("{key}_kib"),
+                _ => key.to_string(),
+            };
+            let _ = write!(out, "{sep}\"{name}\":");
+            json_value(val, out);
+            sep = ",";
+        }
+        out.push('}');
+    }
+}
+
+/// `_` reads as a space, or as a point between digits (p99_9).
+fn text_key(key: &str) -> String {
+    let b = key.as_bytes();
+    (0..b.len())
+        .map(|i| match b[i] {
+            b'_' if i > 0
+                && i + 1 < b.len()
+                && b[i - 1].is_ascii_digit()
+                && b[i + 1].is_ascii_digit() =>
+            {
+                '.'
+            }
+            b'_' => ' ',
+            c => c as char,
+        })
+        .collect()
+}
+
+/// A value as text; `None` for one not measured.
+fn text_value(val: &Val) -> Option<String> {
+    Some(match val {
+        Val::Int(v) => v.to_string(),
+        Val::Num(v, prec) => format!("{v:.prec$}"),
+        Val::Time(v) => fmt_ns(*v),
+        Val::Kib(v) => format!("{:.1} MiB", *v as f64 / 1024.0),
+        Val::Text(s) => s.clone(),
+        Val::List(items) => {
+            let items: Vec<String> = items.iter().filter_map(text_value).collect();
+            items.join(" ")
+        }
+        Val::Obj(obj) => obj.text_line(String::new(), &mut Vec::new()),
+        Val::Null => return None,
+    })
+}
+
+fn json_value(val: &Val, out: &mut String) {
+    let _ = match val {
+        Val::Int(v) => write!(out, "{v}"),
+        Val::Num(v, prec) if v.is_finite() => write!(out, "{v:.prec$}"),
+        Val::Time(v) => write!(out, "{:.3}", *v as f64 / 1e3),
+        Val::Kib(v) => write!(out, "{v}"),
+        Val::Text(s) => write!(out, "\"{}\"", json_escape(s)),
+        Val::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_value(item, out);
+            }
+            out.push(']');
+            Ok(())
+        }
+        Val::Obj(obj) => {
+            obj.json(out);
+            Ok(())
+        }
+        Val::Num(..) | Val::Null => write!(out, "null"),
+    };
 }
 
 fn json_escape(s: &str) -> String {
