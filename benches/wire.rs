@@ -38,6 +38,7 @@ const POLICY: Policy = Policy {
     max_headers: 64,
     max_body: 64 << 10,
     publish_token: None,
+    access: None,
 };
 
 fn parsing(c: &mut Criterion) {

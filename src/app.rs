@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::auth::{Access, Grant};
 use crate::config::Framing;
 use crate::http::{self, Head, Reject, Route, Status};
 use crate::sse::Event;
@@ -27,6 +28,10 @@ pub struct Context<'a> {
     pub retry: Option<Duration>,
     /// `--framing`, for HTTP/1.1 streams.
     pub framing: Framing,
+    /// With `--jwt-key`: who may subscribe to what.
+    pub access: Option<&'a Access>,
+    /// The Unix time tokens are checked at (only read with `access`).
+    pub unix_now: i64,
 }
 
 /// How a subscriber's stream begins.
@@ -40,6 +45,9 @@ pub struct StreamStart {
     pub topics: Vec<String>,
     /// Where to resume from, if the client said.
     pub last_event_id: Option<String>,
+    /// What its token allows, when it came with one (and `--jwt-key` is
+    /// set).
+    pub grant: Option<Grant>,
 }
 
 /// What the loop should do with a request.
@@ -145,6 +153,18 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             topics,
             last_event_id,
         } => {
+            let grant = match ctx.access {
+                None => None,
+                Some(access) => {
+                    let token = head.credentials.subscribe_token();
+                    match access.subscribe(token, &topics, ctx.unix_now) {
+                        Ok(grant) => grant,
+                        Err(refusal) => {
+                            return Action::Reject(reject_bytes(&Reject::refusal(refusal), ctx));
+                        }
+                    }
+                }
+            };
             let framing = stream_framing(head.http11, ctx);
             let head = http::stream_head(framing == Framing::Chunked, ctx.retry, ctx.allow_origin);
             Action::Subscribe(StreamStart {
@@ -152,6 +172,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 framing,
                 topics,
                 last_event_id,
+                grant,
             })
         }
     }
@@ -214,6 +235,8 @@ mod tests {
         allow_origin: None,
         retry: None,
         framing: Framing::Chunked,
+        access: None,
+        unix_now: 0,
     };
 
     fn head(raw: &str) -> Head {
@@ -222,6 +245,7 @@ mod tests {
             max_headers: 64,
             max_body: 1024,
             publish_token: None,
+            access: None,
         };
         match parse_head(raw.as_bytes(), &policy) {
             HeadParse::Complete(head, _) => head,
@@ -329,6 +353,68 @@ mod tests {
             };
             assert!(text(&bytes).starts_with("HTTP/1.1 503"));
         }
+    }
+
+    #[test]
+    fn private_topics_need_a_token_that_covers_them() {
+        let key = "k".repeat(32);
+        let access = Access::new(key.as_bytes(), &["news"]).unwrap();
+        let policy = Policy {
+            max_head_size: 8192,
+            max_headers: 64,
+            max_body: 1024,
+            publish_token: None,
+            access: Some(std::sync::Arc::new(access.clone())),
+        };
+        let token = crate::auth::sign_for_tests(
+            r#"{"alg":"HS256"}"#,
+            r#"{"mercure":{"subscribe":["user/1"]},"exp":2000}"#,
+            key.as_bytes(),
+        );
+        // What a subscribe to `query` with `token` (may be empty) gets at
+        // Unix time `now`: a status, and the grant's end when served.
+        let ask = |query: &str, token: &str, now: i64| {
+            let auth = if token.is_empty() {
+                String::new()
+            } else {
+                format!("Authorization: Bearer {token}\r\n")
+            };
+            let raw = format!("GET /events?{query} HTTP/1.1\r\n{auth}\r\n");
+            let HeadParse::Complete(h, _) = parse_head(raw.as_bytes(), &policy) else {
+                panic!("{raw}")
+            };
+            let ctx = Context {
+                access: Some(&access),
+                unix_now: now,
+                ..CTX
+            };
+            match respond(h, vec![], &ctx) {
+                Action::Reject(bytes) => {
+                    let text = text(&bytes);
+                    assert!(
+                        !text.contains(&token[token.len().saturating_sub(20)..])
+                            || token.is_empty()
+                    );
+                    if text.starts_with("HTTP/1.1 401") {
+                        assert!(text.contains("WWW-Authenticate: Bearer\r\n"), "{text}");
+                    }
+                    text[9..12].to_string()
+                }
+                Action::Subscribe(start) => {
+                    format!("200 {:?}", start.grant.and_then(|g| g.refused_from))
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(ask("topic=news", "", 1_000), "200 None");
+        assert_eq!(ask("", "", 1_000), "200 None");
+        assert_eq!(ask("topic=user/1", "", 1_000), "401");
+        assert_eq!(
+            ask("topic=user/1&topic=news", &token, 1_000),
+            "200 Some(2005)"
+        );
+        assert_eq!(ask("topic=user/2", &token, 1_000), "403");
+        assert_eq!(ask("topic=user/1", &token, 2_005), "401");
     }
 
     #[test]

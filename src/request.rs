@@ -183,6 +183,7 @@ mod tests {
         max_headers: 64,
         max_body: 64,
         publish_token: None,
+        access: None,
     };
 
     fn bodies(steps: &[Step]) -> Vec<String> {

@@ -192,6 +192,7 @@ fn head(bytes: &[u8], token: bool) {
         max_headers: 64,
         max_body: 65536,
         publish_token: token.then(|| "fuzz-token".to_string()),
+        access: None,
     };
     match parse_head(bytes, &policy) {
         HeadParse::Complete(head, len) => {

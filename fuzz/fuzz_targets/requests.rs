@@ -33,6 +33,7 @@ fn policy(token: bool, small: bool) -> Policy {
             max_headers: 8,
             max_body: 64,
             publish_token,
+            access: None,
         }
     } else {
         Policy {
@@ -40,6 +41,7 @@ fn policy(token: bool, small: bool) -> Policy {
             max_headers: 64,
             max_body: 65536,
             publish_token,
+            access: None,
         }
     }
 }

@@ -123,13 +123,15 @@ impl History {
     }
 
     /// The first kept event after `after` that `sub` should get: one of its
-    /// topics, or a broadcast. Each event looked at costs `budget` one unit
-    /// per topic it names (and one for itself); when the budget runs out
-    /// first, says how far the look got.
+    /// topics, or a broadcast, and one that `allowed` says it may receive
+    /// (given the event's topics: the private-topic check). Each event
+    /// looked at costs `budget` one unit per topic it names (and one for
+    /// itself); when the budget runs out first, says how far the look got.
     pub fn next_retained(
         &self,
         after: u64,
         sub: &Subscription,
+        allowed: impl Fn(&[Box<str>]) -> bool,
         budget: &mut usize,
     ) -> Retained<'_> {
         if after >= self.newest {
@@ -145,7 +147,7 @@ impl History {
                 return Retained::Scanned(d.seq - 1);
             }
             *budget -= cost;
-            if sub.wants(d.topics.iter().map(|t| &**t)) {
+            if sub.wants(d.topics.iter().map(|t| &**t)) && allowed(&d.topics) {
                 return Retained::Event(d.seq, &d.frame);
             }
         }
@@ -177,7 +179,7 @@ mod tests {
         let sub = index.subscribe(99, &topics);
         let mut out = Vec::new();
         loop {
-            match h.next_retained(after, &sub, &mut usize::MAX.clone()) {
+            match h.next_retained(after, &sub, |_| true, &mut usize::MAX.clone()) {
                 Retained::Event(seq, frame) => {
                     out.push(String::from_utf8(frame.payload().to_vec()).unwrap());
                     after = seq;
@@ -250,21 +252,21 @@ mod tests {
         let sub = index.subscribe(1, &[]);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(0, &sub, &mut budget),
+            h.next_retained(0, &sub, |_| true, &mut budget),
             Retained::Event(1, _)
         ));
         deliver(&mut h, "2", &[]);
         deliver(&mut h, "3", &[]);
         assert!(matches!(
-            h.next_retained(0, &sub, &mut budget),
+            h.next_retained(0, &sub, |_| true, &mut budget),
             Retained::Lost
         ));
         assert!(matches!(
-            h.next_retained(1, &sub, &mut budget),
+            h.next_retained(1, &sub, |_| true, &mut budget),
             Retained::Event(2, _)
         ));
         assert!(matches!(
-            h.next_retained(3, &sub, &mut budget),
+            h.next_retained(3, &sub, |_| true, &mut budget),
             Retained::CaughtUp
         ));
     }
@@ -281,13 +283,13 @@ mod tests {
         // Each event costs 3 (itself and two topics): 30 units look at 10.
         let mut budget = 30;
         assert!(matches!(
-            h.next_retained(0, &sub, &mut budget),
+            h.next_retained(0, &sub, |_| true, &mut budget),
             Retained::Scanned(10)
         ));
         assert_eq!(budget, 0);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(10, &sub, &mut budget),
+            h.next_retained(10, &sub, |_| true, &mut budget),
             Retained::Event(51, _)
         ));
     }

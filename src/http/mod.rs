@@ -27,6 +27,7 @@ impl Status {
     pub const OK: Status = Status(200, "OK");
     pub const NO_CONTENT: Status = Status(204, "No Content");
     pub const UNAUTHORIZED: Status = Status(401, "Unauthorized");
+    pub const FORBIDDEN: Status = Status(403, "Forbidden");
     pub const BAD_REQUEST: Status = Status(400, "Bad Request");
     pub const NOT_FOUND: Status = Status(404, "Not Found");
     pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
@@ -62,6 +63,17 @@ impl Reject {
     fn bad(reason: &'static str) -> Reject {
         Reject::new(Status::BAD_REQUEST, reason)
     }
+
+    /// A token refused: 403 when it is valid but does not allow what was
+    /// asked, else 401.
+    pub fn refusal(refusal: crate::auth::Refusal) -> Reject {
+        let status = if refusal.forbidden() {
+            Status::FORBIDDEN
+        } else {
+            Status::UNAUTHORIZED
+        };
+        Reject::new(status, refusal.reason())
+    }
 }
 
 /// What the http modules' unit tests share: a policy and head parsing that
@@ -75,6 +87,7 @@ mod test_support {
         max_headers: 64,
         max_body: 1024,
         publish_token: None,
+        access: None,
     };
 
     pub fn head(raw: &str) -> Head {

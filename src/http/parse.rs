@@ -1,8 +1,12 @@
 //! Request heads: parsed with `httparse` straight from the caller's buffer,
-//! the header fields sseloop acts on, and the publish-token check.
+//! the header fields sseloop acts on (with `--jwt-key`, the tokens of the
+//! three carriers), and the publish check: the publish token, or a JWT.
 
-use super::route::route;
+use std::sync::Arc;
+
+use super::route::{query_pairs, route};
 use super::{Reject, Route, Status};
+use crate::auth::{self, Access, Credentials};
 
 /// What requests must satisfy: size bounds, and the token publishing needs.
 #[derive(Clone, Debug)]
@@ -15,6 +19,9 @@ pub struct Policy {
     pub max_body: usize,
     /// When set, a publish needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
+    /// With `--jwt-key`: how tokens are checked. A publish then needs the
+    /// publish token or a JWT allowed to publish.
+    pub access: Option<Arc<Access>>,
 }
 
 /// How the request body is delimited.
@@ -41,6 +48,9 @@ pub struct Head {
     pub expect_continue: bool,
     /// How the body is delimited.
     pub body: BodyLength,
+    /// The tokens it carries (kept only with `--jwt-key`); their `Debug`
+    /// hides them.
+    pub credentials: Credentials,
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -86,7 +96,10 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         ));
     }
     let http11 = req.version == Some(1);
-    let mut fields = Fields::default();
+    let mut fields = Fields {
+        keep_tokens: policy.access.is_some(),
+        ..Fields::default()
+    };
     for h in req.headers.iter() {
         if let Err(reject) = fields.take(h.name, h.value) {
             return HeadParse::Invalid(reject);
@@ -110,20 +123,29 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
     };
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
-    let route = match route(method, target, fields.last_event_id) {
-        Ok(Route::Publish { .. })
-            if !authorized(
-                policy.publish_token.as_deref(),
-                fields.authorization.as_deref(),
-            ) =>
-        {
-            Err(Reject::new(
-                Status::UNAUTHORIZED,
-                "publishing needs Authorization: Bearer <token>",
-            ))
+    let mut route = route(method, target, fields.last_event_id);
+    let mut credentials = fields.credentials;
+    if policy.access.is_some()
+        && let Ok(Route::Subscribe { .. }) = route
+        && let Some((_, query)) = target.split_once('?')
+    {
+        // Routing took the query apart already, so this cannot fail.
+        for (key, value) in query_pairs(query).unwrap_or_default() {
+            if key == auth::QUERY_PARAM {
+                credentials.query(&value);
+            }
         }
-        other => other,
-    };
+    }
+    if let Ok(Route::Publish { topics, .. }) = &route
+        && let Err(reject) = may_publish(
+            policy,
+            fields.authorization.as_deref(),
+            &credentials,
+            topics,
+        )
+    {
+        route = Err(reject);
+    }
     HeadParse::Complete(
         Head {
             route,
@@ -131,9 +153,37 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             keep_alive,
             expect_continue: fields.expect_continue,
             body,
+            credentials,
         },
         len,
     )
+}
+
+/// Whether a publish is allowed: always without a publish token or a JWT
+/// key; else by the publish token, or by a JWT in the `Authorization`
+/// header whose `publish` claim covers every topic named.
+fn may_publish(
+    policy: &Policy,
+    authorization: Option<&[u8]>,
+    credentials: &Credentials,
+    topics: &[String],
+) -> Result<(), Reject> {
+    let token = policy.publish_token.as_deref();
+    if (token.is_none() && policy.access.is_none())
+        || token.is_some_and(|t| authorized(t, authorization))
+    {
+        return Ok(());
+    }
+    // The clock is read here, and only for a JWT to check.
+    let refusal = match &policy.access {
+        Some(access) => match access.publish(credentials.publish_token(), topics, auth::unix_now())
+        {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        },
+        None => auth::Refusal::PublishMissing,
+    };
+    Err(Reject::refusal(refusal))
 }
 
 /// The header fields sseloop acts on.
@@ -146,6 +196,9 @@ struct Fields {
     expect_continue: bool,
     last_event_id: Option<String>,
     authorization: Option<Vec<u8>>,
+    /// With `--jwt-key`: tokens are taken into `credentials`.
+    keep_tokens: bool,
+    credentials: Credentials,
 }
 
 impl Fields {
@@ -183,6 +236,11 @@ impl Fields {
             self.expect_continue = value_str.is_ok_and(|v| v.eq_ignore_ascii_case("100-continue"));
         } else if name.eq_ignore_ascii_case("authorization") {
             self.authorization = Some(value.to_vec());
+            if self.keep_tokens {
+                self.credentials.authorization(value);
+            }
+        } else if name.eq_ignore_ascii_case("cookie") && self.keep_tokens {
+            self.credentials.cookies(value);
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
@@ -191,19 +249,11 @@ impl Fields {
     }
 }
 
-/// True when no token is set, or `authorization` is `Bearer <token>`.
-fn authorized(token: Option<&str>, authorization: Option<&[u8]>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let Some(value) = authorization else {
-        return false;
-    };
-    let Some(scheme) = value.get(..7) else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case(b"bearer ")
-        && constant_time_eq(value[7..].trim_ascii(), token.as_bytes())
+/// True when `authorization` is `Bearer <token>`.
+fn authorized(token: &str, authorization: Option<&[u8]>) -> bool {
+    authorization
+        .and_then(auth::bearer)
+        .is_some_and(|offered| constant_time_eq(offered, token.as_bytes()))
 }
 
 /// Compares without an early exit, so the time taken does not tell how much
@@ -323,5 +373,41 @@ mod tests {
         assert!(route("POST /publish HTTP/1.1\r\nauthorization: bearer  s3cret \r\n\r\n").is_ok());
         // Subscribing stays open.
         assert!(route("GET /events HTTP/1.1\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn tokens_are_taken_only_with_a_jwt_key() {
+        let raw = "GET /events?topic=t&access_token=q HTTP/1.1\r\nCookie: sseloop_token=c\r\n\
+                   Authorization: Bearer h\r\n\r\n";
+        assert!(!head(raw).credentials.any());
+        let access = Access::configured(Some(&"k".repeat(32)), &[]).unwrap();
+        let policy = Policy { access, ..POLICY };
+        let parsed = |raw: &str| match parse_head(raw.as_bytes(), &policy) {
+            HeadParse::Complete(h, _) => h,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parsed(raw).credentials.subscribe_token(), Ok(Some("h")));
+        let raw = "GET /events?access_token=a%2Eb HTTP/1.1\r\nCookie: sseloop_token=c\r\n\r\n";
+        assert_eq!(parsed(raw).credentials.subscribe_token(), Ok(Some("a.b")));
+        let raw = "GET /events HTTP/1.1\r\nCookie: a=1; sseloop_token=c\r\n\r\n";
+        let h = parsed(raw);
+        assert_eq!(h.credentials.subscribe_token(), Ok(Some("c")));
+        assert!(!format!("{h:?}").contains("sseloop_token=c"));
+        // Publishing needs a token now, and a cookie is not one.
+        let status = |raw: &str| parsed(raw).route.map(|_| ()).map_err(|r| r.status);
+        assert_eq!(
+            status("POST /publish?topic=t HTTP/1.1\r\nCookie: sseloop_token=c\r\n\r\n"),
+            Err(Status::UNAUTHORIZED)
+        );
+        assert_eq!(
+            status("POST /publish HTTP/1.1\r\nAuthorization: Bearer x.y.z\r\n\r\n"),
+            Err(Status::UNAUTHORIZED)
+        );
+        let both = Policy {
+            publish_token: Some("s3cret".into()),
+            ..policy.clone()
+        };
+        let raw = b"POST /publish HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n";
+        assert!(matches!(parse_head(raw, &both), HeadParse::Complete(h, _) if h.route.is_ok()));
     }
 }

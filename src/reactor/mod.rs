@@ -32,6 +32,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::auth::Access;
 use crate::bus::{Bus, Message};
 use crate::config::{Config, OVERFLOW_CONNECTIONS};
 use crate::conn::{AfterFlush, Conn, Expired, Lane, Next};
@@ -144,6 +145,8 @@ impl Reactor {
             max_headers: config.max_headers,
             max_body: config.max_event_size,
             publish_token: config.publish_token.clone(),
+            access: Access::configured(config.jwt_key.as_deref(), &config.public_topics)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         };
         let now = Instant::now();
         Ok(Reactor {
@@ -489,6 +492,17 @@ impl Reactor {
                     self.reject(key, &reject);
                 }
                 Expired::Close(why) => self.close(key, why),
+                Expired::EndStream(why) => {
+                    debug!("connection {key}: {why}");
+                    let (sub, next) = conn.end_stream(self.now);
+                    if let Some(sub) = sub {
+                        self.topics.unsubscribe(sub);
+                        self.counters
+                            .subscribers
+                            .set(self.topics.subscribers() as u64);
+                    }
+                    self.after(key, next);
+                }
                 Expired::Heartbeat(next) => {
                     self.counters.heartbeats.add(1);
                     self.after(key, next);

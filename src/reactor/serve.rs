@@ -9,7 +9,7 @@ use log::{debug, trace, warn};
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
 use crate::bus::{Delivery, Offer, Ticket};
-use crate::conn::Delivered;
+use crate::conn::{Clearance, Delivered};
 use crate::http::{Head, Reject};
 use crate::request::Step;
 
@@ -26,6 +26,12 @@ impl Reactor {
             allow_origin: self.config.allow_origin.as_deref(),
             retry: self.config.retry,
             framing: self.config.framing,
+            access: self.policy.access.as_deref(),
+            unix_now: self
+                .policy
+                .access
+                .as_ref()
+                .map_or(0, |_| crate::auth::unix_now()),
         }
     }
 
@@ -157,10 +163,12 @@ impl Reactor {
         };
         let subscription = self.topics.subscribe(key, &start.topics);
         debug!("connection {key}: subscribed to {:?}", start.topics);
+        let clearance = start.grant.map(|grant| Clearance::new(grant, self.now));
         let next = self.conns[key].start_stream(
             start.head,
             start.framing,
             subscription,
+            clearance,
             resume,
             self.now,
             &self.heartbeat,
@@ -185,7 +193,8 @@ impl Reactor {
         }
         let mut budget = REPLAY_BUDGET;
         let window = self.config.queue_limit / 2;
-        let replayed = conn.replay(self.bus.history(), window, &mut budget);
+        let access = self.policy.access.as_deref();
+        let replayed = conn.replay(self.bus.history(), window, &mut budget, access);
         self.counters.replayed.add(replayed.events);
         self.counters.deliveries.add(replayed.events);
         if replayed.more {
@@ -204,11 +213,17 @@ impl Reactor {
         self.stamp += 1;
         let limit = self.config.queue_limit;
         let mut deliveries = 0;
+        // Its private topics, once per delivery: none (and no allocation)
+        // without --jwt-key or for an event on public topics only.
+        let private: Vec<&str> = match &self.policy.access {
+            Some(access) => access.private(&delivery.topics).collect(),
+            None => Vec::new(),
+        };
         for key in self.topics.recipients(&delivery.topics) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue; // cannot happen: close() leaves the index
             };
-            match conn.deliver(&delivery.frame, delivery.seq, self.stamp, limit) {
+            match conn.deliver(&delivery.frame, delivery.seq, self.stamp, limit, &private) {
                 Delivered::Skipped => {}
                 Delivered::Queued { list } => {
                     deliveries += 1;

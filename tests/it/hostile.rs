@@ -861,6 +861,7 @@ fn hostile_inputs_read_the_same_in_any_split() {
             max_headers: 64,
             max_body: 65536,
             publish_token: token,
+            access: None,
         };
         for case in &cases {
             let whole = read_in_pieces(case, &[], &policy);
