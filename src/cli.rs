@@ -395,6 +395,31 @@ mod tests {
     }
 
     #[test]
+    fn jwt_key_from_env_and_flag_at_least_32_bytes() {
+        let key = "k".repeat(32);
+        let o = parse_with_env(["--public-topic", "news"], None, Some(key.clone())).unwrap();
+        assert_eq!(o.config.jwt_key.as_deref(), Some(key.as_str()));
+        assert_eq!(o.config.public_topics, ["news"]);
+        let flag = "f".repeat(40);
+        let o = parse_with_env(["--jwt-key", &flag], None, Some(key.clone())).unwrap();
+        assert_eq!(o.config.jwt_key, Some(flag));
+        let short = parse_with_env(["--jwt-key", "short"], None, None).unwrap_err();
+        assert!(
+            short.to_string().contains("--jwt-key is 5 bytes"),
+            "{short}"
+        );
+        let short = parse_with_env::<[&str; 0], &str>([], None, Some("x".into())).unwrap_err();
+        assert!(
+            short.to_string().contains("SSELOOP_JWT_KEY is 1 bytes"),
+            "{short}"
+        );
+        assert!(err(&["--public-topic", "news"]).contains("needs --jwt-key"));
+        assert!(err(&["--jwt-key", &key, "--public-topic", "a\u{7}"]).contains("--public-topic"));
+        // Publishing needs a token with a key, so a network address may be bound.
+        assert!(parse(["--listen", "0.0.0.0:8080", "--jwt-key", &key], None).is_ok());
+    }
+
+    #[test]
     fn stdin_topic_is_optional() {
         assert_eq!(ok(&["--stdin"]).stdin, Some(None));
         assert_eq!(ok(&["--stdin", "logs"]).stdin, Some(Some("logs".into())));

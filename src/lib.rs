@@ -146,4 +146,9 @@ pub mod _internals {
     pub mod request {
         pub use crate::request::*;
     }
+
+    /// `auth`: tokens, grants and the private-topic policy.
+    pub mod auth {
+        pub use crate::auth::*;
+    }
 }
