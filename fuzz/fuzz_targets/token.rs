@@ -57,7 +57,10 @@ fn verify(access: &Access, token: &str) {
         };
         let header = json(parts[0]);
         assert_eq!(header["alg"], "HS256", "accepted header {header}");
-        if let Some(exp) = json(parts[1]).get("exp").and_then(serde_json::Value::as_f64) {
+        if let Some(exp) = json(parts[1])
+            .get("exp")
+            .and_then(serde_json::Value::as_f64)
+        {
             assert!(
                 (now as f64) < exp.floor() + LEEWAY_SECS as f64,
                 "accepted at {now} a token with exp {exp}"
@@ -82,7 +85,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Some(bytes) = base64url_decode(data) {
-        assert_eq!(URL_SAFE_NO_PAD.encode(&bytes).as_bytes(), data, "not canonical");
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(&bytes).as_bytes(),
+            data,
+            "not canonical"
+        );
     }
 
     for carriers in [
