@@ -13,6 +13,7 @@
 # the Python ones with pip into the venv tests/clients/.venv.
 # Those tests fail when a client is missing. SSELOOP_SKIP_REAL_CLIENTS=1 leaves
 # them out (and the installs): cargo counts them as filtered out, not passed.
+# PyJWT, for the private-topic tests, is installed either way (see below).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -60,6 +61,24 @@ else
         "$venv/bin/pip" install --no-input --disable-pip-version-check -q -r tests/clients/requirements.txt
         cp tests/clients/requirements.txt "$venv/requirements.txt"
     fi
+fi
+
+# PyJWT mints the tokens of the private-topic tests (tests/it/private/),
+# which run with or without the real clients: a venv of its own,
+# tests/pyjwt/venv, made when missing or older than its requirements.
+pyjwt=tests/pyjwt
+if [ ! -x "$pyjwt/venv/bin/python" ] || [ "$pyjwt/requirements.txt" -nt "$pyjwt/venv/.installed" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+        sudo=()
+        if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+        echo "test.sh: installing python3-venv" >&2
+        "${sudo[@]}" apt-get update
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+    fi
+    echo "test.sh: installing $pyjwt/requirements.txt into $pyjwt/venv" >&2
+    python3 -m venv "$pyjwt/venv"
+    "$pyjwt/venv/bin/pip" install --quiet --disable-pip-version-check -r "$pyjwt/requirements.txt"
+    touch "$pyjwt/venv/.installed"
 fi
 
 # The per-target "test result" lines end with the last target's, often a

@@ -41,6 +41,7 @@ const POLICY: Policy = Policy {
     loopback_hosts: true,
     allow_hosts: Vec::new(),
     allow_origin: None,
+    access: None,
 };
 
 fn parsing(c: &mut Criterion) {

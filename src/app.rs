@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::auth::{Access, Grant};
 use crate::config::Framing;
 use crate::http::{self, Head, Reject, Route, Status};
 use crate::sse::Event;
@@ -29,6 +30,10 @@ pub struct Context<'a> {
     pub framing: Framing,
     /// `--max-topics`.
     pub max_topics: usize,
+    /// With `--jwt-key`: who may subscribe to what.
+    pub access: Option<&'a Access>,
+    /// The Unix time tokens are checked at (only read with `access`).
+    pub unix_now: i64,
 }
 
 /// How a subscriber's stream begins.
@@ -42,6 +47,9 @@ pub struct StreamStart {
     pub topics: Vec<String>,
     /// Where to resume from, if the client said.
     pub last_event_id: Option<String>,
+    /// What its token allows, when it came with one (and `--jwt-key` is
+    /// set).
+    pub grant: Option<Grant>,
 }
 
 /// What the loop should do with a request.
@@ -154,6 +162,18 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             topics,
             last_event_id,
         } => {
+            let grant = match ctx.access {
+                None => None,
+                Some(access) => {
+                    let token = head.credentials.subscribe_token();
+                    match access.subscribe(token, &topics, ctx.unix_now) {
+                        Ok(grant) => grant,
+                        Err(refusal) => {
+                            return Action::Reject(Reject::refusal(refusal));
+                        }
+                    }
+                }
+            };
             let framing = stream_framing(head.http11, ctx);
             let head = http::stream_head(framing == Framing::Chunked, ctx.retry, ctx.allow_origin);
             Action::Subscribe(StreamStart {
@@ -161,6 +181,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 framing,
                 topics,
                 last_event_id,
+                grant,
             })
         }
     }
@@ -230,6 +251,8 @@ mod tests {
         retry: None,
         framing: Framing::Chunked,
         max_topics: 3,
+        access: None,
+        unix_now: 0,
     };
 
     /// The head of `raw`, given a `Host` (which HTTP/1.1 requires).
@@ -242,6 +265,7 @@ mod tests {
             loopback_hosts: true,
             allow_hosts: Vec::new(),
             allow_origin: None,
+            access: None,
         };
         let raw = raw.replacen("\r\n", "\r\nHost: localhost\r\n", 1);
         match parse_head(raw.as_bytes(), &policy) {
@@ -389,6 +413,72 @@ mod tests {
             };
             assert_eq!(reject.status, Status::UNAVAILABLE);
         }
+    }
+
+    #[test]
+    fn private_topics_need_a_token_that_covers_them() {
+        let key = "k".repeat(32);
+        let access = Access::new(key.as_bytes(), &["news"]).unwrap();
+        let policy = Policy {
+            max_head_size: 8192,
+            max_headers: 64,
+            max_body: 1024,
+            publish_token: None,
+            loopback_hosts: true,
+            allow_hosts: Vec::new(),
+            allow_origin: None,
+            access: Some(std::sync::Arc::new(access.clone())),
+        };
+        let token = crate::auth::sign_for_tests(
+            r#"{"alg":"HS256"}"#,
+            r#"{"mercure":{"subscribe":["user/1"]},"exp":2000}"#,
+            key.as_bytes(),
+        );
+        // What a subscribe to `query` with `token` (may be empty) gets at
+        // Unix time `now`: a status, and the grant's end when served.
+        let ask = |query: &str, token: &str, now: i64| {
+            let auth = if token.is_empty() {
+                String::new()
+            } else {
+                format!("Authorization: Bearer {token}\r\n")
+            };
+            let raw = format!("GET /events?{query} HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n");
+            let HeadParse::Complete(h, _) = parse_head(raw.as_bytes(), &policy) else {
+                panic!("{raw}")
+            };
+            let ctx = Context {
+                access: Some(&access),
+                unix_now: now,
+                ..CTX
+            };
+            match respond(h, vec![], &ctx) {
+                Action::Reject(reject) => {
+                    let bytes = reject_bytes(&reject, &ctx);
+                    let text = text(&bytes);
+                    assert!(
+                        !text.contains(&token[token.len().saturating_sub(20)..])
+                            || token.is_empty()
+                    );
+                    if text.starts_with("HTTP/1.1 401") {
+                        assert!(text.contains("WWW-Authenticate: Bearer\r\n"), "{text}");
+                    }
+                    text[9..12].to_string()
+                }
+                Action::Subscribe(start) => {
+                    format!("200 {:?}", start.grant.and_then(|g| g.refused_from))
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(ask("topic=news", "", 1_000), "200 None");
+        assert_eq!(ask("", "", 1_000), "200 None");
+        assert_eq!(ask("topic=user/1", "", 1_000), "401");
+        assert_eq!(
+            ask("topic=user/1&topic=news", &token, 1_000),
+            "200 Some(2005)"
+        );
+        assert_eq!(ask("topic=user/2", &token, 1_000), "403");
+        assert_eq!(ask("topic=user/1", &token, 2_005), "401");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sseloop::config::{self, Config, Framing};
+use sseloop::config::{self, Config, Framing, MIN_JWT_KEY_LEN as MIN_KEY_LEN};
 
 /// What the command line asked for.
 #[derive(Clone, Debug)]
@@ -63,6 +63,9 @@ usage: sseloop [OPTIONS]
   --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
                           lower latency, a busy core while events flow (default 0: off; at most 1s)
   --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
+  --jwt-key KEY           private topics: subscribing needs an HS256 JWT signed with KEY, at least
+                          32 bytes (or env SSELOOP_JWT_KEY); publishing needs a token too
+  --public-topic NAME     with --jwt-key: a topic anyone may subscribe to (repeatable; * = all)
   --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights; its pages may publish
   --allow-host NAME       repeatable: answer requests for Host NAME (any port) besides the loopback names
   --insecure-open-publish allow a non-loopback --listen with no publish token
@@ -76,15 +79,32 @@ DUR: a number with ms, s or m (bare: seconds). SIZE: a number with B, KiB or MiB
 
 /// Parses the arguments after the program name; `env_token` is the value
 /// of `SSELOOP_PUBLISH_TOKEN`, which `--publish-token` overrides.
+#[cfg(test)]
 pub fn parse<I, S>(args: I, env_token: Option<String>) -> Result<Options, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    parse_with_env(args, env_token, None)
+}
+
+/// `parse`, and `env_jwt_key` is the value of `SSELOOP_JWT_KEY`, which
+/// `--jwt-key` overrides.
+pub fn parse_with_env<I, S>(
+    args: I,
+    env_token: Option<String>,
+    env_jwt_key: Option<String>,
+) -> Result<Options, CliError>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
     let mut config = Config {
         publish_token: env_token.filter(|t| !t.is_empty()),
+        jwt_key: env_jwt_key.filter(|k| !k.is_empty()),
         ..Config::default()
     };
+    let mut jwt_key_from = "SSELOOP_JWT_KEY";
     let mut log_level = log::LevelFilter::Info;
     let mut stdin = None;
     let mut demo = false;
@@ -187,6 +207,20 @@ where
                 }
                 config.publish_token = Some(token);
             }
+            "--jwt-key" => {
+                config.jwt_key = Some(value()?);
+                jwt_key_from = "--jwt-key";
+            }
+            "--public-topic" => {
+                let topic = value()?;
+                if !sseloop::valid_topic(&topic) {
+                    return Err(usage(
+                        &name,
+                        "takes * or a topic of 1 to 128 bytes with no control characters",
+                    ));
+                }
+                config.public_topics.push(topic);
+            }
             "--allow-origin" => {
                 let origin = value()?;
                 if origin != "*" && !config::valid_origin(&origin) {
@@ -229,6 +263,24 @@ where
                 )));
             }
         }
+    }
+    // The library refuses a short key too; the command line says how long.
+    if let Some(key) = &config.jwt_key
+        && key.len() < MIN_KEY_LEN
+    {
+        return Err(usage(
+            jwt_key_from,
+            &format!(
+                "is {} bytes: a JWT key must be at least {MIN_KEY_LEN} bytes (e.g. `openssl rand -base64 32`)",
+                key.len()
+            ),
+        ));
+    }
+    if config.jwt_key.is_none() && !config.public_topics.is_empty() {
+        return Err(usage(
+            "--public-topic",
+            "needs --jwt-key (without it every topic is public)",
+        ));
     }
     // The library refuses it too; the command line says it in its own words.
     if config.exposes_open_publish() {
@@ -507,6 +559,31 @@ mod tests {
         for bad in ["0", "257", "-1", "two", ""] {
             assert!(err(&["--loops", bad]).contains("--loops"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn jwt_key_from_env_and_flag_at_least_32_bytes() {
+        let key = "k".repeat(32);
+        let o = parse_with_env(["--public-topic", "news"], None, Some(key.clone())).unwrap();
+        assert_eq!(o.config.jwt_key.as_deref(), Some(key.as_str()));
+        assert_eq!(o.config.public_topics, ["news"]);
+        let flag = "f".repeat(40);
+        let o = parse_with_env(["--jwt-key", &flag], None, Some(key.clone())).unwrap();
+        assert_eq!(o.config.jwt_key, Some(flag));
+        let short = parse_with_env(["--jwt-key", "short"], None, None).unwrap_err();
+        assert!(
+            short.to_string().contains("--jwt-key is 5 bytes"),
+            "{short}"
+        );
+        let short = parse_with_env::<[&str; 0], &str>([], None, Some("x".into())).unwrap_err();
+        assert!(
+            short.to_string().contains("SSELOOP_JWT_KEY is 1 bytes"),
+            "{short}"
+        );
+        assert!(err(&["--public-topic", "news"]).contains("needs --jwt-key"));
+        assert!(err(&["--jwt-key", &key, "--public-topic", "a\u{7}"]).contains("--public-topic"));
+        // Publishing needs a token with a key, so a network address may be bound.
+        assert!(parse(["--listen", "0.0.0.0:8080", "--jwt-key", &key], None).is_ok());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub const LINGER_DISCARD_LIMIT: usize = 1 << 20;
 pub const OVERFLOW_CONNECTIONS: usize = 64;
 /// Time an over-capacity connection has to send its request.
 pub const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(1);
+/// Shortest `jwt_key` accepted: HS256's own output size (RFC 7518, 3.2).
+pub const MIN_JWT_KEY_LEN: usize = 32;
 /// After an error answer the connection reads and discards what the client
 /// still sends for at most this long, so the answer is not lost to a reset.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -117,6 +119,13 @@ pub struct Config {
     /// connections over them, and every event reaches every loop in one
     /// order. At least 1.
     pub loops: usize,
+    /// Private topics: when set, a topic not in `public_topics` is served
+    /// only to a subscriber whose HS256 JWT, signed with this key (at least
+    /// 32 bytes; `Server::bind` refuses a shorter one), allows it, and
+    /// publishing needs `publish_token` or a JWT allowed to publish.
+    pub jwt_key: Option<String>,
+    /// With `jwt_key`: the topics anyone may subscribe to (`*`: all).
+    pub public_topics: Vec<String>,
 }
 
 impl Default for Config {
@@ -143,16 +152,20 @@ impl Default for Config {
             busy_poll: Duration::ZERO,
             insecure_open_publish: false,
             loops: 1,
+            jwt_key: None,
+            public_topics: Vec::new(),
         }
     }
 }
 
 impl Config {
     /// True when anyone on a network could publish: a listen address off
-    /// loopback, no publish token, and no `insecure_open_publish`.
+    /// loopback, no publish token, no JWT key, and no
+    /// `insecure_open_publish`.
     pub fn exposes_open_publish(&self) -> bool {
         !self.listen.ip().is_loopback()
             && self.publish_token.is_none()
+            && self.jwt_key.is_none()
             && !self.insecure_open_publish
     }
 }

@@ -41,14 +41,16 @@
 //! # Layout
 //!
 //! Dependencies point down the table: the reactor uses everything below
-//! it; `conn` never sees the poll, the slab or the bus; `sse`, `http` and
-//! `config` use nothing of the crate.
+//! it; `conn` never sees the poll, the slab or the bus; `config` uses
+//! nothing of the crate, and the pure `sse`, `http` and `auth` little more
+//! (`http` asks `auth` about tokens).
 //!
 //! | module | owns |
 //! |---|---|
 //! | `server` | [`Server`]: binding, putting the hub and loop together, safe defaults |
 //! | `reactor` | the poll loop: poll, listener, slab, budgets, flush lists; `serve`: carrying out requests, fan-out, replay |
 //! | `app` | what to answer: request + context → action (pure) |
+//! | `auth` | private topics: HS256 JWTs → grants, who may subscribe to, receive and publish what (pure) |
 //! | `conn` | one connection: its states as enum variants that own their data; `queue`: the write queue of shared frames |
 //! | `topics` | per loop: topic → connections |
 //! | `bus` | the seam: ids, one order, the history (`history`); `local`: the in-process sequencer and inboxes |
@@ -107,6 +109,7 @@
 pub mod config;
 
 mod app;
+mod auth;
 mod bus;
 mod conn;
 mod fdlimit;
@@ -143,5 +146,10 @@ pub mod _internals {
     /// `request`: the request reader.
     pub mod request {
         pub use crate::request::*;
+    }
+
+    /// `auth`: tokens, grants and the private-topic policy.
+    pub mod auth {
+        pub use crate::auth::*;
     }
 }

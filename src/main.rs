@@ -13,7 +13,8 @@ use crate::cli::CliError;
 
 fn main() -> ExitCode {
     let env_token = std::env::var("SSELOOP_PUBLISH_TOKEN").ok();
-    let options = match cli::parse(std::env::args().skip(1), env_token) {
+    let env_jwt_key = std::env::var("SSELOOP_JWT_KEY").ok();
+    let options = match cli::parse_with_env(std::env::args().skip(1), env_token, env_jwt_key) {
         Ok(options) => options,
         Err(CliError::Usage(line)) => {
             eprintln!("{line}");

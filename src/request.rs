@@ -29,6 +29,8 @@ pub struct RequestReader {
 }
 
 #[derive(Debug, Default)]
+// Boxing the head would cost an allocation for every request with a body.
+#[allow(clippy::large_enum_variant)]
 enum State {
     /// Waiting for (the rest of) a request head.
     #[default]
@@ -184,6 +186,7 @@ mod tests {
         loopback_hosts: true,
         allow_hosts: Vec::new(),
         allow_origin: None,
+        access: None,
     };
 
     fn bodies(steps: &[Step]) -> Vec<String> {

@@ -1,8 +1,9 @@
 //! The hot path allocates nothing per subscriber: an in-process server whose
 //! loop thread counts its own heap allocations publishes the same events to
 //! 1 and to 300 subscribers over real sockets, and the count per event must
-//! not grow with the fan-out. Its own test binary, because it installs a
-//! counting global allocator.
+//! not grow with the fan-out; the same for a private topic (`jwt_key`),
+//! whose subscribers came with tokens and are checked on each delivery. Its
+//! own test binary, because it installs a counting global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -65,12 +66,34 @@ struct Counted {
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// The key of the private-topic case, and the token its subscribers send
+/// (HS256, `{"mercure":{"subscribe":["t"]}}`, made here: what is counted
+/// is allocations, not whose token it is).
+const KEY: &str = "alloc-test-key-0123456789abcdef0123456789";
+
+fn token() -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use hmac::{Hmac, KeyInit, Mac};
+    let head = format!(
+        "{}.{}",
+        B64.encode(r#"{"alg":"HS256"}"#),
+        B64.encode(r#"{"mercure":{"subscribe":["t"]}}"#)
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+    mac.update(head.as_bytes());
+    format!("{head}.{}", B64.encode(mac.finalize().into_bytes()))
+}
+
 impl Counted {
-    fn start() -> Counted {
+    /// A server whose topic `t` is private when `private`.
+    fn start(private: bool) -> Counted {
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             // Keeps the replay history's growth out of the counted events.
             history: WARM_UP,
+            jwt_key: private.then(|| KEY.to_string()),
+            publish_token: private.then(|| "p".to_string()),
             ..Config::default()
         };
         let server = Server::bind(config).expect("bind");
@@ -122,7 +145,7 @@ fn publish(addr: SocketAddr, data: &str) {
     let mut conn = connect(addr);
     let request = format!(
         "POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n{data}",
+         Authorization: Bearer p\r\nContent-Length: {}\r\n\r\n{data}",
         data.len()
     );
     conn.get_mut().write_all(request.as_bytes()).unwrap();
@@ -132,16 +155,20 @@ fn publish(addr: SocketAddr, data: &str) {
 }
 
 /// Heap allocations the loop made for `COUNTED_EVENTS` publishes, each
-/// delivered to `subscribers` streams, after a warm-up.
-fn allocations_for(subscribers: usize) -> u64 {
-    let server = Counted::start();
+/// delivered to `subscribers` streams, after a warm-up; to a private topic
+/// when `private`.
+fn allocations_for(subscribers: usize, private: bool) -> u64 {
+    let server = Counted::start(private);
+    let auth = if private {
+        format!("Authorization: Bearer {}\r\n", token())
+    } else {
+        String::new()
+    };
+    let subscribe = format!("GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n");
     let mut streams: Vec<_> = (0..subscribers)
         .map(|_| {
             let mut reader = connect(server.addr);
-            reader
-                .get_mut()
-                .write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                .unwrap();
+            reader.get_mut().write_all(subscribe.as_bytes()).unwrap();
             read_until_line(&mut reader, ": connected");
             reader
         })
@@ -161,14 +188,21 @@ fn allocations_for(subscribers: usize) -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
+/// One test for both cases: the counter is global, so two tests running at
+/// once would count each other's allocations.
 #[test]
 fn publishing_allocates_nothing_per_subscriber() {
-    let narrow = allocations_for(1);
-    let wide = allocations_for(WIDE);
+    assert_nothing_per_subscriber(false);
+    assert_nothing_per_subscriber(true);
+}
+
+fn assert_nothing_per_subscriber(private: bool) {
+    let narrow = allocations_for(1, private);
+    let wide = allocations_for(WIDE, private);
     let extra_deliveries = (COUNTED_EVENTS * (WIDE - 1)) as u64;
     eprintln!(
-        "allocations for {COUNTED_EVENTS} events: {narrow} to 1 subscriber, \
-         {wide} to {WIDE} subscribers ({extra_deliveries} more deliveries)"
+        "allocations for {COUNTED_EVENTS} events (private: {private}): {narrow} to 1 \
+         subscriber, {wide} to {WIDE} subscribers ({extra_deliveries} more deliveries)"
     );
     assert!(
         narrow > 0,

@@ -195,6 +195,7 @@ fn head(bytes: &[u8], token: bool) {
         loopback_hosts: true,
         allow_hosts: Vec::new(),
         allow_origin: None,
+        access: None,
     };
     match parse_head(bytes, &policy) {
         HeadParse::Complete(head, len) => {

@@ -48,6 +48,7 @@ fn policy(flags: u8) -> Policy {
             Vec::new()
         },
         allow_origin: (flags & 0x80 != 0).then(|| "http://fuzz.example".to_string()),
+        access: None,
     }
 }
 

@@ -123,15 +123,17 @@ impl History {
     }
 
     /// The first kept event after `after` that `sub` should get: one of its
-    /// topics, or a broadcast. Each event looked at costs `budget` what
-    /// matching it costs: one unit, plus one per pair of its topics and the
-    /// subscriber's. When the budget runs out first, says how far the look
-    /// got; the first event of a look is always looked at, so every look
-    /// moves on.
+    /// topics, or a broadcast, and one that `allowed` says it may receive
+    /// (given the event's topics: the private-topic check). Each event
+    /// looked at costs `budget` what matching it costs: one unit, plus one
+    /// per pair of its topics and the subscriber's. When the budget runs out
+    /// first, says how far the look got; the first event of a look is
+    /// always looked at, so every look moves on.
     pub fn next_retained(
         &self,
         after: u64,
         sub: &Subscription,
+        allowed: impl Fn(&[Box<str>]) -> bool,
         budget: &mut usize,
     ) -> Retained<'_> {
         if after >= self.newest {
@@ -148,7 +150,7 @@ impl History {
                 return Retained::Scanned(d.seq - 1);
             }
             *budget = budget.saturating_sub(cost);
-            if sub.wants(d.topics.iter().map(|t| &**t)) {
+            if sub.wants(d.topics.iter().map(|t| &**t)) && allowed(&d.topics) {
                 return Retained::Event(d.seq, &d.frame);
             }
         }
@@ -180,7 +182,7 @@ mod tests {
         let sub = index.subscribe(99, &topics);
         let mut out = Vec::new();
         loop {
-            match h.next_retained(after, &sub, &mut usize::MAX.clone()) {
+            match h.next_retained(after, &sub, |_| true, &mut usize::MAX.clone()) {
                 Retained::Event(seq, frame) => {
                     out.push(String::from_utf8(frame.payload().to_vec()).unwrap());
                     after = seq;
@@ -253,21 +255,21 @@ mod tests {
         let sub = index.subscribe(1, &[]);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(0, &sub, &mut budget),
+            h.next_retained(0, &sub, |_| true, &mut budget),
             Retained::Event(1, _)
         ));
         deliver(&mut h, "2", &[]);
         deliver(&mut h, "3", &[]);
         assert!(matches!(
-            h.next_retained(0, &sub, &mut budget),
+            h.next_retained(0, &sub, |_| true, &mut budget),
             Retained::Lost
         ));
         assert!(matches!(
-            h.next_retained(1, &sub, &mut budget),
+            h.next_retained(1, &sub, |_| true, &mut budget),
             Retained::Event(2, _)
         ));
         assert!(matches!(
-            h.next_retained(3, &sub, &mut budget),
+            h.next_retained(3, &sub, |_| true, &mut budget),
             Retained::CaughtUp
         ));
     }
@@ -284,13 +286,13 @@ mod tests {
         // Each event costs 3 (itself and two topics): 30 units look at 10.
         let mut budget = 30;
         assert!(matches!(
-            h.next_retained(0, &sub, &mut budget),
+            h.next_retained(0, &sub, |_| true, &mut budget),
             Retained::Scanned(10)
         ));
         assert_eq!(budget, 0);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(10, &sub, &mut budget),
+            h.next_retained(10, &sub, |_| true, &mut budget),
             Retained::Event(51, _)
         ));
     }
@@ -307,13 +309,13 @@ mod tests {
         // 1 + 100 topics x 2 = 201 units for the first, with 10 to spend.
         let mut budget = 10;
         assert!(matches!(
-            h.next_retained(0, &sub, &mut budget),
+            h.next_retained(0, &sub, |_| true, &mut budget),
             Retained::Scanned(1)
         ));
         assert_eq!(budget, 0);
         let mut budget = 10;
         assert!(matches!(
-            h.next_retained(1, &sub, &mut budget),
+            h.next_retained(1, &sub, |_| true, &mut budget),
             Retained::Event(2, _)
         ));
     }

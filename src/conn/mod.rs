@@ -25,11 +25,12 @@ mod queue;
 use std::mem;
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, trace};
 use mio::net::TcpStream;
 
+use crate::auth::{Access, Grant, Selectors};
 use crate::bus::{History, ResetReason, Retained, Ticket};
 use crate::config::{Config, Framing, LINGER_DISCARD_LIMIT, LINGER_TIMEOUT, OVERFLOW_TIMEOUT};
 use crate::http::{self, Policy};
@@ -121,6 +122,8 @@ pub enum Expired {
     RequestTimeout,
     /// Remove the connection.
     Close(&'static str),
+    /// End the stream cleanly (its token expired).
+    EndStream(&'static str),
     /// A heartbeat was queued.
     Heartbeat(Next),
     /// Not due after all; the deadline moved.
@@ -173,6 +176,9 @@ pub struct Conn {
 }
 
 #[derive(Debug)]
+// Boxing the request reader would cost an allocation per connection for
+// the state almost every connection starts in.
+#[allow(clippy::large_enum_variant)]
 enum State {
     /// Reading and answering requests.
     Requests(Requests),
@@ -224,6 +230,47 @@ struct Stream {
     skip_through: u64,
     /// When to check whether a heartbeat is due.
     next_check: Option<Instant>,
+    /// With `--jwt-key`, for a subscriber that came with a token: the
+    /// private topics it may receive, and when its stream ends.
+    clearance: Option<Box<Clearance>>,
+}
+
+/// What a subscriber's token allows it to receive, and until when.
+#[derive(Debug)]
+pub struct Clearance {
+    /// Its `subscribe` selectors.
+    allowed: Selectors,
+    /// When the token stops being accepted: the stream ends then, and the
+    /// client comes back with a fresh one.
+    until: Option<Instant>,
+}
+
+impl Clearance {
+    /// The clearance of `grant` for a stream starting at `now`; an expiry
+    /// too far off for the clock to hold is none.
+    pub fn new(grant: Grant, now: Instant) -> Clearance {
+        let until = grant.valid_until().and_then(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            now.checked_add(left)
+        });
+        Clearance {
+            allowed: grant.subscribe,
+            until,
+        }
+    }
+}
+
+impl Stream {
+    /// Whether it may receive an event with these private topics.
+    fn cleared_for(&self, private: &[&str]) -> bool {
+        self.clearance
+            .as_ref()
+            .is_some_and(|c| private.iter().all(|t| c.allowed.covers(t)))
+    }
+
+    fn token_until(&self) -> Option<Instant> {
+        self.clearance.as_ref().and_then(|c| c.until)
+    }
 }
 
 impl Conn {
@@ -275,7 +322,10 @@ impl Conn {
             // The bus answers (or says it cannot); no clock of ours runs.
             State::Requests(r) if matches!(r.waiting, Waiting::Publish { .. }) => None,
             State::Requests(r) => Some(r.deadline),
-            State::Stream(s) => s.next_check,
+            State::Stream(s) => match (s.next_check, s.token_until()) {
+                (Some(check), Some(until)) => Some(check.min(until)),
+                (check, until) => check.or(until),
+            },
             State::Closing { until, .. } => Some(*until),
         }
     }
@@ -453,12 +503,15 @@ impl Conn {
     /// Becomes a stream: the head (with the first body bytes), then the
     /// `reset` event when its resume point could not be placed, then a
     /// replay from `resume_after` if one was placed. Live events flow once
-    /// the replay has caught up.
+    /// the replay has caught up. A `clearance` lets private events through
+    /// and ends the stream when its token expires.
+    #[allow(clippy::too_many_arguments)] // each is what the stream starts with
     pub fn start_stream(
         &mut self,
         head: Vec<u8>,
         framing: Framing,
         subscription: Subscription,
+        clearance: Option<Clearance>,
         resume: Result<Option<u64>, Arc<Frame>>,
         now: Instant,
         heartbeat: &HeartbeatGrid,
@@ -478,6 +531,7 @@ impl Conn {
             replay,
             skip_through,
             next_check: heartbeat.next_check(now),
+            clearance: clearance.map(Box::new),
         });
         // The head is an answer: written with the answers, not behind a
         // fan-out in progress.
@@ -485,8 +539,17 @@ impl Conn {
     }
 
     /// A live event for this subscriber, numbered `seq` in the hub's order
-    /// and `stamp` in the loop's fan-outs.
-    pub fn deliver(&mut self, frame: &Arc<Frame>, seq: u64, stamp: u64, limit: usize) -> Delivered {
+    /// and `stamp` in the loop's fan-outs; `private` are the event's private
+    /// topics (none without `--jwt-key`), each of which it must be cleared
+    /// for.
+    pub fn deliver(
+        &mut self,
+        frame: &Arc<Frame>,
+        seq: u64,
+        stamp: u64,
+        limit: usize,
+        private: &[&str],
+    ) -> Delivered {
         let State::Stream(s) = &self.state else {
             return Delivered::Skipped;
         };
@@ -494,6 +557,9 @@ impl Conn {
             return Delivered::Skipped;
         }
         self.stamp = stamp;
+        if !private.is_empty() && !s.cleared_for(private) {
+            return Delivered::Skipped;
+        }
         self.queue.push_frame(frame, s.framing);
         if self.queue.len() > limit {
             return Delivered::OverLimit;
@@ -505,8 +571,15 @@ impl Conn {
 
     /// While it replays: queues kept events after its cursor until its
     /// queue holds `window` bytes, the history is exhausted, or `budget`
-    /// runs out (see `History::next_retained`). Once caught up it is live.
-    pub fn replay(&mut self, history: &History, window: usize, budget: &mut usize) -> Replayed {
+    /// runs out (see `History::next_retained`); with `access`, only events
+    /// whose private topics it is cleared for. Once caught up it is live.
+    pub fn replay(
+        &mut self,
+        history: &History,
+        window: usize,
+        budget: &mut usize,
+        access: Option<&Access>,
+    ) -> Replayed {
         let mut done = Replayed::default();
         let State::Stream(s) = &mut self.state else {
             return done;
@@ -514,8 +587,11 @@ impl Conn {
         let Some(mut after) = s.replay else {
             return done;
         };
+        let allowed = s.clearance.as_deref().map(|c| &c.allowed);
+        let may_receive =
+            |topics: &[Box<str>]| access.is_none_or(|a| a.may_receive(allowed, topics));
         while self.queue.len() < window {
-            match history.next_retained(after, &s.subscription, budget) {
+            match history.next_retained(after, &s.subscription, may_receive, budget) {
                 Retained::Event(seq, frame) => {
                     self.queue.push_frame(frame, s.framing);
                     done.events += 1;
@@ -623,6 +699,9 @@ impl Conn {
                 } else {
                     Expired::Close("idle")
                 }
+            }
+            State::Stream(s) if s.token_until().is_some_and(|until| until <= now) => {
+                Expired::EndStream("token expired")
             }
             State::Stream(s) => match heartbeat.due(self.last_write) {
                 Some(due) if due <= now => {

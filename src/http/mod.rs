@@ -67,6 +67,17 @@ impl Reject {
     fn bad(reason: &'static str) -> Reject {
         Reject::new(Status::BAD_REQUEST, reason)
     }
+
+    /// A token refused: 403 when it is valid but does not allow what was
+    /// asked, else 401.
+    pub fn refusal(refusal: crate::auth::Refusal) -> Reject {
+        let status = if refusal.forbidden() {
+            Status::FORBIDDEN
+        } else {
+            Status::UNAUTHORIZED
+        };
+        Reject::new(status, refusal.reason())
+    }
 }
 
 /// What the http modules' unit tests share: a policy and head parsing that
@@ -83,6 +94,7 @@ mod test_support {
         loopback_hosts: true,
         allow_hosts: Vec::new(),
         allow_origin: None,
+        access: None,
     };
 
     pub fn head(raw: &str) -> Head {

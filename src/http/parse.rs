@@ -1,9 +1,14 @@
 //! Request heads: parsed with `httparse` straight from the caller's buffer,
-//! the header fields sseloop acts on, and the publish-token check.
+//! the header fields sseloop acts on (with `--jwt-key`, the tokens of the
+//! three carriers), the Host and Origin checks, and the publish check: the
+//! publish token, or a JWT.
+
+use std::sync::Arc;
 
 use super::host::{Authority, host_matches, is_loopback_host, origin_allowed, parse_authority};
-use super::route::route;
+use super::route::{query_pairs, route};
 use super::{Reject, Route, Status};
+use crate::auth::{self, Access, Credentials};
 
 /// What requests must satisfy: size bounds, and the token publishing needs.
 #[derive(Clone, Debug)]
@@ -25,6 +30,9 @@ pub struct Policy {
     /// The `--allow-origin` value: besides the server's own origin, the one
     /// (`*`: any) whose pages may publish.
     pub allow_origin: Option<String>,
+    /// With `--jwt-key`: how tokens are checked. A publish then needs the
+    /// publish token or a JWT allowed to publish.
+    pub access: Option<Arc<Access>>,
 }
 
 /// How the request body is delimited.
@@ -53,6 +61,9 @@ pub struct Head {
     pub body: BodyLength,
     /// A `HEAD`: answered like `GET`, without the body.
     pub head_only: bool,
+    /// The tokens it carries (kept only with `--jwt-key`); their `Debug`
+    /// hides them.
+    pub credentials: Credentials,
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -106,7 +117,10 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         ));
     }
     let http11 = req.version == Some(1);
-    let mut fields = Fields::default();
+    let mut fields = Fields {
+        keep_tokens: policy.access.is_some(),
+        ..Fields::default()
+    };
     for h in req.headers.iter() {
         if let Err(reject) = fields.take(h.name, h.value) {
             return HeadParse::Invalid(reject);
@@ -142,27 +156,36 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             "this server does not answer to that Host name (see --allow-host)",
         ));
     }
-    let route = match route(method, target, fields.last_event_id) {
-        Ok(Route::Publish { .. })
-            if fields.origin.is_some_and(|origin| {
-                !origin_allowed(origin, authority.as_ref(), policy.allow_origin.as_deref())
-            }) =>
-        {
+    let mut route = route(method, target, fields.last_event_id.take());
+    let mut credentials = std::mem::take(&mut fields.credentials);
+    if policy.access.is_some()
+        && let Ok(Route::Subscribe { .. }) = route
+        && let Some((_, query)) = target.split_once('?')
+    {
+        // Routing took the query apart already, so this cannot fail.
+        for (key, value) in query_pairs(query).unwrap_or_default() {
+            if key == auth::QUERY_PARAM {
+                credentials.query(&value);
+            }
+        }
+    }
+    if let Ok(Route::Publish { topics, .. }) = &route {
+        // The origin first: a page of another site is refused whatever
+        // token it carries.
+        let refused = if fields.origin.is_some_and(|origin| {
+            !origin_allowed(origin, authority.as_ref(), policy.allow_origin.as_deref())
+        }) {
             Err(Reject::new(
                 Status::FORBIDDEN,
                 "publishing from another origin is refused (see --allow-origin)",
             ))
+        } else {
+            may_publish(policy, fields.authorization, &credentials, topics)
+        };
+        if let Err(reject) = refused {
+            route = Err(reject);
         }
-        Ok(Route::Publish { .. })
-            if !authorized(policy.publish_token.as_deref(), fields.authorization) =>
-        {
-            Err(Reject::new(
-                Status::UNAUTHORIZED,
-                "publishing needs Authorization: Bearer <token>",
-            ))
-        }
-        other => other,
-    };
+    }
     HeadParse::Complete(
         Head {
             route,
@@ -171,9 +194,37 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             expect_continue: fields.expect_continue,
             body,
             head_only: method == "HEAD",
+            credentials,
         },
         len,
     )
+}
+
+/// Whether a publish is allowed: always without a publish token or a JWT
+/// key; else by the publish token, or by a JWT in the `Authorization`
+/// header whose `publish` claim covers every topic named.
+fn may_publish(
+    policy: &Policy,
+    authorization: Option<&[u8]>,
+    credentials: &Credentials,
+    topics: &[String],
+) -> Result<(), Reject> {
+    let token = policy.publish_token.as_deref();
+    if (token.is_none() && policy.access.is_none())
+        || token.is_some_and(|t| authorized(t, authorization))
+    {
+        return Ok(());
+    }
+    // The clock is read here, and only for a JWT to check.
+    let refusal = match &policy.access {
+        Some(access) => match access.publish(credentials.publish_token(), topics, auth::unix_now())
+        {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        },
+        None => auth::Refusal::PublishMissing,
+    };
+    Err(Reject::refusal(refusal))
 }
 
 fn bare_lf() -> Reject {
@@ -244,6 +295,9 @@ struct Fields<'a> {
     host: Option<&'a [u8]>,
     /// The `Origin` value; a second `Origin` field makes it unmatchable.
     origin: Option<&'a [u8]>,
+    /// With `--jwt-key`: tokens are taken into `credentials`.
+    keep_tokens: bool,
+    credentials: Credentials,
 }
 
 impl<'a> Fields<'a> {
@@ -281,6 +335,11 @@ impl<'a> Fields<'a> {
             self.expect_continue = value_str.is_ok_and(|v| v.eq_ignore_ascii_case("100-continue"));
         } else if name.eq_ignore_ascii_case("authorization") {
             self.authorization = Some(value);
+            if self.keep_tokens {
+                self.credentials.authorization(value);
+            }
+        } else if name.eq_ignore_ascii_case("cookie") && self.keep_tokens {
+            self.credentials.cookies(value);
         } else if name.eq_ignore_ascii_case("host") {
             self.hosts += 1;
             self.host.get_or_insert(value);
@@ -295,19 +354,11 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// True when no token is set, or `authorization` is `Bearer <token>`.
-fn authorized(token: Option<&str>, authorization: Option<&[u8]>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let Some(value) = authorization else {
-        return false;
-    };
-    let Some(scheme) = value.get(..7) else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case(b"bearer ")
-        && constant_time_eq(value[7..].trim_ascii(), token.as_bytes())
+/// True when `authorization` is `Bearer <token>`.
+fn authorized(token: &str, authorization: Option<&[u8]>) -> bool {
+    authorization
+        .and_then(auth::bearer)
+        .is_some_and(|offered| constant_time_eq(offered, token.as_bytes()))
 }
 
 /// Compares without an early exit, so the time taken does not tell how much
@@ -593,5 +644,46 @@ mod tests {
             .route
             .unwrap_err();
         assert_eq!(r.allow, Some("GET, HEAD"));
+    }
+
+    #[test]
+    fn tokens_are_taken_only_with_a_jwt_key() {
+        let raw = "GET /events?topic=t&access_token=q HTTP/1.1\r\nHost: localhost\r\nCookie: sseloop_token=c\r\n\
+                   Authorization: Bearer h\r\n\r\n";
+        assert!(!head(raw).credentials.any());
+        let access = Access::configured(Some(&"k".repeat(32)), &[]).unwrap();
+        let policy = Policy { access, ..POLICY };
+        let parsed = |raw: &str| match parse_head(raw.as_bytes(), &policy) {
+            HeadParse::Complete(h, _) => h,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parsed(raw).credentials.subscribe_token(), Ok(Some("h")));
+        let raw = "GET /events?access_token=a%2Eb HTTP/1.1\r\nHost: localhost\r\nCookie: sseloop_token=c\r\n\r\n";
+        assert_eq!(parsed(raw).credentials.subscribe_token(), Ok(Some("a.b")));
+        let raw = "GET /events HTTP/1.1\r\nHost: localhost\r\nCookie: a=1; sseloop_token=c\r\n\r\n";
+        let h = parsed(raw);
+        assert_eq!(h.credentials.subscribe_token(), Ok(Some("c")));
+        assert!(!format!("{h:?}").contains("sseloop_token=c"));
+        // Publishing needs a token now, and a cookie is not one.
+        let status = |raw: &str| parsed(raw).route.map(|_| ()).map_err(|r| r.status);
+        assert_eq!(
+            status(
+                "POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\nCookie: sseloop_token=c\r\n\r\n"
+            ),
+            Err(Status::UNAUTHORIZED)
+        );
+        assert_eq!(
+            status(
+                "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer x.y.z\r\n\r\n"
+            ),
+            Err(Status::UNAUTHORIZED)
+        );
+        let both = Policy {
+            publish_token: Some("s3cret".into()),
+            ..policy.clone()
+        };
+        let raw =
+            b"POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret\r\n\r\n";
+        assert!(matches!(parse_head(raw, &both), HeadParse::Complete(h, _) if h.route.is_ok()));
     }
 }

@@ -77,7 +77,7 @@ pub fn preflight_response(allow: &str, origin: &str, keep_alive: bool) -> Vec<u8
     let connection = if keep_alive { "keep-alive" } else { "close" };
     format!(
         "HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: {origin}\r\nAccess-Control-Allow-Methods: {allow}, OPTIONS\r\nAccess-Control-Allow-Headers: Last-Event-ID, Cache-Control, Authorization, Content-Type\r\nAccess-Control-Max-Age: 86400\r\n{}Content-Length: 0\r\nConnection: {connection}\r\n\r\n",
-        vary(origin)
+        per_origin(origin)
     )
     .into_bytes()
 }
@@ -87,18 +87,20 @@ fn cors_headers(out: &mut String, cors: Option<&str>) {
         let _ = write!(
             out,
             "Access-Control-Allow-Origin: {origin}\r\n{}",
-            vary(origin)
+            per_origin(origin)
         );
     }
 }
 
-/// A fixed origin other than `*` still varies by the request's Origin for
-/// caches that might serve the answer to another page.
-fn vary(origin: &str) -> &'static str {
+/// What a fixed origin other than `*` adds: the answer varies by the
+/// request's Origin, for caches that might serve it to another page; and
+/// the page may send credentials, so that it can subscribe with the token
+/// cookie (`withCredentials`). Browsers never send credentials to `*`.
+fn per_origin(origin: &str) -> &'static str {
     if origin == "*" {
         ""
     } else {
-        "Vary: Origin\r\n"
+        "Vary: Origin\r\nAccess-Control-Allow-Credentials: true\r\n"
     }
 }
 
@@ -169,9 +171,10 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"));
         assert!(text.contains("Access-Control-Allow-Headers: Last-Event-ID, Cache-Control"));
         assert!(text.contains("Vary: Origin\r\n"));
+        assert!(text.contains("Access-Control-Allow-Credentials: true\r\n"));
         let text = String::from_utf8(stream_head(true, None, Some("*"))).unwrap();
         assert!(text.contains("Access-Control-Allow-Origin: *\r\n"));
-        assert!(!text.contains("Vary"));
+        assert!(!text.contains("Vary") && !text.contains("Credentials"));
         let text = String::from_utf8(stream_head(true, None, None)).unwrap();
         assert!(!text.contains("Access-Control"));
     }

@@ -32,6 +32,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::auth::Access;
 use crate::bus::{Bus, Message};
 use crate::config::Config;
 use crate::conn::{AfterFlush, Conn, Expired, Lane, Next};
@@ -198,6 +199,8 @@ impl Reactor {
             loopback_hosts: config.listen.ip().is_loopback(),
             allow_hosts: config.allow_hosts.clone(),
             allow_origin: config.allow_origin.clone(),
+            access: Access::configured(config.jwt_key.as_deref(), &config.public_topics)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         };
         let now = Instant::now();
         Ok(Reactor {
@@ -585,6 +588,17 @@ impl Reactor {
                     self.reject(key, &reject);
                 }
                 Expired::Close(why) => self.close(key, why),
+                Expired::EndStream(why) => {
+                    debug!("connection {key}: {why}");
+                    let (sub, next) = conn.end_stream(self.now);
+                    if let Some(sub) = sub {
+                        self.topics.unsubscribe(sub);
+                        self.counters
+                            .subscribers
+                            .set(self.topics.subscribers() as u64);
+                    }
+                    self.after(key, next);
+                }
                 Expired::Heartbeat(next) => {
                     self.counters.heartbeats.add(1);
                     self.after(key, next);

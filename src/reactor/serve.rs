@@ -9,7 +9,7 @@ use log::{debug, trace, warn};
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
 use crate::bus::{Delivery, Offer, Ticket};
-use crate::conn::Delivered;
+use crate::conn::{Clearance, Delivered};
 use crate::http::{Head, Reject};
 use crate::request::Step;
 
@@ -27,6 +27,12 @@ impl Reactor {
             retry: self.config.retry,
             framing: self.config.framing,
             max_topics: self.config.max_topics,
+            access: self.policy.access.as_deref(),
+            unix_now: self
+                .policy
+                .access
+                .as_ref()
+                .map_or(0, |_| crate::auth::unix_now()),
         }
     }
 
@@ -164,10 +170,12 @@ impl Reactor {
         }
         let subscription = self.topics.subscribe(key, &start.topics);
         debug!("connection {key}: subscribed to {:?}", start.topics);
+        let clearance = start.grant.map(|grant| Clearance::new(grant, self.now));
         let next = self.conns[key].start_stream(
             start.head,
             start.framing,
             subscription,
+            clearance,
             resume,
             self.now,
             &self.heartbeat,
@@ -202,7 +210,8 @@ impl Reactor {
         let granted = units;
         let window = (self.config.queue_limit / 2).min(conn.queued() + pass.bytes);
         let before = conn.queued();
-        let replayed = conn.replay(self.bus.history(), window, &mut units);
+        let access = self.policy.access.as_deref();
+        let replayed = conn.replay(self.bus.history(), window, &mut units, access);
         let caught_up = !conn.replaying();
         pass.units -= granted - units;
         pass.bytes = pass
@@ -229,11 +238,17 @@ impl Reactor {
         self.stamp += 1;
         let limit = self.config.queue_limit;
         let mut deliveries = 0;
+        // Its private topics, once per delivery: none (and no allocation)
+        // without --jwt-key or for an event on public topics only.
+        let private: Vec<&str> = match &self.policy.access {
+            Some(access) => access.private(&delivery.topics).collect(),
+            None => Vec::new(),
+        };
         for key in self.topics.recipients(&delivery.topics) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue; // cannot happen: close() leaves the index
             };
-            match conn.deliver(&delivery.frame, delivery.seq, self.stamp, limit) {
+            match conn.deliver(&delivery.frame, delivery.seq, self.stamp, limit, &private) {
                 Delivered::Skipped => {}
                 Delivered::Queued { list } => {
                     deliveries += 1;

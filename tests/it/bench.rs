@@ -219,7 +219,7 @@ fn keep_busy(server: &TestServer, stop: Arc<AtomicBool>) -> thread::JoinHandle<u
     thread::spawn(move || {
         let mut answered = 0;
         while !stop.load(Ordering::Relaxed) && answered < 100_000 {
-            conn.send(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n");
+            conn.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
             let response = conn.read_response(Instant::now() + Duration::from_secs(5));
             assert_eq!(response.head.status, 200, "{}", response.text());
             answered += 1;

@@ -905,6 +905,7 @@ fn hostile_inputs_read_the_same_in_any_split() {
             loopback_hosts: true,
             allow_hosts: Vec::new(),
             allow_origin: None,
+            access: None,
         };
         for case in &cases {
             let whole = read_in_pieces(case, &[], &policy);

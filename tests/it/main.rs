@@ -23,6 +23,7 @@ mod metrics;
 mod nginx;
 mod nodelay;
 mod page;
+mod private;
 mod publish;
 mod real;
 mod replay;
