@@ -182,9 +182,9 @@ $got_sub"
         got_sub+="${line%$'\r'}"$'\n'
     done
 }
-# Through the blank line after ": connected": subscribed, so what is
-# published next reaches it.
-read_sub_lines $((connected + 2))
+# Through the ": connected" line: subscribed, so what is published next
+# reaches it.
+read_sub_lines $((connected + 1))
 bash -c "$pub_cmd" >"$work/pub.out" 2>"$work/pub.log" || fail "\`$pub_cmd\` failed"
 # Byte for byte, its line end included: the shell prompt must not stick to it.
 printf '%s\n' "$expected_pub" | normalise >"$work/pub.expected"
