@@ -133,7 +133,7 @@ impl Server {
                 let shared = Arc::clone(&self.shared);
                 std::thread::Builder::new()
                     .name("sseloop-loop".into())
-                    .spawn(move || stop_all_on_error(reactor.run(), &shared))
+                    .spawn(move || run_loop(reactor, &shared))
             })
             .collect::<io::Result<Vec<_>>>();
         let threads = match threads {
@@ -143,7 +143,7 @@ impl Server {
                 return Err(e);
             }
         };
-        let mut result = stop_all_on_error(first.run(), &self.shared);
+        let mut result = run_loop(first, &self.shared);
         for thread in threads {
             let ended = thread
                 .join()
@@ -166,6 +166,15 @@ impl std::fmt::Debug for Server {
             .field("loops", &self.reactors.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Runs one loop; one that fails or panics shuts the others down (a loop
+/// gone for good would hold every later publish), and its panic becomes an
+/// error, so that `run` joins every loop and returns.
+fn run_loop(reactor: Reactor, shared: &Shared) -> io::Result<()> {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reactor.run()));
+    let result = ran.unwrap_or_else(|_| Err(io::Error::other("a loop panicked")));
+    stop_all_on_error(result, shared)
 }
 
 fn stop_all_on_error(result: io::Result<()>, shared: &Shared) -> io::Result<()> {

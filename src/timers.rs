@@ -84,9 +84,11 @@ impl HeartbeatGrid {
     pub fn due(&self, last_write: Instant) -> Option<Instant> {
         let interval = self.interval?;
         let since_epoch = (last_write + interval).duration_since(self.epoch);
-        let ticks = since_epoch.as_nanos() / self.tick.as_nanos();
-        let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
-        Some(self.epoch + self.tick * ticks)
+        // In nanoseconds, not ticks × a u32: a small tick runs past u32 in
+        // weeks of uptime.
+        let tick = self.tick.as_nanos();
+        let grid = since_epoch.as_nanos() / tick * tick;
+        Some(self.epoch + Duration::from_nanos(u64::try_from(grid).unwrap_or(u64::MAX)))
     }
 
     /// When to look again at a subscriber after a look at `now`: when it
@@ -116,6 +118,20 @@ mod tests {
         assert_eq!(timers.pop_due(now + 4 * s), None);
         assert_eq!(timers.pop_due(now + 5 * s), Some(1));
         assert_eq!(timers.nearest(), None);
+    }
+
+    #[test]
+    fn the_grid_holds_after_years_of_a_small_tick() {
+        let epoch = Instant::now();
+        let grid = HeartbeatGrid::new(Some(Duration::from_millis(16)), epoch);
+        // 1 ms ticks: 2^32 of them are 50 days.
+        let later = epoch + Duration::from_secs(3 * 365 * 24 * 3600);
+        let due = grid.due(later).unwrap();
+        assert!(
+            due > later && due <= later + Duration::from_millis(16),
+            "{:?}",
+            due - later
+        );
     }
 
     #[test]

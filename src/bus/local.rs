@@ -57,7 +57,10 @@ impl Inbox {
     }
 
     fn is_full(&self) -> bool {
-        self.len.load(Ordering::Acquire) >= INBOX_SOFT_LIMIT
+        // SeqCst, with the stores of `len` and `held_count`: a loop that
+        // holds a publish and a loop that empties its inbox each see the
+        // other's store (see `Sequencer::release`).
+        self.len.load(Ordering::SeqCst) >= INBOX_SOFT_LIMIT
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<Message>> {
@@ -70,7 +73,7 @@ impl Inbox {
     pub(crate) fn push(&self, message: Message, wake: bool) {
         let mut queue = self.lock();
         queue.push_back(message);
-        self.len.store(queue.len(), Ordering::Release);
+        self.len.store(queue.len(), Ordering::SeqCst);
         drop(queue);
         // One wake-up per batch: the loop clears the flag before it drains,
         // so a message pushed after that wakes it again.
@@ -124,10 +127,13 @@ impl Sequencer {
     /// True while a loop's publish must wait: an inbox is full, or
     /// publishes that came earlier wait already (they go first).
     fn must_hold(&self) -> bool {
-        self.held_count.load(Ordering::Acquire) > 0 || self.inboxes.iter().any(|i| i.is_full())
+        self.held_count.load(Ordering::SeqCst) > 0 || self.inboxes.iter().any(|i| i.is_full())
     }
 
-    /// Keeps loop `from`'s publish until there is room.
+    /// Keeps loop `from`'s publish until there is room, then releases
+    /// what there is room for already: the inbox that was full may have
+    /// been emptied since `must_hold` looked, by a loop that saw nothing
+    /// held yet.
     fn hold(&self, event: &Event, from: usize, ticket: Ticket) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         held.push_back(Held {
@@ -135,11 +141,17 @@ impl Sequencer {
             from,
             ticket,
         });
-        self.held_count.store(held.len(), Ordering::Release);
+        self.held_count.store(held.len(), Ordering::SeqCst);
+        drop(held);
+        self.release();
     }
 
     /// Publishes what loops held, in order, while there is room, and
-    /// answers each loop that waits.
+    /// answers each loop that waits. Called by a loop that held a publish
+    /// and by every loop that empties its inbox while something is held:
+    /// of the two stores (`held_count`, then the inbox's `len` read; the
+    /// inbox's `len` emptied, then `held_count` read), one is seen, so a
+    /// held publish is never left with nobody to release it.
     fn release(&self) {
         // Under the lock of the held list, so the held go out in order.
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
@@ -150,7 +162,7 @@ impl Sequencer {
             let id = self.publish(&next.event, None);
             self.inboxes[next.from].push(Message::Confirmed(next.ticket, Some(id)), true);
         }
-        self.held_count.store(held.len(), Ordering::Release);
+        self.held_count.store(held.len(), Ordering::SeqCst);
     }
 
     /// The run part of this process's ids.
@@ -247,6 +259,9 @@ impl LocalBus {
 
 impl Bus for LocalBus {
     fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
+        if self.sequencer.is_closed() {
+            return Offer::Unavailable;
+        }
         if self.sequencer.must_hold() {
             self.sequencer.hold(event, self.index, ticket);
             return Offer::Pending;
@@ -267,9 +282,9 @@ impl Bus for LocalBus {
             // Swapped, not copied: one lock for the whole batch, and the
             // emptied buffer goes back for reuse.
             mem::swap(&mut *queue, &mut self.taken);
-            self.inbox.len.store(0, Ordering::Release);
+            self.inbox.len.store(0, Ordering::SeqCst);
             drop(queue);
-            if self.sequencer.held_count.load(Ordering::Acquire) > 0 {
+            if self.sequencer.held_count.load(Ordering::SeqCst) > 0 {
                 self.sequencer.release();
             }
         }
@@ -396,6 +411,45 @@ mod tests {
             fast.publish(&Event::new("c"), first),
             Offer::Published(format!("{run}-{}", b + 1))
         );
+    }
+
+    /// The lagging loop may empty its inbox between another loop's look
+    /// (full: hold) and its hold, and see nothing held: the hold is then
+    /// released by the loop that holds, not left for a drain that never
+    /// comes (which would hold every later publish too).
+    #[test]
+    fn a_hold_recorded_after_the_last_drain_is_released() {
+        let (_polls, seq) = hub(2);
+        let mut fast = LocalBus::new(0, Arc::clone(&seq), 0);
+        let mut slow = LocalBus::new(1, Arc::clone(&seq), 0);
+        for _ in 0..INBOX_SOFT_LIMIT {
+            seq.publish(&Event::new("backlog"), None);
+        }
+        drain(&mut fast);
+        assert!(seq.must_hold());
+        drain(&mut slow);
+        let ticket = Ticket { key: 7, serial: 1 };
+        seq.hold(&Event::new("late"), 0, ticket);
+        assert_eq!(seq.held_count.load(Ordering::SeqCst), 0);
+        fast.begin_drain();
+        let confirmed = std::iter::from_fn(|| fast.next())
+            .any(|m| matches!(m, Message::Confirmed(t, Some(_)) if t == ticket));
+        assert!(confirmed, "the held publish was answered");
+        assert_eq!(
+            fast.publish(&Event::new("next"), ticket),
+            Offer::Published(format!("{}-{}", seq.run(), INBOX_SOFT_LIMIT + 2))
+        );
+    }
+
+    /// Once a loop has stopped, a publish from another loop is refused,
+    /// not held for a loop that will never drain.
+    #[test]
+    fn a_stopped_hub_refuses_loop_publishes() {
+        let (_polls, seq) = hub(2);
+        let mut alive = LocalBus::new(0, Arc::clone(&seq), 0);
+        drop(LocalBus::new(1, Arc::clone(&seq), 0));
+        let ticket = Ticket { key: 1, serial: 1 };
+        assert_eq!(alive.publish(&Event::new("x"), ticket), Offer::Unavailable);
     }
 
     #[test]

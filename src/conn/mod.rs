@@ -128,6 +128,9 @@ pub enum Expired {
     Heartbeat(Next),
     /// Not due after all; the deadline moved.
     Nothing,
+    /// Not idle: its unsent bytes were listed for a flush if they were
+    /// not already.
+    Flush(Next),
 }
 
 /// How far a replay got in one top-up.
@@ -706,9 +709,11 @@ impl Conn {
             State::Stream(s) => match heartbeat.due(self.last_write) {
                 Some(due) if due <= now => {
                     s.next_check = heartbeat.next_check(now);
-                    // Unsent bytes mean the stream is not idle, just slow.
+                    // Unsent bytes mean the stream is not idle, just slow;
+                    // they are on a flush list or wait for writable
+                    // readiness, and if neither, they go out now.
                     if !self.queue.is_empty() {
-                        return Expired::Nothing;
+                        return Expired::Flush(self.list(Lane::Stream));
                     }
                     self.queue.push_static(sse::heartbeat(s.framing));
                     Expired::Heartbeat(self.list(Lane::Stream))
@@ -727,10 +732,18 @@ impl Conn {
     pub fn on_shutdown(&mut self, now: Instant) -> (Option<Subscription>, Next) {
         match &self.state {
             State::Stream(_) => self.end_stream(now),
-            State::Requests(r) if !r.in_progress() && self.queue.is_empty() => {
-                (None, Next::Close("shutdown"))
+            // Its publish is still answered (or refused) by the bus.
+            State::Requests(r) if matches!(r.waiting, Waiting::Publish { .. }) => {
+                (None, Next::Idle)
             }
-            _ => (None, Next::Idle),
+            State::Requests(r) if r.in_progress() => (None, Next::Idle),
+            State::Requests(_) if self.queue.is_empty() => (None, Next::Close("shutdown")),
+            // Answers owed are written, then it closes, not at the grace's end.
+            State::Requests(_) => {
+                self.begin_closing(now);
+                (None, Next::Idle)
+            }
+            State::Closing { .. } => (None, Next::Idle),
         }
     }
 

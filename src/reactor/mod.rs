@@ -99,6 +99,8 @@ pub(crate) struct Reactor {
     read_backlog: Vec<usize>,
     /// Subscribers whose replay ran out of budget, to go on next pass.
     replay_backlog: Vec<usize>,
+    /// Which keys are in `replay_backlog`, indexed by key: each once.
+    replay_queued: Vec<bool>,
     /// Subscribers found over the queue limit during a fan-out.
     over_limit: Vec<usize>,
     accept_pending: bool,
@@ -122,6 +124,8 @@ pub(crate) struct Reactor {
     accept_failures: u64,
     /// When the shutdown grace ends, once shutting down.
     shutdown_at: Option<Instant>,
+    /// The bus asked for a shutdown, to begin at the end of this pass.
+    shutdown_requested: bool,
     now: Instant,
     /// When a poll last returned readiness; `--busy-poll` spins after it.
     active_at: Instant,
@@ -219,6 +223,7 @@ impl Reactor {
             flush: FlushLists::default(),
             read_backlog: Vec::new(),
             replay_backlog: Vec::new(),
+            replay_queued: Vec::new(),
             over_limit: Vec::new(),
             accept_pending: false,
             inbox_pending: false,
@@ -231,6 +236,7 @@ impl Reactor {
             replay_budget: ReplayBudget::default(),
             accept_failures: 0,
             shutdown_at: None,
+            shutdown_requested: false,
             now,
             active_at: now,
             config,
@@ -252,6 +258,9 @@ impl Reactor {
                 self.active_at = self.now;
             }
             self.replay_budget = ReplayBudget::default();
+            // Replays a budget stopped go first: new resumes in this pass
+            // do not starve them.
+            self.serve_replay_backlog();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -265,6 +274,9 @@ impl Reactor {
                 self.flush_listed();
             }
             self.serve_backlogs();
+            if std::mem::take(&mut self.shutdown_requested) {
+                self.begin_shutdown();
+            }
             self.expire();
             self.flush_listed();
             if self.finished() {
@@ -318,9 +330,26 @@ impl Reactor {
         backlog.clear();
         backlog.append(&mut self.read_backlog);
         self.read_backlog = backlog;
+        self.serve_replay_backlog();
+    }
+
+    fn serve_replay_backlog(&mut self) {
         let replays = std::mem::take(&mut self.replay_backlog);
+        for &key in &replays {
+            self.replay_queued[key] = false;
+        }
         for key in replays {
             self.replay(key);
+        }
+    }
+
+    /// Lists a replay a budget stopped, to go on in a later pass; once.
+    fn queue_replay(&mut self, key: usize) {
+        if key >= self.replay_queued.len() {
+            self.replay_queued.resize(key + 1, false);
+        }
+        if !std::mem::replace(&mut self.replay_queued[key], true) {
+            self.replay_backlog.push(key);
         }
     }
 
@@ -404,7 +433,9 @@ impl Reactor {
             match self.bus.next() {
                 Some(Message::Delivery(delivery)) => self.fan_out(&delivery),
                 Some(Message::Confirmed(ticket, id)) => self.confirm(ticket, id),
-                Some(Message::Shutdown) => self.begin_shutdown(),
+                // Begun between events, not here: a request being carried
+                // out may have come to this drain.
+                Some(Message::Shutdown) => self.shutdown_requested = true,
                 None => return,
             }
         }
@@ -590,7 +621,9 @@ impl Reactor {
                 Expired::Close(why) => self.close(key, why),
                 Expired::EndStream(why) => {
                     debug!("connection {key}: {why}");
+                    let was_replaying = conn.replaying();
                     let (sub, next) = conn.end_stream(self.now);
+                    self.track_replay(key, was_replaying);
                     if let Some(sub) = sub {
                         self.topics.unsubscribe(sub);
                         self.counters
@@ -604,6 +637,7 @@ impl Reactor {
                     self.after(key, next);
                 }
                 Expired::Nothing => self.after(key, Next::Idle),
+                Expired::Flush(next) => self.after(key, next),
             }
         }
     }
@@ -627,8 +661,11 @@ impl Reactor {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let was_replaying = self.conns[key].replaying();
-            let (sub, next) = self.conns[key].on_shutdown(self.now);
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let was_replaying = conn.replaying();
+            let (sub, next) = conn.on_shutdown(self.now);
             self.track_replay(key, was_replaying);
             if let Some(sub) = sub {
                 self.topics.unsubscribe(sub);

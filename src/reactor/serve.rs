@@ -9,7 +9,7 @@ use log::{debug, trace, warn};
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
 use crate::bus::{Delivery, Offer, Ticket};
-use crate::conn::{Clearance, Delivered};
+use crate::conn::{Clearance, Delivered, Next};
 use crate::http::{Head, Reject};
 use crate::request::Step;
 
@@ -75,7 +75,10 @@ impl Reactor {
     pub(super) fn reject(&mut self, key: usize, reject: &Reject) {
         debug!("connection {key}: {} {}", reject.status.0, reject.reason);
         let bytes = app::reject_bytes(reject, &self.context(key));
-        let next = self.conns[key].reject(bytes, self.now);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let next = conn.reject(bytes, self.now);
         self.after(key, next);
     }
 
@@ -84,7 +87,12 @@ impl Reactor {
         self.act(key, action);
     }
 
+    /// Carries out what `app` decided for connection `key`, if it is still
+    /// there.
     fn act(&mut self, key: usize, action: Action) {
+        if !self.conns.contains(key) {
+            return;
+        }
         match action {
             Action::Answer { bytes, keep_alive } => {
                 let next = self.conns[key].answer(bytes, keep_alive, self.now, &self.config);
@@ -113,11 +121,17 @@ impl Reactor {
                     Offer::Published(id) => {
                         self.counters.events_published.add(1);
                         trace!("published {id}: {:?}", event.data());
-                        // Its own event is in the inbox now: out it goes.
-                        self.take_messages();
+                        // The answer first, then the event, which is in
+                        // the inbox now; what else the inbox holds may
+                        // close connections, this one included.
                         self.answer_publish(key, &id, keep_alive);
+                        self.take_messages();
                     }
-                    Offer::Pending => self.conns[key].await_publish(ticket, keep_alive),
+                    Offer::Pending => {
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            conn.await_publish(ticket, keep_alive);
+                        }
+                    }
                     Offer::Unavailable => {
                         self.act(key, app::unavailable());
                     }
@@ -203,7 +217,7 @@ impl Reactor {
         }
         let pass = &mut self.replay_budget;
         if pass.units == 0 || pass.bytes == 0 {
-            self.replay_backlog.push(key);
+            self.queue_replay(key);
             return 0;
         }
         let mut units = REPLAY_UNITS_PER_TOP_UP.min(pass.units);
@@ -219,13 +233,16 @@ impl Reactor {
             .saturating_sub(conn.queued().saturating_sub(before));
         self.counters.replayed.add(replayed.events);
         self.counters.deliveries.add(replayed.events);
+        // Events, or the `reset` of a replay that lost its place.
+        let next = if conn.queued() > before {
+            conn.list_stream()
+        } else {
+            Next::Idle
+        };
         if replayed.more {
-            self.replay_backlog.push(key);
+            self.queue_replay(key);
         }
-        if replayed.events > 0 {
-            let next = conn.list_stream();
-            self.after(key, next);
-        }
+        self.after(key, next);
         if caught_up {
             self.track_replay(key, true);
         }

@@ -454,3 +454,61 @@ fn a_replay_longer_than_the_queue_limit_stalls_and_arrives_whole_before_live_eve
         "the replaying subscriber was cut off"
     );
 }
+
+/// A replay that falls behind the history while its subscriber is slow
+/// queues a `reset` (`stale`); the top-up that found it had nothing else to
+/// queue, so the reset sat unsent, and with bytes unsent no heartbeat went
+/// out either, until the next event on the subscriber's topics (an hour of
+/// heartbeats here, and no such event). It goes out as soon as the
+/// subscriber reads.
+#[test]
+fn a_replay_that_loses_its_place_sends_its_reset_at_once() {
+    let server = TestServer::start(&[
+        "--history",
+        "16",
+        "--queue-limit",
+        "64KiB",
+        "--send-buffer",
+        "4KiB",
+        "--heartbeat",
+        "60m",
+    ]);
+    let mut publisher = server.publisher();
+    let big = "x".repeat(40_000);
+    let ids: Vec<String> = (0..16)
+        .map(|_| publisher.publish_ok("?topic=t", big.as_bytes()))
+        .collect();
+    // A subscriber with a small receive buffer that reads nothing yet.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(crate::support::IO_TIMEOUT))
+        .unwrap();
+    let mut conn = crate::support::HttpConn::new(stream);
+    conn.send(
+        format!(
+            "GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {}\r\n\r\n",
+            ids[0]
+        )
+        .as_bytes(),
+    );
+    server.await_metric("sseloop_replaying_subscribers", |n| n == 1);
+    // The history moves on past its place, on another topic.
+    for _ in 0..20 {
+        publisher.publish_ok("?topic=other", b"y");
+    }
+    let head = conn.read_head(crate::support::deadline());
+    let mut sub = Subscriber::from_head(conn, head);
+    loop {
+        match sub.next_item() {
+            Item::Event(event) if event.event.as_deref() == Some("reset") => {
+                assert_eq!(reset_reason(&event), "stale");
+                break;
+            }
+            Item::Event(event) => assert_eq!(event.data.len(), big.len(), "{event:?}"),
+            _ => {}
+        }
+    }
+}

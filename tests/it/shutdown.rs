@@ -232,3 +232,71 @@ fn requests_arriving_during_the_grace_period_get_a_retry_stream_and_a_503() {
         server.log()
     );
 }
+
+/// A shutdown that came while requests were being served: the bus's
+/// shutdown message, drained while a publish was carried out, used to
+/// close that publisher's connection before its answer was queued, and the
+/// loop panicked on the vanished key (the process died with 101, or
+/// aborted in a release build). Publishers busy on four connections, then
+/// SIGTERM: every round ends with exit status 0.
+#[test]
+fn a_signal_while_publishers_are_busy_still_ends_cleanly() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Publishes until told to stop or the server stops answering.
+    fn publish_until(stream: TcpStream, stop: &AtomicBool) -> u32 {
+        let mut reader = BufReader::new(stream);
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let request = crate::support::publish_request("?topic=t", b"busy");
+            if reader.get_mut().write_all(&request).is_err() {
+                break;
+            }
+            let mut status = String::new();
+            if reader.read_line(&mut status).unwrap_or(0) == 0 || !status.contains(" 200 ") {
+                break; // shutting down: a 503 or the close
+            }
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return answered;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                break;
+            }
+            answered += 1;
+        }
+        answered
+    }
+
+    for round in 0..5 {
+        let mut server = TestServer::start(&[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let publishers: Vec<_> = (0..4)
+            .map(|_| {
+                let stream = server.connect();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || publish_until(stream, &stop))
+            })
+            .collect();
+        // The publishers are busy before the signal comes.
+        server.await_metric("sseloop_events_published_total", |n| n >= 40);
+        server.signal(libc::SIGTERM);
+        server.expect_exit_0(Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        for publisher in publishers {
+            assert!(publisher.join().expect("publisher") > 0, "round {round}");
+        }
+    }
+}

@@ -737,3 +737,40 @@ fn a_short_key_is_refused_at_start() {
     let response = server.expect_error(&subscribe_request("topic=t", Carrier::None, ""), 401);
     assert_error(&response, 401);
 }
+
+/// A stream whose token runs out while it still catches up from the
+/// history ends, and used to stay counted in
+/// `sseloop_replaying_subscribers` for good.
+#[test]
+fn a_stream_that_expires_while_replaying_leaves_the_replaying_gauge() {
+    let server = TestServer::start(&[
+        "--jwt-key",
+        KEY,
+        "--publish-token",
+        PUBLISH_TOKEN,
+        "--send-buffer",
+        "4KiB",
+    ]);
+    let big = "x".repeat(40_000);
+    let first = publish_ok(&server, "topic=user/1", &big);
+    for _ in 0..40 {
+        publish_ok(&server, "topic=user/1", &big);
+    }
+    // Past its exp but within the leeway: the stream ends in about 2 s.
+    let [token] = <[String; 1]>::try_from(mint(&[hs256(claims(
+        &["user/1"],
+        &[],
+        Some(unix_now() - (LEEWAY - 2)),
+    ))]))
+    .unwrap();
+    // A resume of 1.6 MB that this client does not read.
+    let mut resumer = server.http();
+    resumer.send(&subscribe_request(
+        "topic=user/1",
+        Carrier::Header(&token),
+        &format!("Last-Event-ID: {first}\r\n"),
+    ));
+    server.await_metric("sseloop_replaying_subscribers", |n| n == 1);
+    server.await_metric("sseloop_replaying_subscribers", |n| n == 0);
+    drop(resumer);
+}
