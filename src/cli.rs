@@ -59,6 +59,9 @@ usage: sseloop [OPTIONS]
                           (default 1; auto: one per available CPU; at most 256)
   --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
                           lower latency, a busy core while events flow (default 0: off; at most 1s)
+  --redis URL             be a node of a cluster sharing its events through Redis:
+                          redis://[user:password@]host[:port][/db]
+  --redis-key NAME        prefix of the cluster's keys in Redis (default sseloop)
   --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
   --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights
   --insecure-open-publish allow a non-loopback --listen with no publish token
@@ -84,6 +87,8 @@ where
     let mut log_level = log::LevelFilter::Info;
     let mut stdin = None;
     let mut demo = false;
+    let mut redis_url = None;
+    let mut redis_key = None;
     let mut args = args.into_iter().map(Into::into).peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -162,6 +167,25 @@ where
                 config.header_timeout = d;
             }
             "--loops" => config.loops = loops(&name, &value()?)?,
+            "--redis" => {
+                let url = value()?;
+                // The URL may hold a password: the error names only what is wrong.
+                let redis = config::RedisUrl::parse(&url).map_err(|why| usage(&name, &why))?;
+                redis_url = Some(redis);
+            }
+            "--redis-key" => {
+                let key = value()?;
+                if !config::valid_redis_key(&key) {
+                    return Err(usage(
+                        &name,
+                        &format!(
+                            "takes 1 to {} letters, digits or _-.:{{}}, not {key:?}",
+                            config::MAX_REDIS_KEY_LEN
+                        ),
+                    ));
+                }
+                redis_key = Some(key);
+            }
             "--busy-poll" => {
                 let d = duration(&name, &value()?)?;
                 if d > Duration::from_secs(1) {
@@ -209,6 +233,14 @@ where
             }
         }
     }
+    config.cluster = match (redis_url, redis_key) {
+        (Some(redis), key) => Some(config::Cluster {
+            redis,
+            key: key.unwrap_or_else(|| config::DEFAULT_REDIS_KEY.to_owned()),
+        }),
+        (None, Some(_)) => return Err(usage("--redis-key", "needs --redis")),
+        (None, None) => None,
+    };
     // The library refuses it too; the command line says it in its own words.
     if config.exposes_open_publish() {
         return Err(CliError::Usage(format!(
@@ -371,6 +403,28 @@ mod tests {
         for bad in ["0", "257", "-1", "two", ""] {
             assert!(err(&["--loops", bad]).contains("--loops"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn redis_url_and_key() {
+        assert_eq!(ok(&[]).config.cluster, None);
+        let cluster = ok(&["--redis", "redis://:pw@127.0.0.1:6380/2"])
+            .config
+            .cluster
+            .unwrap();
+        assert_eq!((cluster.redis.port, cluster.redis.db), (6380, 2));
+        assert_eq!(cluster.key, "sseloop");
+        let keyed = ok(&["--redis-key", "app:1", "--redis", "redis://h"]);
+        assert_eq!(keyed.config.cluster.unwrap().key, "app:1");
+        let refused = err(&["--redis", "redis://:secret@h:x"]);
+        assert!(
+            refused.contains("--redis") && refused.contains("port"),
+            "{refused}"
+        );
+        assert!(!refused.contains("secret"), "{refused}");
+        assert!(err(&["--redis", "h:6379"]).contains("redis://"));
+        assert!(err(&["--redis-key", "a b", "--redis", "redis://h"]).contains("--redis-key"));
+        assert!(err(&["--redis-key", "k"]).contains("needs --redis"));
     }
 
     #[test]
