@@ -32,7 +32,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::bus::{Bus, Message};
+use crate::bus::{self, Bus, Message};
 use crate::config::Config;
 use crate::conn::{AfterFlush, Conn, Expired, Lane, Next};
 use crate::http::{Policy, Reject, Status};
@@ -109,6 +109,8 @@ pub(crate) struct Reactor {
     tickets: u64,
     /// When the shutdown grace ends, once shutting down.
     shutdown_at: Option<Instant>,
+    /// When the bus next needs its deadline.
+    bus_deadline: Option<Instant>,
     now: Instant,
     /// When a poll last returned readiness; `--busy-poll` spins after it.
     active_at: Instant,
@@ -165,11 +167,13 @@ impl Reactor {
             replay_backlog: Vec::new(),
             over_limit: Vec::new(),
             accept_pending: false,
-            inbox_pending: false,
+            // The bus may have handed out messages before the loop ran.
+            inbox_pending: true,
             scratch: vec![0; READ_CHUNK],
             stamp: 0,
             tickets: 0,
             shutdown_at: None,
+            bus_deadline: None,
             now,
             active_at: now,
             config,
@@ -183,6 +187,7 @@ impl Reactor {
         }
         let mut events = Events::with_capacity(1024);
         loop {
+            self.bus_deadline = self.bus.before_poll();
             let timeout = self.poll_timeout();
             net::poll(&mut self.poll, &mut events, timeout)?;
             self.now = Instant::now();
@@ -193,6 +198,10 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => self.take_messages(),
+                    token if bus::is_bus_token(token) => {
+                        self.bus.on_ready(token, event);
+                        self.take_messages();
+                    }
                     Token(key) => self.on_ready(key, event),
                 }
                 self.flush_listed();
@@ -223,10 +232,10 @@ impl Reactor {
         if self.now - self.active_at < self.config.busy_poll {
             return Some(Duration::ZERO);
         }
-        let nearest = match (self.timers.nearest(), self.shutdown_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let nearest = [self.timers.nearest(), self.shutdown_at, self.bus_deadline]
+            .into_iter()
+            .flatten()
+            .min();
         nearest.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
@@ -476,6 +485,11 @@ impl Reactor {
 
     /// Fires every deadline that is due.
     fn expire(&mut self) {
+        if self.bus_deadline.is_some_and(|at| at <= self.now) {
+            self.bus_deadline = None;
+            self.bus.on_deadline(self.now);
+            self.take_messages();
+        }
         while let Some(key) = self.timers.pop_due(self.now) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue; // cannot happen: close() removes the deadline
