@@ -5,6 +5,7 @@ mod bench;
 mod browsers;
 mod cli;
 mod clients;
+mod cluster;
 mod corpus;
 mod data;
 mod errors;
