@@ -586,3 +586,29 @@ fn events_trimmed_while_a_node_was_away_reach_its_subscribers_as_reset_stale() {
     let seqs: Vec<u64> = seen[1..].iter().map(|(id, _)| id_seq(id)).collect();
     assert_eq!(seqs, (oldest..=id_seq(&last)).collect::<Vec<_>>());
 }
+
+/// Threads publish through the cluster too (the `Publisher` goes through
+/// loop 0's connection to Redis): `--stdin`'s lines are stored and reach
+/// the other node's subscribers, and a line read while Redis is away
+/// waits, and is published once Redis is back, with the next id.
+#[test]
+fn stdin_lines_are_stored_in_redis_and_wait_out_an_outage() {
+    let mut redis = Redis::start(Persistence::Aof);
+    let url = redis.url();
+    let (a, mut stdin) = TestServer::start_piped(&["--redis", &url, "--stdin"]);
+    let b = node(&redis, &[]);
+    let mut sub = b.subscribe_ready("");
+    writeln!(stdin, "line one").unwrap();
+    let first = sub.next_event();
+    assert_eq!(first.data, "line one");
+    let run = id_run(first.id.as_deref().unwrap()).to_string();
+    redis.stop(false);
+    writeln!(stdin, "line two").unwrap();
+    assert!(
+        a.await_log(&["stdin: Redis cannot be reached"]).is_some(),
+        "the line waits, and the log says why"
+    );
+    redis.start_again();
+    let seen = events_through(&mut sub, &format!("{run}-2"));
+    assert_eq!(seen, [(format!("{run}-2"), "line two".to_string())]);
+}
