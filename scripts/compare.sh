@@ -4,7 +4,7 @@
 # alternating within each round so machine noise hits them alike.
 #
 #   scripts/compare.sh [--rounds N] [--cases "latency fanout closed idle big"]
-#                      [--servers "sseloop sseloop-busy axum node"] [--out DIR]
+#                      [--servers "sseloop sseloop-busy axum node cluster"] [--out DIR]
 #
 # Cases (the README's performance table):
 #   latency  1 subscriber, 5 000 events at 1 000/s (client spins, so its own
@@ -14,7 +14,11 @@
 #   idle     10 000 subscribers held 15 s with no event (heartbeats are 20 s)
 #   big      19 000 subscribers, 100 events at 10/s
 # Servers: sseloop (defaults), sseloop-busy (--busy-poll 10ms), and the peers
-# of ../shared/peers (axum, node), started with its start.sh.
+# of ../shared/peers (axum, node), started with its start.sh; and cluster:
+# two sseloop nodes on one Redis (redis-server, no persistence), events
+# published on node A and streams on node B, Redis and both nodes sharing
+# CPU 0 as a single server does. Its CPU per delivery is both nodes'; the
+# Redis column is Redis's own.
 #
 # Every run's JSON goes to DIR/results.jsonl (default target/compare); the
 # table of medians over rounds is printed at the end and saved as
@@ -46,14 +50,32 @@ results=$out/results.jsonl
 : >"$results"
 ulimit -n "$(ulimit -Hn)"
 
-port=18100
+# COMPARE_PORT moves the ports used (from it upwards; a cluster also
+# takes those 10 000 and 20 000 above), for two runs on one machine.
+port=${COMPARE_PORT:-18100}
 server_pid=
+# A cluster's other processes, and what the bench needs to know of them.
+cluster_pids=()
+bench_extra=()
 stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=
-    fi
+    for pid in "$server_pid" "${cluster_pids[@]}"; do
+        if [ -n "$pid" ]; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    server_pid=
+    cluster_pids=()
+    bench_extra=()
+}
+
+wait_port() { # port name log
+    for _ in $(seq 1 3000); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "$2 did not start on port $1 (see $3)" >&2
+    exit 1
 }
 trap stop_server EXIT
 
@@ -65,16 +87,27 @@ start_server() { # name port [sseloop options]
     sseloop-busy) taskset -c 0 target/release/sseloop --listen "127.0.0.1:$port" --log-level warn --busy-poll 10ms "$@" 2>>"$log" & ;;
     axum) taskset -c 0 "$peers/start.sh" axum "$port" >>"$log" 2>&1 & ;;
     node) taskset -c 0 "$peers/start.sh" node "$port" >>"$log" 2>&1 & ;;
+    cluster)
+        local redis_port=$((port + 10000)) publish_port=$((port + 20000))
+        taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+            --appendonly no --daemonize no --dir "$out" --logfile '' >>"$log" 2>&1 &
+        local redis_pid=$!
+        cluster_pids+=("$redis_pid")
+        wait_port "$redis_port" redis-server "$log"
+        taskset -c 0 target/release/sseloop --listen "127.0.0.1:$publish_port" --log-level warn \
+            --redis "redis://127.0.0.1:$redis_port" "$@" 2>>"$log" &
+        local publish_pid=$!
+        cluster_pids+=("$publish_pid")
+        wait_port "$publish_port" "cluster node A" "$log"
+        bench_extra=(--publish-addr "127.0.0.1:$publish_port" --pid "$publish_pid" --redis-pid "$redis_pid")
+        taskset -c 0 target/release/sseloop --listen "127.0.0.1:$port" --log-level warn \
+            --redis "redis://127.0.0.1:$redis_port" "$@" 2>>"$log" &
+        ;;
     *) echo "unknown server $name" >&2; exit 2 ;;
     esac
     server_pid=$!
     # Ready when it answers; a peer builds on first use, so wait long.
-    for _ in $(seq 1 3000); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "$name did not start on port $port (see $log)" >&2
-    exit 1
+    wait_port "$port" "$name" "$log"
 }
 
 case_args() {
@@ -102,7 +135,7 @@ for round in $(seq 1 "$rounds"); do
             status=0
             # shellcheck disable=SC2046
             json=$(taskset -c 1 target/release/sseloop-bench --addr "127.0.0.1:$port" \
-                --pid "$server_pid" --json $(case_args "$case")) || status=$?
+                --pid "$server_pid" "${bench_extra[@]}" --json $(case_args "$case")) || status=$?
             stop_server
             if [ -z "$json" ]; then json=null; fi
             printf '{"round":%d,"case":"%s","server":"%s","exit":%d,"result":%s}\n' \

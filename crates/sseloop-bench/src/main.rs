@@ -37,10 +37,13 @@
 //! duplicate, out of order) and its latency, from the publish stamp to the
 //! `read` that brought the event's end, goes into a log-linear histogram with
 //! under 1 % error. Throughput is unique deliveries over the time from the
-//! first publish to the last delivery. Given `--pid`, the server's RSS and
-//! CPU time are read from /proc before connecting, after connecting and at
-//! the end, so CPU per delivery can be compared between servers even when
-//! this client caps throughput. `--idle` replaces phases 2–3 by holding the
+//! first publish to the last delivery. Given `--pid` (once per process of
+//! the server: a cluster's nodes are summed), the server's RSS and CPU
+//! time are read from /proc before connecting, after connecting and at
+//! the end (a cluster's Redis's too, apart, with `--redis-pid`), so CPU
+//! per delivery can be compared between servers even when this client
+//! caps throughput. `--publish-addr` publishes to another address than
+//! the streams' (one node of a cluster, the streams on another). `--idle` replaces phases 2–3 by holding the
 //! streams open, to measure idle memory, idle CPU and heartbeats.
 //!
 //! The client must not be the bottleneck: one thread multiplexes every socket
@@ -99,19 +102,20 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         let msg = format!("--subscribers {n}: needs {need} open files, the limit is {limit}");
         return Err(io::Error::other(msg));
     }
-    let pid = opts.pid.map(|p| p.to_string());
-    let server = || pid.as_deref().and_then(sample_proc);
-    if let (Some(p), None) = (&pid, server()) {
-        return Err(io::Error::other(format!(
-            "--pid {p}: cannot read /proc/{p}"
-        )));
+    for p in opts.pids.iter().chain(&opts.redis_pid) {
+        if sample_proc(&p.to_string()).is_none() {
+            return Err(io::Error::other(format!("pid {p}: cannot read /proc/{p}")));
+        }
     }
+    let server = || sample_all(&opts.pids);
+    let redis = || opts.redis_pid.and_then(|p| sample_proc(&p.to_string()));
     let client = || sample_proc("self");
     let mut bench = Bench::new(opts.clone())?;
-    let server_before = server();
+    let (server_before, redis_before) = (server(), redis());
     let connect_time = bench.connect_phase()?;
     let streams = bench.live;
     let (server_connected, client_connected, run_start) = (server(), client(), now_ns());
+    let redis_connected = redis();
     let steal_before = steal_s();
 
     let mut r = Report::default();
@@ -217,7 +221,8 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         let (connecting, running) = (b.cpu_s - a.cpu_s, c.cpu_s - b.cpu_s);
         let per_delivery = running * 1e9 / deliveries as f64;
         r.section("server")
-            .put("pid", Int(u64::from(opts.pid.unwrap_or(0))))
+            .put("pid", Int(u64::from(opts.pids[0])))
+            .put("processes", Int(opts.pids.len() as u64))
             .put("rss_before", Kib(a.rss_kib))
             .put("rss_connected", Kib(b.rss_kib))
             .put("rss_after", Kib(c.rss_kib))
@@ -228,6 +233,22 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
                 "cpu_per_delivery",
                 if deliveries > 0 {
                     Time(per_delivery.round() as u64)
+                } else {
+                    Null
+                },
+            );
+    }
+    if let (Some(a), Some(b), Some(c)) = (redis_before, redis_connected, redis()) {
+        let running = c.cpu_s - b.cpu_s;
+        r.section("redis")
+            .put("pid", Int(u64::from(opts.redis_pid.unwrap_or(0))))
+            .put("rss_before", Kib(a.rss_kib))
+            .put("rss_after", Kib(c.rss_kib))
+            .put("cpu_run", Time((running * 1e9).round() as u64))
+            .put(
+                "cpu_per_delivery",
+                if deliveries > 0 {
+                    Time((running * 1e9 / deliveries as f64).round() as u64)
                 } else {
                     Null
                 },
@@ -244,6 +265,23 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         r.section("machine").put("steal", Time(stolen));
     }
     Ok((r, failed))
+}
+
+/// The sum of several processes' memory and CPU time (a cluster's nodes);
+/// `None` when none is given or one cannot be read.
+fn sample_all(pids: &[u32]) -> Option<stats::ProcSample> {
+    let mut total: Option<stats::ProcSample> = None;
+    for p in pids {
+        let s = sample_proc(&p.to_string())?;
+        total = Some(match total {
+            None => s,
+            Some(t) => stats::ProcSample {
+                rss_kib: t.rss_kib + s.rss_kib,
+                cpu_s: t.cpu_s + s.cpu_s,
+            },
+        });
+    }
+    total
 }
 
 fn main() -> ExitCode {
