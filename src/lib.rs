@@ -154,4 +154,9 @@ pub mod _internals {
     pub mod request {
         pub use crate::request::*;
     }
+
+    /// `resp`: the Redis protocol of the cluster bus.
+    pub mod resp {
+        pub use crate::bus::resp::*;
+    }
 }
