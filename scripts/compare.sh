@@ -50,8 +50,10 @@ results=$out/results.jsonl
 : >"$results"
 ulimit -n "$(ulimit -Hn)"
 
-# COMPARE_PORT moves the ports used (from it upwards; a cluster also
-# takes those 10 000 and 20 000 above), for two runs on one machine.
+# COMPARE_PORT moves the ports used (from it upwards; a cluster also takes
+# those 500 and 1 000 above; all below the kernel's ephemeral range, where
+# the bench's own connections would collide with them), for two runs on
+# one machine.
 port=${COMPARE_PORT:-18100}
 server_pid=
 # A cluster's other processes, and what the bench needs to know of them.
@@ -69,9 +71,10 @@ stop_server() {
     bench_extra=()
 }
 
-wait_port() { # port name log
+wait_port() { # port name log pid
     for _ in $(seq 1 3000); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        if ! kill -0 "$4" 2>/dev/null; then break; fi
         sleep 0.1
     done
     echo "$2 did not start on port $1 (see $3)" >&2
@@ -88,17 +91,17 @@ start_server() { # name port [sseloop options]
     axum) taskset -c 0 "$peers/start.sh" axum "$port" >>"$log" 2>&1 & ;;
     node) taskset -c 0 "$peers/start.sh" node "$port" >>"$log" 2>&1 & ;;
     cluster)
-        local redis_port=$((port + 10000)) publish_port=$((port + 20000))
+        local redis_port=$((port + 500)) publish_port=$((port + 1000))
         taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
             --appendonly no --daemonize no --dir "$out" --logfile '' >>"$log" 2>&1 &
         local redis_pid=$!
         cluster_pids+=("$redis_pid")
-        wait_port "$redis_port" redis-server "$log"
+        wait_port "$redis_port" redis-server "$log" "$redis_pid"
         taskset -c 0 target/release/sseloop --listen "127.0.0.1:$publish_port" --log-level warn \
             --redis "redis://127.0.0.1:$redis_port" "$@" 2>>"$log" &
         local publish_pid=$!
         cluster_pids+=("$publish_pid")
-        wait_port "$publish_port" "cluster node A" "$log"
+        wait_port "$publish_port" "cluster node A" "$log" "$publish_pid"
         bench_extra=(--publish-addr "127.0.0.1:$publish_port" --pid "$publish_pid" --redis-pid "$redis_pid")
         taskset -c 0 target/release/sseloop --listen "127.0.0.1:$port" --log-level warn \
             --redis "redis://127.0.0.1:$redis_port" "$@" 2>>"$log" &
@@ -107,7 +110,7 @@ start_server() { # name port [sseloop options]
     esac
     server_pid=$!
     # Ready when it answers; a peer builds on first use, so wait long.
-    wait_port "$port" "$name" "$log"
+    wait_port "$port" "$name" "$log" "$server_pid"
 }
 
 case_args() {

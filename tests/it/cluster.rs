@@ -421,7 +421,8 @@ fn redis_away_means_503_and_heartbeats_then_recovery_loses_nothing() {
     redis.start_again();
     let first = publish_when_back(&b, "", "after 0");
     published.insert(first.clone(), "after 0".into());
-    let second = a.publisher().publish_ok("", b"after 1");
+    // Each node's connections come back on their own backoff.
+    let second = publish_when_back(&a, "", "after 1");
     published.insert(second.clone(), "after 1".into());
     assert_eq!(
         (first.as_str(), second.as_str()),
@@ -435,8 +436,11 @@ fn redis_away_means_503_and_heartbeats_then_recovery_loses_nothing() {
 
 /// Redis flushed (or restarted without persistence): its epoch is gone, so
 /// a new one begins. A live stream gets `reset` (`other-run`) before the
-/// new epoch's first event; an old id resuming on any node gets `reset`
-/// (`other-run`), never a replay of the new epoch's events under it.
+/// new epoch's first event, and the new events under their new ids (more
+/// of them than the old epoch had: a node still waiting on the old
+/// epoch's position must not take them for old ones); an old id resuming
+/// on any node gets `reset` (`other-run`), never a replay of the new
+/// epoch's events under it.
 #[test]
 fn redis_flushed_starts_a_new_epoch_and_old_ids_reset() {
     let redis = Redis::start(Persistence::None);
@@ -448,21 +452,28 @@ fn redis_flushed_starts_a_new_epoch_and_old_ids_reset() {
         .collect();
     events_through(&mut live, &old[2]);
     assert_eq!(redis.command(&["FLUSHALL"]), Reply::Simple("OK".into()));
+    // Node a's reader sees it first (at once, on its reconnect), while b's
+    // still waits for entries after the old epoch's third.
+    let reader = format!("sseloop-{}-reader", a.pid());
+    assert_eq!(redis.kill_client(&reader), 1, "{reader}");
     // The next ones to be stored, numbered in the new epoch.
-    let new: Vec<String> = (0..3)
+    let new: Vec<String> = (0..6)
         .map(|n| publish_when_back(&a, "", &format!("new {n}")))
         .collect();
     let new_run = id_run(&new[0]).to_string();
     assert_ne!(new_run, id_run(&old[0]), "a new epoch");
     assert_eq!(id_seq(&new[0]), 1, "counted from 1 again");
-    let seen = events_through(&mut live, &new[2]);
+    let seen = events_through(&mut live, &new[5]);
     assert_eq!(
         seen[0],
         (format!("{new_run}-0"), "reset:other-run".to_string()),
         "the live stream is told first: {seen:?}"
     );
     let data: Vec<&str> = seen[1..].iter().map(|(_, d)| d.as_str()).collect();
-    assert_eq!(data, ["new 0", "new 1", "new 2"]);
+    let want: Vec<String> = (0..6).map(|n| format!("new {n}")).collect();
+    assert_eq!(data, want);
+    let ids: Vec<&str> = seen[1..].iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, new, "under their new ids");
     // Old ids, on both nodes, and one the new epoch has too (seq 2).
     for (server, id) in [(&a, &old[0]), (&b, &old[1]), (&a, &old[2])] {
         let mut resumed = server.resume("", id);
@@ -470,7 +481,7 @@ fn redis_flushed_starts_a_new_epoch_and_old_ids_reset() {
         assert_eq!(reset_reason(&event), "other-run", "{id}");
         assert_eq!(
             event.id.as_deref(),
-            Some(new[2].as_str()),
+            Some(new[5].as_str()),
             "resume from the newest"
         );
         resumed.expect_no_event(Duration::from_millis(300));

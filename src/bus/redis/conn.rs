@@ -44,8 +44,9 @@ pub struct Login {
 }
 
 impl Login {
-    /// The login commands, encoded, and how many replies they bring.
-    fn commands(&self) -> (Vec<u8>, usize) {
+    /// The login commands, encoded, and how many replies they bring. The
+    /// connection is named `client` (in `CLIENT LIST`, for operators).
+    fn commands(&self, client: &str) -> (Vec<u8>, usize) {
         let mut out = Vec::new();
         let mut count = 0;
         if let Some(password) = &self.password {
@@ -61,6 +62,8 @@ impl Login {
             resp::command(&mut out, &[b"SELECT", self.db.to_string().as_bytes()]);
             count += 1;
         }
+        resp::command(&mut out, &[b"CLIENT", b"SETNAME", client.as_bytes()]);
+        count += 1;
         (out, count)
     }
 }
@@ -102,6 +105,8 @@ struct Pending<T> {
 pub struct RedisConn<T> {
     /// For the log: which connection this is.
     name: String,
+    /// Its name in Redis: `sseloop-<pid>-<role>`.
+    client: String,
     addr: SocketAddr,
     login: Login,
     token: Token,
@@ -124,15 +129,17 @@ pub struct RedisConn<T> {
 
 impl<T> RedisConn<T> {
     /// A connection to `addr` under `token`, not yet connecting (see
-    /// [`RedisConn::register`]).
-    pub fn new(name: String, addr: SocketAddr, login: Login, token: Token, limits: Limits) -> Self {
+    /// [`RedisConn::register`]); `role` names it in the log and, as
+    /// `sseloop-<pid>-<role>`, in Redis.
+    pub fn new(role: &str, addr: SocketAddr, login: Login, token: Token, limits: Limits) -> Self {
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(7, |d| u64::from(d.subsec_nanos()));
         // Nonzero, as xorshift needs.
         let rng = (clock ^ token.0 as u64) | 1;
         RedisConn {
-            name,
+            name: role.to_owned(),
+            client: format!("sseloop-{}-{role}", std::process::id()),
             addr,
             login,
             token,
@@ -293,7 +300,7 @@ impl<T> RedisConn<T> {
             debug!("Redis {}: set_nodelay: {e}", self.name);
         }
         self.phase = Phase::Up { socket };
-        let (login, replies) = self.login.commands();
+        let (login, replies) = self.login.commands(&self.client);
         let now = Instant::now();
         self.out.extend_from_slice(&login);
         for _ in 0..replies {

@@ -5,8 +5,8 @@
 //! # In Redis
 //!
 //! - `<key>:events`, a stream: each event is one entry with the fields
-//!   `data`, `event` (its type, when it has one) and `topics` (its topics,
-//!   one per line, when it has any). Entries are added with `XADD … MAXLEN
+//!   `epoch` (see below), `data`, `event` (its type, when it has one) and
+//!   `topics` (its topics, one per line, when it has any). Entries are added with `XADD … MAXLEN
 //!   ~ <cap> 0-* …`, so their ids are `0-1`, `0-2`, …: the sequence part is
 //!   the event's place in the hub's order, with no gap. The cap is
 //!   `--history`, but at least [`STREAM_MIN_LEN`]: the stream also carries
@@ -129,7 +129,9 @@ return {epoch, last}
 
 /// Adds one event, only if the epoch is still the one the node publishes
 /// in and the stream holds at least what the node knows was stored; the
-/// reply is the entry's id. KEYS: the epoch, the stream; ARGV: the epoch,
+/// entry names its epoch (a reader still on an older one, whose `XREAD`
+/// waits on the key that a new epoch made anew, must not take the new
+/// epoch's entries for its own). The reply is the entry's id. KEYS: the epoch, the stream; ARGV: the epoch,
 /// the newest sequence number the node knows, the stream's cap, then the
 /// entry's fields and values.
 pub const PUBLISH_SCRIPT: &str = r#"
@@ -142,7 +144,7 @@ if top[1] then last = tonumber(string.match(top[1][1], '^0%-(%d+)$')) or 0 end
 if last < tonumber(ARGV[2]) then
   return redis.error_reply('SSELOOP-BEHIND the stream lost events')
 end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', unpack(ARGV, 4))
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 4))
 "#;
 
 /// Why a thread's publish was not stored.
@@ -387,7 +389,7 @@ impl RedisBus {
     pub fn new(index: usize, hub: Arc<ClusterHub>) -> RedisBus {
         let token = |n: usize| Token(BUS_TOKENS.start + n);
         let writer = RedisConn::new(
-            format!("loop {index} publishing"),
+            &format!("loop{index}"),
             hub.addr,
             hub.login.clone(),
             token(0),
@@ -397,13 +399,7 @@ impl RedisBus {
             },
         );
         let reader = (index == 0).then(|| Reader {
-            conn: RedisConn::new(
-                "reader".into(),
-                hub.addr,
-                hub.login.clone(),
-                token(1),
-                hub.limits,
-            ),
+            conn: RedisConn::new("reader", hub.addr, hub.login.clone(), token(1), hub.limits),
             position: None,
             quiet_gap: true,
             caught_up: false,
@@ -804,7 +800,9 @@ impl RedisBus {
             return;
         };
         for entry in entries {
-            self.hand_out(entry, &run, base);
+            if self.hand_out(entry, &run, base).is_err() {
+                return self.send_sync();
+            }
         }
         if let Some(reader) = &mut self.reader {
             reader.quiet_gap = false;
@@ -814,10 +812,11 @@ impl RedisBus {
     }
 
     /// Hands one stream entry to every loop, after a `reset` (`stale`) when
-    /// entries before it were trimmed away unread.
-    fn hand_out(&mut self, entry: Value, run: &Arc<str>, base: u64) {
+    /// entries before it were trimmed away unread; `Err` for an entry of
+    /// another epoch, which is not handed out.
+    fn hand_out(&mut self, entry: Value, run: &Arc<str>, base: u64) -> Result<(), ()> {
         let Some(reader) = &mut self.reader else {
-            return;
+            return Ok(());
         };
         let Some((seq, fields)) = entry
             .into_array()
@@ -825,12 +824,18 @@ impl RedisBus {
             .and_then(|[id, fields]| Some((stream_seq(id.bytes()?)?, fields.into_array()?)))
         else {
             warn!("Redis reader: an entry that is not an event; skipped");
-            return;
+            return Ok(());
         };
+        let (epoch, data, event_type, topics) = event_fields(fields);
+        if epoch.as_deref() != Some(&**run) {
+            // Another epoch's entry: the epoch changed under this reader.
+            // The sync finds out which, and where to read from.
+            return Err(());
+        }
         let from = self.running.then_some(self.index);
         if let Some(position) = reader.position {
             if seq <= position {
-                return; // read already
+                return Ok(()); // read already
             }
             if seq > position + 1 && !reader.quiet_gap {
                 warn!(
@@ -851,7 +856,6 @@ impl RedisBus {
             }
         }
         reader.position = Some(seq);
-        let (data, event_type, topics) = event_fields(fields);
         let delivery = Delivery {
             seq: base + seq,
             frame: Arc::new(Frame::event(
@@ -863,6 +867,7 @@ impl RedisBus {
         };
         self.hub.inboxes.hand_out(&delivery, from);
         self.hub.note_stored(run, seq);
+        Ok(())
     }
 
     /// Records a delivery in the loop's history, moving the history to a
@@ -1000,10 +1005,13 @@ fn valid_run(run: &str) -> bool {
     run.len() == 12 && run.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// An entry's data, type and topics. What another writer may have put
-/// there is taken as far as it is valid: a type or topic an HTTP publish
-/// could not have named is left out.
-fn event_fields(fields: Vec<Value>) -> (String, Option<String>, Arc<[Box<str>]>) {
+/// What an entry holds: its epoch, its data, type and topics. What
+/// another writer may have put there is taken as far as it is valid: a
+/// type or topic an HTTP publish could not have named is left out.
+type Fields = (Option<String>, String, Option<String>, Arc<[Box<str>]>);
+
+fn event_fields(fields: Vec<Value>) -> Fields {
+    let mut epoch = None;
     let mut data = String::new();
     let mut event_type = None;
     let mut topics: Vec<Box<str>> = Vec::new();
@@ -1014,6 +1022,7 @@ fn event_fields(fields: Vec<Value>) -> (String, Option<String>, Arc<[Box<str>]>)
         };
         let value = String::from_utf8_lossy(value);
         match name {
+            b"epoch" => epoch = Some(value.into_owned()),
             b"data" => data = value.into_owned(),
             b"event" if valid_event_type(&value) && !value.is_empty() => {
                 event_type = Some(value.into_owned());
@@ -1028,7 +1037,7 @@ fn event_fields(fields: Vec<Value>) -> (String, Option<String>, Arc<[Box<str>]>)
             _ => {}
         }
     }
-    (data, event_type, topics.into())
+    (epoch, data, event_type, topics.into())
 }
 
 #[cfg(test)]
@@ -1054,7 +1063,9 @@ mod tests {
     #[test]
     fn entry_fields_are_taken_as_far_as_they_are_valid() {
         let bulk = |s: &str| Value::Bulk(s.as_bytes().to_vec());
-        let (data, event_type, topics) = event_fields(vec![
+        let (epoch, data, event_type, topics) = event_fields(vec![
+            bulk("epoch"),
+            bulk("0123456789ab"),
             bulk("data"),
             bulk("a\nb"),
             bulk("event"),
@@ -1062,17 +1073,18 @@ mod tests {
             bulk("topics"),
             bulk("job\n\nother"),
         ]);
+        assert_eq!(epoch.as_deref(), Some("0123456789ab"));
         assert_eq!(data, "a\nb");
         assert_eq!(event_type.as_deref(), Some("progress"));
         assert_eq!(&*topics, &[Box::from("job"), Box::from("other")]);
-        let (data, event_type, topics) = event_fields(vec![
+        let (epoch, data, event_type, topics) = event_fields(vec![
             bulk("event"),
             bulk("bad\rtype"),
             Value::Integer(3),
             bulk("ignored"),
             bulk("data"),
         ]);
-        assert_eq!((data.as_str(), event_type), ("", None));
+        assert_eq!((epoch, data.as_str(), event_type), (None, "", None));
         assert!(topics.is_empty());
     }
 }

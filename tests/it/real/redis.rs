@@ -212,6 +212,29 @@ impl Redis {
         read_reply(&mut BufReader::new(&stream))
     }
 
+    /// Ends the connections named `name` (`CLIENT SETNAME`), as a broken
+    /// network path between that client and Redis would; how many there
+    /// were.
+    pub fn kill_client(&self, name: &str) -> usize {
+        let Reply::Bulk(Some(list)) = self.command(&["CLIENT", "LIST"]) else {
+            panic!("CLIENT LIST is not a string");
+        };
+        let ids: Vec<String> = list
+            .lines()
+            .filter(|line| line.split(' ').any(|f| f == format!("name={name}")))
+            .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_string)
+            .collect();
+        for id in &ids {
+            assert_eq!(
+                self.command(&["CLIENT", "KILL", "ID", id]),
+                Reply::Integer(1),
+                "CLIENT KILL ID {id}"
+            );
+        }
+        ids.len()
+    }
+
     /// The sequence numbers of the stream's entries, oldest first.
     pub fn stream_seqs(&self, key: &str) -> Vec<u64> {
         let Reply::Array(entries) = self.command(&["XRANGE", key, "-", "+"]) else {
