@@ -37,6 +37,11 @@ impl Server {
     /// network could publish otherwise. Raises the process's soft
     /// open-file limit to what [`Config::max_connections`] needs, up to the
     /// hard limit, with a warning when that is lower.
+    ///
+    /// With [`Config::cluster`] it also connects every loop to Redis and
+    /// reads the history there before it returns: it waits while Redis
+    /// cannot be reached (logging it), and fails when Redis refuses the
+    /// login or the key holds something else.
     pub fn bind(config: Config) -> io::Result<Server> {
         if config.exposes_open_publish() {
             return Err(io::Error::new(

@@ -280,7 +280,7 @@ impl Bus for SocketBus {
 
 #[test]
 fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
-    let mut poll = Poll::new().unwrap();
+    let poll = Poll::new().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
