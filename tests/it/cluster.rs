@@ -623,3 +623,37 @@ fn stdin_lines_are_stored_in_redis_and_wait_out_an_outage() {
     let seen = events_through(&mut sub, &format!("{run}-2"));
     assert_eq!(seen, [(format!("{run}-2"), "line two".to_string())]);
 }
+
+/// A Redis that refuses the node's login: the node does not start, and
+/// its one error line says why, without the password; with the right
+/// password it starts and publishes.
+#[test]
+fn a_refused_login_stops_the_node_at_start_and_says_why() {
+    let redis = Redis::start(Persistence::None);
+    let set = redis.command(&["CONFIG", "SET", "requirepass", "right-secret"]);
+    assert_eq!(set, Reply::Simple("OK".into()));
+    let wrong = format!("redis://:wrong-secret@{}", redis.addr());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sseloop"))
+        .args(["--listen", "127.0.0.1:0", "--redis", &wrong])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sseloop");
+    let status = crate::support::wait_child(&mut child, crate::support::IO_TIMEOUT);
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("a node whose login Redis refuses went on");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{status:?}: {stderr}");
+    assert!(stderr.contains("WRONGPASS"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-secret"),
+        "the password in the log: {stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    let right = node_on(&format!("redis://:right-secret@{}", redis.addr()), &[]);
+    right.publisher().publish_ok("", b"let in");
+}

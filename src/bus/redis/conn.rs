@@ -68,6 +68,22 @@ impl Login {
     }
 }
 
+/// Whether an error reply says Redis cannot serve now but will (loading
+/// its data after a restart, busy with a script, a replica that lost its
+/// master, out of client slots): worth trying again, unlike a refused
+/// login or a key of the wrong type.
+pub fn is_transient(error: &[u8]) -> bool {
+    [
+        &b"LOADING"[..],
+        b"BUSY",
+        b"TRYAGAIN",
+        b"MASTERDOWN",
+        b"ERR max number of clients",
+    ]
+    .iter()
+    .any(|prefix| error.starts_with(prefix))
+}
+
 /// What happened on a connection, for its owner.
 #[derive(Debug)]
 pub enum ConnEvent<T> {
@@ -373,10 +389,15 @@ impl<T> RedisConn<T> {
             match pending.tag {
                 None => {
                     if let Some(e) = value.error() {
-                        let why = format!("login refused: {}", String::from_utf8_lossy(e));
-                        error!("Redis {}: {why}", self.name);
-                        events.push(ConnEvent::Refused(why.clone()));
-                        self.fail(&why, events);
+                        let text = String::from_utf8_lossy(e);
+                        if is_transient(e) {
+                            self.fail(&format!("not ready: {text}"), events);
+                        } else {
+                            let why = format!("login refused: {text}");
+                            error!("Redis {}: {why}", self.name);
+                            events.push(ConnEvent::Refused(why.clone()));
+                            self.fail(&why, events);
+                        }
                         return false;
                     }
                 }

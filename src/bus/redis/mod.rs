@@ -547,7 +547,9 @@ impl RedisBus {
                         Value::Bulk(sha) => self.script = Some(sha),
                         other => {
                             let why = format!("cannot load the publish script: {other:?}");
-                            self.refused = Some(why.clone());
+                            if !other.error().is_some_and(conn::is_transient) {
+                                self.refused = Some(why.clone());
+                            }
                             self.writer.reset(&why, &mut self.writer_events);
                         }
                     },
@@ -678,7 +680,8 @@ impl RedisBus {
                 Some(e) => String::from_utf8_lossy(e).into_owned(),
                 None => format!("unexpected answer to the epoch check: {value:?}"),
             };
-            if self.reader.as_ref().is_some_and(|r| r.position.is_none()) {
+            let transient = value.error().is_some_and(conn::is_transient);
+            if !transient && self.reader.as_ref().is_some_and(|r| r.position.is_none()) {
                 // At start: the configuration is wrong, say so and stop.
                 self.refused = Some(why);
             } else if let Some(reader) = &mut self.reader {
@@ -1043,6 +1046,25 @@ fn event_fields(fields: Vec<Value>) -> Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_busy_is_tried_again_a_wrong_setup_is_not() {
+        for busy in [
+            &b"LOADING Redis is loading the dataset in memory"[..],
+            b"BUSY Redis is busy running a script",
+            b"MASTERDOWN Link with MASTER is down",
+        ] {
+            assert!(conn::is_transient(busy));
+        }
+        for wrong in [
+            &b"WRONGPASS invalid username-password pair"[..],
+            b"NOAUTH Authentication required.",
+            b"WRONGTYPE Operation against a key holding the wrong kind of value",
+            b"SSELOOP-FOREIGN k holds entries sseloop did not add",
+        ] {
+            assert!(!conn::is_transient(wrong));
+        }
+    }
 
     #[test]
     fn stream_ids_carry_the_sequence() {
