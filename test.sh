@@ -19,6 +19,18 @@ cd "$(dirname "$0")"
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 
+# The cluster tests (tests/it/cluster.rs) run real Redis servers of their
+# own, on free ports: redis-server is needed even without the real clients.
+# (Installing it may also start the system's own Redis on port 6379; the
+# tests do not use it.)
+if ! have redis-server; then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    echo "test.sh: installing redis-server" >&2
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
+fi
+
 filters=()
 if [ "${SSELOOP_SKIP_REAL_CLIENTS:-}" = 1 ]; then
     echo "test.sh: SSELOOP_SKIP_REAL_CLIENTS=1: the real-client tests are left out" >&2

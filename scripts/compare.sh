@@ -24,6 +24,12 @@
 #   sseloop-loops2        --loops 2, free to run on CPUs 0 and 1
 #   sseloop-loops2-split  --loops 2, loop 0 (the main thread) pinned to CPU 0
 #                         and loop 1 (thread sseloop-loop) to CPU 1
+#   cluster               two sseloop nodes on one Redis (redis-server, no
+#                         persistence, on a port 500 above the server's):
+#                         events published on node A (1 000 above), streams
+#                         on node B; Redis and both nodes share CPU 0 as a
+#                         single server does. Its CPU per delivery is both
+#                         nodes'; the Redis column is Redis's own.
 #   axum, node, nchan     the peers of ../shared/peers, started with its
 #                         start.sh (PEERS_DIR overrides the directory); the
 #                         WORKERS env is passed through to every peer of the
@@ -39,6 +45,8 @@
 # older commit in /tmp/before:
 #   scripts/compare.sh --cases closed \
 #     --servers "sseloop before=sseloop@/tmp/before/target/release/sseloop"
+# COMPARE_PORT moves the ports used (from it upwards; default 18100), for
+# two sessions on one machine.
 #
 # CPU pinning: the client always runs on CPU 1, and a one-thread server on
 # CPU 0, so neither disturbs the other. A two-loop server needs both cores
@@ -89,7 +97,7 @@ for spec in $servers; do
     binary=${kind#*@}
     kind=${kind%%@*}
     case "$kind" in
-    sseloop | sseloop-busy | sseloop-loops2 | sseloop-loops2-split) ;;
+    sseloop | sseloop-busy | sseloop-loops2 | sseloop-loops2-split | cluster) ;;
     axum | node | nchan)
         if [ "$binary" != "$kind" ]; then echo "$spec: a peer takes no @BINARY" >&2; exit 2; fi
         if [ ! -x "$peers/start.sh" ]; then
@@ -110,15 +118,22 @@ results=$out/results.jsonl
 : >"$results"
 ulimit -n "$(ulimit -Hn)"
 
-port=18100
+port=${COMPARE_PORT:-18100}
 server_pid=
 pids=()
+# A cluster's other processes, and what the bench needs to know of them.
+cluster_pids=()
+bench_extra=()
 stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=
-    fi
+    for pid in "$server_pid" "${cluster_pids[@]}"; do
+        if [ -n "$pid" ]; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    server_pid=
+    cluster_pids=()
+    bench_extra=()
 }
 trap stop_server EXIT
 
@@ -160,6 +175,20 @@ start_server() { # name kind binary port [sseloop options]
         local cpus=0
         if [ "${WORKERS:-1}" -gt 1 ]; then cpus=0,1; fi
         taskset -c "$cpus" "$peers/start.sh" nchan "$port" >>"$log" 2>&1 & ;;
+    cluster)
+        local redis_port=$((port + 500)) publish_port=$((port + 1000))
+        taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+            --appendonly no --daemonize no --dir "$out" --logfile '' >>"$log" 2>&1 &
+        local redis_pid=$!
+        cluster_pids+=("$redis_pid")
+        await_port redis-server "$redis_port" "$redis_pid"
+        taskset -c 0 "$binary" --listen "127.0.0.1:$publish_port" --log-level warn \
+            --redis "redis://127.0.0.1:$redis_port" "$@" 2>>"$log" &
+        local publish_pid=$!
+        cluster_pids+=("$publish_pid")
+        await_port "cluster node A" "$publish_port" "$publish_pid"
+        bench_extra=(--publish-addr "127.0.0.1:$publish_port" --pid "$publish_pid" --redis-pid "$redis_pid")
+        taskset -c 0 "$binary" "${listen[@]}" --redis "redis://127.0.0.1:$redis_port" "$@" 2>>"$log" & ;;
     esac
     server_pid=$!
     pids=("$server_pid")
@@ -231,7 +260,8 @@ for round in $(seq 1 "$rounds"); do
             status=0
             # shellcheck disable=SC2046
             json=$(taskset -c "$client_cpu" target/release/sseloop-bench \
-                --addr "127.0.0.1:$port" "${pid_args[@]}" --json $(case_args "$case")) || status=$?
+                --addr "127.0.0.1:$port" "${pid_args[@]}" "${bench_extra[@]}" --json \
+                $(case_args "$case")) || status=$?
             stop_server
             if [ -z "$json" ]; then json=null; fi
             printf '{"round":%d,"case":"%s","server":"%s","exit":%d,"result":%s}\n' \

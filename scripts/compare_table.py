@@ -65,8 +65,11 @@ def main(path):
         # as failed and left out of the medians.
         good = run.get("exit", 0) == 0 and run["result"] is not None
         runs.setdefault((run["case"], run["server"]), []).append(run["result"] if good else None)
-    print("| case | server | runs | p50 | p99 | p99 from schedule | deliveries/s | missing | server CPU per delivery | server RSS per stream | server CPU while idle |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    # A cluster's Redis has a column of its own, when a cluster ran.
+    with_redis = any(dig(r, "redis") for rs in runs.values() for r in rs if r)
+    header = "| case | server | runs | p50 | p99 | p99 from schedule | deliveries/s | missing | server CPU per delivery | server RSS per stream | server CPU while idle |"
+    print(header + (" Redis CPU per delivery |" if with_redis else ""))
+    print("| --- " * (12 if with_redis else 11) + "|")
     for case, title in CASES.items():
         for (c, server), results in runs.items():
             if c != case:
@@ -91,6 +94,9 @@ def main(path):
             cells.append("—" if rss is None or case not in WIDE else f"{rss:.0f} B")
             idle_cpu = median([dig(r, "server", "cpu_run_us") for r in ok]) if case == "idle" else None
             cells.append("—" if idle_cpu is None else f"{idle_cpu / 1000:.0f} ms")
+            if with_redis:
+                redis = median([dig(r, "redis", "cpu_per_delivery_us") for r in ok])
+                cells.append("—" if redis is None else f"{redis:.2f} µs")
             print("| " + " | ".join(cells) + " |")
     thread_section(runs)
 

@@ -62,6 +62,9 @@ usage: sseloop [OPTIONS]
                           (default 1; auto: one per available CPU; at most 256)
   --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
                           lower latency, a busy core while events flow (default 0: off; at most 1s)
+  --redis URL             be a node of a cluster sharing its events through Redis:
+                          redis://[user:password@]host[:port][/db]
+  --redis-key NAME        prefix of the cluster's keys in Redis (default sseloop)
   --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
   --jwt-key KEY           private topics: subscribing needs an HS256 JWT signed with KEY, at least
                           32 bytes (or env SSELOOP_JWT_KEY); publishing needs a token too
@@ -108,6 +111,8 @@ where
     let mut log_level = log::LevelFilter::Info;
     let mut stdin = None;
     let mut demo = false;
+    let mut redis_url = None;
+    let mut redis_key = None;
     let mut args = args.into_iter().map(Into::into).peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -193,6 +198,25 @@ where
                 config.header_timeout = d;
             }
             "--loops" => config.loops = loops(&name, &value()?)?,
+            "--redis" => {
+                let url = value()?;
+                // The URL may hold a password: the error names only what is wrong.
+                let redis = config::RedisUrl::parse(&url).map_err(|why| usage(&name, &why))?;
+                redis_url = Some(redis);
+            }
+            "--redis-key" => {
+                let key = value()?;
+                if !config::valid_redis_key(&key) {
+                    return Err(usage(
+                        &name,
+                        &format!(
+                            "takes 1 to {} letters, digits or _-.:{{}}, not {key:?}",
+                            config::MAX_REDIS_KEY_LEN
+                        ),
+                    ));
+                }
+                redis_key = Some(key);
+            }
             "--busy-poll" => {
                 let d = duration(&name, &value()?)?;
                 if d > Duration::from_secs(1) {
@@ -282,6 +306,14 @@ where
             "needs --jwt-key (without it every topic is public)",
         ));
     }
+    config.cluster = match (redis_url, redis_key) {
+        (Some(redis), key) => Some(config::Cluster {
+            redis,
+            key: key.unwrap_or_else(|| config::DEFAULT_REDIS_KEY.to_owned()),
+        }),
+        (None, Some(_)) => return Err(usage("--redis-key", "needs --redis")),
+        (None, None) => None,
+    };
     // The library refuses it too; the command line says it in its own words.
     if config.exposes_open_publish() {
         return Err(CliError::Usage(format!(
@@ -584,6 +616,28 @@ mod tests {
         assert!(err(&["--jwt-key", &key, "--public-topic", "a\u{7}"]).contains("--public-topic"));
         // Publishing needs a token with a key, so a network address may be bound.
         assert!(parse(["--listen", "0.0.0.0:8080", "--jwt-key", &key], None).is_ok());
+    }
+
+    #[test]
+    fn redis_url_and_key() {
+        assert_eq!(ok(&[]).config.cluster, None);
+        let cluster = ok(&["--redis", "redis://:pw@127.0.0.1:6380/2"])
+            .config
+            .cluster
+            .unwrap();
+        assert_eq!((cluster.redis.port, cluster.redis.db), (6380, 2));
+        assert_eq!(cluster.key, "sseloop");
+        let keyed = ok(&["--redis-key", "app:1", "--redis", "redis://h"]);
+        assert_eq!(keyed.config.cluster.unwrap().key, "app:1");
+        let refused = err(&["--redis", "redis://:secret@h:x"]);
+        assert!(
+            refused.contains("--redis") && refused.contains("port"),
+            "{refused}"
+        );
+        assert!(!refused.contains("secret"), "{refused}");
+        assert!(err(&["--redis", "h:6379"]).contains("redis://"));
+        assert!(err(&["--redis-key", "a b", "--redis", "redis://h"]).contains("--redis-key"));
+        assert!(err(&["--redis-key", "k"]).contains("needs --redis"));
     }
 
     #[test]

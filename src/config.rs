@@ -126,6 +126,9 @@ pub struct Config {
     pub jwt_key: Option<String>,
     /// With `jwt_key`: the topics anyone may subscribe to (`*`: all).
     pub public_topics: Vec<String>,
+    /// When set, this server is a node of a cluster sharing one hub
+    /// through Redis (see [`Cluster`]).
+    pub cluster: Option<Cluster>,
 }
 
 impl Default for Config {
@@ -154,6 +157,7 @@ impl Default for Config {
             loops: 1,
             jwt_key: None,
             public_topics: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -182,6 +186,172 @@ pub fn parse_host_name(text: &str) -> Option<String> {
 /// `allow_origin` takes besides `*`.
 pub fn valid_origin(text: &str) -> bool {
     crate::http::valid_origin(text)
+}
+
+/// Prefix of a cluster's keys in Redis when none is given.
+pub const DEFAULT_REDIS_KEY: &str = "sseloop";
+
+/// Longest `--redis-key`.
+pub const MAX_REDIS_KEY_LEN: usize = 64;
+
+/// A node's place in a cluster: the Redis every node shares, and the prefix
+/// of the hub's keys there (`<key>:events`, the stream of events, and
+/// `<key>:epoch`, the run part of the ids). Nodes with the same Redis and
+/// key share one hub; another key is another hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// Where Redis is and how to log in.
+    pub redis: RedisUrl,
+    /// The prefix of the hub's keys.
+    pub key: String,
+}
+
+impl Cluster {
+    /// A cluster on `redis` with the default key.
+    pub fn new(redis: RedisUrl) -> Cluster {
+        Cluster {
+            redis,
+            key: DEFAULT_REDIS_KEY.to_owned(),
+        }
+    }
+}
+
+/// True when `key` can prefix a cluster's keys: 1 to 64 bytes of letters,
+/// digits and `_ - . : { }` (braces: a Redis Cluster hash tag).
+pub fn valid_redis_key(key: &str) -> bool {
+    (1..=MAX_REDIS_KEY_LEN).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:{}".contains(&b))
+}
+
+/// `redis://[user:password@]host[:port][/db]`, as `--redis` takes it. Its
+/// `Debug` and `Display` forms hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// Host name or IP address (without brackets for IPv6).
+    pub host: String,
+    /// TCP port; 6379 when not given.
+    pub port: u16,
+    /// ACL user name (Redis 6 and later); `None`: the default user.
+    pub user: Option<String>,
+    /// Password for `AUTH`; `None`: no `AUTH`.
+    pub password: Option<String>,
+    /// Database number for `SELECT`.
+    pub db: u32,
+}
+
+/// Redis's port when a URL gives none.
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
+
+impl RedisUrl {
+    /// Parses `redis://[user:password@]host[:port][/db]`; user and password
+    /// may be percent-encoded. The error says what is wrong.
+    pub fn parse(url: &str) -> Result<RedisUrl, String> {
+        let rest = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => rest,
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rediss") => {
+                return Err("TLS (rediss://) is not supported".into());
+            }
+            _ => return Err("must start with redis://".into()),
+        };
+        if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("takes no query, fragment or spaces".into());
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let db = match path {
+            "" => 0,
+            n => parse_plain_number(n)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("database {n:?} is not a number"))?,
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(info) => {
+                let (user, password) = info.split_once(':').unwrap_or((info, ""));
+                let user = percent_decode(user).ok_or("the user is badly percent-encoded")?;
+                let password =
+                    percent_decode(password).ok_or("the password is badly percent-encoded")?;
+                if password.is_empty() {
+                    return Err("a user needs a password (redis://user:password@host)".into());
+                }
+                ((!user.is_empty()).then_some(user), Some(password))
+            }
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or("an IPv6 address needs its ]")?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() || host.contains(['[', ']', '@', ':']) && !hostport.starts_with('[') {
+            return Err("needs a host".into());
+        }
+        let port = match port {
+            None => DEFAULT_REDIS_PORT,
+            Some(p) => parse_plain_number(p)
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("port {p:?} is not a port number"))?,
+        };
+        Ok(RedisUrl {
+            host: host.to_owned(),
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("redis://")?;
+        if self.password.is_some() {
+            write!(f, "{}:***@", self.user.as_deref().unwrap_or(""))?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)?;
+        } else {
+            write!(f, "{}:{}", self.host, self.port)?;
+        }
+        if self.db != 0 {
+            write!(f, "/{}", self.db)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// `%XX` escapes decoded; `None` for a broken escape or bytes that are not
+/// UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Parses a duration: a number with `ms`, `s` or `m`; a bare number is seconds.
@@ -250,6 +420,62 @@ mod tests {
                 ms.map(Duration::from_millis),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn redis_urls() {
+        let url = |text| RedisUrl::parse(text);
+        let plain = url("redis://localhost").unwrap();
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.db),
+            ("localhost", 6379, 0)
+        );
+        assert_eq!((plain.user, plain.password), (None, None));
+        let full = url("redis://app:s%40cr%3At@10.0.0.5:6380/3").unwrap();
+        assert_eq!(full.host, "10.0.0.5");
+        assert_eq!((full.port, full.db), (6380, 3));
+        assert_eq!(full.user.as_deref(), Some("app"));
+        assert_eq!(full.password.as_deref(), Some("s@cr:t"));
+        let password_only = url("redis://:pw@h:1/").unwrap();
+        assert_eq!(
+            (password_only.user, password_only.password.as_deref()),
+            (None, Some("pw"))
+        );
+        let v6 = url("redis://[::1]:7000").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 7000));
+        assert_eq!(url("REDIS://h").unwrap().host, "h");
+        // The password never shows.
+        assert_eq!(full.to_string(), "redis://app:***@10.0.0.5:6380/3");
+        assert!(!format!("{full:?}").contains("s@cr"));
+        assert_eq!(v6.to_string(), "redis://[::1]:7000");
+        for bad in [
+            "localhost:6379",
+            "http://h",
+            "rediss://h",
+            "redis://",
+            "redis://h:0",
+            "redis://h:99999",
+            "redis://h:x",
+            "redis://h/x",
+            "redis://h?db=1",
+            "redis://user@h",
+            "redis://u:%zz@h",
+            "redis://[::1",
+            "redis://h :1",
+        ] {
+            assert!(url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn redis_keys() {
+        for good in ["sseloop", "app:prod", "{hub}.1", "a-b_c"] {
+            assert!(valid_redis_key(good), "{good:?}");
+        }
+        let long = "k".repeat(MAX_REDIS_KEY_LEN + 1);
+        for bad in ["", "a b", "a\nb", "ü", long.as_str()] {
+            assert!(!valid_redis_key(bad), "{bad:?}");
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 
-use sseloop::{Event, Publisher};
+use sseloop::{Event, PublishError, Publisher};
 
 /// Publishes each line read from `input` as one event (to `topic`, or to
 /// everyone), as soon as the line is complete. A line longer than
@@ -46,10 +46,33 @@ pub fn publish_lines(
         if let Some(t) = topic {
             event = event.with_topic(t);
         }
-        if publisher.publish(event).is_err() {
+        if !publish_until_stored(publisher, event) {
             return Ok(published);
         }
         published += 1;
+    }
+}
+
+/// How often a line is offered again while a cluster's Redis is away.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+
+/// Publishes `event`, again each second while a cluster's Redis cannot be
+/// reached (input waits meanwhile: a line is never dropped). False once
+/// the server has stopped.
+fn publish_until_stored(publisher: &Publisher, event: Event) -> bool {
+    let mut warned = false;
+    loop {
+        match publisher.publish(event.clone()) {
+            Ok(_) => return true,
+            Err(PublishError::Unavailable) => {
+                if !warned {
+                    warn!("stdin: Redis cannot be reached; the line waits until it can");
+                    warned = true;
+                }
+                thread::sleep(UNAVAILABLE_RETRY);
+            }
+            Err(_) => return false,
+        }
     }
 }
 
@@ -115,7 +138,9 @@ pub fn spawn_demo(publisher: Publisher) -> io::Result<()> {
                     unix_millis()
                 );
                 let event = Event::new(data).with_type(kind).with_topic(DEMO_TOPIC);
-                alive &= publisher.publish(event).is_ok();
+                // While a cluster's Redis is away the demo's events are
+                // dropped: it only shows progress.
+                alive &= !matches!(publisher.publish(event), Err(PublishError::Closed));
                 !done
             });
             if !alive {

@@ -22,6 +22,16 @@
 //! Other threads publish through a [`Publisher`], which goes through the
 //! same sequencer and wakes the loops.
 //!
+//! In a cluster (`Config::cluster`, `--redis`) the hub is a Redis stream
+//! instead: each loop's bus stores its publishes there over a Redis
+//! connection of its own, registered in the loop's poll like any socket
+//! and driven by a RESP codec without I/O; one reader per node (on loop 0)
+//! reads the stream and hands each entry, encoded once, to every loop's
+//! inbox in stream order, so every node's subscribers get one order, and
+//! each loop's history is filled from the stream. The publisher's answer
+//! waits until Redis has stored the event. `bus::redis` explains the
+//! design: ids, epochs, what happens when Redis is away or loses data.
+//!
 //! A connection's life:
 //!
 //! ```text
@@ -53,7 +63,7 @@
 //! | `auth` | private topics: HS256 JWTs → grants, who may subscribe to, receive and publish what (pure) |
 //! | `conn` | one connection: its states as enum variants that own their data; `queue`: the write queue of shared frames |
 //! | `topics` | per loop: topic → connections |
-//! | `bus` | the seam: ids, one order, the history (`history`); `local`: the in-process sequencer and inboxes |
+//! | `bus` | the seam: ids, one order, the history (`history`); `local`: the in-process sequencer and inboxes; `redis`: the cluster's hub on a Redis stream (`redis::conn`: one Redis connection in the loop's poll); `resp`: the Redis protocol (pure) |
 //! | `publisher` | [`Publisher`]: the door from other threads; counters of every loop |
 //! | `timers` | the deadline set and the heartbeat grid |
 //! | `net` | every `io::ErrorKind` decision |
@@ -151,5 +161,10 @@ pub mod _internals {
     /// `auth`: tokens, grants and the private-topic policy.
     pub mod auth {
         pub use crate::auth::*;
+    }
+
+    /// `resp`: the Redis protocol of the cluster bus.
+    pub mod resp {
+        pub use crate::bus::resp::*;
     }
 }

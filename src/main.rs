@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let server = match Server::bind(options.config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("cannot listen on {listen}: {e}");
+            log::error!("cannot serve on {listen}: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::bus::local::Sequencer;
+use crate::bus::redis::ClusterHub;
 use crate::config::OVERFLOW_CONNECTIONS;
 use crate::metrics::{Counters, Stats};
 
@@ -15,6 +16,9 @@ use crate::metrics::{Counters, Stats};
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) sequencer: Arc<Sequencer>,
+    /// In a cluster, the hub threads publish through (the sequencer then
+    /// only holds the inboxes).
+    pub(crate) cluster: Option<Arc<ClusterHub>>,
     /// Each loop's counters, by loop index.
     pub(crate) counters: Vec<Arc<Counters>>,
     /// Events published by threads (the loops count their own).
@@ -40,6 +44,7 @@ impl Shared {
     pub(crate) fn new(sequencer: Arc<Sequencer>, counters: Vec<Arc<Counters>>) -> Shared {
         Shared {
             sequencer,
+            cluster: None,
             counters,
             published_by_threads: AtomicU64::new(0),
             admitted: AtomicUsize::new(0),

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::bus::redis::Unstored;
 use crate::metrics::Stats;
 use crate::process::Shared;
 use crate::sse::{Event, valid_event_type, valid_topic};
@@ -31,6 +32,10 @@ pub enum PublishError {
     /// A topic is empty, longer than 128 bytes or holds a control character
     /// (no subscriber could name it).
     InvalidTopic,
+    /// In a cluster: Redis cannot be reached now, so the event was not
+    /// stored (or, if Redis failed while storing it, may have been). Retry
+    /// later.
+    Unavailable,
 }
 
 impl fmt::Display for PublishError {
@@ -39,6 +44,7 @@ impl fmt::Display for PublishError {
             PublishError::Closed => "the server has stopped",
             PublishError::InvalidType => "event type must not contain CR, LF or NUL",
             PublishError::InvalidTopic => "topic must be 1 to 128 bytes with no control characters",
+            PublishError::Unavailable => "the cluster's Redis cannot be reached; retry later",
         })
     }
 }
@@ -60,6 +66,14 @@ impl Publisher {
         }
         if !event.topics().iter().all(|t| valid_topic(t)) {
             return Err(PublishError::InvalidTopic);
+        }
+        if let Some(hub) = &self.shared.cluster {
+            let id = hub.publish(event).map_err(|e| match e {
+                Unstored::Closed => PublishError::Closed,
+                Unstored::Unavailable => PublishError::Unavailable,
+            })?;
+            self.shared.count_thread_publish();
+            return Ok(id);
         }
         let sequencer = &self.shared.sequencer;
         sequencer.wait_for_room();

@@ -11,6 +11,7 @@ use log::{info, warn};
 use mio::{Poll, Waker};
 
 use crate::bus::local::{Inbox, LocalBus, Sequencer};
+use crate::bus::{Bus, redis};
 use crate::config::{Config, OVERFLOW_CONNECTIONS};
 use crate::metrics::Counters;
 use crate::process::Shared;
@@ -36,6 +37,11 @@ impl Server {
     /// network could publish otherwise. Raises the process's soft
     /// open-file limit to what [`Config::max_connections`] needs, up to the
     /// hard limit, with a warning when that is lower.
+    ///
+    /// With [`Config::cluster`] it also connects every loop to Redis and
+    /// reads the history there before it returns: it waits while Redis
+    /// cannot be reached (logging it), and fails when Redis refuses the
+    /// login or the key holds something else.
     pub fn bind(config: Config) -> io::Result<Server> {
         if config.exposes_open_publish() {
             return Err(io::Error::new(
@@ -65,18 +71,36 @@ impl Server {
         }
         let sequencer = Arc::new(Sequencer::new(inboxes));
         let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
-        let shared = Arc::new(Shared::new(Arc::clone(&sequencer), counters.clone()));
+        let mut shared = Shared::new(Arc::clone(&sequencer), counters.clone());
+        let buses: Vec<Box<dyn Bus>> = match &config.cluster {
+            None => (0..config.loops)
+                .map(|index| {
+                    let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);
+                    Box::new(bus) as Box<dyn Bus>
+                })
+                .collect(),
+            Some(cluster) => {
+                let (hub, buses) =
+                    redis::connect(cluster, &config, sequencer.inboxes(), &mut polls)?;
+                shared.cluster = Some(hub);
+                buses
+            }
+        };
+        let shared = Arc::new(shared);
         let mut reactors = Vec::with_capacity(config.loops);
-        for (index, ((poll, listener), counters)) in
-            polls.into_iter().zip(listeners).zip(counters).enumerate()
+        for (index, (((poll, listener), counters), bus)) in polls
+            .into_iter()
+            .zip(listeners)
+            .zip(counters)
+            .zip(buses)
+            .enumerate()
         {
-            let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);
             reactors.push(Reactor::new(
                 index,
                 poll,
                 listener,
                 config.clone(),
-                Box::new(bus),
+                bus,
                 Arc::clone(&shared),
                 counters,
             )?);

@@ -26,9 +26,15 @@ pub enum Retained<'a> {
 }
 
 /// The last `cap` events of the order, and this run's ids.
+///
+/// An id is `<run>-<n>`; the event's sequence number in the order is
+/// `base + n`. The base is 0 but for a cluster whose epoch changed while
+/// this process ran: the new epoch's ids count from 1 again, and its
+/// events follow the old ones in the order (see [`History::rebase`]).
 #[derive(Debug)]
 pub struct History {
     run: String,
+    base: u64,
     kept: VecDeque<Delivery>,
     cap: usize,
     /// The newest sequence number delivered (kept or not).
@@ -40,6 +46,7 @@ impl History {
     pub fn new(run: String, cap: usize) -> History {
         History {
             run,
+            base: 0,
             kept: VecDeque::with_capacity(cap.min(4096)),
             cap,
             newest: 0,
@@ -59,7 +66,24 @@ impl History {
 
     /// The id of sequence number `seq`.
     pub fn id(&self, seq: u64) -> String {
-        format!("{}-{seq}", self.run)
+        format!("{}-{}", self.run, seq.saturating_sub(self.base))
+    }
+
+    /// The sequence number this run's ids count from.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// From now on ids are of run `run`, counted from `base` (past every
+    /// sequence number delivered so far); the events kept, named by ids
+    /// of the old run, are dropped: they can no longer be resumed from.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn rebase(&mut self, run: String, base: u64) {
+        debug_assert!(base > self.newest || self.newest == 0);
+        self.run = run;
+        self.base = base;
+        self.kept.clear();
     }
 
     /// The `reset` event for `reason`. It carries the newest id delivered,
@@ -119,7 +143,8 @@ impl History {
         if run != self.run {
             return Err(ResetReason::OtherRun);
         }
-        seq.parse().map_err(|_| ResetReason::Invalid)
+        let n: u64 = seq.parse().map_err(|_| ResetReason::Invalid)?;
+        n.checked_add(self.base).ok_or(ResetReason::Invalid)
     }
 
     /// The first kept event after `after` that `sub` should get: one of its
@@ -295,6 +320,39 @@ mod tests {
             h.next_retained(10, &sub, |_| true, &mut budget),
             Retained::Event(51, _)
         ));
+    }
+
+    /// A cluster's new epoch: its ids count from 1 again, its events
+    /// follow the old ones in the order, and old ids are another run's.
+    #[test]
+    fn a_new_epoch_counts_its_ids_from_its_base() {
+        let mut h = history(8);
+        deliver(&mut h, "old", &[]);
+        deliver(&mut h, "old", &[]);
+        let old = h.run().to_owned();
+        h.rebase("ba5eba5eba5e".into(), 10);
+        let frame = Arc::new(Frame::event(&h.id(11), None, "new"));
+        h.record(&Delivery {
+            seq: 11,
+            frame,
+            topics: Arc::from([]),
+        });
+        assert_eq!(h.id(11), "ba5eba5eba5e-1");
+        assert_eq!(h.resume_point("ba5eba5eba5e-0", 11), Ok(10));
+        assert_eq!(h.resume_point("ba5eba5eba5e-1", 11), Ok(11));
+        assert_eq!(
+            h.resume_point("ba5eba5eba5e-2", 11),
+            Err(ResetReason::Invalid)
+        );
+        assert_eq!(
+            h.resume_point(&format!("{old}-2"), 11),
+            Err(ResetReason::OtherRun)
+        );
+        assert_eq!(replayed(&h, "ba5eba5eba5e-0", &[]).len(), 1);
+        assert_eq!(
+            h.resume_point(&format!("ba5eba5eba5e-{}", u64::MAX), u64::MAX),
+            Err(ResetReason::Invalid)
+        );
     }
 
     #[test]

@@ -77,9 +77,113 @@ impl Inbox {
         drop(queue);
         // One wake-up per batch: the loop clears the flag before it drains,
         // so a message pushed after that wakes it again.
-        if wake && !self.wake_pending.swap(true, Ordering::AcqRel) {
+        if wake {
+            self.wake();
+        }
+    }
+
+    /// Wakes the loop (once per batch), for something the bus has for it
+    /// besides messages.
+    pub(crate) fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
             // Fails only if the poll is gone, and then nobody listens.
             let _ = self.waker.wake();
+        }
+    }
+
+    /// The loop begins a drain: what is pushed from now on wakes it again.
+    pub(crate) fn begin_drain(&self) {
+        self.wake_pending.store(false, Ordering::Release);
+    }
+
+    /// Moves every waiting message to the back of `taken` (empty: swapped,
+    /// not copied, so one lock takes the whole batch and the emptied buffer
+    /// goes back for reuse), releasing threads that waited for room.
+    pub(crate) fn take_all(&self, taken: &mut VecDeque<Message>) {
+        let mut queue = self.lock();
+        if queue.len() >= INBOX_SOFT_LIMIT {
+            self.room.notify_all();
+        }
+        if taken.is_empty() {
+            mem::swap(&mut *queue, taken);
+        } else {
+            taken.append(&mut queue);
+        }
+        // SeqCst: see `Sequencer::release`.
+        self.len.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Every loop's inbox, by loop index. Each [`Delivery`] is handed to all of
+/// them alike by one caller at a time (the sequencer under its lock, a
+/// cluster's reader on its loop), so every loop receives one order.
+#[derive(Debug)]
+pub struct Inboxes {
+    inboxes: Vec<Arc<Inbox>>,
+    /// A loop has stopped: publishing fails from now on.
+    closed: AtomicBool,
+}
+
+impl Inboxes {
+    /// The inboxes of the loops, by index.
+    pub fn new(inboxes: Vec<Arc<Inbox>>) -> Inboxes {
+        Inboxes {
+            inboxes,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Loop `index`'s inbox.
+    pub fn get(&self, index: usize) -> &Arc<Inbox> {
+        &self.inboxes[index]
+    }
+
+    /// Hands `delivery` to every loop; the loop `from` (the caller, when a
+    /// loop hands out) is not woken, since it drains its inbox next.
+    pub fn hand_out(&self, delivery: &Delivery, from: Option<usize>) {
+        for (index, inbox) in self.inboxes.iter().enumerate() {
+            inbox.push(Message::Delivery(delivery.clone()), from != Some(index));
+        }
+    }
+
+    /// True while some loop is far behind: its inbox is at the soft limit.
+    pub fn any_full(&self) -> bool {
+        self.inboxes.iter().any(|i| i.is_full())
+    }
+
+    /// Tells every loop to shut down.
+    pub fn shutdown(&self) {
+        for inbox in &self.inboxes {
+            inbox.push(Message::Shutdown, true);
+        }
+    }
+
+    /// True once a loop has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// For publishing threads: waits while some inbox is at the limit and
+    /// the loops run.
+    pub fn wait_for_room(&self) {
+        for inbox in &self.inboxes {
+            let mut queue = inbox.lock();
+            while queue.len() >= INBOX_SOFT_LIMIT && !self.is_closed() {
+                queue = inbox
+                    .room
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+
+    /// A loop has stopped: threads publishing or waiting for room are told.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for inbox in &self.inboxes {
+            // Under the queue's lock, so a thread about to wait sees the flag.
+            let _queue = inbox.lock();
+            inbox.room.notify_all();
         }
     }
 }
@@ -93,9 +197,7 @@ pub struct Sequencer {
     /// Held while an event is numbered and handed out, so that every inbox
     /// receives the same order.
     order: Mutex<()>,
-    inboxes: Vec<Arc<Inbox>>,
-    /// A loop has stopped: publishing fails from now on.
-    closed: AtomicBool,
+    inboxes: Arc<Inboxes>,
     /// Loops' publishes that came while an inbox was full, in order.
     held: Mutex<VecDeque<Held>>,
     /// How many are held, read without the lock.
@@ -117,8 +219,7 @@ impl Sequencer {
             run: run_tag(),
             issued: AtomicU64::new(0),
             order: Mutex::new(()),
-            inboxes,
-            closed: AtomicBool::new(false),
+            inboxes: Arc::new(Inboxes::new(inboxes)),
             held: Mutex::new(VecDeque::new()),
             held_count: AtomicUsize::new(0),
         }
@@ -127,7 +228,7 @@ impl Sequencer {
     /// True while a loop's publish must wait: an inbox is full, or
     /// publishes that came earlier wait already (they go first).
     fn must_hold(&self) -> bool {
-        self.held_count.load(Ordering::SeqCst) > 0 || self.inboxes.iter().any(|i| i.is_full())
+        self.held_count.load(Ordering::SeqCst) > 0 || self.inboxes.any_full()
     }
 
     /// Keeps loop `from`'s publish until there is room, then releases
@@ -155,12 +256,14 @@ impl Sequencer {
     fn release(&self) {
         // Under the lock of the held list, so the held go out in order.
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        while !self.inboxes.iter().any(|i| i.is_full()) {
+        while !self.inboxes.any_full() {
             let Some(next) = held.pop_front() else {
                 break;
             };
             let id = self.publish(&next.event, None);
-            self.inboxes[next.from].push(Message::Confirmed(next.ticket, Some(id)), true);
+            self.inboxes
+                .get(next.from)
+                .push(Message::Confirmed(next.ticket, Some(id)), true);
         }
         self.held_count.store(held.len(), Ordering::SeqCst);
     }
@@ -175,9 +278,14 @@ impl Sequencer {
         self.issued.load(Ordering::Acquire)
     }
 
+    /// Every loop's inbox.
+    pub fn inboxes(&self) -> &Arc<Inboxes> {
+        &self.inboxes
+    }
+
     /// True once a loop has stopped.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.inboxes.is_closed()
     }
 
     /// Numbers `event`, encodes it once and hands it to every loop; the
@@ -194,40 +302,19 @@ impl Sequencer {
             topics,
         };
         self.issued.store(seq, Ordering::Release);
-        for (index, inbox) in self.inboxes.iter().enumerate() {
-            inbox.push(Message::Delivery(delivery.clone()), from != Some(index));
-        }
+        self.inboxes.hand_out(&delivery, from);
         id
     }
 
     /// Tells every loop to shut down.
     pub fn shutdown(&self) {
-        for inbox in &self.inboxes {
-            inbox.push(Message::Shutdown, true);
-        }
+        self.inboxes.shutdown();
     }
 
     /// For publishing threads: waits while some inbox is at the limit and
     /// the loops run.
     pub fn wait_for_room(&self) {
-        for inbox in &self.inboxes {
-            let mut queue = inbox.lock();
-            while queue.len() >= INBOX_SOFT_LIMIT && !self.is_closed() {
-                queue = inbox
-                    .room
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        }
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        for inbox in &self.inboxes {
-            // Under the queue's lock, so a thread about to wait sees the flag.
-            let _queue = inbox.lock();
-            inbox.room.notify_all();
-        }
+        self.inboxes.wait_for_room();
     }
 }
 
@@ -245,7 +332,7 @@ pub struct LocalBus {
 impl LocalBus {
     /// Loop `index`'s side of `sequencer`, keeping `history` events.
     pub fn new(index: usize, sequencer: Arc<Sequencer>, history: usize) -> LocalBus {
-        let inbox = Arc::clone(&sequencer.inboxes[index]);
+        let inbox = Arc::clone(sequencer.inboxes.get(index));
         let history = History::new(sequencer.run().to_owned(), history);
         LocalBus {
             index,
@@ -270,20 +357,12 @@ impl Bus for LocalBus {
     }
 
     fn begin_drain(&mut self) {
-        self.inbox.wake_pending.store(false, Ordering::Release);
+        self.inbox.begin_drain();
     }
 
     fn next(&mut self) -> Option<Message> {
         if self.taken.is_empty() {
-            let mut queue = self.inbox.lock();
-            if queue.len() >= INBOX_SOFT_LIMIT {
-                self.inbox.room.notify_all();
-            }
-            // Swapped, not copied: one lock for the whole batch, and the
-            // emptied buffer goes back for reuse.
-            mem::swap(&mut *queue, &mut self.taken);
-            self.inbox.len.store(0, Ordering::SeqCst);
-            drop(queue);
+            self.inbox.take_all(&mut self.taken);
             if self.sequencer.held_count.load(Ordering::SeqCst) > 0 {
                 self.sequencer.release();
             }
@@ -308,13 +387,13 @@ impl Drop for LocalBus {
     /// A stopped loop stops the hub: threads publishing or waiting for room
     /// are told so.
     fn drop(&mut self) {
-        self.sequencer.close();
+        self.sequencer.inboxes.close();
     }
 }
 
 /// 48 random bits (std's randomly keyed hasher over the clock and pid), as 12
 /// hex digits.
-fn run_tag() -> String {
+pub(crate) fn run_tag() -> String {
     let mut h = RandomState::new().build_hasher();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

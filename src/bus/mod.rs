@@ -8,17 +8,27 @@
 //! history. An offer may be answered at once ([`Offer::Published`]) or
 //! later ([`Message::Confirmed`]), so a publisher over HTTP can wait for a
 //! store that confirms asynchronously. [`local`] is the in-process
-//! implementation: one sequencer under a lock, one inbox per loop.
+//! implementation: one sequencer under a lock, one inbox per loop;
+//! [`redis`] the cluster's, on a Redis stream, over [`resp`].
 //!
 //! Ids are `<run>-<seq>`: `run` is 12 hex digits that tell this hub's ids
-//! from any other's (drawn at start-up in process), `seq` counts from 1 and
-//! only grows, so an id from another run (or not ours at all) is told apart
-//! from one that can be placed.
+//! from any other's (drawn at start-up in process, or the cluster's epoch
+//! kept in Redis), `seq` counts from 1 and only grows, so an id from
+//! another run (or not ours at all) is told apart from one that can be
+//! placed.
 
 pub mod history;
 pub mod local;
+pub mod redis;
+pub mod resp;
 
+use std::io;
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
+
+use mio::event::Event as Readiness;
+use mio::{Registry, Token};
 
 use crate::sse::{Event, Frame};
 
@@ -104,8 +114,27 @@ impl ResetReason {
     }
 }
 
+/// The tokens a bus may register sockets of its own under (a Redis
+/// connection): the loop hands their readiness to [`Bus::on_ready`]. Below
+/// the loop's own tokens (waker, listener), far above any connection key.
+pub const BUS_TOKENS: Range<usize> = usize::MAX - 66..usize::MAX - 2;
+
+/// Whether `token` is one of [`BUS_TOKENS`].
+pub fn is_bus_token(token: Token) -> bool {
+    BUS_TOKENS.contains(&token.0)
+}
+
 /// One loop's door to the shared hub. Implementations keep the loop's copy
 /// of the history up to date as they hand out deliveries.
+///
+/// A bus that talks to a store over sockets of its own registers them in
+/// the loop's poll ([`Bus::register`], tokens from [`BUS_TOKENS`]) and is
+/// driven by the loop like everything else: readiness
+/// ([`Bus::on_ready`]), a write of what it buffered once per pass
+/// ([`Bus::before_poll`], which also names its next deadline) and that
+/// deadline ([`Bus::on_deadline`]). What those produce is taken with
+/// [`Bus::next`] right after. The in-process bus has no socket and keeps
+/// the defaults, which do nothing.
 pub trait Bus: Send {
     /// Offers an event published by the loop's client `ticket`.
     fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer;
@@ -130,4 +159,23 @@ pub trait Bus: Send {
     /// or still on its way: an id up to it is ours even if this loop has
     /// not seen its event yet.
     fn issued(&self) -> u64;
+
+    /// Registers the bus's own sockets with the loop's poll, under tokens
+    /// of [`BUS_TOKENS`]. Called once, before the loop runs.
+    fn register(&mut self, _registry: &Registry) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Readiness of one of the bus's own sockets.
+    fn on_ready(&mut self, _token: Token, _readiness: &Readiness) {}
+
+    /// Once per pass of the loop, before it polls: writes what the bus
+    /// buffered during the pass, and says when it next needs
+    /// [`Bus::on_deadline`].
+    fn before_poll(&mut self) -> Option<Instant> {
+        None
+    }
+
+    /// The instant [`Bus::before_poll`] named has come.
+    fn on_deadline(&mut self, _now: Instant) {}
 }

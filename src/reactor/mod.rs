@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::auth::Access;
-use crate::bus::{Bus, Message};
+use crate::bus::{self, Bus, Message};
 use crate::config::Config;
 use crate::conn::{AfterFlush, Conn, Expired, Lane, Next};
 use crate::http::{Policy, Reject, Status};
@@ -126,6 +126,8 @@ pub(crate) struct Reactor {
     shutdown_at: Option<Instant>,
     /// The bus asked for a shutdown, to begin at the end of this pass.
     shutdown_requested: bool,
+    /// When the bus next needs its deadline.
+    bus_deadline: Option<Instant>,
     now: Instant,
     /// When a poll last returned readiness; `--busy-poll` spins after it.
     active_at: Instant,
@@ -226,7 +228,8 @@ impl Reactor {
             replay_queued: Vec::new(),
             over_limit: Vec::new(),
             accept_pending: false,
-            inbox_pending: false,
+            // The bus may have handed out messages before the loop ran.
+            inbox_pending: true,
             scratch: vec![0; READ_CHUNK],
             stamp: 0,
             tickets: 0,
@@ -237,6 +240,7 @@ impl Reactor {
             accept_failures: 0,
             shutdown_at: None,
             shutdown_requested: false,
+            bus_deadline: None,
             now,
             active_at: now,
             config,
@@ -250,6 +254,7 @@ impl Reactor {
         }
         let mut events = Events::with_capacity(1024);
         loop {
+            self.bus_deadline = self.bus.before_poll();
             let timeout = self.poll_timeout();
             net::poll(&mut self.poll, &mut events, timeout)?;
             self.pass += 1;
@@ -265,6 +270,10 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => self.take_messages(),
+                    token if bus::is_bus_token(token) => {
+                        self.bus.on_ready(token, event);
+                        self.take_messages();
+                    }
                     // A connection closed earlier in this batch may have
                     // left its key to one accepted since: what the poll said
                     // of the old socket is not the new one's.
@@ -302,10 +311,10 @@ impl Reactor {
         if self.now - self.active_at < self.config.busy_poll {
             return Some(Duration::ZERO);
         }
-        let nearest = match (self.timers.nearest(), self.shutdown_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let nearest = [self.timers.nearest(), self.shutdown_at, self.bus_deadline]
+            .into_iter()
+            .flatten()
+            .min();
         nearest.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
@@ -608,6 +617,11 @@ impl Reactor {
 
     /// Fires every deadline that is due.
     fn expire(&mut self) {
+        if self.bus_deadline.is_some_and(|at| at <= self.now) {
+            self.bus_deadline = None;
+            self.bus.on_deadline(self.now);
+            self.take_messages();
+        }
         while let Some(key) = self.timers.pop_due(self.now) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue; // cannot happen: close() removes the deadline

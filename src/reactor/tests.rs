@@ -2,7 +2,8 @@
 //! store shared between nodes will: a publish waits in its own state, its
 //! answer and the answers after it go out in order once the bus confirms,
 //! and a refusal is a 503. Real sockets on a port-0 listener; the bus is
-//! the in-process one with the confirmation held back by the test.
+//! the in-process one with the confirmation held back by the test, and
+//! one with a socket and a deadline of its own, driven by the loop's hooks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -213,4 +214,154 @@ fn a_publish_the_bus_cannot_store_gets_503_and_no_id() {
         .write_all(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 14\r\n\r\nrefuse at once")
         .unwrap();
     assert_eq!(answer(&mut refused).0, "HTTP/1.1 503 Service Unavailable");
+}
+
+/// A bus with a socket of its own, as a store over the network has: a
+/// publish is stored when a datagram comes in on the bus's UDP socket
+/// (registered by the bus under a bus token, its readiness routed to
+/// `on_ready`), and refused at the bus's own deadline when the event says
+/// it will never be stored (named by `before_poll`, kept by the loop as a
+/// poll timeout, fired through `on_deadline`).
+struct SocketBus {
+    inner: LocalBus,
+    sequencer: Arc<Sequencer>,
+    socket: mio::net::UdpSocket,
+    waiting: std::collections::VecDeque<(Event, Ticket)>,
+    answers: std::collections::VecDeque<Message>,
+    give_up_at: Option<std::time::Instant>,
+}
+
+impl Bus for SocketBus {
+    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
+        if event.data() == "never stored" {
+            self.give_up_at = Some(std::time::Instant::now() + Duration::from_millis(100));
+        }
+        self.waiting.push_back((event.clone(), ticket));
+        Offer::Pending
+    }
+    fn next(&mut self) -> Option<Message> {
+        self.answers.pop_front().or_else(|| self.inner.next())
+    }
+    fn begin_drain(&mut self) {
+        self.inner.begin_drain();
+    }
+    fn history(&self) -> &History {
+        self.inner.history()
+    }
+    fn issued(&self) -> u64 {
+        self.inner.issued()
+    }
+    fn register(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        let token = mio::Token(crate::bus::BUS_TOKENS.start);
+        registry.register(&mut self.socket, token, mio::Interest::READABLE)
+    }
+    fn on_ready(&mut self, token: mio::Token, _readiness: &mio::event::Event) {
+        assert_eq!(token.0, crate::bus::BUS_TOKENS.start);
+        let mut datagram = [0; 16];
+        while self.socket.recv_from(&mut datagram).is_ok() {
+            let (event, ticket) = self.waiting.pop_front().expect("a publish waits");
+            // Into this loop's inbox without a wake-up: the loop takes its
+            // messages right after `on_ready`.
+            let id = self.sequencer.publish(&event, Some(0));
+            self.answers.push_back(Message::Confirmed(ticket, Some(id)));
+        }
+    }
+    fn before_poll(&mut self) -> Option<std::time::Instant> {
+        self.give_up_at
+    }
+    fn on_deadline(&mut self, now: std::time::Instant) {
+        if self.give_up_at.is_some_and(|at| at <= now) {
+            self.give_up_at = None;
+            let (_, ticket) = self.waiting.pop_back().expect("the refused publish");
+            self.answers.push_back(Message::Confirmed(ticket, None));
+        }
+    }
+}
+
+#[test]
+fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
+    let poll = Poll::new().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
+    let sequencer = Arc::new(Sequencer::new(vec![Arc::clone(&inbox)]));
+    let counters = Arc::new(Counters::default());
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&sequencer),
+        vec![Arc::clone(&counters)],
+    ));
+    let socket = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let store = socket.local_addr().unwrap();
+    let mut bus = SocketBus {
+        inner: LocalBus::new(0, Arc::clone(&sequencer), 16),
+        sequencer: Arc::clone(&sequencer),
+        socket,
+        waiting: Default::default(),
+        answers: Default::default(),
+        give_up_at: None,
+    };
+    bus.register(poll.registry()).unwrap();
+    let config = Config {
+        listen: addr,
+        ..Config::default()
+    };
+    let reactor = Reactor::new(0, poll, listener, config, Box::new(bus), shared, counters).unwrap();
+    let thread = std::thread::spawn(move || reactor.run());
+    let connect = || {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        BufReader::new(stream)
+    };
+
+    let mut subscriber = connect();
+    subscriber
+        .get_mut()
+        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_until(&mut subscriber, ": connected");
+    let mut publisher = connect();
+    publisher
+        .get_mut()
+        .write_all(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    // Not answered before the store says so.
+    publisher
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut early = [0; 1];
+    let silent = publisher.get_mut().read(&mut early);
+    assert!(
+        silent.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "answered before the store: {silent:?}"
+    );
+    publisher
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"stored", store)
+        .unwrap();
+    let (status, id) = answer(&mut publisher);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let delivered = read_until(&mut subscriber, "data: hello");
+    assert!(delivered.contains(&format!("id: {id}")), "{delivered:?}");
+
+    // The bus's deadline refuses the next one: 503, within its 100 ms
+    // (bounded here by the read timeout).
+    let mut refused = connect();
+    refused
+        .get_mut()
+        .write_all(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 12\r\n\r\nnever stored")
+        .unwrap();
+    assert_eq!(answer(&mut refused).0, "HTTP/1.1 503 Service Unavailable");
+
+    sequencer.shutdown();
+    thread.join().unwrap().unwrap();
 }

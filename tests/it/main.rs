@@ -7,6 +7,7 @@ mod browser_threats;
 mod browsers;
 mod cli;
 mod clients;
+mod cluster;
 mod corpus;
 mod data;
 mod errors;

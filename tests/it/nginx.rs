@@ -13,6 +13,9 @@
 //! - `proxy_http_version 1.1` with a chunked upstream passes events too.
 //! - Heartbeats keep an idle stream alive past nginx's `proxy_read_timeout`;
 //!   without them nginx ends it.
+//! - Two cluster nodes (`--redis`) behind one `upstream`: Chromium's stream
+//!   survives the death of the node serving it, resumed on the other one
+//!   through nginx with nothing missed.
 //!
 //! A forwarder between nginx and sseloop shows what went over the upstream
 //! leg: the request line's HTTP version and the response's framing.
@@ -49,6 +52,11 @@ impl Nginx {
     /// Starts nginx on a free loopback port with `locations` inside its one
     /// `server` block.
     fn start(locations: &str) -> Nginx {
+        Nginx::start_with("", locations)
+    }
+
+    /// `start`, with `http` (upstreams, log formats) in the `http` block.
+    fn start_with(http: &str, locations: &str) -> Nginx {
         let program = require_program(&["nginx"], "nginx");
         // The port must be written into the config: take a free one, and
         // try again should another process grab it before nginx binds it.
@@ -62,7 +70,7 @@ impl Nginx {
             // Run as root, nginx's workers drop to an unprivileged user that
             // must still reach the temp paths inside.
             fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-            let conf = config(dir.path(), port, locations);
+            let conf = config(dir.path(), port, http, locations);
             fs::write(dir.join("nginx.conf"), &conf).unwrap();
             let mut command = std::process::Command::new(&program);
             command
@@ -163,7 +171,7 @@ impl Drop for Nginx {
 
 /// A config with every path inside `dir`: nothing of the machine's nginx
 /// (its /etc config, /var/log, /var/lib temp dirs) is read or written.
-fn config(dir: &std::path::Path, port: u16, locations: &str) -> String {
+fn config(dir: &std::path::Path, port: u16, http: &str, locations: &str) -> String {
     let d = dir.display();
     format!(
         "daemon off;
@@ -181,6 +189,7 @@ http {{
     fastcgi_temp_path {d}/fastcgi_temp;
     uwsgi_temp_path {d}/uwsgi_temp;
     scgi_temp_path {d}/scgi_temp;
+{http}
     server {{
         listen 127.0.0.1:{port};
 {locations}
@@ -526,5 +535,152 @@ fn heartbeats_keep_an_idle_stream_past_proxy_read_timeout() {
         nginx.error_log().contains("upstream timed out"),
         "nginx says why it ended the stream: {}",
         nginx.error_log()
+    );
+}
+
+/// Chromium's first `open`, on a busy 2-core machine.
+const BROWSER_OPEN_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Two cluster nodes on one Redis behind nginx (an `upstream` with both),
+/// Chromium's EventSource through nginx. The node serving it is killed
+/// (SIGKILL) in the middle of a burst published on the other node; the
+/// browser's own reconnect goes through nginx to the node that lives,
+/// with the `Last-Event-ID` of the last event it saw, and gets exactly
+/// what it missed: every event once, in order, then live events from the
+/// survivor. nginx's access log shows both stream requests: the second
+/// with that id, served by the survivor.
+#[test]
+fn cluster_behind_nginx_chromium_resumes_on_the_other_node_when_its_node_dies() {
+    use crate::real::browser::Browser;
+    use crate::real::collector::{Collector, of_kind};
+    use crate::real::redis::{Persistence, Redis};
+    use crate::real::scenario::{TYPES, assert_received, publish, wait_messages};
+
+    require_program(&["nginx"], "nginx");
+    let program = Browser::Chromium.program();
+    let _lock = crate::real::browser_lock();
+    let collector = Collector::start();
+    let origin = collector.origin();
+    let redis = Redis::start(Persistence::None);
+    let url = redis.url();
+    let args = [
+        "--redis",
+        url.as_str(),
+        "--allow-origin",
+        origin.as_str(),
+        "--retry",
+        "200ms",
+    ];
+    let mut nodes = [
+        Some(TestServer::start(&args)),
+        Some(TestServer::start(&args)),
+    ];
+    let addrs: Vec<SocketAddr> = nodes.iter().flatten().map(TestServer::addr).collect();
+    // Relative paths are under nginx's prefix, the test's dir.
+    let nginx = Nginx::start_with(
+        &format!(
+            "    log_format cluster '$request_uri lei=$http_last_event_id up=$upstream_addr';
+    upstream cluster {{ server {}; server {}; }}",
+            addrs[0], addrs[1]
+        ),
+        "        location / {
+            proxy_pass http://cluster;
+            access_log cluster.log cluster;
+        }",
+    );
+    let page = collector.page_url(
+        "page.html",
+        &[
+            ("es", &format!("http://{}/events?topic=c", nginx.addr)),
+            ("types", TYPES),
+        ],
+    );
+    let mut browser = Browser::Chromium.launch(&program, &page);
+    collector.wait_kind_while_running(browser.group(), "open", 1, BROWSER_OPEN_TIMEOUT);
+
+    // Live through nginx, one at a time.
+    let mut sent = Vec::new();
+    let mut publisher = nodes[0].as_ref().unwrap().publisher();
+    for n in 0..8 {
+        sent.push(publish(&mut publisher, "c", n));
+        wait_messages(&collector, sent.len());
+    }
+    let serving = nodes
+        .iter()
+        .flatten()
+        .position(|node| node.metric("sseloop_subscribers") == 1)
+        .expect("one node serves the browser");
+    let survivor = 1 - serving;
+    // A burst on the survivor; the serving node dies in its middle.
+    let mut publisher = nodes[survivor].as_ref().unwrap().publisher();
+    for n in 8..14 {
+        sent.push(publish(&mut publisher, "c", n));
+    }
+    let mut dead = nodes[serving].take().unwrap();
+    dead.signal(libc::SIGKILL);
+    assert!(dead.wait_exit(IO_TIMEOUT).is_some(), "the node did not die");
+    for n in 14..20 {
+        sent.push(publish(&mut publisher, "c", n));
+    }
+    let burst_end = sent.len();
+    let reopen = collector
+        .wait_kind("open", 2, Duration::from_secs(10))
+        .pop()
+        .expect("two opens");
+    let received = wait_messages(&collector, burst_end);
+    assert_received("chromium through nginx", &received, &sent);
+    // Then live again, from the survivor.
+    let mut received = Vec::new();
+    for n in 20..26 {
+        sent.push(publish(&mut publisher, "c", n));
+        received = wait_messages(&collector, sent.len());
+    }
+    assert_received("chromium through nginx", &received, &sent);
+    let reports = collector.reports();
+    assert_eq!(of_kind(&reports, "open").len(), 2, "one reconnect");
+    let errors = of_kind(&reports, "error");
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| e.get("state") == Some("0")),
+        "the drop leaves the EventSource CONNECTING (0), never CLOSED: {errors:?}"
+    );
+    let last_seen = received
+        .iter()
+        .filter(|r| r.num("seq") < reopen.num("seq"))
+        .filter_map(|r| r.get("id"))
+        .next_back()
+        .expect("events before the drop")
+        .to_string();
+
+    // nginx logs a request when it ends: end the browser's second stream.
+    drop(browser);
+    let log = nginx.dir.join("cluster.log");
+    let end = Instant::now() + IO_TIMEOUT;
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("/events"))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= 2 {
+            break lines;
+        }
+        assert!(Instant::now() < end, "nginx logged {lines:?}");
+        // A log file offers nothing to block on.
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        lines.len(),
+        2,
+        "two stream requests through nginx: {lines:?}"
+    );
+    assert!(
+        lines[0].ends_with(&format!("lei=- up={}", addrs[serving])),
+        "the first stream, without an id, on the node that died: {lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("/events?topic=c lei={last_seen} up="))
+            && lines[1].ends_with(&addrs[survivor].to_string()),
+        "the reconnect, with the last id seen ({last_seen}), served by the survivor: {lines:?}"
     );
 }

@@ -46,7 +46,10 @@
 //! stream. The CPU time of every thread is reported too, by name (from
 //! /proc/PID/task/TID/comm), with its share of the run, so that the work of
 //! each of a server's loops or workers shows even where this client shares
-//! a core with one of them. `--idle` replaces phases 2–3 by holding the
+//! a core with one of them. A cluster's Redis is reported apart with
+//! `--redis-pid`, and `--publish-addr` publishes to another address than
+//! the streams' (one node of a cluster, the streams on another). `--idle`
+//! replaces phases 2–3 by holding the
 //! streams open, to measure idle memory, idle CPU and heartbeats.
 //!
 //! The client must not be the bottleneck: one thread multiplexes every socket
@@ -108,26 +111,24 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         let msg = format!("--subscribers {n}: needs {need} open files, the limit is {limit}");
         return Err(io::Error::other(msg));
     }
-    if let Some(p) = opts
-        .pids
-        .iter()
-        .find(|p| sample_proc(&p.to_string()).is_none())
-    {
-        return Err(io::Error::other(format!(
-            "--pid {p}: cannot read /proc/{p}"
-        )));
+    for p in opts.pids.iter().chain(&opts.redis_pid) {
+        if sample_proc(&p.to_string()).is_none() {
+            return Err(io::Error::other(format!("pid {p}: cannot read /proc/{p}")));
+        }
     }
     let server = || {
         (!opts.pids.is_empty())
             .then(|| sample_procs(&opts.pids))
             .flatten()
     };
+    let redis = || opts.redis_pid.and_then(|p| sample_proc(&p.to_string()));
     let client = || sample_proc("self");
     let mut bench = Bench::new(opts.clone())?;
-    let server_before = server();
+    let (server_before, redis_before) = (server(), redis());
     let connect_time = bench.connect_phase()?;
     let streams = bench.live;
     let (server_connected, client_connected, run_start) = (server(), client(), now_ns());
+    let redis_connected = redis();
     let steal_before = steal_s();
 
     let mut r = Report::default();
@@ -275,6 +276,22 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
                 },
             )
             .put("threads", List(threads.collect()));
+    }
+    if let (Some(a), Some(b), Some(c)) = (redis_before, redis_connected, redis()) {
+        let running = c.cpu_s - b.cpu_s;
+        r.section("redis")
+            .put("pid", Int(u64::from(opts.redis_pid.unwrap_or(0))))
+            .put("rss_before", Kib(a.rss_kib))
+            .put("rss_after", Kib(c.rss_kib))
+            .put("cpu_run", Time((running * 1e9).round() as u64))
+            .put(
+                "cpu_per_delivery",
+                if deliveries > 0 {
+                    Time((running * 1e9 / deliveries as f64).round() as u64)
+                } else {
+                    Null
+                },
+            );
     }
     if let (Some(b), Some(c)) = (client_connected, client()) {
         let busy = (c.cpu_s - b.cpu_s) * 1e11 / run_ns.max(1) as f64;

@@ -33,6 +33,9 @@ OPTIONS:
   --pid PID            server process: report its RSS and CPU time, in total
                        and per thread; given several times, the processes'
                        RSS and CPU are summed (a master and its workers)
+  --publish-addr HOST:PORT  publish here instead of --addr (a cluster: publish
+                       on one node, subscribe on another)
+  --redis-pid PID      a cluster's Redis: report its RSS and CPU time apart
   --json               print one JSON object instead of text
   --idle DUR           idle mode: connect, publish nothing, hold for DUR
   --connect-batch N    connections being opened at once        [64]
@@ -71,6 +74,10 @@ pub(crate) struct Options {
     pub(crate) size: usize,
     /// Server processes whose RSS and CPU are summed, in the order given.
     pub(crate) pids: Vec<u32>,
+    /// Where the publisher connects, when not `addr`.
+    pub(crate) publish_addr: Option<SocketAddr>,
+    /// A cluster's Redis, reported apart.
+    pub(crate) redis_pid: Option<u32>,
     pub(crate) json: bool,
     pub(crate) idle: Option<Duration>,
     pub(crate) connect_batch: usize,
@@ -97,6 +104,8 @@ impl Default for Options {
             topic: "bench".into(),
             size: 0,
             pids: Vec::new(),
+            publish_addr: None,
+            redis_pid: None,
             json: false,
             idle: None,
             // Half of 128, the smallest listen backlog in common use (axum's).
@@ -178,6 +187,14 @@ pub(crate) fn parse_args(
                 }
                 o.pids.push(pid);
             }
+            "--redis-pid" => {
+                let v = value()?;
+                o.redis_pid = Some(v.parse().map_err(|_| bad(n, &v, "a process id"))?);
+            }
+            "--publish-addr" => {
+                let v = value()?;
+                o.publish_addr = Some(resolve(&v).ok_or_else(|| bad(n, &v, "HOST:PORT"))?);
+            }
             "--idle" => o.idle = Some(duration(n, &value()?)?),
             "--connect-batch" => o.connect_batch = count(n, &value()?)? as usize,
             "--timeout" => o.timeout = duration(n, &value()?)?.max(Duration::from_millis(1)),
@@ -234,6 +251,16 @@ mod tests {
             .unwrap();
         assert_eq!((o.rate, o.window, o.size, o.json), (0.0, 8, 1024, true));
         assert_eq!(o.idle, Some(Duration::from_secs(120)));
+        let o = parse_args(args(
+            "--pid 7 --pid 8 --redis-pid 9 --publish-addr 127.0.0.1:9000",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!((o.pids, o.redis_pid), (vec![7, 8], Some(9)));
+        assert_eq!(
+            o.publish_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
         let o = parse_args(args("--timeout 1500ms --drain-timeout 0")).unwrap();
         let o = o.unwrap();
         assert_eq!(o.timeout, Duration::from_millis(1500));

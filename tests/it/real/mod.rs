@@ -14,6 +14,7 @@ pub mod dialect;
 pub mod drivers;
 pub mod forwarder;
 pub mod loopback;
+pub mod redis;
 pub mod scenario;
 
 pub use loopback::LoopbackServer;

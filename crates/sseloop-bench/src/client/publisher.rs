@@ -103,7 +103,8 @@ impl Bench {
         (p.connected, p.response, p.tx_off) = (false, None, 0);
         p.rx.clear();
         p.tx.clear();
-        let stream = TcpStream::connect(self.opts.addr).and_then(|mut s| {
+        let addr = self.opts.publish_addr.unwrap_or(self.opts.addr);
+        let stream = TcpStream::connect(addr).and_then(|mut s| {
             let interest = Interest::READABLE | Interest::WRITABLE;
             self.poll.registry().register(&mut s, PUBLISHER, interest)?;
             Ok(s)
