@@ -358,7 +358,9 @@ fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
     let mut refused = connect();
     refused
         .get_mut()
-        .write_all(b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 12\r\n\r\nnever stored")
+        .write_all(
+            b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 12\r\n\r\nnever stored",
+        )
         .unwrap();
     assert_eq!(answer(&mut refused).0, "HTTP/1.1 503 Service Unavailable");
 
