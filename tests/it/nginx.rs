@@ -583,8 +583,12 @@ fn cluster_behind_nginx_chromium_resumes_on_the_other_node_when_its_node_dies() 
     upstream cluster {{ server {}; server {}; }}",
             addrs[0], addrs[1]
         ),
+        // nginx would send the upstream's name as the Host, which a node on
+        // loopback does not answer to (DNS-rebinding defence): the
+        // browser's own Host goes on.
         "        location / {
             proxy_pass http://cluster;
+            proxy_set_header Host $host;
             access_log cluster.log cluster;
         }",
     );
