@@ -29,18 +29,22 @@ pub struct RequestReader {
 }
 
 #[derive(Debug, Default)]
-// Boxing the head would cost an allocation for every request with a body.
-#[allow(clippy::large_enum_variant)]
 enum State {
     /// Waiting for (the rest of) a request head.
     #[default]
     Head,
-    /// Reading the body of a request whose head has arrived.
-    Body {
-        head: Head,
-        body: Vec<u8>,
-        reader: BodyReader,
-    },
+    /// Reading the body of a request whose head has arrived: boxed, so
+    /// that every connection (an idle stream too) does not carry a head's
+    /// room, and only a body that spans reads pays for it.
+    Body(Box<BodyState>),
+}
+
+/// A request whose head has arrived and whose body is on its way.
+#[derive(Debug)]
+struct BodyState {
+    head: Head,
+    body: Vec<u8>,
+    reader: BodyReader,
 }
 
 /// How the rest of a body is read.
@@ -55,7 +59,7 @@ enum BodyReader {
 impl RequestReader {
     /// True when part of a request has arrived.
     pub fn in_progress(&self) -> bool {
-        !self.pending.is_empty() || matches!(self.state, State::Body { .. })
+        !self.pending.is_empty() || matches!(self.state, State::Body(_))
     }
 
     /// Takes the next request out of `input` (the unconsumed bytes, in
@@ -83,21 +87,28 @@ impl RequestReader {
                             BodyLength::Chunked => BodyReader::Chunked(ChunkedDecoder::default()),
                         };
                         let capacity = match reader {
+                            // The usual publish: its whole body came with
+                            // its head, and is taken at once.
+                            BodyReader::Length(n) if input.len() - used >= n => {
+                                let body = input[used..used + n].to_vec();
+                                return (used + n, Step::Request(head, body));
+                            }
                             BodyReader::Length(n) => n,
                             BodyReader::Chunked(_) => 0,
                         };
                         let wants_continue = head.expect_continue && used == input.len();
-                        self.state = State::Body {
+                        self.state = State::Body(Box::new(BodyState {
                             head,
                             body: Vec::with_capacity(capacity),
                             reader,
-                        };
+                        }));
                         if wants_continue {
                             return (used, Step::Continue);
                         }
                     }
                 },
-                State::Body { body, reader, .. } => {
+                State::Body(state) => {
+                    let BodyState { body, reader, .. } = &mut **state;
                     let rest = &input[used..];
                     let done = match reader {
                         BodyReader::Length(left) => {
@@ -118,10 +129,10 @@ impl RequestReader {
                     if !done {
                         return (used, Step::NeedMore);
                     }
-                    let State::Body { head, body, .. } = std::mem::take(&mut self.state) else {
-                        unreachable!("state checked above");
-                    };
-                    return (used, Step::Request(head, body));
+                    if let State::Body(state) = std::mem::take(&mut self.state) {
+                        let BodyState { head, body, .. } = *state;
+                        return (used, Step::Request(head, body));
+                    }
                 }
             }
         }

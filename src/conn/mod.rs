@@ -179,9 +179,6 @@ pub struct Conn {
 }
 
 #[derive(Debug)]
-// Boxing the request reader would cost an allocation per connection for
-// the state almost every connection starts in.
-#[allow(clippy::large_enum_variant)]
 enum State {
     /// Reading and answering requests.
     Requests(Requests),
