@@ -262,3 +262,66 @@ fn running_out_of_descriptors_is_logged_once_per_burst() {
     let (health, _) = server.request(HEALTH);
     assert_eq!(health.text(), "ok");
 }
+
+/// A resume from a long history of large events used to be written in
+/// one go to a client whose kernel takes it all, while every other
+/// connection waited: replay writes have a budget per pass of the loop
+/// (1 MiB over all streams). A client with a receive buffer that holds
+/// the whole 16 MiB replay, and that reads nothing: a publish sent right
+/// after its resume is answered while the replay still runs; without the
+/// budget the replay would be over in the pass that began it.
+#[test]
+fn a_replay_the_kernel_takes_whole_is_still_written_in_slices() {
+    use std::os::fd::AsRawFd;
+    let server = TestServer::start(&["--history", "1024"]);
+    let body = "r".repeat(16 << 10);
+    let mut publisher = server.publisher();
+    let first = publisher.publish_ok("", body.as_bytes());
+    let mut batch = Vec::new();
+    for _ in 1..1024 {
+        batch.extend_from_slice(&publish_request("", body.as_bytes()));
+    }
+    publisher.conn.send(&batch);
+    for _ in 1..1024 {
+        publisher.conn.read_response(deadline());
+    }
+    // 64 MiB of receive buffer, past rmem_max (so SO_RCVBUFFORCE, which
+    // the tests' root may set): the kernel takes the whole replay unread.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let size: libc::c_int = 64 << 20;
+    // SAFETY: setsockopt reads `size` for its length, on a socket we own.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        set,
+        0,
+        "SO_RCVBUFFORCE needs root: {}",
+        std::io::Error::last_os_error()
+    );
+    socket.connect(&server.addr().into()).unwrap();
+    let stream: TcpStream = socket.into();
+    let mut resumer = HttpConn::new(stream);
+    resumer.send(
+        format!("GET /events HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {first}\r\n\r\n")
+            .as_bytes(),
+    );
+    publisher.publish_ok("", b"live");
+    publisher
+        .conn
+        .send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let text = publisher.conn.read_response(deadline()).text();
+    assert_eq!(
+        metric_value(&text, "sseloop_replaying_subscribers"),
+        1,
+        "the replay was written in one go:\n{text}"
+    );
+    server.await_metric("sseloop_replaying_subscribers", |n| n == 0);
+    drop(resumer);
+}
