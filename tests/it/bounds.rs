@@ -266,10 +266,11 @@ fn running_out_of_descriptors_is_logged_once_per_burst() {
 /// A resume from a long history of large events used to be written in
 /// one go to a client whose kernel takes it all, while every other
 /// connection waited: replay writes have a budget per pass of the loop
-/// (1 MiB over all streams). A client with a receive buffer that holds
-/// the whole 16 MiB replay, and that reads nothing: a publish sent right
-/// after its resume is answered while the replay still runs; without the
-/// budget the replay would be over in the pass that began it.
+/// (1 MiB over all streams). A client with a receive buffer that holds the
+/// whole 16 MiB replay and reads nothing resumes, and a `/metrics` request
+/// comes in the same pass of the loop (both sent while the server is
+/// stopped, so one poll reports them, in order): the replay is still
+/// running when it is answered; without the budget it was over by then.
 #[test]
 fn a_replay_the_kernel_takes_whole_is_still_written_in_slices() {
     use std::os::fd::AsRawFd;
@@ -306,17 +307,20 @@ fn a_replay_the_kernel_takes_whole_is_still_written_in_slices() {
         std::io::Error::last_os_error()
     );
     socket.connect(&server.addr().into()).unwrap();
-    let stream: TcpStream = socket.into();
-    let mut resumer = HttpConn::new(stream);
+    let mut resumer = HttpConn::new(socket.into());
+    // Both connections accepted (the asker is answered, and the resumer
+    // connected first), then the requests sent while the server is stopped.
+    let mut asker = server.http();
+    asker.send(HEALTH);
+    assert_eq!(asker.read_response(deadline()).text(), "ok");
+    server.signal(libc::SIGSTOP);
     resumer.send(
         format!("GET /events HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {first}\r\n\r\n")
             .as_bytes(),
     );
-    publisher.publish_ok("", b"live");
-    publisher
-        .conn
-        .send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let text = publisher.conn.read_response(deadline()).text();
+    asker.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    server.signal(libc::SIGCONT);
+    let text = asker.read_response(deadline()).text();
     assert_eq!(
         metric_value(&text, "sseloop_replaying_subscribers"),
         1,
