@@ -70,7 +70,6 @@ impl History {
     }
 
     /// The sequence number this run's ids count from.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn base(&self) -> u64 {
         self.base
     }
@@ -78,7 +77,6 @@ impl History {
     /// From now on ids are of run `run`, counted from `base` (past every
     /// sequence number delivered so far); the events kept, named by ids
     /// of the old run, are dropped: they can no longer be resumed from.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn rebase(&mut self, run: String, base: u64) {
         debug_assert!(base > self.newest || self.newest == 0);
         self.run = run;

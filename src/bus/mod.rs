@@ -49,9 +49,6 @@ pub struct Delivery {
 
 /// What became of an offered event.
 #[derive(Debug, PartialEq, Eq)]
-// The in-process bus answers at once; `Pending` and `Unavailable` are for
-// buses that store elsewhere (the loop's tests drive one).
-#[cfg_attr(not(test), allow(dead_code))]
 pub enum Offer {
     /// Published with this id; the event itself arrives as a `Delivery`.
     Published(String),
@@ -75,7 +72,6 @@ pub struct Ticket {
 
 /// What a loop receives from the bus, in order.
 #[derive(Debug)]
-#[cfg_attr(not(test), allow(dead_code))] // `Confirmed`: see `Offer`
 pub enum Message {
     /// The next event of the hub's order.
     Delivery(Delivery),
