@@ -19,16 +19,20 @@ cd "$(dirname "$0")"
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 
-# The cluster tests (tests/it/cluster.rs) run real Redis servers of their
-# own, on free ports: redis-server is needed even without the real clients.
-# (Installing it may also start the system's own Redis on port 6379; the
-# tests do not use it.)
-if ! have redis-server; then
+# The cluster tests (tests/it/cluster.rs, tests/it/real/sentinel.rs) run
+# real Redis servers and Sentinels of their own, on free ports:
+# redis-server and redis-sentinel are needed even without the real clients.
+# (Installing them may also start the system's own Redis on port 6379 and
+# Sentinel on 26379; the tests do not use them.)
+redis_packages=()
+have redis-server || redis_packages+=(redis-server)
+have redis-sentinel || redis_packages+=(redis-sentinel)
+if [ "${#redis_packages[@]}" -gt 0 ]; then
     sudo=()
     if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
-    echo "test.sh: installing redis-server" >&2
+    echo "test.sh: installing ${redis_packages[*]}" >&2
     "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${redis_packages[@]}"
 fi
 
 filters=()

@@ -16,6 +16,7 @@ pub mod forwarder;
 pub mod loopback;
 pub mod redis;
 pub mod scenario;
+pub mod sentinel;
 
 pub use loopback::LoopbackServer;
 
@@ -294,6 +295,22 @@ impl ProcGroup {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sends `signal` to the main process only (not the group): SIGSTOP
+    /// freezes a server while a child it forked for a sync goes on.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a process this program started and has not
+        // reaped (dropping the group reaps it).
+        let rc = unsafe { libc::kill(self.pgid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({}, {signal}) of {}: {}",
+            self.pgid,
+            self.name,
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Whether the main process has exited (and how).

@@ -1,16 +1,22 @@
 //! A real Redis (Debian's `redis-server`) for the cluster tests: started on
-//! a free loopback port with its own dir in a temp dir (its data files,
-//! its log), in a process group of its own that is killed when dropped,
-//! also when the test fails; stopped and started again on the same port
-//! and dir where a test needs it. `command` talks RESP to it for what the
-//! tests do behind the nodes' backs (FLUSHALL, SAVE, XRANGE).
+//! a free loopback port with its own dir in a temp dir (its config file,
+//! its data files, its log), in a process group of its own that is killed
+//! when dropped, also when the test fails; stopped and started again on
+//! the same port and dir where a test needs it, frozen (SIGSTOP) and
+//! thawed. `command` talks RESP to it for what the tests do behind the
+//! nodes' backs (FLUSHALL, SAVE, XRANGE); `Client` keeps one connection
+//! open (a subscription, a command sent many times a second).
+//!
+//! Each Redis runs from a config file of its own in its dir, writable:
+//! Sentinel rewrites it (`CONFIG REWRITE`) when it reconfigures the server,
+//! and a restart reads what Sentinel wrote, as a real deployment's would.
 //!
 //! `./test.sh` installs `redis-server` when it is missing; a test that
 //! finds none fails, saying so.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -50,12 +56,20 @@ pub struct Redis {
     dir: TempDir,
     port: u16,
     persistence: Persistence,
+    /// Config-file lines besides the ones every test Redis has.
+    settings: Vec<String>,
     starts: u32,
 }
 
 impl Redis {
     /// Starts a Redis on a free port.
     pub fn start(persistence: Persistence) -> Redis {
+        Redis::start_with(persistence, &[])
+    }
+
+    /// Starts a Redis on a free port with `settings`, lines of its config
+    /// file (`replicaof 127.0.0.1 6379`, `timeout 1`).
+    pub fn start_with(persistence: Persistence, settings: &[&str]) -> Redis {
         let program = program();
         let mut dir = TempDir::new("redis");
         let mut failures = String::new();
@@ -71,6 +85,7 @@ impl Redis {
                 dir,
                 port,
                 persistence,
+                settings: settings.iter().map(|s| s.to_string()).collect(),
                 starts: 0,
             };
             match redis.spawn(&program) {
@@ -97,6 +112,47 @@ impl Redis {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Whether its process runs (it may be frozen): not stopped, not
+    /// killed.
+    pub fn is_running(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// Sends `signal` to the server process: SIGSTOP freezes it (its
+    /// sockets stay open, commands sent to it wait in them), SIGCONT
+    /// thaws it.
+    pub fn signal(&self, signal: i32) {
+        self.group
+            .as_ref()
+            .expect("redis-server is not running")
+            .signal(signal);
+    }
+
+    /// Its config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("redis.conf")
+    }
+
+    /// What `ROLE` says first: `master` or `slave`.
+    pub fn role(&self) -> String {
+        match self.command(&["ROLE"]) {
+            Reply::Array(items) => match items.first() {
+                Some(Reply::Bulk(Some(role))) => role.clone(),
+                other => panic!("ROLE begins with {other:?}"),
+            },
+            other => panic!("ROLE answered {other:?}"),
+        }
+    }
+
+    /// One field of `INFO section` (`INFO replication`'s
+    /// `connected_slaves`), if there.
+    pub fn info_field(&self, section: &str, field: &str) -> Option<String> {
+        let Reply::Bulk(Some(text)) = self.command(&["INFO", section]) else {
+            panic!("INFO {section} is not a string");
+        };
+        info_field(&text, field)
     }
 
     /// Stops it: `SHUTDOWN` when `graceful` (it writes what it persists
@@ -137,28 +193,13 @@ impl Redis {
 
     fn spawn(&mut self, program: &PathBuf) -> Result<(), String> {
         self.starts += 1;
-        let mut command = Command::new(program);
-        command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args([
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "no",
-                "--logfile",
-                "",
-            ])
-            .args(["--save", ""]);
-        match self.persistence {
-            Persistence::None | Persistence::Snapshot => {
-                command.args(["--appendonly", "no"]);
-            }
-            Persistence::Aof => {
-                command.args(["--appendonly", "yes", "--appendfsync", "always"]);
-            }
+        if self.starts == 1 {
+            // Written once: a restart reads what Sentinel may have
+            // rewritten since.
+            write_config(&self.config_file(), &self.config())?;
         }
+        let mut command = Command::new(program);
+        command.arg(self.config_file());
         if self.persistence == Persistence::None {
             // Nothing read back at start, whatever a SAVE left.
             command.args(["--dbfilename", &format!("none-{}.rdb", self.starts)]);
@@ -190,6 +231,28 @@ impl Redis {
         }
     }
 
+    /// The config file's lines at the first start.
+    fn config(&self) -> String {
+        let mut lines = vec![
+            format!("port {}", self.port),
+            "bind 127.0.0.1".to_string(),
+            format!("dir {}", self.dir.path().display()),
+            "daemonize no".to_string(),
+            "protected-mode no".to_string(),
+            "logfile \"\"".to_string(),
+            "save \"\"".to_string(),
+        ];
+        match self.persistence {
+            Persistence::None | Persistence::Snapshot => lines.push("appendonly no".into()),
+            Persistence::Aof => {
+                lines.push("appendonly yes".into());
+                lines.push("appendfsync always".into());
+            }
+        }
+        lines.extend(self.settings.iter().cloned());
+        lines.join("\n") + "\n"
+    }
+
     /// Runs one command; panics when Redis cannot be reached.
     pub fn command(&self, args: &[&str]) -> Reply {
         self.try_command(args)
@@ -197,19 +260,13 @@ impl Redis {
     }
 
     fn try_command(&self, args: &[&str]) -> Result<Reply, String> {
-        let stream =
-            TcpStream::connect_timeout(&self.addr(), IO_TIMEOUT).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        (&stream)
-            .write_all(request.as_bytes())
-            .map_err(|e| e.to_string())?;
-        read_reply(&mut BufReader::new(&stream))
+        command_at(self.addr(), args)
+    }
+
+    /// A connection of its own, kept open.
+    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr())
     }
 
     /// Ends the connections named `name` (`CLIENT SETNAME`), as a broken
@@ -256,17 +313,102 @@ impl Redis {
     }
 }
 
-fn program() -> PathBuf {
+/// One connection to a Redis or a Sentinel, kept open: commands one at a
+/// time, or a subscription's messages as they come.
+pub struct Client {
+    addr: SocketAddr,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects; panics when nothing answers at `addr`.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to redis at {addr}: {e}"));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        Client {
+            addr,
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends one command without reading its reply.
+    pub fn send(&mut self, args: &[&str]) {
+        self.reader
+            .get_ref()
+            .write_all(&encode(args))
+            .unwrap_or_else(|e| panic!("redis at {}: send {args:?}: {e}", self.addr));
+    }
+
+    /// Runs one command; panics when the connection fails.
+    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
+    pub fn command(&mut self, args: &[&str]) -> Reply {
+        self.send(args);
+        self.read(IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("redis at {}: {args:?}: {e}", self.addr))
+    }
+
+    /// The next reply (or pushed message) within `timeout`.
+    pub fn read(&mut self, timeout: Duration) -> Result<Reply, String> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        read_reply(&mut self.reader)
+    }
+}
+
+/// Runs one command on a connection of its own.
+pub fn command_at(addr: SocketAddr, args: &[&str]) -> Result<Reply, String> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    (&stream)
+        .write_all(&encode(args))
+        .map_err(|e| e.to_string())?;
+    read_reply(&mut BufReader::new(&stream))
+}
+
+/// A command as RESP: an array of bulk strings.
+fn encode(args: &[&str]) -> Vec<u8> {
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    request.into_bytes()
+}
+
+/// The value of `field` in `INFO`'s `field:value` lines.
+pub fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines().find_map(|line| {
+        let (name, value) = line.trim_end().split_once(':')?;
+        (name == field).then(|| value.to_string())
+    })
+}
+
+fn write_config(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// The path of a Redis program (`redis-server`, `redis-sentinel`) from the
+/// Debian package `package`; fails the test with what to install.
+pub fn redis_program(name: &str, package: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
-        let path = PathBuf::from(dir).join("redis-server");
+        let path = PathBuf::from(dir).join(name);
         if path.is_file() {
             return path;
         }
     }
     panic!(
-        "redis-server not found: install the Debian package `redis-server` \
+        "{name} not found: install the Debian package `{package}` \
          (./test.sh installs it when missing)"
     );
+}
+
+fn program() -> PathBuf {
+    redis_program("redis-server", "redis-server")
 }
 
 fn read_reply(reader: &mut impl BufRead) -> Result<Reply, String> {
