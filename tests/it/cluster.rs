@@ -19,17 +19,17 @@ use crate::support::{
 };
 
 /// The stream every test's nodes share (the default `--redis-key`).
-const STREAM: &str = "sseloop:events";
+pub(crate) const STREAM: &str = "sseloop:events";
 
 /// Longest a node may take to be back at work after Redis is.
-const RECOVERY: Duration = Duration::from_secs(10);
+pub(crate) const RECOVERY: Duration = Duration::from_secs(10);
 
 /// A node on `redis`, with more options.
-fn node(redis: &Redis, extra: &[&str]) -> TestServer {
+pub(crate) fn node(redis: &Redis, extra: &[&str]) -> TestServer {
     node_on(&redis.url(), extra)
 }
 
-fn node_on(url: &str, extra: &[&str]) -> TestServer {
+pub(crate) fn node_on(url: &str, extra: &[&str]) -> TestServer {
     let mut args = vec!["--redis", url];
     args.extend_from_slice(extra);
     TestServer::start(&args)
@@ -37,7 +37,7 @@ fn node_on(url: &str, extra: &[&str]) -> TestServer {
 
 /// Reads events until one has id `last`; fails on anything else ending the
 /// stream first. Returns (id, data) of each event, `reset`s included.
-fn events_through(sub: &mut Subscriber, last: &str) -> Vec<(String, String)> {
+pub(crate) fn events_through(sub: &mut Subscriber, last: &str) -> Vec<(String, String)> {
     let mut seen = Vec::new();
     let end = Instant::now() + RECOVERY;
     loop {
@@ -93,7 +93,7 @@ fn read_publish_answer(reader: &mut impl BufRead) -> Option<String> {
 /// Publishes `body` on `server` until it is stored (a 503 while Redis is
 /// away, each on a new connection as the refusal closes it); the id.
 /// Bounded by `RECOVERY`.
-fn publish_when_back(server: &TestServer, query: &str, body: &str) -> String {
+pub(crate) fn publish_when_back(server: &TestServer, query: &str, body: &str) -> String {
     let end = Instant::now() + RECOVERY;
     loop {
         let response = server.publisher().publish(query, body.as_bytes());

@@ -8,6 +8,13 @@ mod browsers;
 mod cli;
 mod clients;
 mod cluster;
+// Tests of issue 21 written ahead of its fixes: they fail on today's code,
+// so they are compiled only with `--cfg sseloop_pending`:
+//   RUSTFLAGS='--cfg sseloop_pending' CARGO_TARGET_DIR=target/pending \
+//     cargo test --test it -- cluster_defects:: failover::
+// Each fix lists its tests here unconditionally once they pass.
+#[cfg(sseloop_pending)]
+mod cluster_defects;
 mod corpus;
 mod data;
 mod errors;

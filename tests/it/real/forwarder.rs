@@ -1,5 +1,5 @@
-//! A loopback TCP forwarder between a client and sseloop that the test can
-//! cut. It copies bytes both ways, one thread per direction, and records per
+//! A loopback TCP forwarder between a client and sseloop (or a node and
+//! Redis) that the test can cut. It copies bytes both ways, one thread per direction, and records per
 //! connection what a test needs to prove a reconnect or a kept-alive stream:
 //! the request head the client sent (with its `Last-Event-ID`), the start
 //! of what the server answered, and when each `: heartbeat` comment passed
@@ -136,6 +136,17 @@ impl Forwarder {
                     .count();
                 (complete >= count).then(|| conns.to_vec())
             },
+        )
+    }
+
+    /// Waits until some connection has passed on `text` towards the
+    /// server (among the first bytes it sent); panics after `timeout`.
+    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
+    pub fn wait_sent(&self, text: &str, timeout: Duration) {
+        self.wait(
+            &format!("{text:?} sent"),
+            timeout,
+            |conns: &[ConnInfo]| conns.iter().any(|c| c.request.contains(text)).then_some(()),
         )
     }
 
@@ -335,6 +346,9 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared, index: usize, d
             Ok(n) => n,
         };
         let bytes = &buf[..n];
+        // Passed on before it is recorded: what a test sees recorded has
+        // reached the other end's socket (a frozen server holds it there).
+        let passed = to.write_all(bytes).is_ok();
         {
             let mut state = shared.state();
             let info = &mut state.conns[index].info;
@@ -361,7 +375,7 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared, index: usize, d
             }
         }
         shared.changed.notify_all();
-        if to.write_all(bytes).is_err() {
+        if !passed {
             break;
         }
     }

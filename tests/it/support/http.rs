@@ -197,6 +197,19 @@ impl HttpConn {
     /// chunked encoding or close.
     pub fn read_response(&mut self, deadline: Instant) -> Response {
         let head = self.read_head(deadline);
+        self.read_body(head, deadline)
+    }
+
+    /// `read_response`, or why no response head came: the connection
+    /// ended (`Stop::Eof`) or broke before one did, or the deadline passed.
+    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
+    pub fn try_read_response(&mut self, deadline: Instant) -> Result<Response, Stop> {
+        let head = self.try_read_head(deadline)?;
+        Ok(self.read_body(head, deadline))
+    }
+
+    /// The body of the response that `head` began.
+    fn read_body(&mut self, head: Head, deadline: Instant) -> Response {
         let body = if (100..200).contains(&head.status) || head.status == 204 {
             Vec::new()
         } else if head
