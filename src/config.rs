@@ -337,7 +337,7 @@ impl std::fmt::Debug for RedisUrl {
 
 /// `%XX` escapes decoded; `None` for a broken escape or bytes that are not
 /// UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -387,7 +387,7 @@ pub fn parse_size(text: &str) -> Option<usize> {
 }
 
 /// ASCII digits only: no sign, no spaces, no empty string.
-fn parse_plain_number(digits: &str) -> Option<u64> {
+pub(crate) fn parse_plain_number(digits: &str) -> Option<u64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -64,6 +64,7 @@
 //! | `conn` | one connection: its states as enum variants that own their data; `queue`: the write queue of shared frames |
 //! | `topics` | per loop: topic → connections |
 //! | `bus` | the seam: ids, one order, the history (`history`); `local`: the in-process sequencer and inboxes; `redis`: the cluster's hub on a Redis stream (`redis::conn`: one Redis connection in the loop's poll); `resp`: the Redis protocol (pure) |
+//! | `sentinel` | the cluster's Redis found through Sentinel: the `redis+sentinel://` URL (`url`), the discovery and failover state machine, replies read (pure; the Redis bus takes it into use) |
 //! | `publisher` | [`Publisher`]: the door from other threads; counters of every loop |
 //! | `timers` | the deadline set and the heartbeat grid |
 //! | `net` | every `io::ErrorKind` decision |
@@ -130,6 +131,7 @@ mod process;
 mod publisher;
 mod reactor;
 mod request;
+mod sentinel;
 mod server;
 mod sse;
 mod timers;
