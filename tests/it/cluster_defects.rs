@@ -511,7 +511,7 @@ fn a_publish_retried_with_its_idempotency_key_after_a_broken_connection_is_store
 }
 
 /// A publish request with an `Idempotency-Key` header.
-fn idempotent_publish(key: &str, body: &str) -> Vec<u8> {
+pub(crate) fn idempotent_publish(key: &str, body: &str) -> Vec<u8> {
     let mut request = Vec::new();
     write!(
         request,

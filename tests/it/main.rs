@@ -18,6 +18,8 @@ mod cluster_defects;
 mod corpus;
 mod data;
 mod errors;
+#[cfg(sseloop_pending)]
+mod failover;
 mod fanout;
 mod feeds;
 mod heartbeat;

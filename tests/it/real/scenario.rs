@@ -335,3 +335,87 @@ pub fn resume_after_cut(
         sent.len() - burst_end
     );
 }
+
+/// Publishes sample `n` to `topic` on the node at `addr` with an
+/// `Idempotency-Key`, trying again (on a new connection) after a 503 or a
+/// broken connection until it is acknowledged: what a publisher does
+/// through a Redis failover. Panics after `within`.
+#[cfg(sseloop_pending)]
+pub fn publish_until_stored(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    n: usize,
+    within: Duration,
+) -> Sent {
+    use crate::support::{HttpConn, connect};
+    let (event, body, expected) = sample(n);
+    let mut query = format!("?topic={topic}");
+    if let Some(event) = event {
+        query.push_str(&format!("&event={event}"));
+    }
+    let mut request = format!(
+        "POST /publish{query} HTTP/1.1\r\nHost: localhost\r\nIdempotency-Key: sample-{n}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    let published_ms = epoch_ms();
+    let end = Instant::now() + within;
+    loop {
+        let mut conn = HttpConn::new(connect(addr));
+        conn.send(&request);
+        if let Ok(response) = conn.try_read_response(end)
+            && response.head.status == 200
+        {
+            return Sent {
+                id: response.text(),
+                event,
+                expected,
+                published_ms,
+            };
+        }
+        assert!(
+            Instant::now() < end,
+            "sample {n} not stored within {within:?}"
+        );
+        // Retry-After says 1 s; sooner here, to follow the recovery.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the client has reported every event of `sent`; asserts it
+/// saw each once, in order, intact, allowing besides them only events
+/// that repeat the data of one of `sent` (the first try of a publish
+/// whose answer was lost, read by a node before the primary was lost).
+/// Returns those extra reports.
+#[cfg(sseloop_pending)]
+pub fn assert_received_through_retries(
+    who: &str,
+    collector: &Collector,
+    sent: &[Sent],
+) -> Vec<Report> {
+    let mut count = sent.len();
+    loop {
+        collector.wait_kind("message", count, REPORT_TIMEOUT);
+        let received = messages(&collector.reports());
+        let all_there = sent
+            .iter()
+            .all(|s| received.iter().any(|r| r.get("id") == Some(s.id.as_str())));
+        if all_there {
+            let (acked, extra): (Vec<Report>, Vec<Report>) = received
+                .into_iter()
+                .partition(|r| sent.iter().any(|s| r.get("id") == Some(s.id.as_str())));
+            assert_received(who, &acked, sent);
+            for report in &extra {
+                assert!(
+                    sent.iter()
+                        .any(|s| report.get("data") == Some(s.expected.as_str())),
+                    "{who}: an event that was never published: {report:?}"
+                );
+            }
+            return extra;
+        }
+        count += 1;
+    }
+}
