@@ -1,5 +1,6 @@
 //! A loopback TCP forwarder between a client and sseloop (or a node and
-//! Redis) that the test can cut. It copies bytes both ways, one thread per direction, and records per
+//! Redis) that the test can cut. It copies bytes both ways, one thread per
+//! direction, and records per
 //! connection what a test needs to prove a reconnect or a kept-alive stream:
 //! the request head the client sent (with its `Last-Event-ID`), the start
 //! of what the server answered, and when each `: heartbeat` comment passed
@@ -32,6 +33,10 @@ pub struct ConnInfo {
     pub request: String,
     /// The first bytes the server sent back: its response head and more.
     pub response: String,
+    /// The first bytes of `request` that were passed on to the server
+    /// (recorded after the write; `request` is recorded before, so that
+    /// a test that has the answer finds the request).
+    passed: String,
     /// When each heartbeat comment passed towards the client.
     pub heartbeats: Vec<Instant>,
     /// Directions still being copied: 2 until either end finishes the
@@ -139,14 +144,15 @@ impl Forwarder {
         )
     }
 
-    /// Waits until some connection has passed on `text` towards the
-    /// server (among the first bytes it sent); panics after `timeout`.
+    /// Waits until some connection has passed on `text` to the server
+    /// (among the first bytes it sent): it is in the server's socket.
+    /// Panics after `timeout`.
     #[cfg_attr(not(sseloop_pending), allow(dead_code))]
     pub fn wait_sent(&self, text: &str, timeout: Duration) {
         self.wait(
             &format!("{text:?} sent"),
             timeout,
-            |conns: &[ConnInfo]| conns.iter().any(|c| c.request.contains(text)).then_some(()),
+            |conns: &[ConnInfo]| conns.iter().any(|c| c.passed.contains(text)).then_some(()),
         )
     }
 
@@ -313,6 +319,7 @@ fn forward(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
             info: ConnInfo {
                 request: String::new(),
                 response: String::new(),
+                passed: String::new(),
                 heartbeats: Vec::new(),
                 copying: 2,
             },
@@ -346,9 +353,6 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared, index: usize, d
             Ok(n) => n,
         };
         let bytes = &buf[..n];
-        // Passed on before it is recorded: what a test sees recorded has
-        // reached the other end's socket (a frozen server holds it there).
-        let passed = to.write_all(bytes).is_ok();
         {
             let mut state = shared.state();
             let info = &mut state.conns[index].info;
@@ -375,8 +379,19 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared, index: usize, d
             }
         }
         shared.changed.notify_all();
-        if !passed {
+        if to.write_all(bytes).is_err() {
             break;
+        }
+        if dir == Direction::Up {
+            // Recorded once passed on: it is in the server's socket (a
+            // frozen server holds it there).
+            let mut state = shared.state();
+            let info = &mut state.conns[index].info;
+            let room = HEAD_KEPT.saturating_sub(info.passed.len());
+            info.passed
+                .push_str(&String::from_utf8_lossy(&bytes[..room.min(n)]));
+            drop(state);
+            shared.changed.notify_all();
         }
     }
     // Passes the end on, as a proxy would.
