@@ -12,7 +12,8 @@
 # blocks serve on, in order), section_blocks (its block numbers), b_kind,
 # b_line, $work/block.N (a block's text), section_prose, commands_of N,
 # run_fg, shell_capture, start_node, open_stream / stream_until /
-# close_stream, expect_status, mint_hs256, pyjwt_python, fail and say.
+# read_event / close_stream, expect_status, mint_hs256, pyjwt_python,
+# fail and say.
 # Each fails its section with `fail`.
 
 
@@ -69,16 +70,18 @@ hook_ids_replay_and_the_reset_event() {
         ids+=("$(curl -s --max-time 5 --data-binary "event $i" "http://$addr/publish?topic=t")") ||
             fail "publishing to $addr failed"
     done
-    got=$(curl -sN --max-time "$event_timeout_s" -H "Last-Event-ID: ${ids[0]}" "http://$addr/events?topic=t" |
-        awk '/^id: / { on = 1 } on { print } on && /^$/ { exit }') || true
+    open_stream "" "curl -sN -H 'Last-Event-ID: ${ids[0]}' 'http://$addr/events?topic=t'"
+    read_event "$stream_handle"
+    close_stream "$stream_handle"
+    got=$stream_event
     local norm='s/[0-9a-f]{12}-[0-9]+/ID/g'
-    [ "$(printf '%s\n' "$got" | sed -E "$norm")" = "$(sed -E "$norm" "$work/block.${text[0]}")" ] ||
+    [ "$(printf '%s' "$got" | sed -E "$norm")" = "$(sed -E "$norm" "$work/block.${text[0]}")" ] ||
         fail "a stale resume got
 $got
 where the README shows (ids aside)
 $(cat "$work/block.${text[0]}")"
-    [ "$(printf '%s\n' "$got" | sed -n 's/^id: //p')" = "${ids[2]}" ] ||
-        fail "the reset carries $(printf '%s\n' "$got" | sed -n 's/^id: //p'), not the newest id ${ids[2]}"
+    [ "$(printf '%s' "$got" | sed -n 's/^id: //p')" = "${ids[2]}" ] ||
+        fail "the reset carries $(printf '%s' "$got" | sed -n 's/^id: //p'), not the newest id ${ids[2]}"
     claimed[${text[0]}]=1
     say "a stale resume gets the reset event shown at line ${b_line[${text[0]}]}, with the newest id"
 }

@@ -70,14 +70,15 @@ root_dir=$PWD
 readme=README.md
 
 # Bounds: a server's start (after the build below), one demo event, a line
-# of a stream, a shutdown, a browser step, and any foreground command (the
-# test suite is one).
+# of a stream, a shutdown, a browser step, any foreground command (the test
+# suite is one), and the README's doctests (their build included).
 start_timeout_s=60
 event_timeout_s=10
 line_timeout_s=10
 stop_timeout_s=10
 browser_step_ms=15000
 command_timeout_s=1800
+doctest_timeout_s=600
 
 list_only=0
 only=()
@@ -461,15 +462,21 @@ mint_hs256() {
     printf '%s.%s.%s' "$header" "$payload" "$sig"
 }
 
-# A subscribe to $1 with token $2 (none when empty) must get status $3.
+# A subscribe to $1 (http://HOST:PORT/PATH) with the token $2 (none when
+# empty) must get status $3. Read off a socket of this shell: the status
+# line, then the socket is closed, without waiting on the stream.
 expect_status() {
-    local url=$1 token=$2 want=$3 line
-    local auth=()
-    [ -z "$token" ] || auth=(-H "Authorization: Bearer $token")
-    # The status line, then curl ends at its next write (a stream's first
-    # bytes come with its head), or at its bound.
-    line=$(curl -sN -D - -o /dev/null --max-time 5 "${auth[@]}" "$url" | head -n 1 | tr -d '\r') || true
-    [ "${line#HTTP/1.1 }" != "$line" ] && [ "$(echo "$line" | cut -d' ' -f2)" = "$want" ] ||
+    local url=$1 token=$2 want=$3 addr path fd line
+    addr=${url#http://}
+    path=/${addr#*/}
+    addr=${addr%%/*}
+    exec {fd}<>"/dev/tcp/${addr%:*}/${addr##*:}" || fail "cannot connect to $addr"
+    printf 'GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n' "$path" "$addr" \
+        "${token:+Authorization: Bearer $token$'\r\n'}" >&"$fd"
+    IFS= read -r -t "$line_timeout_s" line <&"$fd" || line=
+    exec {fd}>&-
+    line=${line%$'\r'}
+    [ "$(echo "$line" | cut -d' ' -f2)" = "$want" ] ||
         fail "GET $url${token:+ with a token} answered \"$line\", not $want"
 }
 
@@ -506,6 +513,27 @@ $(cat "$sdir/$k.got")"
         line=${line%$'\r'}
         printf '%s\n' "$line" >>"$sdir/$k.got"
         [ -z "$want" ] || [ "$line" != "$want" ] || return 0
+    done
+}
+# Reads stream $1 up to the blank line that ends its next event (comments
+# skipped); the event's lines are in stream_event.
+read_event() {
+    local k=$1 line fields=0
+    stream_event=
+    while :; do
+        IFS= read -r -t "$line_timeout_s" line <&"${stream_fd[$k]}" ||
+            fail "the stream stopped or stalled in an event, after:
+$(cat "$sdir/$k.got")"
+        line=${line%$'\r'}
+        printf '%s\n' "$line" >>"$sdir/$k.got"
+        case $line in
+        '') [ "$fields" -eq 0 ] || return 0 ;;
+        :*) ;;
+        *)
+            fields=$((fields + 1))
+            stream_event+=$line$'\n'
+            ;;
+        esac
     done
 }
 close_stream() {
@@ -753,7 +781,9 @@ run_rust() {
         [ "${b_kind[$m]}" != rust ] || rust=$((rust + 1))
     done
     say "\$ cargo test --doc -- ReadmeDoctests"
-    cargo test --doc --quiet -- ReadmeDoctests 2>&1 | tee "$sdir/doctests.log" >&2 ||
+    # Bounded: an example that never returns would hang the test run.
+    timeout -k 5 "$doctest_timeout_s" cargo test --doc --quiet -- ReadmeDoctests 2>&1 |
+        tee "$sdir/doctests.log" >&2 ||
         fail "the README's Rust blocks failed as doctests"
     listed=$(sed -nE 's/^test result: ok\. ([0-9]+) passed.*/\1/p' "$sdir/doctests.log" | tail -n 1)
     [ "$listed" = "$rust" ] || fail "$rust Rust blocks in $readme, but ${listed:-no} README doctests ran"
