@@ -720,10 +720,12 @@ EOF
     local pid=$! tries=$((start_timeout_s * 10))
     echo "$pid nginx" >>"$sdir/groups"
     own_group "$pid" nginx
-    until curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$front/health"; do
+    # nginx writes its pid file once it listens; a child offers nothing to
+    # block on, so poll.
+    until [ -s "$dir/nginx.pid" ]; do
         kill -0 "$pid" 2>/dev/null || fail "nginx exited: $(tail -n 5 "$dir/error.log" "$dir/nginx.out")"
         tries=$((tries - 1))
-        [ "$tries" -gt 0 ] || fail "/health did not answer through nginx within ${start_timeout_s}s: $(tail -n 5 "$dir/error.log")"
+        [ "$tries" -gt 0 ] || fail "nginx wrote no pid file within ${start_timeout_s}s: $(tail -n 5 "$dir/error.log")"
         sleep 0.1
     done
 
