@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs them all: the README's one test
-# command, which .ci/run runs too.
+# Installs what the tests need and runs them all, the doctests (the README's
+# Rust blocks among them) included: the README's one test command, which CI
+# runs as the README writes it (scripts/check-readme.sh).
 #
 # The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs,
 # inspector.rs, corpus.rs) drive headless Chromium and Firefox, nginx, the
@@ -104,10 +105,14 @@ trap 'rm -f "$log"' EXIT
 status=0
 if [ "${#filters[@]}" -eq 0 ]; then
     cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+    # --all-targets leaves out the doctests: the crate docs' examples and
+    # the README's Rust blocks, which src/lib.rs includes.
+    cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
 else
     # The benches' harness (criterion) takes no --skip: they run apart.
     cargo test --workspace --lib --bins --test it --test alloc --examples -- "${filters[@]}" 2>&1 | tee "$log" || status=$?
     cargo test --workspace --bench '*' 2>&1 | tee -a "$log" || status=$?
+    cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
 fi
 awk '/^test result:/ { p += $4; f += $6; i += $8; o += $12 }
      END { printf "tests: %d passed, %d failed, %d ignored, %d filtered out (all targets)\n", p, f, i, o }' "$log"

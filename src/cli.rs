@@ -42,7 +42,7 @@ impl fmt::Display for CliError {
 
 /// The `--help` text.
 pub const USAGE: &str = "\
-sseloop: a Server-Sent Events server on one poll loop
+sseloop: a Server-Sent Events server on single-threaded poll loops (one, or --loops N)
 
 usage: sseloop [OPTIONS]
 

@@ -137,6 +137,12 @@ mod sse;
 mod timers;
 mod topics;
 
+/// The README's Rust code blocks, compiled and run by `cargo test --doc`
+/// like any example here, so what a user pastes from "As a library" works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use config::{Config, Framing};
 pub use metrics::{Stats, WriteDelay};
 pub use publisher::{PublishError, Publisher};

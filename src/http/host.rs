@@ -155,11 +155,21 @@ pub fn valid_origin(text: &str) -> bool {
 }
 
 /// Whether a publish carrying `Origin: origin` may go on: the origin is the
-/// server's own (what a page served by it at `own`, the request's host,
-/// has: `http://` and that host and port, 80 when none is given), or the
-/// `--allow-origin` one (`*`: any). `null`, a list, or anything that is not
-/// one origin is refused.
-pub fn origin_allowed(origin: &[u8], own: Option<&Authority>, allow_origin: Option<&str>) -> bool {
+/// server's own (what a page served at `own`, the request's host, has:
+/// `http://`, or `https://` when `own_https`, and that host and port, the
+/// scheme's default when none is given), or the `--allow-origin` one (`*`:
+/// any). `null`, a list, or anything that is not one origin is refused.
+///
+/// `own_https` is what a proxy in front says with `X-Forwarded-Proto:
+/// https`: trusting it lets no other page in, because a browser sends that
+/// field only after a preflight, and sseloop answers preflights only for
+/// `--allow-origin`, whose pages may publish anyway.
+pub fn origin_allowed(
+    origin: &[u8],
+    own: Option<&Authority>,
+    own_https: bool,
+    allow_origin: Option<&str>,
+) -> bool {
     let origin = origin.trim_ascii();
     if origin == b"null" {
         return false;
@@ -168,9 +178,9 @@ pub fn origin_allowed(origin: &[u8], own: Option<&Authority>, allow_origin: Opti
         return false;
     };
     let own_origin = own.map(|own| Origin {
-        https: false,
+        https: own_https,
         host: own.host.clone(),
-        port: own.port.unwrap_or(80),
+        port: own.port.unwrap_or(if own_https { 443 } else { 80 }),
     });
     if own_origin.as_ref() == Some(&parsed) {
         return true;
@@ -273,7 +283,7 @@ mod tests {
     fn origins() {
         let own = parse_authority(b"localhost:8080");
         let own = own.as_ref();
-        let ok = |o: &str, allow: Option<&str>| origin_allowed(o.as_bytes(), own, allow);
+        let ok = |o: &str, allow: Option<&str>| origin_allowed(o.as_bytes(), own, false, allow);
         assert!(ok("http://localhost:8080", None));
         assert!(ok("HTTP://LocalHost.:8080", None));
         assert!(!ok("http://localhost:8081", None));
@@ -291,15 +301,60 @@ mod tests {
         assert!(ok("https://b.example", Some("*")));
         // The default port: a Host without one is port 80.
         let plain = parse_authority(b"app.example").unwrap();
-        assert!(origin_allowed(b"http://app.example:80", Some(&plain), None));
+        assert!(origin_allowed(
+            b"http://app.example:80",
+            Some(&plain),
+            false,
+            None
+        ));
         let eighty = parse_authority(b"app.example:80").unwrap();
-        assert!(origin_allowed(b"http://app.example", Some(&eighty), None));
+        assert!(origin_allowed(
+            b"http://app.example",
+            Some(&eighty),
+            false,
+            None
+        ));
         // No Host (HTTP/1.0): only the allowed origin.
-        assert!(!origin_allowed(b"http://localhost", None, None));
+        assert!(!origin_allowed(b"http://localhost", None, false, None));
         assert!(origin_allowed(
             b"http://a.example",
             None,
+            false,
             Some("http://a.example")
+        ));
+    }
+
+    /// Behind a proxy that says `X-Forwarded-Proto: https`, the own origin is
+    /// `https://` and the Host: the scheme's default port is 443, and the
+    /// `http://` origin of the same host is another origin.
+    #[test]
+    fn own_origin_over_https() {
+        let named = parse_authority(b"app.example").unwrap();
+        let https = |o: &str| origin_allowed(o.as_bytes(), Some(&named), true, None);
+        assert!(https("https://app.example"));
+        assert!(https("https://APP.example:443"));
+        assert!(!https("http://app.example"));
+        assert!(!https("https://app.example:8443"));
+        assert!(!https("https://other.example"));
+        let ported = parse_authority(b"app.example:8443").unwrap();
+        assert!(origin_allowed(
+            b"https://app.example:8443",
+            Some(&ported),
+            true,
+            None
+        ));
+        assert!(!origin_allowed(
+            b"http://app.example:8443",
+            Some(&ported),
+            true,
+            None
+        ));
+        let on_443 = parse_authority(b"app.example:443").unwrap();
+        assert!(origin_allowed(
+            b"https://app.example",
+            Some(&on_443),
+            true,
+            None
         ));
     }
 }

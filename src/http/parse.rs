@@ -173,7 +173,12 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         // The origin first: a page of another site is refused whatever
         // token it carries.
         let refused = if fields.origin.is_some_and(|origin| {
-            !origin_allowed(origin, authority.as_ref(), policy.allow_origin.as_deref())
+            !origin_allowed(
+                origin,
+                authority.as_ref(),
+                fields.forwarded_https(),
+                policy.allow_origin.as_deref(),
+            )
         }) {
             Err(Reject::new(
                 Status::FORBIDDEN,
@@ -295,6 +300,10 @@ struct Fields<'a> {
     host: Option<&'a [u8]>,
     /// The `Origin` value; a second `Origin` field makes it unmatchable.
     origin: Option<&'a [u8]>,
+    /// How many `X-Forwarded-Proto` fields, and the first one's value: the
+    /// scheme a proxy in front was asked with.
+    forwarded_protos: usize,
+    forwarded_proto: Option<&'a [u8]>,
     /// With `--jwt-key`: tokens are taken into `credentials`.
     keep_tokens: bool,
     credentials: Credentials,
@@ -346,11 +355,25 @@ impl<'a> Fields<'a> {
         } else if name.eq_ignore_ascii_case("origin") {
             // Two Origin fields are no origin a browser sends: "" matches none.
             self.origin = Some(if self.origin.is_some() { b"" } else { value });
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            self.forwarded_protos += 1;
+            self.forwarded_proto.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
         }
         Ok(())
+    }
+
+    /// True when one `X-Forwarded-Proto: https` says the page was served
+    /// over TLS by a proxy in front; anything else (none, `http`, a list,
+    /// two fields) leaves the own origin `http://`, which refuses rather
+    /// than admits.
+    fn forwarded_https(&self) -> bool {
+        self.forwarded_protos == 1
+            && self
+                .forwarded_proto
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"))
     }
 }
 
@@ -589,6 +612,14 @@ mod tests {
         publish_own_origin_any_case: POLICY, "POST /publish HTTP/1.1\r\nHost: LOCALHOST:8080\r\nOrigin: http://localhost.:8080\r\n\r\n" => OK;
         publish_other_port: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8081\r\n\r\n" => FORBIDDEN;
         publish_other_scheme: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: https://localhost:8080\r\n\r\n" => FORBIDDEN;
+        // Behind a TLS proxy that says so, the own origin is https://Host.
+        publish_own_origin_forwarded_https: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nOrigin: https://localhost\r\n\r\n" => OK;
+        publish_own_origin_forwarded_https_any_case: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8443\r\nx-forwarded-proto: HTTPS \r\nOrigin: https://localhost:8443\r\n\r\n" => OK;
+        publish_http_origin_forwarded_https: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nOrigin: http://localhost\r\n\r\n" => FORBIDDEN;
+        publish_cross_site_forwarded_https: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nOrigin: https://attacker.example\r\n\r\n" => FORBIDDEN;
+        publish_own_origin_forwarded_http: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nX-Forwarded-Proto: http\r\nOrigin: http://localhost:8080\r\n\r\n" => OK;
+        publish_forwarded_proto_list: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https, http\r\nOrigin: https://localhost\r\n\r\n" => FORBIDDEN;
+        publish_two_forwarded_protos: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\nOrigin: https://localhost\r\n\r\n" => FORBIDDEN;
         publish_other_loopback_name: POLICY, "POST /publish HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nOrigin: http://localhost:8080\r\n\r\n" => FORBIDDEN;
         publish_cross_site: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: https://attacker.example\r\n\r\n" => FORBIDDEN;
         publish_null_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n" => FORBIDDEN;

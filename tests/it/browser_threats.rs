@@ -235,6 +235,37 @@ fn without_options_only_the_own_origin_publishes() {
     assert_eq!(published(&server), 1);
 }
 
+/// Behind a proxy that forwards the browser's Host and says the page was
+/// served over TLS (`X-Forwarded-Proto: https`, as the README's nginx
+/// configurations send it), the page's `https://` origin is the server's
+/// own and publishes with no option; a page of another site, and the
+/// `http://` page of the same host, still get 403 with that field.
+#[test]
+fn a_proxy_forwarding_https_makes_its_pages_own_and_no_other() {
+    let server = TestServer::start(&["--allow-host", "sse.example"]);
+    let host = "Host: sse.example\r\nX-Forwarded-Proto: https\r\n";
+    let (response, _conn) = server.request(&publish_with(
+        &format!("{host}Origin: https://sse.example\r\n"),
+        "own",
+    ));
+    assert_publish_ok(&response);
+    for origin in [
+        "https://attacker.example",
+        "http://sse.example",
+        "https://sse.example:8443",
+        "null",
+    ] {
+        let fields = format!("{host}Origin: {origin}\r\n");
+        server.expect_error(&publish_with(&fields, "other"), 403);
+    }
+    // Without the field, the https page is another origin.
+    server.expect_error(
+        &publish_with("Host: sse.example\r\nOrigin: https://sse.example\r\n", "x"),
+        403,
+    );
+    assert_eq!(published(&server), 1);
+}
+
 // ---------------------------------------------------------------------------
 // Chunked bodies
 

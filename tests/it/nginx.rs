@@ -585,10 +585,10 @@ fn cluster_behind_nginx_chromium_resumes_on_the_other_node_when_its_node_dies() 
         ),
         // nginx would send the upstream's name as the Host, which a node on
         // loopback does not answer to (DNS-rebinding defence): the
-        // browser's own Host goes on.
+        // browser's own Host goes on, port included, as in the README.
         "        location / {
             proxy_pass http://cluster;
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
             access_log cluster.log cluster;
         }",
     );

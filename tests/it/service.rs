@@ -1,7 +1,9 @@
 //! `contrib/systemd/sseloop.service`, checked with systemd's own tools,
 //! which need no running systemd (Debian package `systemd`), and against the
-//! real server: `systemd-analyze verify` finds nothing wrong with it (and
-//! does find the faults of broken copies), `systemd-analyze security` rates
+//! real server: `systemd-analyze verify`, run on the unit's very text
+//! installed under a scratch root as the README installs it, finds nothing
+//! wrong with it (and does find the faults of broken copies),
+//! `systemd-analyze security` rates
 //! its exposure at most 2.0, its `LimitNOFILE=` serves the default
 //! `--max-connections`, and the server, traced by `strace` under that limit
 //! through subscribes, publishes, a replay, heartbeats, errors and a
@@ -56,49 +58,88 @@ fn unit_values(text: &str, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// The unit as `verify` needs it: its `ExecStart=` binary must exist, so
-/// the copy runs the binary under test instead of the installed one.
-fn with_built_binary(text: &str) -> String {
-    let exec = unit_values(text, "ExecStart");
-    assert!(
-        exec.len() == 1 && exec[0].starts_with(&format!("{INSTALLED_BINARY} ")),
-        "the unit should start {INSTALLED_BINARY} once: ExecStart={exec:?}"
-    );
-    text.replace(
-        &format!("ExecStart={INSTALLED_BINARY} "),
-        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_sseloop")),
-    )
+/// A scratch root laid out as the README's install leaves a system: the
+/// unit, unchanged, in `etc/systemd/system`, the binary under test where
+/// its `ExecStart=` expects it, and the host's own units (the targets it
+/// refers to) in `usr/lib/systemd/system`. `systemd-analyze --root` then
+/// reads the very text of `contrib/systemd/sseloop.service`.
+struct Root {
+    dir: TempDir,
 }
 
-/// `systemd-analyze ARGS… UNIT` on `text` written as `sseloop.service` in
-/// `dir`: whether it exited 0, and what it printed on stderr and stdout.
-fn analyze(dir: &TempDir, text: &str, args: &[&str]) -> (bool, String, String) {
-    let program = require_program(&["systemd-analyze"], "systemd");
-    let path = dir.join("sseloop.service");
-    fs::write(&path, text).expect("write the unit copy");
-    let output = Command::new(program)
-        .args(args)
-        .arg(&path)
-        // No pager, no colours: plain text to read.
-        .env("SYSTEMD_PAGER", "")
-        .env("SYSTEMD_COLORS", "0")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run systemd-analyze");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+impl Root {
+    fn new(what: &str) -> Root {
+        let dir = TempDir::new(what);
+        let exec = unit_values(&unit_text(), "ExecStart");
+        assert!(
+            exec.len() == 1 && exec[0].starts_with(&format!("{INSTALLED_BINARY} ")),
+            "the unit should start {INSTALLED_BINARY} once: ExecStart={exec:?}"
+        );
+        let binary = dir.join(INSTALLED_BINARY.trim_start_matches('/'));
+        fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        let built = env!("CARGO_BIN_EXE_sseloop");
+        if fs::hard_link(built, &binary).is_err() {
+            fs::copy(built, &binary).expect("copy the binary into the root");
+        }
+        let units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+            .into_iter()
+            .map(Path::new)
+            .find(|dir| dir.is_dir())
+            .expect("the host's systemd units (Debian package systemd)");
+        copy_tree(units, &dir.join("usr/lib/systemd/system"));
+        fs::create_dir_all(dir.join("etc/systemd/system")).unwrap();
+        Root { dir }
+    }
+
+    /// `systemd-analyze ARGS… --root=ROOT sseloop.service` with `text` as
+    /// the installed unit: whether it exited 0, and what it printed on
+    /// stderr and stdout.
+    fn analyze(&self, text: &str, args: &[&str]) -> (bool, String, String) {
+        let program = require_program(&["systemd-analyze"], "systemd");
+        fs::write(self.dir.join("etc/systemd/system/sseloop.service"), text)
+            .expect("install the unit");
+        let output = Command::new(program)
+            .args(args)
+            .arg(format!("--root={}", self.dir.path().display()))
+            .arg("sseloop.service")
+            // No pager, no colours: plain text to read.
+            .env("SYSTEMD_PAGER", "")
+            .env("SYSTEMD_COLORS", "0")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run systemd-analyze");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+}
+
+/// Copies the directory `from` to `to`: files, and symbolic links as links.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&source).unwrap(), &target).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&source, &target);
+        } else {
+            fs::copy(&source, &target).unwrap();
+        }
+    }
 }
 
 /// `verify` prints a fault in a unit as a line on stderr and exits 0 for
 /// many of them (an unknown key, a bad value), so either counts.
 #[test]
 fn unit_passes_systemd_analyze_verify_and_its_faults_would_show() {
-    let dir = TempDir::new("unit-verify");
-    let text = with_built_binary(&unit_text());
-    let (ok, stderr, stdout) = analyze(&dir, &text, &["verify", "--man=no"]);
+    let root = Root::new("unit-verify");
+    let text = unit_text();
+    let (ok, stderr, stdout) = root.analyze(&text, &["verify", "--man=no"]);
     assert!(
         ok && stderr.trim().is_empty(),
         "systemd-analyze verify found faults in {}:\n{stderr}{stdout}",
@@ -107,16 +148,19 @@ fn unit_passes_systemd_analyze_verify_and_its_faults_would_show() {
 
     // The same check on copies broken on purpose must fail, or a pass above
     // says nothing.
-    let binary = env!("CARGO_BIN_EXE_sseloop");
     for (fault, from, to) in [
         ("a misspelt key", "\nNoNewPrivileges=", "\nNoNewPrivilege="),
         ("a bad value", "\nLimitNOFILE=", "\nLimitNOFILE=lots #"),
-        ("a missing binary", binary, "/nonexistent/sseloop"),
+        (
+            "a missing binary",
+            &format!("\nExecStart={INSTALLED_BINARY} "),
+            "\nExecStart=/nonexistent/sseloop ",
+        ),
         ("a misspelt section", "\n[Service]", "\n[Servic]"),
     ] {
         let broken = text.replacen(from, to, 1);
         assert_ne!(broken, text, "the unit has no {from:?} to break");
-        let (ok, stderr, _) = analyze(&dir, &broken, &["verify", "--man=no"]);
+        let (ok, stderr, _) = root.analyze(&broken, &["verify", "--man=no"]);
         assert!(
             !ok || !stderr.trim().is_empty(),
             "systemd-analyze verify did not notice {fault} ({from:?} → {to:?})"
@@ -128,10 +172,10 @@ fn unit_passes_systemd_analyze_verify_and_its_faults_would_show() {
 /// rates the sandbox; the score is printed for the record.
 #[test]
 fn unit_security_exposure_is_low() {
-    let dir = TempDir::new("unit-security");
-    let text = with_built_binary(&unit_text());
+    let root = Root::new("unit-security");
     let threshold = format!("--threshold={}", (MAX_EXPOSURE * 10.0).round() as u32);
-    let (ok, stderr, stdout) = analyze(&dir, &text, &["security", "--offline=yes", &threshold]);
+    let (ok, stderr, stdout) =
+        root.analyze(&unit_text(), &["security", "--offline=yes", &threshold]);
     let exposure = stdout
         .lines()
         .find_map(|line| line.split_once("Overall exposure level for sseloop.service:"))

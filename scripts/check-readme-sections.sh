@@ -1,0 +1,206 @@
+# The checks of particular README sections, for scripts/check-readme.sh,
+# which sources this file: what a section's prose says its blocks do.
+#
+# hook_SLUG runs after the blocks of the section whose heading gives SLUG
+# (lower case, every run of other characters an underscore: "Quick start"
+# is quick_start), while the servers its blocks started still run; it must
+# compare each of the section's text blocks (sample output) and say so with
+# claimed[N]=1. partial_SLUG N runs for a block N of that section marked
+# <!-- not run in CI: … -->: what can be checked of it here.
+#
+# At hand: $sdir (the section's temp dir), servers (the addresses its
+# blocks serve on, in order), section_blocks (its block numbers), b_kind,
+# b_line, $work/block.N (a block's text), section_prose, commands_of N,
+# run_fg, shell_capture, start_node, open_stream / stream_until /
+# read_event / close_stream, expect_status, mint_hs256, pyjwt_python,
+# fail and say.
+# Each fails its section with `fail`.
+
+
+# Each hook_SLUG / partial_SLUG runs inside its section (see run_section):
+# $sdir, servers, port_of and the helpers below are at hand.
+
+# The quick start: the page it names is the wire inspector, and a
+# subscriber of topic demo gets a demo event.
+hook_quick_start() {
+    local page base answer event
+    page=$(section_prose | grep -o '<http://[^>]*>' | head -n 1 | tr -d '<>') ||
+        fail "the quick start names no page to open"
+    [ -n "$page" ] || fail "the quick start names no page to open"
+    base="http://${servers[0]:?the quick start started no server}"
+    case $page in "$base"/*) ;; *) fail "the page $page is not on the quick start's server, $base" ;; esac
+    answer=$(curl -s --max-time 5 -o "$sdir/page.html" -w '%{http_code} %{content_type}' "$page") ||
+        fail "GET $page failed"
+    [ "$answer" = "200 text/html; charset=utf-8" ] || fail "GET $page answered $answer, not the inspector page"
+    grep -q '<title>sseloop · wire inspector</title>' "$sdir/page.html" ||
+        fail "GET $page is not the wire inspector page"
+    # The first whole demo event on topic demo: its type and its data. curl
+    # ends at the next write after awk has what it needs, or at its bound.
+    event=$(curl -sN --max-time "$event_timeout_s" "$base/events?topic=demo" | awk '
+        /^$/ { if (type != "" && data != "") { print type " " data; exit } type = ""; data = ""; next }
+        /^event: / { type = substr($0, 8) }
+        /^data: / { data = substr($0, 7) }') || true
+    case $event in
+    progress\ \{*\"job\"* | complete\ \{*\"job\"* | error\ \{*\"job\"*) ;;
+    *) fail "no demo event on topic demo within ${event_timeout_s}s (got ${event:-nothing})" ;;
+    esac
+    say "$page serves the inspector; a subscriber of demo got: $event"
+}
+
+# Install: the installed binary runs from the PATH (`sseloop --help`).
+hook_install() {
+    local where
+    where=$(shell_capture 'command -v sseloop') || fail "sseloop is not on the PATH after the install"
+    case $where in "$sdir/cargo-root/bin/sseloop"*) ;; *) fail "sseloop on the PATH is $where, not the one installed" ;; esac
+    shell_capture 'sseloop --help' >"$sdir/help.txt" || fail "\`sseloop --help\` failed"
+    grep -q '^usage: sseloop' "$sdir/help.txt" || fail "\`sseloop --help\` printed no usage: $(head -c 300 "$sdir/help.txt")"
+    say "the installed \`sseloop --help\` runs"
+}
+
+# The reset event shown is what a resume from an id that left the history
+# gets: a node keeping one event, three published, a resume from the first.
+hook_ids_replay_and_the_reset_event() {
+    local n text=() addr ids=() i got
+    for n in "${section_blocks[@]}"; do
+        [ "${b_kind[$n]}" = text ] && text+=("$n")
+    done
+    [ "${#text[@]}" -eq 1 ] || fail "this section should show one reset event, not ${#text[@]} text blocks"
+    addr=$(start_node reset --history 1)
+    for i in 1 2 3; do
+        ids+=("$(curl -s --max-time 5 --data-binary "event $i" "http://$addr/publish?topic=t")") ||
+            fail "publishing to $addr failed"
+    done
+    open_stream "" "curl -sN -H 'Last-Event-ID: ${ids[0]}' 'http://$addr/events?topic=t'"
+    read_event "$stream_handle"
+    close_stream "$stream_handle"
+    got=$stream_event
+    local norm='s/[0-9a-f]{12}-[0-9]+/ID/g'
+    [ "$(printf '%s' "$got" | sed -E "$norm")" = "$(sed -E "$norm" "$work/block.${text[0]}")" ] ||
+        fail "a stale resume got
+$got
+where the README shows (ids aside)
+$(cat "$work/block.${text[0]}")"
+    [ "$(printf '%s' "$got" | sed -n 's/^id: //p')" = "${ids[2]}" ] ||
+        fail "the reset carries $(printf '%s' "$got" | sed -n 's/^id: //p'), not the newest id ${ids[2]}"
+    claimed[${text[0]}]=1
+    say "a stale resume gets the reset event shown at line ${b_line[${text[0]}]}, with the newest id"
+}
+
+# Private topics: a token with the JSON block's claims, and one minted by the
+# Python block, are accepted for user/42 by a node with --jwt-key (a key
+# made as the README says), and neither for user/43; no token gets 401.
+hook_private_topics() {
+    local n json=() python=() key addr token
+    for n in "${section_blocks[@]}"; do
+        case ${b_kind[$n]} in json) json+=("$n") ;; python) python+=("$n") ;; esac
+    done
+    [ "${#json[@]}" -ge 1 ] && [ "${#python[@]}" -ge 1 ] ||
+        fail "Private topics should show the claims (json) and the minting (python)"
+    key=$(openssl rand -base64 32) || fail "openssl rand failed"
+    addr=$(start_node jwt --jwt-key "$key")
+    expect_status "http://$addr/events?topic=user/42" "" 401
+    token=$(mint_hs256 "$(python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), separators=(",", ":")))' <"$work/block.${json[0]}")" "$key")
+    expect_status "http://$addr/events?topic=user/42" "$token" 200
+    expect_status "http://$addr/events?topic=user/43" "$token" 403
+    token=$(SSELOOP_CHECK_KEY=$key "$(pyjwt_python)" -c '
+import os, sys
+exec(open(sys.argv[1]).read())
+print(sseloop_token(42, os.environ["SSELOOP_CHECK_KEY"]))' "$work/block.${python[0]}") ||
+        fail "the Python block's sseloop_token(42, key) failed"
+    expect_status "http://$addr/events?topic=user/42" "$token" 200
+    expect_status "http://$addr/events?topic=user/43" "$token" 403
+    say "the claims shown and the token Python mints subscribe to user/42 and to nothing else"
+}
+
+# Cluster: an event published on the first node reaches a subscriber of the
+# second.
+hook_cluster() {
+    [ "${#servers[@]}" -ge 2 ] || fail "the cluster section started ${#servers[@]} node(s), not two"
+    local stream id
+    open_stream "http://${servers[1]}/events?topic=cluster-check"
+    stream=$stream_handle
+    id=$(curl -s --max-time 5 --data-binary across "http://${servers[0]}/publish?topic=cluster-check") ||
+        fail "publishing on ${servers[0]} failed"
+    stream_until "$stream" "id: $id"
+    close_stream "$stream"
+    say "event $id published on ${servers[0]} reached a subscriber on ${servers[1]}"
+}
+
+# Run as a service: systemctl needs systemd as PID 1. The block's other
+# commands run with their destinations under a scratch root, and the unit
+# installed there must pass `systemd-analyze verify`.
+partial_run_as_a_service() {
+    local n=$1 root=$sdir/root cmd units=() unit out
+    command -v systemd-analyze >/dev/null || fail "systemd-analyze is missing (./test.sh installs it)"
+    mkdir -p "$root/usr/local/bin" "$root/etc/systemd/system" "$root/usr/lib/systemd"
+    local host_units
+    for host_units in /usr/lib/systemd/system /lib/systemd/system; do
+        [ -d "$host_units" ] && break
+    done
+    cp -r "$host_units" "$root/usr/lib/systemd/system"
+    while IFS= read -r cmd; do
+        case $cmd in
+        systemctl* | journalctl*) say "not run (systemd is not PID 1 here): $cmd" ;;
+        *) run_fg "$(printf '%s' "$cmd" | sed -E "s#(^|[[:space:]])/(etc|usr|var|opt|srv)/#\\1$root/\\2/#g")" ;;
+        esac
+    done < <(commands_of "$n")
+    mapfile -t units < <(cd "$root/etc/systemd/system" && ls -- *.service 2>/dev/null)
+    [ "${#units[@]}" -gt 0 ] || fail "the block installs no unit under /etc/systemd/system"
+    for unit in "${units[@]}"; do
+        out=$(SYSTEMD_PAGER='' SYSTEMD_COLORS=0 systemd-analyze verify --man=no "--root=$root" "$unit" 2>&1) ||
+            fail "systemd-analyze verify $unit failed: $out"
+        [ -z "$out" ] || fail "systemd-analyze verify found faults in the $unit installed: $out"
+        say "systemd-analyze verify passes the $unit the block installs"
+    done
+}
+
+# Fuzzing: every target the commands run is one of fuzz/'s, every one of
+# them is run, the files and directories they name exist (or are made by
+# the block's mkdir), and the prose counts them right.
+partial_fuzzing() {
+    local n=$1 targets=() ran=() t made count word
+    mapfile -t targets < <(awk '/^\[\[bin\]\]/ { bin = 1; next } bin && /^name *=/ { gsub(/.*= *"|".*/, ""); print; bin = 0 }' fuzz/Cargo.toml)
+    [ "${#targets[@]}" -gt 0 ] || fail "fuzz/Cargo.toml lists no targets"
+    made=$(commands_of "$n" | awk '$1 == "mkdir" { for (i = 2; i <= NF; i++) if ($i !~ /^-/) print $i }')
+    while read -r -a words; do
+        local i=0
+        while [ "$i" -lt "${#words[@]}" ] && [ "${words[i]}" != fuzz ]; do i=$((i + 1)); done
+        [ "${words[i + 1]:-}" = run ] || continue
+        t=${words[i + 2]:-}
+        printf '%s\n' "${targets[@]}" | grep -qx -- "$t" || fail "\`cargo fuzz run $t\`: fuzz/Cargo.toml has no target $t"
+        [ -f "fuzz/fuzz_targets/$t.rs" ] || fail "fuzz/fuzz_targets/$t.rs is missing"
+        ran+=("$t")
+        for ((i = i + 3; i < ${#words[@]}; i++)); do
+            case ${words[i]} in
+            --) ;;
+            -dict=*) [ -f "fuzz/${words[i]#-dict=}" ] || fail "fuzz/${words[i]#-dict=} is missing" ;;
+            -*) ;;
+            *) [ -d "fuzz/${words[i]}" ] || printf '%s\n' "$made" | grep -qx -- "${words[i]}" ||
+                fail "fuzz/${words[i]} is missing and the block does not make it" ;;
+            esac
+        done
+    done < <(commands_of "$n")
+    for t in "${targets[@]}"; do
+        printf '%s\n' "${ran[@]}" | grep -qx -- "$t" || fail "the commands do not run the target $t"
+    done
+    word=$(section_prose | grep -oE '\b(One|Two|Three|Four|Five|Six|Seven|Eight|Nine|Ten) `cargo fuzz` targets' | head -n 1) || true
+    case ${word%% *} in
+    One) count=1 ;; Two) count=2 ;; Three) count=3 ;; Four) count=4 ;; Five) count=5 ;;
+    Six) count=6 ;; Seven) count=7 ;; Eight) count=8 ;; Nine) count=9 ;; Ten) count=10 ;;
+    *) count=0 ;;
+    esac
+    [ "${count:-0}" = "${#targets[@]}" ] ||
+        fail "the prose says \"${word:-no count of \`cargo fuzz\` targets}\"; fuzz/ has ${#targets[@]}"
+    say "the fuzz block runs all ${#targets[@]} targets of fuzz/ with files that exist, and the prose counts them"
+}
+
+# Performance: the commands parse, and scripts/compare.sh takes every option
+# they give it.
+partial_performance() {
+    local n=$1 opt
+    bash -n "$work/block.$n" || fail "the block is no valid shell"
+    while read -r opt; do
+        grep -q -- "\[$opt " scripts/compare.sh || fail "scripts/compare.sh takes no $opt"
+    done < <(grep -oE -- '--[a-z-]+' "$work/block.$n" | sort -u | grep -v -- '--release')
+    say "the comparison's commands parse and scripts/compare.sh takes their options"
+}
