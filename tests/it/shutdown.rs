@@ -243,10 +243,10 @@ fn requests_arriving_during_the_grace_period_get_a_retry_stream_and_a_503() {
 fn a_signal_while_publishers_are_busy_still_ends_cleanly() {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     /// Publishes until told to stop or the server stops answering.
-    fn publish_until(stream: TcpStream, stop: &AtomicBool) -> u32 {
+    fn publish_until(stream: TcpStream, stop: &AtomicBool, served: &AtomicU32) -> u32 {
         let mut reader = BufReader::new(stream);
         let mut answered = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -276,6 +276,7 @@ fn a_signal_while_publishers_are_busy_still_ends_cleanly() {
                 break;
             }
             answered += 1;
+            served.store(answered, Ordering::Relaxed);
         }
         answered
     }
@@ -283,15 +284,28 @@ fn a_signal_while_publishers_are_busy_still_ends_cleanly() {
     for round in 0..5 {
         let mut server = TestServer::start(&[]);
         let stop = Arc::new(AtomicBool::new(false));
+        let served: Arc<Vec<AtomicU32>> = Arc::new((0..4).map(|_| AtomicU32::new(0)).collect());
         let publishers: Vec<_> = (0..4)
-            .map(|_| {
+            .map(|i| {
                 let stream = server.connect();
                 let stop = Arc::clone(&stop);
-                std::thread::spawn(move || publish_until(stream, &stop))
+                let served = Arc::clone(&served);
+                std::thread::spawn(move || publish_until(stream, &stop, &served[i]))
             })
             .collect();
-        // The publishers are busy before the signal comes.
+        // Every publisher is busy before the signal comes: each has had an
+        // answer (on a loaded machine a thread may not have sent its first
+        // request by the time the others reach any total), and the server
+        // has published a good many.
         server.await_metric("sseloop_events_published_total", |n| n >= 40);
+        let began = std::time::Instant::now();
+        while served.iter().any(|n| n.load(Ordering::Relaxed) == 0) {
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "round {round}: a publisher was never answered before the signal"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         server.signal(libc::SIGTERM);
         server.expect_exit_0(Duration::from_secs(5));
         stop.store(true, Ordering::Relaxed);
