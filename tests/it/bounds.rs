@@ -178,15 +178,18 @@ fn a_streams_kernel_send_buffer_is_fixed() {
     ] {
         let server = TestServer::start(args);
         let sub = server.subscribe_ready("");
-        let client_port = sub.stream().local_addr().unwrap().port();
-        assert_eq!(send_buffer_of_peer(client_port), booked, "{args:?}");
+        let client = sub.stream().local_addr().unwrap().port();
+        let server_port = sub.stream().peer_addr().unwrap().port();
+        assert_eq!(send_buffer_of(server_port, client), booked, "{args:?}");
     }
 }
 
 /// The send buffer (`tb` of `ss -m`) of the server's end of the
-/// connection whose client end has port `client_port`.
-fn send_buffer_of_peer(client_port: u16) -> u64 {
-    let filter = format!("( dport = :{client_port} )");
+/// connection between `server_port` and the client's `client_port`: both
+/// ports, since a test running beside this one may hold a socket whose
+/// remote port is the same number.
+fn send_buffer_of(server_port: u16, client_port: u16) -> u64 {
+    let filter = format!("( sport = :{server_port} and dport = :{client_port} )");
     let output = Command::new("ss")
         .args(["-tnmH", "state", "established", &filter])
         .output()
