@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sseloop::config::{self, Config, Framing, MIN_JWT_KEY_LEN as MIN_KEY_LEN};
+use sseloop::MAX_TOPIC_LEN;
+use sseloop::config::{self, Config, ConfigError, Framing, MIN_JWT_KEY_LEN as MIN_KEY_LEN};
 
 /// What the command line asked for.
 #[derive(Clone, Debug)]
@@ -149,7 +150,9 @@ where
                 {
                     return Err(usage(
                         &name,
-                        "takes a topic of 1 to 128 bytes with no control characters",
+                        &format!(
+                            "takes a topic of 1 to {MAX_TOPIC_LEN} bytes with no control characters"
+                        ),
                     ));
                 }
                 stdin = Some(topic);
@@ -204,19 +207,7 @@ where
                 let redis = config::RedisUrl::parse(&url).map_err(|why| usage(&name, &why))?;
                 redis_url = Some(redis);
             }
-            "--redis-key" => {
-                let key = value()?;
-                if !config::valid_redis_key(&key) {
-                    return Err(usage(
-                        &name,
-                        &format!(
-                            "takes 1 to {} letters, digits or _-.:{{}}, not {key:?}",
-                            config::MAX_REDIS_KEY_LEN
-                        ),
-                    ));
-                }
-                redis_key = Some(key);
-            }
+            "--redis-key" => redis_key = Some(value()?),
             "--busy-poll" => {
                 let d = duration(&name, &value()?)?;
                 if d > Duration::from_secs(1) {
@@ -235,37 +226,12 @@ where
                 config.jwt_key = Some(value()?);
                 jwt_key_from = "--jwt-key";
             }
-            "--public-topic" => {
-                let topic = value()?;
-                if !sseloop::valid_topic(&topic) {
-                    return Err(usage(
-                        &name,
-                        "takes * or a topic of 1 to 128 bytes with no control characters",
-                    ));
-                }
-                config.public_topics.push(topic);
-            }
-            "--allow-origin" => {
-                let origin = value()?;
-                if origin != "*" && !config::valid_origin(&origin) {
-                    return Err(usage(
-                        &name,
-                        &format!(
-                            "takes * or an origin like https://app.example.com, not {origin:?}"
-                        ),
-                    ));
-                }
-                config.allow_origin = Some(origin);
-            }
+            "--public-topic" => config.public_topics.push(value()?),
+            "--allow-origin" => config.allow_origin = Some(value()?),
             "--allow-host" => {
                 let text = value()?;
                 let Some(host) = config::parse_host_name(&text) else {
-                    return Err(usage(
-                        &name,
-                        &format!(
-                            "takes a host name or IP address without a port, like app.example.com, not {text:?}"
-                        ),
-                    ));
+                    return Err(not_a_host(&text));
                 };
                 if !config.allow_hosts.contains(&host) {
                     config.allow_hosts.push(host);
@@ -288,24 +254,6 @@ where
             }
         }
     }
-    // The library refuses a short key too; the command line says how long.
-    if let Some(key) = &config.jwt_key
-        && key.len() < MIN_KEY_LEN
-    {
-        return Err(usage(
-            jwt_key_from,
-            &format!(
-                "is {} bytes: a JWT key must be at least {MIN_KEY_LEN} bytes (e.g. `openssl rand -base64 32`)",
-                key.len()
-            ),
-        ));
-    }
-    if config.jwt_key.is_none() && !config.public_topics.is_empty() {
-        return Err(usage(
-            "--public-topic",
-            "needs --jwt-key (without it every topic is public)",
-        ));
-    }
     config.cluster = match (redis_url, redis_key) {
         (Some(redis), key) => Some(config::Cluster {
             redis,
@@ -314,14 +262,10 @@ where
         (None, Some(_)) => return Err(usage("--redis-key", "needs --redis")),
         (None, None) => None,
     };
-    // The library refuses it too; the command line says it in its own words.
-    if config.exposes_open_publish() {
-        return Err(CliError::Usage(format!(
-            "sseloop: --listen {} is reachable from the network and anyone could publish: \
-             set --publish-token TOKEN (or SSELOOP_PUBLISH_TOKEN), or pass --insecure-open-publish",
-            config.listen
-        )));
-    }
+    // The library's rules, said with the options that broke them.
+    config
+        .validate()
+        .map_err(|broken| invalid(broken, jwt_key_from))?;
     Ok(Options {
         config,
         log_level,
@@ -332,6 +276,53 @@ where
 
 fn usage(option: &str, what: &str) -> CliError {
     CliError::Usage(format!("sseloop: {option} {what}"))
+}
+
+/// A rule of `Config::validate` broken, said with the option that broke it
+/// (`jwt_key_from`: where the JWT key came from).
+fn invalid(broken: ConfigError, jwt_key_from: &str) -> CliError {
+    match broken {
+        ConfigError::AllowOrigin(origin) => usage(
+            "--allow-origin",
+            &format!("takes * or an origin like https://app.example.com, not {origin:?}"),
+        ),
+        ConfigError::AllowHost(host) => not_a_host(&host),
+        ConfigError::PublicTopic(_) => usage(
+            "--public-topic",
+            &format!("takes * or a topic of 1 to {MAX_TOPIC_LEN} bytes with no control characters"),
+        ),
+        ConfigError::RedisKey(key) => usage(
+            "--redis-key",
+            &format!(
+                "takes 1 to {} letters, digits or _-.:{{}}, not {key:?}",
+                config::MAX_REDIS_KEY_LEN
+            ),
+        ),
+        ConfigError::ShortJwtKey(len) => usage(
+            jwt_key_from,
+            &format!(
+                "is {len} bytes: a JWT key must be at least {MIN_KEY_LEN} bytes (e.g. `openssl rand -base64 32`)"
+            ),
+        ),
+        ConfigError::PublicTopicsWithoutKey => usage(
+            "--public-topic",
+            "needs --jwt-key (without it every topic is public)",
+        ),
+        ConfigError::OpenPublish(listen) => CliError::Usage(format!(
+            "sseloop: --listen {listen} is reachable from the network and anyone could publish: \
+             set --publish-token TOKEN (or SSELOOP_PUBLISH_TOKEN), or pass --insecure-open-publish"
+        )),
+        other => CliError::Usage(format!("sseloop: {other}")),
+    }
+}
+
+fn not_a_host(text: &str) -> CliError {
+    usage(
+        "--allow-host",
+        &format!(
+            "takes a host name or IP address without a port, like app.example.com, not {text:?}"
+        ),
+    )
 }
 
 fn parsed<T: FromStr>(option: &str, text: &str, form: &str) -> Result<T, CliError> {

@@ -4,15 +4,13 @@
 //! real failure; the log level of a failure is chosen here too. Also how
 //! the listeners are set up.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Poll};
 use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::conn::WriteQueue;
 
 /// Connections the kernel queues for each listener before `accept`.
 const BACKLOG: i32 = 1024;
@@ -141,12 +139,13 @@ pub enum FlushOutcome {
     Failed(io::Error),
 }
 
-/// Writes the queue until it is empty or the kernel refuses. Returns the
-/// bytes written and where that left the queue.
-pub fn flush(sink: &mut impl Write, queue: &mut WriteQueue) -> (usize, FlushOutcome) {
+/// Writes until nothing is left or the kernel refuses: `write_once` makes
+/// one write, or says (`None`) that nothing is left to write. Returns the
+/// bytes written and where that left the writer.
+pub fn flush(mut write_once: impl FnMut() -> Option<io::Result<usize>>) -> (usize, FlushOutcome) {
     let mut written = 0;
-    while !queue.is_empty() {
-        match queue.write_once(sink) {
+    while let Some(result) = write_once() {
+        match result {
             Ok(0) => {
                 return (
                     written,

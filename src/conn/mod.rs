@@ -32,11 +32,11 @@ use mio::net::TcpStream;
 
 use crate::auth::{Access, Grant, Selectors};
 use crate::bus::{History, ResetReason, Retained, Ticket};
-use crate::config::{Config, Framing, LINGER_DISCARD_LIMIT, LINGER_TIMEOUT, OVERFLOW_TIMEOUT};
+use crate::config::{Config, LINGER_DISCARD_LIMIT, LINGER_TIMEOUT, OVERFLOW_TIMEOUT};
 use crate::http::{self, Policy};
 use crate::net::{self, FlushOutcome, ReadOutcome};
 use crate::request::{RequestReader, Step};
-use crate::sse::{self, Frame};
+use crate::sse::{self, Frame, Framing};
 use crate::timers::HeartbeatGrid;
 use crate::topics::Subscription;
 
@@ -414,11 +414,17 @@ impl Conn {
     }
 
     /// The next request at the start of `input`, when the connection takes
-    /// one now: the bytes it used and what they made.
-    pub fn next_request(&mut self, input: &[u8], policy: &Policy) -> Option<(usize, Step)> {
+    /// one now (a publish's tokens checked at Unix time `unix_now`): the
+    /// bytes it used and what they made.
+    pub fn next_request(
+        &mut self,
+        input: &[u8],
+        policy: &Policy,
+        unix_now: i64,
+    ) -> Option<(usize, Step)> {
         match &mut self.state {
             State::Requests(r) if r.waiting == Waiting::No => {
-                Some(r.reader.next_request(input, policy))
+                Some(r.reader.next_request(input, policy, unix_now))
             }
             _ => None,
         }
@@ -785,7 +791,7 @@ impl Conn {
         self.listed = false;
         // For people learning the wire format: what each write carried.
         let traced = log::log_enabled!(log::Level::Trace).then(|| self.queue.peek(TRACE_BYTES));
-        let (written, outcome) = net::flush(&mut self.socket, &mut self.queue);
+        let (written, outcome) = self.queue.flush_to(&mut self.socket);
         if let Some(bytes) = traced.filter(|_| written > 0) {
             let shown = &bytes[..written.min(bytes.len())];
             let more = if written > shown.len() { " …" } else { "" };

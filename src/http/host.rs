@@ -1,6 +1,7 @@
 //! The `Host` and `Origin` fields: their syntax (RFC 9112 §3.2, RFC 3986
 //! §3.2.2, RFC 6454), the names a loopback server answers to (the
-//! DNS-rebinding defence), and which origins may publish.
+//! DNS-rebinding defence), and whether an origin is the server's own or the
+//! allowed one.
 //!
 //! Loopback names are `localhost` and every name under `.localhost`: RFC 6761
 //! §6.3 reserves them for loopback, resolvers and browsers (Chrome, and
@@ -154,11 +155,10 @@ pub fn valid_origin(text: &str) -> bool {
     parse_origin(text.as_bytes()).is_some()
 }
 
-/// Whether a publish carrying `Origin: origin` may go on: the origin is the
-/// server's own (what a page served by it at `own`, the request's host,
-/// has: `http://` and that host and port, 80 when none is given), or the
-/// `--allow-origin` one (`*`: any). `null`, a list, or anything that is not
-/// one origin is refused.
+/// Whether `Origin: origin` is the server's own (what a page served by it
+/// at `own`, the request's host, has: `http://` and that host and port, 80
+/// when none is given) or the `--allow-origin` one (`*`: any). `null`, a
+/// list, or anything that is not one origin is neither.
 pub fn origin_allowed(origin: &[u8], own: Option<&Authority>, allow_origin: Option<&str>) -> bool {
     let origin = origin.trim_ascii();
     if origin == b"null" {

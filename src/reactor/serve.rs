@@ -28,12 +28,17 @@ impl Reactor {
             framing: self.config.framing,
             max_topics: self.config.max_topics,
             access: self.policy.access.as_deref(),
-            unix_now: self
-                .policy
-                .access
-                .as_ref()
-                .map_or(0, |_| crate::auth::unix_now()),
+            unix_now: self.unix_now(),
         }
+    }
+
+    /// The Unix time tokens are checked at: read only with `--jwt-key`,
+    /// where there are tokens to check.
+    fn unix_now(&self) -> i64 {
+        self.policy
+            .access
+            .as_ref()
+            .map_or(0, |_| crate::auth::unix_now())
     }
 
     /// Serves the whole requests in what connection `key` kept and `input`
@@ -48,9 +53,10 @@ impl Reactor {
         };
         // The usual case: whole requests in one read, parsed in place.
         let bytes = if kept.is_empty() { input } else { &kept[..] };
+        let unix_now = self.unix_now();
         let mut used = 0;
         while let Some(conn) = self.conns.get_mut(key) {
-            let Some((n, step)) = conn.next_request(&bytes[used..], &self.policy) else {
+            let Some((n, step)) = conn.next_request(&bytes[used..], &self.policy, unix_now) else {
                 break;
             };
             used += n;
