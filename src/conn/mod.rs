@@ -133,13 +133,47 @@ pub enum Expired {
     Flush(Next),
 }
 
-/// How far a replay got in one top-up.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// What one top-up of a replay may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayAllowance {
+    /// History units it may look through (see `History::next_retained`).
+    pub units: usize,
+    /// It queues kept events until its queue holds this many bytes.
+    pub fill_to: usize,
+}
+
+/// What one top-up of a replay did.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Replayed {
     /// Events queued.
     pub events: u64,
-    /// The budget ran out: look again in a later pass.
-    pub more: bool,
+    /// Bytes queued: the events', or a `reset` when it lost its place.
+    pub bytes: usize,
+    /// History units looked through.
+    pub units: usize,
+    /// Where the replay stands now.
+    pub then: ReplayThen,
+}
+
+/// Where a replay stands after a top-up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplayThen {
+    /// Its queue is full: the flush that drains it tops it up again.
+    WhenWritten,
+    /// The allowance's units ran out: it goes on in a later pass.
+    NextPass,
+    /// It has caught up (or lost its place, and said so): it is live.
+    Live,
+}
+
+/// What a stream leaves when it ends: its place in the topic index, to be
+/// taken out, and whether it was still replaying (the loop counts those).
+#[derive(Debug)]
+pub struct EndedStream {
+    /// Its place in the topic index.
+    pub subscription: Subscription,
+    /// It had not caught up from the history.
+    pub was_replaying: bool,
 }
 
 /// What is left of a connection the loop removes.
@@ -149,8 +183,8 @@ pub struct Remains {
     pub socket: TcpStream,
     /// How long its queue had waited for writable readiness, if it had.
     pub waited: Option<Duration>,
-    /// Its place in the topic index, for a subscriber.
-    pub subscription: Option<Subscription>,
+    /// What its stream leaves, for a subscriber.
+    pub stream: Option<EndedStream>,
     /// It was accepted past capacity.
     pub over_capacity: bool,
 }
@@ -270,6 +304,14 @@ impl Stream {
 
     fn token_until(&self) -> Option<Instant> {
         self.clearance.as_ref().and_then(|c| c.until)
+    }
+
+    /// What it leaves when it ends.
+    fn ended(self) -> EndedStream {
+        EndedStream {
+            was_replaying: self.replay.is_some(),
+            subscription: self.subscription,
+        }
     }
 }
 
@@ -576,56 +618,65 @@ impl Conn {
     }
 
     /// While it replays: queues kept events after its cursor until its
-    /// queue holds `window` bytes, the history is exhausted, or `budget`
-    /// runs out (see `History::next_retained`); with `access`, only events
-    /// whose private topics it is cleared for. Once caught up it is live.
+    /// queue holds `allowance.fill_to` bytes, the history is exhausted, or
+    /// the allowance's units run out (see `History::next_retained`); with
+    /// `access`, only events whose private topics it is cleared for. Once
+    /// caught up it is live.
     pub fn replay(
         &mut self,
         history: &History,
-        window: usize,
-        budget: &mut usize,
+        allowance: ReplayAllowance,
         access: Option<&Access>,
     ) -> Replayed {
-        let mut done = Replayed::default();
-        let State::Stream(s) = &mut self.state else {
-            return done;
-        };
-        let Some(mut after) = s.replay else {
-            return done;
-        };
-        let allowed = s.clearance.as_deref().map(|c| &c.allowed);
-        let may_receive =
-            |topics: &[Box<str>]| access.is_none_or(|a| a.may_receive(allowed, topics));
-        while self.queue.len() < window {
-            match history.next_retained(after, &s.subscription, may_receive, budget) {
-                Retained::Event(seq, frame) => {
-                    self.queue.push_frame(frame, s.framing);
-                    done.events += 1;
-                    after = seq;
-                }
-                Retained::Scanned(upto) => {
-                    s.replay = Some(upto);
-                    done.more = true;
-                    return done;
-                }
-                Retained::CaughtUp => {
-                    s.replay = None;
-                    s.skip_through = s.skip_through.max(after);
-                    return done;
-                }
-                Retained::Lost => {
-                    // It fell behind the history while catching up: say so,
-                    // from the newest id; what follows comes live.
-                    let reset = history.reset_frame(ResetReason::Stale);
-                    self.queue.push_frame(&reset, s.framing);
-                    s.replay = None;
-                    s.skip_through = history.newest();
-                    return done;
+        let queued_before = self.queue.len();
+        let mut units_left = allowance.units;
+        let mut events = 0;
+        let then = 'top_up: {
+            let State::Stream(s) = &mut self.state else {
+                break 'top_up ReplayThen::Live;
+            };
+            let Some(mut after) = s.replay else {
+                break 'top_up ReplayThen::Live;
+            };
+            let allowed = s.clearance.as_deref().map(|c| &c.allowed);
+            let may_receive =
+                |topics: &[Box<str>]| access.is_none_or(|a| a.may_receive(allowed, topics));
+            while self.queue.len() < allowance.fill_to {
+                match history.next_retained(after, &s.subscription, may_receive, &mut units_left) {
+                    Retained::Event(seq, frame) => {
+                        self.queue.push_frame(frame, s.framing);
+                        events += 1;
+                        after = seq;
+                    }
+                    Retained::Scanned(upto) => {
+                        s.replay = Some(upto);
+                        break 'top_up ReplayThen::NextPass;
+                    }
+                    Retained::CaughtUp => {
+                        s.replay = None;
+                        s.skip_through = s.skip_through.max(after);
+                        break 'top_up ReplayThen::Live;
+                    }
+                    Retained::Lost => {
+                        // It fell behind the history while catching up: say
+                        // so, from the newest id; what follows comes live.
+                        let reset = history.reset_frame(ResetReason::Stale);
+                        self.queue.push_frame(&reset, s.framing);
+                        s.replay = None;
+                        s.skip_through = history.newest();
+                        break 'top_up ReplayThen::Live;
+                    }
                 }
             }
+            s.replay = Some(after);
+            ReplayThen::WhenWritten
+        };
+        Replayed {
+            events,
+            bytes: self.queue.len() - queued_before,
+            units: allowance.units - units_left,
+            then,
         }
-        s.replay = Some(after);
-        done
     }
 
     /// Still catching up from the history.
@@ -635,15 +686,15 @@ impl Conn {
 
     /// Cut off for passing the queue limit: what it has not begun to take
     /// is dropped (it resumes with `Last-Event-ID`) and its stream ends.
-    pub fn cut_off(&mut self, now: Instant) -> (Option<Subscription>, Next) {
+    pub fn cut_off(&mut self, now: Instant) -> (Option<EndedStream>, Next) {
         self.queue.keep_started();
         self.end_stream(now)
     }
 
     /// Ends a stream cleanly after what is queued: the last chunk when
-    /// chunked, then the close. Returns its subscription, to leave the
-    /// topic index.
-    pub fn end_stream(&mut self, now: Instant) -> (Option<Subscription>, Next) {
+    /// chunked, then the close. Returns what the stream leaves, for the
+    /// loop to take out of its books.
+    pub fn end_stream(&mut self, now: Instant) -> (Option<EndedStream>, Next) {
         if !self.is_stream() {
             return (None, Next::Idle);
         }
@@ -658,7 +709,7 @@ impl Conn {
         if s.framing == Framing::Chunked {
             self.queue.push_static(sse::LAST_CHUNK);
         }
-        (Some(s.subscription), self.list(Lane::Stream))
+        (Some(s.ended()), self.list(Lane::Stream))
     }
 
     /// From now on the connection only writes what it has queued, then
@@ -732,7 +783,7 @@ impl Conn {
 
     /// A shutdown began: streams end, idle connections close, a request in
     /// progress is still answered (503 or a retry stream) and then closes.
-    pub fn on_shutdown(&mut self, now: Instant) -> (Option<Subscription>, Next) {
+    pub fn on_shutdown(&mut self, now: Instant) -> (Option<EndedStream>, Next) {
         match &self.state {
             State::Stream(_) => self.end_stream(now),
             // Its publish is still answered (or refused) by the bus.
@@ -859,8 +910,8 @@ impl Conn {
 
     /// Leaves the loop: what the loop must still undo.
     pub fn remove(self, now: Instant) -> Remains {
-        let subscription = match self.state {
-            State::Stream(s) => Some(s.subscription),
+        let stream = match self.state {
+            State::Stream(s) => Some(s.ended()),
             _ => None,
         };
         Remains {
@@ -868,7 +919,7 @@ impl Conn {
             // A subscriber cut off or gone while the kernel refused its
             // bytes waited too: the slowest waits must show in the histogram.
             waited: self.blocked_since.map(|since| now - since),
-            subscription,
+            stream,
             over_capacity: self.over_capacity,
         }
     }
