@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 use mio::event::Event as Readiness;
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -84,7 +84,7 @@ pub(crate) struct Reactor {
     listening: Listening,
     config: Config,
     policy: Policy,
-    conns: Slab<Conn>,
+    conns: Slab<Conn<TcpStream>>,
     topics: Topics,
     bus: Box<dyn Bus>,
     /// What every loop and handle of the server shares (for `/metrics`).
