@@ -6,7 +6,7 @@
 //!        │
 //!        ▼
 //!    Requests ◄──┐  head (→ body) → answer, kept alive; a publish may wait
-//!     │   │ └────┘  for the bus's answer (Waiting::Publish) before the next
+//!     │   │ └────┘  for the bus's answer (Waiting::BusAnswer) before the next
 //!     │   │ GET /events         request is read (the reader: request.rs)
 //!     │   ▼
 //!     │  Stream ── events, heartbeats, replay
@@ -57,8 +57,8 @@ const TRACE_BYTES: usize = 512;
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Nothing more for now.
-    Idle,
+    /// Nothing more for now: wait for readiness or a deadline.
+    Wait,
     /// Bytes were queued: list the connection for a flush, with the
     /// answers to requests or with the streams.
     Flush(Lane),
@@ -131,10 +131,11 @@ pub enum Expired {
     /// A heartbeat was queued.
     Heartbeat(Next),
     /// Not due after all; the deadline moved.
-    Nothing,
-    /// Not idle: its unsent bytes were listed for a flush if they were
-    /// not already.
-    Flush(Next),
+    NotDue,
+    /// No heartbeat: the stream is not idle, just slow. Its unsent bytes
+    /// were listed for a flush if they were neither listed nor waiting for
+    /// writable readiness.
+    NotIdle(Next),
 }
 
 /// What one top-up of a replay may do.
@@ -211,9 +212,9 @@ pub struct Conn<S> {
     /// Accepted past `max_connections`: its request is answered with "come
     /// back later" and it closes.
     over_capacity: bool,
-    /// The last fan-out stamp that reached it, so one event goes once to a
-    /// subscriber of several of its topics.
-    stamp: u64,
+    /// The number of the last fan-out that reached it, so that one event
+    /// goes once to a subscriber of several of its topics.
+    last_fan_out: u64,
 }
 
 #[derive(Debug)]
@@ -248,14 +249,14 @@ impl<S: Transport> Conn<S> {
                 began: Some(now),
                 deadline: now + first_request,
                 served: 0,
-                waiting: Waiting::No,
+                waiting: Waiting::Nothing,
             }),
             last_write: now,
             blocked_since: None,
             listed: false,
             peer_eof: false,
             over_capacity,
-            stamp: 0,
+            last_fan_out: 0,
         }
     }
 
@@ -278,7 +279,7 @@ impl<S: Transport> Conn<S> {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
             // The bus answers (or says it cannot); no clock of ours runs.
-            State::Requests(r) if matches!(r.waiting, Waiting::Publish { .. }) => None,
+            State::Requests(r) if matches!(r.waiting, Waiting::BusAnswer { .. }) => None,
             State::Requests(r) => Some(r.deadline),
             State::Stream(s) => match (s.next_check, s.token_until()) {
                 (Some(check), Some(until)) => Some(check.min(until)),
@@ -301,7 +302,7 @@ impl<S: Transport> Conn<S> {
     pub fn wants_input(&self) -> bool {
         !self.peer_eof
             && match &self.state {
-                State::Requests(r) => r.waiting == Waiting::No,
+                State::Requests(r) => r.waiting == Waiting::Nothing,
                 State::Stream(_) => false,
                 State::Closing { .. } => true,
             }
@@ -316,7 +317,7 @@ impl<S: Transport> Conn<S> {
     /// next heartbeat.
     pub fn on_hangup(&mut self, reset: bool, fin: bool) -> Next {
         let State::Stream(s) = &self.state else {
-            return Next::Idle;
+            return Next::Wait;
         };
         if reset {
             return Next::Close("peer gone");
@@ -328,7 +329,7 @@ impl<S: Transport> Conn<S> {
                 return self.list(Lane::Stream);
             }
         }
-        Next::Idle
+        Next::Wait
     }
 
     /// Reads once into `buf`.
@@ -352,7 +353,7 @@ impl<S: Transport> Conn<S> {
         match &self.state {
             State::Closing { .. } => self.close_if_written(),
             // A publish in flight is still answered, then it closes.
-            State::Requests(r) if matches!(r.waiting, Waiting::Publish { .. }) => Next::Idle,
+            State::Requests(r) if matches!(r.waiting, Waiting::BusAnswer { .. }) => Next::Wait,
             // Answers owed for whole requests are still written, then it
             // closes; a request cut short by the EOF can never complete.
             State::Requests(_) if !self.queue.is_empty() => {
@@ -367,7 +368,7 @@ impl<S: Transport> Conn<S> {
         if self.queue.is_empty() && self.peer_eof {
             Next::Close("done")
         } else {
-            Next::Idle
+            Next::Wait
         }
     }
 
@@ -391,14 +392,14 @@ impl<S: Transport> Conn<S> {
                     // they are on a flush list or wait for writable
                     // readiness, and if neither, they go out now.
                     if !self.queue.is_empty() {
-                        return Expired::Flush(self.list(Lane::Stream));
+                        return Expired::NotIdle(self.list(Lane::Stream));
                     }
                     self.queue.push_static(sse::heartbeat(s.framing));
                     Expired::Heartbeat(self.list(Lane::Stream))
                 }
                 other => {
                     s.next_check = other;
-                    Expired::Nothing
+                    Expired::NotDue
                 }
             },
             State::Closing { .. } => Expired::Close("linger timeout"),
@@ -411,24 +412,23 @@ impl<S: Transport> Conn<S> {
         match &self.state {
             State::Stream(_) => self.end_stream(now),
             // Its publish is still answered (or refused) by the bus.
-            State::Requests(r) if matches!(r.waiting, Waiting::Publish { .. }) => {
-                (None, Next::Idle)
+            State::Requests(r) if matches!(r.waiting, Waiting::BusAnswer { .. }) => {
+                (None, Next::Wait)
             }
-            State::Requests(r) if r.in_progress() => (None, Next::Idle),
+            State::Requests(r) if r.in_progress() => (None, Next::Wait),
             State::Requests(_) if self.queue.is_empty() => (None, Next::Close("shutdown")),
             // Answers owed are written, then it closes, not at the grace's end.
             State::Requests(_) => {
                 self.begin_closing(now);
-                (None, Next::Idle)
+                (None, Next::Wait)
             }
-            State::Closing { .. } => (None, Next::Idle),
+            State::Closing { .. } => (None, Next::Wait),
         }
     }
 
-    /// Whether new bytes should put it on a flush list: not when it is
-    /// listed already, nor while the kernel refuses its bytes. Marks it
-    /// listed when so.
-    fn take_flush_turn(&mut self) -> bool {
+    /// Marks it listed for a flush, unless it is listed already or waits
+    /// for writable readiness: whether it was (and the loop must list it).
+    fn enlist(&mut self) -> bool {
         let turn = !self.listed && self.blocked_since.is_none();
         self.listed |= turn;
         turn
@@ -440,10 +440,10 @@ impl<S: Transport> Conn<S> {
     }
 
     fn list(&mut self, lane: Lane) -> Next {
-        if self.take_flush_turn() {
+        if self.enlist() {
             Next::Flush(lane)
         } else {
-            Next::Idle
+            Next::Wait
         }
     }
 
@@ -489,6 +489,7 @@ impl<S: Transport> Conn<S> {
                 AfterFlush::Failed(e)
             }
             FlushOutcome::Drained => {
+                debug_assert!(self.queue.is_empty());
                 // Only a queue the kernel refused is timed: the immediate
                 // path pays nothing for this metric.
                 waited = self.blocked_since.take().map(|since| now - since);
@@ -506,8 +507,8 @@ impl<S: Transport> Conn<S> {
         match &mut self.state {
             State::Stream(s) if s.replay.is_some() => AfterFlush::Replay,
             State::Stream(_) => AfterFlush::Done,
-            State::Requests(r) if r.waiting == Waiting::Answers => {
-                r.waiting = Waiting::No;
+            State::Requests(r) if r.waiting == Waiting::AnswersWritten => {
+                r.waiting = Waiting::Nothing;
                 AfterFlush::ResumeInput
             }
             State::Requests(_) => AfterFlush::Done,

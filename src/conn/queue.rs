@@ -143,6 +143,7 @@ impl WriteQueue {
 
     /// Advances past `n` written bytes.
     fn consume(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len, "a write takes at most what was offered");
         self.len -= n;
         while n > 0 {
             let item = self.items.front_mut().expect("wrote more than queued");

@@ -30,13 +30,14 @@ pub(super) struct Requests {
 /// Why a connection takes no request for now.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Waiting {
-    /// It takes requests.
-    No,
-    /// Its unsent answers reached `PAUSE_READING_AT`.
-    Answers,
-    /// Its publish waits for the bus; answers go out in order, so the next
-    /// request waits too.
-    Publish { ticket: Ticket, keep_alive: bool },
+    /// For nothing: it takes requests.
+    Nothing,
+    /// For its unsent answers, which reached `PAUSE_READING_AT`, to be
+    /// written.
+    AnswersWritten,
+    /// For the bus's answer to its publish; answers go out in order, so
+    /// the next request waits too.
+    BusAnswer { ticket: Ticket, keep_alive: bool },
 }
 
 impl<S: Transport> Conn<S> {
@@ -49,10 +50,10 @@ impl<S: Transport> Conn<S> {
                 if *discarded > LINGER_DISCARD_LIMIT {
                     Next::Close("sent too much while closing")
                 } else {
-                    Next::Idle
+                    Next::Wait
                 }
             }
-            _ => Next::Idle,
+            _ => Next::Wait,
         }
     }
 
@@ -86,7 +87,7 @@ impl<S: Transport> Conn<S> {
         unix_now: i64,
     ) -> Option<(usize, Step)> {
         match &mut self.state {
-            State::Requests(r) if r.waiting == Waiting::No => {
+            State::Requests(r) if r.waiting == Waiting::Nothing => {
                 Some(r.reader.next_request(input, policy, unix_now))
             }
             _ => None,
@@ -101,7 +102,7 @@ impl<S: Transport> Conn<S> {
             r.reader.pending.extend_from_slice(rest);
             r.rearm(now, config);
         }
-        Next::Idle
+        Next::Wait
     }
 
     /// `100 Continue` for a client that waits for it before its body.
@@ -125,9 +126,9 @@ impl<S: Transport> Conn<S> {
             r.began = None;
             r.rearm(now, config);
             r.waiting = if self.queue.len() >= PAUSE_READING_AT {
-                Waiting::Answers
+                Waiting::AnswersWritten
             } else {
-                Waiting::No
+                Waiting::Nothing
             };
         }
         if !keep_alive || self.peer_eof {
@@ -146,8 +147,12 @@ impl<S: Transport> Conn<S> {
 
     /// Its publish waits for the bus's answer to `ticket`.
     pub fn await_publish(&mut self, ticket: Ticket, keep_alive: bool) {
+        debug_assert!(
+            matches!(&self.state, State::Requests(r) if r.waiting == Waiting::Nothing),
+            "a publish is read only by a connection that takes requests"
+        );
         if let State::Requests(r) = &mut self.state {
-            r.waiting = Waiting::Publish { ticket, keep_alive };
+            r.waiting = Waiting::BusAnswer { ticket, keep_alive };
         }
     }
 
@@ -156,11 +161,11 @@ impl<S: Transport> Conn<S> {
     pub fn take_publish(&mut self, ticket: Ticket) -> Option<bool> {
         match &mut self.state {
             State::Requests(r) => match r.waiting {
-                Waiting::Publish {
+                Waiting::BusAnswer {
                     ticket: t,
                     keep_alive,
                 } if t == ticket => {
-                    r.waiting = Waiting::No;
+                    r.waiting = Waiting::Nothing;
                     Some(keep_alive)
                 }
                 _ => None,

@@ -98,6 +98,10 @@ impl<S: Transport> Conn<S> {
         now: Instant,
         heartbeat: &HeartbeatGrid,
     ) -> Next {
+        debug_assert!(
+            matches!(self.state, State::Requests(_)),
+            "a stream begins from a request"
+        );
         self.queue.push_owned(head);
         let (replay, skip_through) = match resume {
             Ok(after) => (after, after.unwrap_or(0)),
@@ -121,24 +125,28 @@ impl<S: Transport> Conn<S> {
     }
 
     /// A live event for this subscriber, numbered `seq` in the hub's order
-    /// and `stamp` in the loop's fan-outs; `private` are the event's private
+    /// and `fan_out` among the loop's fan-outs; `private` are the event's private
     /// topics (none without `--jwt-key`), each of which it must be cleared
     /// for.
     pub fn deliver(
         &mut self,
         frame: &Arc<Frame>,
         seq: u64,
-        stamp: u64,
+        fan_out: u64,
         limit: usize,
         private: &[&str],
     ) -> Delivered {
         let State::Stream(s) = &self.state else {
             return Delivered::Skipped;
         };
-        if self.stamp == stamp || s.replay.is_some() || seq <= s.skip_through {
+        debug_assert!(
+            fan_out >= self.last_fan_out,
+            "fan-outs are numbered in order"
+        );
+        if self.last_fan_out == fan_out || s.replay.is_some() || seq <= s.skip_through {
             return Delivered::Skipped;
         }
-        self.stamp = stamp;
+        self.last_fan_out = fan_out;
         if !private.is_empty() && !s.cleared_for(private) {
             return Delivered::Skipped;
         }
@@ -147,7 +155,7 @@ impl<S: Transport> Conn<S> {
             return Delivered::OverLimit;
         }
         Delivered::Queued {
-            list: self.take_flush_turn(),
+            list: self.enlist(),
         }
     }
 
@@ -230,7 +238,7 @@ impl<S: Transport> Conn<S> {
     /// loop to take out of its books.
     pub fn end_stream(&mut self, now: Instant) -> (Option<EndedStream>, Next) {
         if !self.is_stream() {
-            return (None, Next::Idle);
+            return (None, Next::Wait);
         }
         let closing = State::Closing {
             until: now + LINGER_TIMEOUT,
@@ -238,7 +246,7 @@ impl<S: Transport> Conn<S> {
             discarded: 0,
         };
         let State::Stream(s) = mem::replace(&mut self.state, closing) else {
-            return (None, Next::Idle);
+            return (None, Next::Wait);
         };
         if s.framing == Framing::Chunked {
             self.queue.push_static(sse::LAST_CHUNK);

@@ -240,7 +240,7 @@ fn requests_then_a_stream_then_closing() {
         &grid,
     );
     // Listed already, for the answer.
-    assert_eq!(next, Next::Idle);
+    assert_eq!(next, Next::Wait);
     assert!(conn.is_stream() && !conn.wants_input() && conn.is_listed());
     assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
     assert_eq!(wire.take_written(), "ok;HEAD;");
@@ -278,7 +278,7 @@ fn a_stream_gets_heartbeats_only_when_idle() {
     assert!(first_check > t0 && first_check <= t0 + second);
     // Not due yet: the deadline moves on.
     let early = t0 + second / 2;
-    assert_eq!(conn.on_deadline(early, &grid), Expired::Nothing);
+    assert_eq!(conn.on_deadline(early, &grid), Expired::NotDue);
     assert!(conn.deadline().unwrap() > early);
     let due = t0 + second;
     assert_eq!(
@@ -299,7 +299,7 @@ fn a_stream_gets_heartbeats_only_when_idle() {
     assert!(matches!(flush(&mut conn, due), AfterFlush::Done));
     assert!(conn.wants_writable());
     let later = due + 2 * second;
-    assert_eq!(conn.on_deadline(later, &grid), Expired::Flush(Next::Idle));
+    assert_eq!(conn.on_deadline(later, &grid), Expired::NotIdle(Next::Wait));
     assert_eq!(conn.queued(), event(1).wire(Framing::Chunked).len());
 }
 
@@ -329,7 +329,7 @@ fn a_subscriber_past_the_queue_limit_is_cut_off_with_what_it_began_whole() {
     let (ended, next) = conn.cut_off(t0);
     assert!(ended.is_some());
     // Blocked: the flush waits for writable readiness.
-    assert_eq!(next, Next::Idle);
+    assert_eq!(next, Next::Wait);
     wire.set_room(None);
     assert!(matches!(flush(&mut conn, t0), AfterFlush::ResumeInput));
     // The event begun is finished, the rest dropped, the stream ended.
@@ -360,7 +360,7 @@ fn a_publish_waiting_for_the_bus_holds_the_next_request() {
     assert_eq!(conn.take_publish(Ticket { key: 1, serial: 6 }), None);
     // The peer's EOF does not drop the answer it waits for.
     wire.fin();
-    assert_eq!(conn.on_eof(t0), Next::Idle);
+    assert_eq!(conn.on_eof(t0), Next::Wait);
     assert_eq!(conn.take_publish(ticket), Some(true));
     assert_eq!(conn.take_publish(ticket), None);
     let next = conn.answer(b"r-1".to_vec(), true, t0, &config());
@@ -384,7 +384,7 @@ fn a_half_close_keeps_the_stream_and_a_reset_ends_it() {
         sse::heartbeat(Framing::Chunked)
     );
     // Told again: nothing more.
-    assert_eq!(conn.on_hangup(false, true), Next::Idle);
+    assert_eq!(conn.on_hangup(false, true), Next::Wait);
     // Events still flow to it.
     assert!(matches!(
         conn.deliver(&event(1), 1, 1, LIMIT, &[]),
@@ -523,7 +523,7 @@ fn the_peers_eof_closes_once_what_is_owed_is_written() {
     wire.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let _ = route(next_request(&mut conn, t0));
     let _ = conn.answer(b"ok".to_vec(), true, t0, &config());
-    assert_eq!(conn.on_eof(t0), Next::Idle);
+    assert_eq!(conn.on_eof(t0), Next::Wait);
     assert!(matches!(flush(&mut conn, t0), AfterFlush::Close("done")));
     assert_eq!(wire.take_written(), "ok");
 }
@@ -535,7 +535,7 @@ fn a_closing_connection_reads_and_drops_input_up_to_a_limit() {
     let _ = conn.reject(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), t0);
     assert!(conn.wants_input());
     assert_eq!(conn.begin_input(b"junk", t0), None);
-    assert_eq!(conn.discard(LINGER_DISCARD_LIMIT), Next::Idle);
+    assert_eq!(conn.discard(LINGER_DISCARD_LIMIT), Next::Wait);
     assert_eq!(conn.discard(1), Next::Close("sent too much while closing"));
     let grid = HeartbeatGrid::new(None, t0);
     assert_eq!(
@@ -555,7 +555,7 @@ fn a_shutdown_ends_streams_and_closes_the_idle() {
     let (mut busy, wire) = accepted(t0);
     wire.send(b"GET /hea");
     assert_eq!(next_request(&mut busy, t0), Some(Step::NeedMore));
-    assert_eq!(busy.on_shutdown(t0).1, Next::Idle);
+    assert_eq!(busy.on_shutdown(t0).1, Next::Wait);
     let (mut stream, wire, _) = streaming(t0, Some(0));
     let (ended, next) = stream.on_shutdown(t0);
     assert!(ended.is_some_and(|e| e.was_replaying));

@@ -103,6 +103,7 @@ impl Replays {
     pub(super) fn take_waiting(&mut self) -> Vec<usize> {
         let waiting = std::mem::take(&mut self.waiting);
         for &key in &waiting {
+            debug_assert!(self.listed[key], "a waiting replay is marked listed");
             self.listed[key] = false;
         }
         waiting

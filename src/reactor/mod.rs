@@ -102,7 +102,7 @@ pub(crate) struct Reactor {
     polls: Polls,
     shutdown: Shutdown,
     /// The read buffer, shared by every connection.
-    scratch: Vec<u8>,
+    read_buf: Vec<u8>,
     /// Fan-outs so far: each numbers one, so that a subscriber of several
     /// of an event's topics gets it once.
     fan_outs: u64,
@@ -162,7 +162,7 @@ impl Reactor {
             replays: Replays::default(),
             polls: Polls::new(now),
             shutdown: Shutdown::default(),
-            scratch: vec![0; READ_CHUNK],
+            read_buf: vec![0; READ_CHUNK],
             fan_outs: 0,
             over_limit: Vec::new(),
             tickets: 0,
@@ -314,8 +314,12 @@ impl Reactor {
     /// Does what a transition of connection `key` asked for, and keeps its
     /// deadline.
     fn after(&mut self, key: usize, next: Next) {
+        debug_assert!(
+            !matches!(next, Next::Flush(_)) || self.conns.get(key).is_some_and(Conn::is_listed),
+            "a connection asks to be listed once it marked itself listed"
+        );
         match next {
-            Next::Idle => {}
+            Next::Wait => {}
             Next::Flush(Lane::Answer) => self.owed.answers.push_back(key),
             Next::Flush(Lane::Stream) => self.owed.streams.push_back(key),
             Next::Close(why) => return self.close(key, why),
@@ -409,8 +413,8 @@ impl Reactor {
                     self.counters.heartbeats.add(1);
                     self.after(key, next);
                 }
-                Expired::Nothing => self.after(key, Next::Idle),
-                Expired::Flush(next) => self.after(key, next),
+                Expired::NotDue => self.after(key, Next::Wait),
+                Expired::NotIdle(next) => self.after(key, next),
             }
         }
     }

@@ -228,7 +228,7 @@ impl Reactor {
         let next = if replayed.bytes > 0 {
             conn.list_stream()
         } else {
-            Next::Idle
+            Next::Wait
         };
         match replayed.then {
             ReplayThen::WhenWritten => {}
@@ -255,8 +255,11 @@ impl Reactor {
             None => Vec::new(),
         };
         for key in self.topics.recipients(&delivery.topics) {
+            debug_assert!(
+                self.conns.contains(key),
+                "close() takes a subscriber out of the index"
+            );
             let Some(conn) = self.conns.get_mut(key) else {
-                debug_assert!(false, "close() takes a subscriber out of the index");
                 continue;
             };
             match conn.deliver(

@@ -69,12 +69,12 @@ impl Reactor {
             if !conn.wants_input() {
                 return;
             }
-            match conn.read(&mut self.scratch) {
+            match conn.read(&mut self.read_buf) {
                 ReadOutcome::Data(n) => {
-                    let took_all = n < self.scratch.len();
-                    let scratch = std::mem::take(&mut self.scratch);
-                    self.serve_input(key, &scratch[..n]);
-                    self.scratch = scratch;
+                    let took_all = n < self.read_buf.len();
+                    let read_buf = std::mem::take(&mut self.read_buf);
+                    self.serve_input(key, &read_buf[..n]);
+                    self.read_buf = read_buf;
                     if took_all && SHORT_READ_ENDS_TURN && !to_the_end {
                         return;
                     }
