@@ -64,7 +64,7 @@ fn parsing(c: &mut Criterion) {
     group.bench_function("publish_request", |b| {
         b.iter(|| {
             let mut reader = RequestReader::default();
-            let (_, step) = reader.next_request(black_box(publish), &POLICY);
+            let (_, step) = reader.next_request(black_box(publish), &POLICY, 0);
             assert!(matches!(step, Step::Request(..)));
             step
         })

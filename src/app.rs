@@ -1,13 +1,15 @@
 //! What to answer: a pure function of the parsed request and the little
 //! state it depends on ([`Context`]), returning an [`Action`] for the loop
-//! to carry out. No sockets, no connections, no bus: unit-tested on its own.
+//! to carry out; and who may publish ([`may_publish`], asked as soon as a
+//! head is here) and subscribe (`may_subscribe`), from what the request
+//! presents. No sockets, no connections, no bus, no clock (the time is a
+//! parameter): unit-tested on its own.
 
 use std::time::Duration;
 
-use crate::auth::{Access, Grant};
-use crate::config::Framing;
-use crate::http::{self, Head, Reject, Route, Status};
-use crate::sse::Event;
+use crate::auth::{Access, Credentials, Grant, Refusal};
+use crate::http::{self, Head, Policy, Reject, Route, Status};
+use crate::sse::{Event, Framing};
 
 /// The wire inspector served at `GET /`: one self-contained page.
 pub const INSPECTOR_PAGE: &str = include_str!("inspector.html");
@@ -162,17 +164,9 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             topics,
             last_event_id,
         } => {
-            let grant = match ctx.access {
-                None => None,
-                Some(access) => {
-                    let token = head.credentials.subscribe_token();
-                    match access.subscribe(token, &topics, ctx.unix_now) {
-                        Ok(grant) => grant,
-                        Err(refusal) => {
-                            return Action::Reject(Reject::refusal(refusal));
-                        }
-                    }
-                }
+            let grant = match may_subscribe(&head.credentials, &topics, ctx) {
+                Ok(grant) => grant,
+                Err(reject) => return Action::Reject(reject),
             };
             let framing = stream_framing(head.http11, ctx);
             let head = http::stream_head(framing == Framing::Chunked, ctx.retry, ctx.allow_origin);
@@ -185,6 +179,64 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             })
         }
     }
+}
+
+/// Whether the request whose head is `head` may publish, decided before its
+/// body is read (a refused publish is answered without it); `Ok` for any
+/// other request. A page of another origin may not, token or not (a
+/// text/plain POST needs no preflight). Then, when a publish token or a JWT
+/// key is set: the publish token, or a JWT in `Authorization` (a cookie
+/// goes along with any request a browser makes) whose `publish` claim
+/// covers every topic named, checked at `unix_now`.
+pub fn may_publish(head: &Head, policy: &Policy, unix_now: i64) -> Result<(), Reject> {
+    let Ok(Route::Publish { topics, .. }) = &head.route else {
+        return Ok(());
+    };
+    if head.foreign_origin {
+        return Err(Reject::new(
+            Status::FORBIDDEN,
+            "publishing from another origin is refused (see --allow-origin)",
+        ));
+    }
+    let open = policy.publish_token.is_none() && policy.access.is_none();
+    if open || head.bears_publish_token {
+        return Ok(());
+    }
+    let refusal = match &policy.access {
+        Some(access) => match access.publish(head.credentials.publish_token(), topics, unix_now) {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        },
+        None => Refusal::PublishMissing,
+    };
+    Err(refused(refusal))
+}
+
+/// Whether a subscriber presenting `credentials` may subscribe to `topics`
+/// (with `--jwt-key`: each public or covered by its token), and what its
+/// token lets it receive.
+fn may_subscribe(
+    credentials: &Credentials,
+    topics: &[String],
+    ctx: &Context,
+) -> Result<Option<Grant>, Reject> {
+    let Some(access) = ctx.access else {
+        return Ok(None);
+    };
+    access
+        .subscribe(credentials.subscribe_token(), topics, ctx.unix_now)
+        .map_err(refused)
+}
+
+/// A token refused: 403 when it is valid but does not allow what was
+/// asked, else 401.
+fn refused(refusal: Refusal) -> Reject {
+    let status = if refusal.forbidden() {
+        Status::FORBIDDEN
+    } else {
+        Status::UNAUTHORIZED
+    };
+    Reject::new(status, refusal.reason())
 }
 
 /// HTTP/1.0 streams end with the connection; HTTP/1.1 ones as configured.
@@ -496,5 +548,156 @@ mod tests {
             panic!()
         };
         assert!(text(&bytes).starts_with("HTTP/1.1 204"));
+    }
+
+    // Who may publish: decided on the head, before the body is read.
+
+    const POLICY: Policy = Policy {
+        max_head_size: 8192,
+        max_headers: 64,
+        max_body: 1024,
+        publish_token: None,
+        loopback_hosts: true,
+        allow_hosts: Vec::new(),
+        allow_origin: None,
+        access: None,
+    };
+
+    /// The route of `raw` once `may_publish` has ruled on it.
+    fn admitted(raw: &str, policy: &Policy) -> Result<Route, Reject> {
+        match parse_head(raw.as_bytes(), policy) {
+            HeadParse::Complete(h, _) => {
+                may_publish(&h, policy, crate::auth::unix_now()).and(h.route)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The status a head gets: its refusal's, or 200 when it is served.
+    fn status_with(raw: &str, policy: &Policy) -> Status {
+        admitted(raw, policy).map_or_else(|r| r.status, |_| Status::OK)
+    }
+
+    /// A policy with these `--allow-host` names and `--allow-origin`, on a
+    /// loopback address or not.
+    fn allowing(loopback: bool, hosts: &[&str], origin: Option<&str>) -> Policy {
+        Policy {
+            loopback_hosts: loopback,
+            allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            allow_origin: origin.map(str::to_owned),
+            ..POLICY
+        }
+    }
+
+    fn with_token() -> Policy {
+        Policy {
+            publish_token: Some("s3cret".into()),
+            ..POLICY
+        }
+    }
+
+    #[test]
+    fn publish_token() {
+        let policy = Policy {
+            publish_token: Some("s3cret".into()),
+            ..POLICY
+        };
+        let route = |raw: &str| admitted(raw, &policy);
+        let denied = |raw: &str| route(raw).unwrap_err().status == Status::UNAUTHORIZED;
+        assert!(denied("POST /publish HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+        assert!(denied(
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cre\r\n\r\n"
+        ));
+        assert!(denied(
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret2\r\n\r\n"
+        ));
+        assert!(denied(
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic s3cret\r\n\r\n"
+        ));
+        assert!(
+            route(
+                "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret\r\n\r\n"
+            )
+            .is_ok()
+        );
+        assert!(route("POST /publish HTTP/1.1\r\nHost: localhost\r\nauthorization: bearer  s3cret \r\n\r\n").is_ok());
+        // Subscribing stays open.
+        assert!(route("GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n").is_ok());
+    }
+
+    /// Request vectors: policy, request head → the status it gets.
+    macro_rules! statuses {
+        ($($name:ident: $policy:expr, $raw:expr => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(status_with($raw, &$policy), $want, "{:?}", $raw);
+            }
+        )*};
+    }
+
+    const OK: Status = Status::OK;
+    const FORBIDDEN: Status = Status::FORBIDDEN;
+
+    statuses! {
+        // A publish from another origin: 403, token or not.
+        publish_no_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\n\r\n" => OK;
+        publish_own_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8080\r\n\r\n" => OK;
+        publish_own_origin_default_port: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\r\n" => OK;
+        publish_own_origin_explicit_80: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost:80\r\n\r\n" => OK;
+        publish_own_origin_any_case: POLICY, "POST /publish HTTP/1.1\r\nHost: LOCALHOST:8080\r\nOrigin: http://localhost.:8080\r\n\r\n" => OK;
+        publish_other_port: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8081\r\n\r\n" => FORBIDDEN;
+        publish_other_scheme: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: https://localhost:8080\r\n\r\n" => FORBIDDEN;
+        // Behind a TLS proxy that says so, the own origin is https://Host.
+        publish_own_origin_forwarded_https: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nOrigin: https://localhost\r\n\r\n" => OK;
+        publish_own_origin_forwarded_https_any_case: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8443\r\nx-forwarded-proto: HTTPS \r\nOrigin: https://localhost:8443\r\n\r\n" => OK;
+        publish_http_origin_forwarded_https: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nOrigin: http://localhost\r\n\r\n" => FORBIDDEN;
+        publish_cross_site_forwarded_https: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nOrigin: https://attacker.example\r\n\r\n" => FORBIDDEN;
+        publish_own_origin_forwarded_http: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nX-Forwarded-Proto: http\r\nOrigin: http://localhost:8080\r\n\r\n" => OK;
+        publish_forwarded_proto_list: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https, http\r\nOrigin: https://localhost\r\n\r\n" => FORBIDDEN;
+        publish_two_forwarded_protos: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\nOrigin: https://localhost\r\n\r\n" => FORBIDDEN;
+        publish_other_loopback_name: POLICY, "POST /publish HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nOrigin: http://localhost:8080\r\n\r\n" => FORBIDDEN;
+        publish_cross_site: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: https://attacker.example\r\n\r\n" => FORBIDDEN;
+        publish_null_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n" => FORBIDDEN;
+        publish_empty_origin: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: \r\n\r\n" => FORBIDDEN;
+        publish_two_origins: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\nOrigin: http://localhost\r\n\r\n" => FORBIDDEN;
+        publish_origin_list: POLICY, "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost http://localhost\r\n\r\n" => FORBIDDEN;
+        publish_cross_site_with_token: with_token(), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://attacker.example\r\nAuthorization: Bearer s3cret\r\n\r\n" => FORBIDDEN;
+        publish_cross_site_without_token: with_token(), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://attacker.example\r\n\r\n" => FORBIDDEN;
+        publish_own_origin_without_token: with_token(), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\r\n" => Status::UNAUTHORIZED;
+        publish_allowed_origin: allowing(true, &[], Some("https://app.example")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\n\r\n" => OK;
+        publish_allowed_origin_only: allowing(true, &[], Some("https://app.example")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://other.example\r\n\r\n" => FORBIDDEN;
+        publish_any_origin: allowing(true, &[], Some("*")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: https://other.example\r\n\r\n" => OK;
+        publish_any_origin_not_null: allowing(true, &[], Some("*")), "POST /publish HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n" => FORBIDDEN;
+        publish_10_no_host: POLICY, "POST /publish HTTP/1.0\r\nOrigin: http://localhost\r\n\r\n" => FORBIDDEN;
+        subscribe_cross_site: POLICY, "GET /events HTTP/1.1\r\nHost: localhost\r\nOrigin: https://attacker.example\r\n\r\n" => OK;
+        health_null_origin: POLICY, "GET /health HTTP/1.1\r\nHost: localhost\r\nOrigin: null\r\n\r\n" => OK;
+    }
+
+    #[test]
+    fn a_jwt_key_makes_publishing_need_a_jwt_or_the_publish_token() {
+        let access = Access::configured(Some(&"k".repeat(32)), &[]).unwrap();
+        let policy = Policy { access, ..POLICY };
+        // Publishing needs a token now, and a cookie is not one.
+        let status = |raw: &str| admitted(raw, &policy).map(|_| ()).map_err(|r| r.status);
+        assert_eq!(
+            status(
+                "POST /publish?topic=t HTTP/1.1\r\nHost: localhost\r\nCookie: sseloop_token=c\r\n\r\n"
+            ),
+            Err(Status::UNAUTHORIZED)
+        );
+        assert_eq!(
+            status(
+                "POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer x.y.z\r\n\r\n"
+            ),
+            Err(Status::UNAUTHORIZED)
+        );
+        let both = Policy {
+            publish_token: Some("s3cret".into()),
+            ..policy.clone()
+        };
+        let raw =
+            b"POST /publish HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret\r\n\r\n";
+        let raw = std::str::from_utf8(raw).unwrap();
+        assert!(admitted(raw, &both).is_ok());
     }
 }

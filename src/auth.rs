@@ -1,8 +1,8 @@
 //! Private topics: HS256 JSON Web Tokens with Mercure's claims, verified
 //! into a [`Grant`], and the policy that says who may subscribe to, receive
 //! and publish what. Pure (the time is a parameter) and free of the rest of
-//! the crate but `config`'s key length: `http` takes the tokens out of
-//! requests, `app` and `http` ask the policy, `conn` and the history filter
+//! the crate: `http` takes the tokens out of requests, `app` asks the
+//! policy who may subscribe and publish, `conn` and the history filter
 //! deliveries with it.
 //!
 //! A token is `base64url(header).base64url(claims).base64url(signature)`.
@@ -37,8 +37,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-/// Shortest key accepted.
-pub const MIN_KEY_LEN: usize = crate::config::MIN_JWT_KEY_LEN;
+/// Shortest key accepted: HS256's own output size (RFC 7518, 3.2).
+pub const MIN_KEY_LEN: usize = 32;
 /// Seconds of slack on `exp` and `nbf`, for clocks a little apart.
 pub const LEEWAY_SECS: i64 = 5;
 /// The cookie that carries a token.

@@ -1,6 +1,8 @@
 //! `Config`: every limit and timeout the server applies, each default a named
-//! constant, plus the parsers for the values the command line takes
-//! (durations, sizes; host names and origins with `http`'s grammar).
+//! constant; the rules a configuration must keep ([`Config::validate`],
+//! which the library and the command line share); and the parsers for the
+//! values the command line takes (durations, sizes; host names and origins
+//! with `http`'s grammar).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,19 +49,12 @@ pub const OVERFLOW_CONNECTIONS: usize = 64;
 /// Time an over-capacity connection has to send its request.
 pub const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(1);
 /// Shortest `jwt_key` accepted: HS256's own output size (RFC 7518, 3.2).
-pub const MIN_JWT_KEY_LEN: usize = 32;
+pub const MIN_JWT_KEY_LEN: usize = crate::auth::MIN_KEY_LEN;
 /// After an error answer the connection reads and discards what the client
 /// still sends for at most this long, so the answer is not lost to a reset.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Body framing of HTTP/1.1 event streams (HTTP/1.0 is always close-delimited).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// `Transfer-Encoding: chunked`: the stream can end cleanly on a kept-alive socket.
-    Chunked,
-    /// The body ends when the connection closes.
-    Close,
-}
+pub use crate::sse::Framing;
 
 /// Everything the server needs to know; `Config::default()` is what the
 /// binary runs with when given no options.
@@ -171,6 +166,130 @@ impl Config {
             && self.publish_token.is_none()
             && self.jwt_key.is_none()
             && !self.insecure_open_publish
+    }
+
+    /// Checks the rules every server applies before it binds: values of
+    /// the right form, a JWT key long enough, no open publish endpoint on a
+    /// network unless asked for. The first rule broken is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(origin) = &self.allow_origin
+            && origin != "*"
+            && !valid_origin(origin)
+        {
+            return Err(ConfigError::AllowOrigin(origin.clone()));
+        }
+        if let Some(host) = self
+            .allow_hosts
+            .iter()
+            .find(|h| parse_host_name(h).is_none())
+        {
+            return Err(ConfigError::AllowHost(host.clone()));
+        }
+        if let Some(topic) = self
+            .public_topics
+            .iter()
+            .find(|t| *t != "*" && !crate::sse::valid_topic(t))
+        {
+            return Err(ConfigError::PublicTopic(topic.clone()));
+        }
+        if let Some(cluster) = &self.cluster
+            && !valid_redis_key(&cluster.key)
+        {
+            return Err(ConfigError::RedisKey(cluster.key.clone()));
+        }
+        if let Some(key) = &self.jwt_key
+            && key.len() < MIN_JWT_KEY_LEN
+        {
+            return Err(ConfigError::ShortJwtKey(key.len()));
+        }
+        if self.jwt_key.is_none() && !self.public_topics.is_empty() {
+            return Err(ConfigError::PublicTopicsWithoutKey);
+        }
+        if self.loops == 0 {
+            return Err(ConfigError::NoLoops);
+        }
+        if self.exposes_open_publish() {
+            return Err(ConfigError::OpenPublish(self.listen));
+        }
+        Ok(())
+    }
+}
+
+/// A rule of [`Config::validate`] that a configuration breaks. Its
+/// `Display` says what is wrong in the library's words; the `sseloop`
+/// binary names its options instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `allow_origin` is neither `*` nor an origin (see [`valid_origin`]).
+    AllowOrigin(String),
+    /// An `allow_hosts` entry is not a host name or IP address without a
+    /// port (see [`parse_host_name`]).
+    AllowHost(String),
+    /// A `public_topics` entry is neither `*` nor a topic name
+    /// ([`crate::valid_topic`]).
+    PublicTopic(String),
+    /// The cluster's key is not one [`valid_redis_key`] takes.
+    RedisKey(String),
+    /// `jwt_key` is this many bytes, fewer than [`MIN_JWT_KEY_LEN`].
+    ShortJwtKey(usize),
+    /// `public_topics` without `jwt_key`, where every topic is public.
+    PublicTopicsWithoutKey,
+    /// `loops` is 0.
+    NoLoops,
+    /// `listen` is reachable from the network and anyone could publish
+    /// (see [`Config::exposes_open_publish`]).
+    OpenPublish(SocketAddr),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::AllowOrigin(origin) => write!(
+                f,
+                "the allowed origin {origin:?} is neither * nor an origin like https://app.example.com"
+            ),
+            ConfigError::AllowHost(host) => write!(
+                f,
+                "the allowed host {host:?} is not a host name or IP address without a port"
+            ),
+            ConfigError::PublicTopic(topic) => write!(
+                f,
+                "the public topic {topic:?} is neither * nor a topic of 1 to {} bytes with no control characters",
+                crate::sse::MAX_TOPIC_LEN
+            ),
+            ConfigError::RedisKey(key) => write!(
+                f,
+                "the Redis key {key:?} is not 1 to {MAX_REDIS_KEY_LEN} letters, digits or _-.:{{}}"
+            ),
+            ConfigError::ShortJwtKey(len) => write!(
+                f,
+                "the JWT key is {len} bytes: it must be at least {MIN_JWT_KEY_LEN} bytes"
+            ),
+            ConfigError::PublicTopicsWithoutKey => {
+                f.write_str("public topics need a JWT key (without one every topic is public)")
+            }
+            ConfigError::NoLoops => f.write_str("a server needs at least one loop"),
+            ConfigError::OpenPublish(listen) => write!(
+                f,
+                "{listen} is reachable from the network and anyone could publish: set a publish \
+                 token, or allow an open publish endpoint explicitly"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for std::io::Error {
+    /// An open publish endpoint is `PermissionDenied`; any other broken
+    /// rule `InvalidInput`.
+    fn from(e: ConfigError) -> std::io::Error {
+        let kind = match e {
+            ConfigError::OpenPublish(_) => std::io::ErrorKind::PermissionDenied,
+            _ => std::io::ErrorKind::InvalidInput,
+        };
+        std::io::Error::new(kind, e)
     }
 }
 
@@ -477,6 +596,89 @@ mod tests {
         for bad in ["", "a b", "a\nb", "ü", long.as_str()] {
             assert!(!valid_redis_key(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn validate_says_which_rule_is_broken() {
+        let check = |change: fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.validate()
+        };
+        assert_eq!(Config::default().validate(), Ok(()));
+        let key = "k".repeat(MIN_JWT_KEY_LEN);
+        assert_eq!(
+            check(|c| c.allow_origin = Some("https://a.example/".into())),
+            Err(ConfigError::AllowOrigin("https://a.example/".into()))
+        );
+        assert_eq!(check(|c| c.allow_origin = Some("*".into())), Ok(()));
+        assert_eq!(
+            check(|c| c.allow_hosts = vec!["App.Example.".into(), "a:80".into()]),
+            Err(ConfigError::AllowHost("a:80".into()))
+        );
+        assert_eq!(
+            check(|c| c.public_topics = vec!["*".into(), "a\u{7}".into()]),
+            Err(ConfigError::PublicTopic("a\u{7}".into()))
+        );
+        assert_eq!(
+            check(|c| c.public_topics = vec!["news".into()]),
+            Err(ConfigError::PublicTopicsWithoutKey)
+        );
+        let mut keyed = Config {
+            jwt_key: Some(key.clone()),
+            public_topics: vec!["news".into()],
+            ..Config::default()
+        };
+        assert_eq!(keyed.validate(), Ok(()));
+        keyed.jwt_key = Some(key[1..].to_owned());
+        assert_eq!(
+            keyed.validate(),
+            Err(ConfigError::ShortJwtKey(MIN_JWT_KEY_LEN - 1))
+        );
+        let redis = RedisUrl::parse("redis://h").unwrap();
+        let mut clustered = Config {
+            cluster: Some(Cluster::new(redis)),
+            ..Config::default()
+        };
+        assert_eq!(clustered.validate(), Ok(()));
+        clustered.cluster.as_mut().unwrap().key = "a b".into();
+        assert_eq!(
+            clustered.validate(),
+            Err(ConfigError::RedisKey("a b".into()))
+        );
+        assert_eq!(check(|c| c.loops = 0), Err(ConfigError::NoLoops));
+    }
+
+    #[test]
+    fn an_open_publish_endpoint_needs_a_token_a_key_or_the_flag() {
+        let open = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        let refused = open.validate().unwrap_err();
+        assert_eq!(refused, ConfigError::OpenPublish(open.listen));
+        let io = std::io::Error::from(refused);
+        assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(io.to_string().contains("anyone could publish"), "{io}");
+        let allowed = [
+            Config {
+                publish_token: Some("t".into()),
+                ..open.clone()
+            },
+            Config {
+                jwt_key: Some("k".repeat(MIN_JWT_KEY_LEN)),
+                ..open.clone()
+            },
+            Config {
+                insecure_open_publish: true,
+                ..open.clone()
+            },
+        ];
+        for config in allowed {
+            assert_eq!(config.validate(), Ok(()));
+        }
+        let io = std::io::Error::from(ConfigError::NoLoops);
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -2,17 +2,16 @@
 //! queue flushes come back as outcome values, with WouldBlock and
 //! Interrupted already handled and a peer that went away told apart from a
 //! real failure; the log level of a failure is chosen here too. Also how
-//! the listeners are set up.
+//! the listeners are set up, and what a connection needs of its socket
+//! ([`Transport`]).
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Poll};
 use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::conn::WriteQueue;
 
 /// Connections the kernel queues for each listener before `accept`.
 const BACKLOG: i32 = 1024;
@@ -46,14 +45,30 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// Fixes a stream's kernel send buffer at `bytes` (0: leaves autotuning
-/// on), so that a subscriber that stops reading holds a bounded amount of
-/// kernel memory.
-pub fn limit_send_buffer(socket: &TcpStream, bytes: usize) -> io::Result<()> {
-    if bytes == 0 {
-        return Ok(());
+/// What a connection needs of its socket: reads, (vectored) writes, the
+/// half-close that ends a close-delimited body, and a bounded kernel send
+/// buffer. A TCP stream in the loop; an in-memory one in `conn`'s tests.
+pub trait Transport: Read + Write {
+    /// Shuts the writing side: our FIN.
+    fn shutdown_write(&self) -> io::Result<()>;
+
+    /// Fixes the kernel send buffer at `bytes` (0: leaves autotuning on),
+    /// so that a subscriber that stops reading holds a bounded amount of
+    /// kernel memory.
+    fn limit_send_buffer(&self, bytes: usize) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
     }
-    socket2::SockRef::from(socket).set_send_buffer_size(bytes)
+
+    fn limit_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        socket2::SockRef::from(self).set_send_buffer_size(bytes)
+    }
 }
 
 /// Waits for readiness, retrying when a signal interrupted the wait.
@@ -141,12 +156,13 @@ pub enum FlushOutcome {
     Failed(io::Error),
 }
 
-/// Writes the queue until it is empty or the kernel refuses. Returns the
-/// bytes written and where that left the queue.
-pub fn flush(sink: &mut impl Write, queue: &mut WriteQueue) -> (usize, FlushOutcome) {
+/// Writes until nothing is left or the kernel refuses: `write_once` makes
+/// one write, or says (`None`) that nothing is left to write. Returns the
+/// bytes written and where that left the writer.
+pub fn flush(mut write_once: impl FnMut() -> Option<io::Result<usize>>) -> (usize, FlushOutcome) {
     let mut written = 0;
-    while !queue.is_empty() {
-        match queue.write_once(sink) {
+    while let Some(result) = write_once() {
+        match result {
             Ok(0) => {
                 return (
                     written,

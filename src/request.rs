@@ -1,7 +1,10 @@
 //! Turns a connection's input into requests: the head → body state machine
 //! and the bytes kept between reads. Free of sockets, so it is unit-tested
-//! and fuzzed with arbitrary splits of arbitrary input.
+//! and fuzzed with arbitrary splits of arbitrary input. As soon as a head is
+//! here it asks `app` whether the request may publish, so that a refused
+//! publish is answered without its body being read.
 
+use crate::app;
 use crate::http::{self, BodyLength, ChunkedDecoder, Head, HeadParse, Policy, Reject, Status};
 
 /// What the next bytes of input made.
@@ -63,17 +66,21 @@ impl RequestReader {
     }
 
     /// Takes the next request out of `input` (the unconsumed bytes, in
-    /// order). Returns how many bytes it used and what they made; the bytes
-    /// left over after `NeedMore` must be offered again with more input.
-    pub fn next_request(&mut self, input: &[u8], policy: &Policy) -> (usize, Step) {
+    /// order), a publish's tokens checked at Unix time `unix_now`. Returns
+    /// how many bytes it used and what they made; the bytes left over after
+    /// `NeedMore` must be offered again with more input.
+    pub fn next_request(&mut self, input: &[u8], policy: &Policy, unix_now: i64) -> (usize, Step) {
         let mut used = 0;
         loop {
             match &mut self.state {
                 State::Head => match http::parse_head(&input[used..], policy) {
                     HeadParse::Incomplete => return (used, Step::NeedMore),
                     HeadParse::Invalid(reject) => return (used, Step::Reject(reject)),
-                    HeadParse::Complete(head, len) => {
+                    HeadParse::Complete(mut head, len) => {
                         used += len;
+                        if let Err(reject) = app::may_publish(&head, policy, unix_now) {
+                            head.route = Err(reject);
+                        }
                         let reader = match head.body {
                             BodyLength::Empty => return (used, Step::Request(head, Vec::new())),
                             // Refused anyway: answered without reading the body.
@@ -148,6 +155,7 @@ fn too_large() -> Reject {
 /// server does. Returns every step taken. For tests and fuzzing: it checks
 /// the bound on kept bytes and panics if it is broken.
 pub fn read_in_pieces(input: &[u8], pieces: &[usize], policy: &Policy) -> Vec<Step> {
+    let unix_now = crate::auth::unix_now();
     let mut reader = RequestReader::default();
     let mut steps = Vec::new();
     let mut rest = input;
@@ -160,7 +168,7 @@ pub fn read_in_pieces(input: &[u8], pieces: &[usize], policy: &Policy) -> Vec<St
         buf.extend_from_slice(piece);
         let mut used = 0;
         loop {
-            let (n, step) = reader.next_request(&buf[used..], policy);
+            let (n, step) = reader.next_request(&buf[used..], policy, unix_now);
             used += n;
             let stop = matches!(step, Step::NeedMore | Step::Reject(_));
             let rejected = matches!(step, Step::Reject(_));
@@ -269,11 +277,12 @@ mod tests {
         let (used, step) = reader.next_request(
             b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab",
             &POLICY,
+            0,
         );
         assert_eq!(step, Step::NeedMore);
         assert_eq!(used, 64);
         assert!(reader.in_progress());
-        let (_, step) = reader.next_request(b"cd", &POLICY);
+        let (_, step) = reader.next_request(b"cd", &POLICY, 0);
         assert!(
             matches!(step, Step::Request(ref h, ref b) if b == b"abcd" && matches!(h.route, Ok(Route::Publish { .. })))
         );

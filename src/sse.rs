@@ -5,7 +5,14 @@
 //! stream writes the whole frame and a close-delimited one writes only the
 //! payload. Every subscriber's queue points at the same frame.
 
-use crate::config::Framing;
+/// Body framing of HTTP/1.1 event streams (HTTP/1.0 is always close-delimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Transfer-Encoding: chunked`: the stream can end cleanly on a kept-alive socket.
+    Chunked,
+    /// The body ends when the connection closes.
+    Close,
+}
 
 /// An event to publish: its data, an optional type, and the topics it goes to
 /// (none: every subscriber).

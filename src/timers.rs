@@ -32,7 +32,8 @@ impl Timers {
             return;
         }
         if let Some(old) = slot.take() {
-            self.set.remove(&(old, key));
+            let removed = self.set.remove(&(old, key));
+            debug_assert!(removed, "each key's deadline is in the set");
         }
         if let Some(new) = at {
             self.set.insert((new, key));
@@ -52,6 +53,7 @@ impl Timers {
             return None;
         }
         self.set.pop_first();
+        debug_assert_eq!(self.by_key[key], Some(at), "the set and the index agree");
         self.by_key[key] = None;
         Some(key)
     }
@@ -95,7 +97,9 @@ impl HeartbeatGrid {
     /// would be due if nothing were written meanwhile, and never `now`
     /// itself, so a look always moves time on.
     pub fn next_check(&self, now: Instant) -> Option<Instant> {
-        self.due(now).map(|due| due.max(now + self.tick))
+        let check = self.due(now).map(|due| due.max(now + self.tick));
+        debug_assert!(check.is_none_or(|at| at > now));
+        check
     }
 }
 

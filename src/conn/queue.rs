@@ -2,15 +2,15 @@
 //! shared frames, static bytes and owned answers, each with its own offset, and
 //! a running byte count that the queue limit is checked against.
 //!
-//! Uses nothing of the crate but `sse::Frame` and the framing enum; what a
-//! failed write means is `net`'s to say.
+//! Uses nothing of the crate but `sse`'s frames, and `net` to say what a
+//! write's outcome means.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
-use crate::config::Framing;
-use crate::sse::Frame;
+use crate::net::{self, FlushOutcome};
+use crate::sse::{Frame, Framing};
 
 /// Most slices handed to one vectored write (Linux takes up to 1024; beyond a
 /// few dozen the gain is nil and the stack array grows).
@@ -135,8 +135,15 @@ impl WriteQueue {
         Ok(n)
     }
 
+    /// Writes to `out` until the queue is empty or `out` refuses. Returns
+    /// the bytes written and where that left the queue.
+    pub fn flush_to<W: Write>(&mut self, out: &mut W) -> (usize, FlushOutcome) {
+        net::flush(|| (!self.is_empty()).then(|| self.write_once(out)))
+    }
+
     /// Advances past `n` written bytes.
     fn consume(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len, "a write takes at most what was offered");
         self.len -= n;
         while n > 0 {
             let item = self.items.front_mut().expect("wrote more than queued");
@@ -154,7 +161,10 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{FlushOutcome, flush};
+
+    fn flush(out: &mut Trickle, q: &mut WriteQueue) -> (usize, FlushOutcome) {
+        q.flush_to(out)
+    }
 
     /// Takes at most `room` bytes per call, then refuses with WouldBlock.
     struct Trickle {

@@ -1,6 +1,7 @@
 //! The `Host` and `Origin` fields: their syntax (RFC 9112 §3.2, RFC 3986
 //! §3.2.2, RFC 6454), the names a loopback server answers to (the
-//! DNS-rebinding defence), and which origins may publish.
+//! DNS-rebinding defence), and whether an origin is the server's own or the
+//! allowed one.
 //!
 //! Loopback names are `localhost` and every name under `.localhost`: RFC 6761
 //! §6.3 reserves them for loopback, resolvers and browsers (Chrome, and

@@ -4,7 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `parse` | request heads, parsed with `httparse` from the caller's buffer, and the fields sseloop acts on |
-//! | `host` | the `Host` and `Origin` fields: syntax, loopback names, who may publish |
+//! | `host` | the `Host` and `Origin` fields: syntax, loopback names, whether an origin is the server's own |
 //! | `route` | what a request asks for: paths, methods, query and percent decoding, topic names |
 //! | `chunked` | the chunked request-body decoder |
 //! | `response` | the bytes of every answer and stream head |
@@ -66,17 +66,6 @@ impl Reject {
 
     fn bad(reason: &'static str) -> Reject {
         Reject::new(Status::BAD_REQUEST, reason)
-    }
-
-    /// A token refused: 403 when it is valid but does not allow what was
-    /// asked, else 401.
-    pub fn refusal(refusal: crate::auth::Refusal) -> Reject {
-        let status = if refusal.forbidden() {
-            Status::FORBIDDEN
-        } else {
-            Status::UNAUTHORIZED
-        };
-        Reject::new(status, refusal.reason())
     }
 }
 

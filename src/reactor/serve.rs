@@ -9,31 +9,32 @@ use log::{debug, trace, warn};
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
 use crate::bus::{Delivery, Offer, Ticket};
-use crate::conn::{Clearance, Delivered, Next};
+use crate::conn::{Clearance, Delivered, Next, ReplayThen};
 use crate::http::{Head, Reject};
 use crate::request::Step;
-
-/// History units one replay top-up may look through before other
-/// connections get a turn (see `History::next_retained`).
-const REPLAY_UNITS_PER_TOP_UP: usize = 64 << 10;
 
 impl Reactor {
     /// What an answer depends on, for connection `key`.
     fn context(&self, key: usize) -> Context<'_> {
         Context {
-            shutting_down: self.shutdown_at.is_some(),
+            shutting_down: self.shutdown.under_way(),
             over_capacity: self.conns.get(key).is_some_and(|c| c.over_capacity()),
             allow_origin: self.config.allow_origin.as_deref(),
             retry: self.config.retry,
             framing: self.config.framing,
             max_topics: self.config.max_topics,
             access: self.policy.access.as_deref(),
-            unix_now: self
-                .policy
-                .access
-                .as_ref()
-                .map_or(0, |_| crate::auth::unix_now()),
+            unix_now: self.unix_now(),
         }
+    }
+
+    /// The Unix time tokens are checked at: read only with `--jwt-key`,
+    /// where there are tokens to check.
+    fn unix_now(&self) -> i64 {
+        self.policy
+            .access
+            .as_ref()
+            .map_or(0, |_| crate::auth::unix_now())
     }
 
     /// Serves the whole requests in what connection `key` kept and `input`
@@ -48,9 +49,10 @@ impl Reactor {
         };
         // The usual case: whole requests in one read, parsed in place.
         let bytes = if kept.is_empty() { input } else { &kept[..] };
+        let unix_now = self.unix_now();
         let mut used = 0;
         while let Some(conn) = self.conns.get_mut(key) {
-            let Some((n, step)) = conn.next_request(&bytes[used..], &self.policy) else {
+            let Some((n, step)) = conn.next_request(&bytes[used..], &self.policy, unix_now) else {
                 break;
             };
             used += n;
@@ -165,7 +167,7 @@ impl Reactor {
                 self.act(ticket.key, app::unavailable());
             }
         }
-        self.read_backlog.push(ticket.key);
+        self.owed.reads.push(ticket.key);
     }
 
     fn subscribe(&mut self, key: usize, start: StreamStart) {
@@ -194,20 +196,17 @@ impl Reactor {
             self.now,
             &self.heartbeat,
         );
-        self.track_replay(key, false);
-        self.counters
-            .subscribers
-            .set(self.topics.subscribers() as u64);
+        if self.conns[key].replaying() {
+            self.replays.began();
+        }
+        self.update_gauges();
         self.after(key, next);
         self.replay(key);
     }
 
-    /// Tops up a resuming subscriber's replay: kept events until its queue
-    /// holds half the queue limit (so a long replay never trips the
-    /// slow-subscriber cut-off), within this top-up's budget and what is
-    /// left of the pass's; the flush that drains the queue calls again, and
-    /// what a budget stopped goes on in a later pass. Returns the events
-    /// queued.
+    /// Tops up a resuming subscriber's replay within what the pass's budget
+    /// allows; the flush that drains its queue calls again, and what a
+    /// budget stopped goes on in a later pass. Returns the events queued.
     pub(super) fn replay(&mut self, key: usize) -> u64 {
         let Some(conn) = self.conns.get_mut(key) else {
             return 0;
@@ -215,44 +214,38 @@ impl Reactor {
         if !conn.replaying() {
             return 0;
         }
-        let pass = &mut self.replay_budget;
-        if pass.units == 0 || pass.bytes == 0 {
-            self.queue_replay(key);
+        let queue_limit = self.config.queue_limit;
+        let Some(allowance) = self.replays.budget.allowance(conn.queued(), queue_limit) else {
+            self.replays.wait(key);
             return 0;
-        }
-        let mut units = REPLAY_UNITS_PER_TOP_UP.min(pass.units);
-        let granted = units;
-        let window = (self.config.queue_limit / 2).min(conn.queued() + pass.bytes);
-        let before = conn.queued();
+        };
         let access = self.policy.access.as_deref();
-        let replayed = conn.replay(self.bus.history(), window, &mut units, access);
-        let caught_up = !conn.replaying();
-        pass.units -= granted - units;
-        pass.bytes = pass
-            .bytes
-            .saturating_sub(conn.queued().saturating_sub(before));
+        let replayed = conn.replay(self.bus.history(), allowance, access);
+        self.replays.budget.charge(&replayed);
         self.counters.replayed.add(replayed.events);
         self.counters.deliveries.add(replayed.events);
         // Events, or the `reset` of a replay that lost its place.
-        let next = if conn.queued() > before {
+        let next = if replayed.bytes > 0 {
             conn.list_stream()
         } else {
-            Next::Idle
+            Next::Wait
         };
-        if replayed.more {
-            self.queue_replay(key);
+        match replayed.then {
+            ReplayThen::WhenWritten => {}
+            ReplayThen::NextPass => self.replays.wait(key),
+            ReplayThen::Live => {
+                self.replays.ended();
+                self.update_gauges();
+            }
         }
         self.after(key, next);
-        if caught_up {
-            self.track_replay(key, true);
-        }
         replayed.events
     }
 
     /// Queues the delivery to every subscriber of this loop it is for: a
     /// pointer per subscriber, no copy.
     pub(super) fn fan_out(&mut self, delivery: &Delivery) {
-        self.stamp += 1;
+        self.fan_outs += 1;
         let limit = self.config.queue_limit;
         let mut deliveries = 0;
         // Its private topics, once per delivery: none (and no allocation)
@@ -262,15 +255,25 @@ impl Reactor {
             None => Vec::new(),
         };
         for key in self.topics.recipients(&delivery.topics) {
+            debug_assert!(
+                self.conns.contains(key),
+                "close() takes a subscriber out of the index"
+            );
             let Some(conn) = self.conns.get_mut(key) else {
-                continue; // cannot happen: close() leaves the index
+                continue;
             };
-            match conn.deliver(&delivery.frame, delivery.seq, self.stamp, limit, &private) {
+            match conn.deliver(
+                &delivery.frame,
+                delivery.seq,
+                self.fan_outs,
+                limit,
+                &private,
+            ) {
                 Delivered::Skipped => {}
                 Delivered::Queued { list } => {
                     deliveries += 1;
                     if list {
-                        self.flush.streams.push_back(key);
+                        self.owed.streams.push_back(key);
                     }
                 }
                 Delivered::OverLimit => {
@@ -294,16 +297,8 @@ impl Reactor {
                 self.config.queue_limit
             );
             self.counters.slow_disconnects.add(1);
-            let was_replaying = conn.replaying();
-            let (subscription, next) = conn.cut_off(self.now);
-            self.track_replay(key, was_replaying);
-            if let Some(sub) = subscription {
-                self.topics.unsubscribe(sub);
-            }
-            self.after(key, next);
+            let ending = conn.cut_off(self.now);
+            self.after_ending(key, ending);
         }
-        self.counters
-            .subscribers
-            .set(self.topics.subscribers() as u64);
     }
 }

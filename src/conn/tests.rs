@@ -1,0 +1,592 @@
+//! The connection's state machine over an in-memory stream: requests, a
+//! stream, closing; heartbeats, the queue limit, a publish waiting for the
+//! bus, half-closes, replays. The stream plays the kernel: it hands over
+//! what the client sent, takes what the server writes until its room runs
+//! out, and can fail.
+
+use std::cell::RefCell;
+use std::io::{self, IoSlice, Read, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::bus::{Delivery, History, Ticket};
+use crate::config::LINGER_DISCARD_LIMIT;
+use crate::http::{Policy, Route};
+use crate::request::Step;
+use crate::sse::{Frame, Framing, LAST_CHUNK};
+use crate::topics::Topics;
+
+/// Both ends of an in-memory connection, as the kernel sees them.
+#[derive(Debug, Default)]
+struct Wire {
+    /// What the client sent and the server has not read.
+    incoming: Vec<u8>,
+    /// The client sent its FIN: a read past `incoming` is the end.
+    client_fin: bool,
+    /// What the server wrote.
+    written: Vec<u8>,
+    /// Bytes the kernel still takes before it refuses; `None`: any.
+    room: Option<usize>,
+    /// Every write fails with this.
+    broken: Option<io::ErrorKind>,
+    /// The server sent its FIN.
+    server_fin: bool,
+    /// The send buffer the server set.
+    send_buffer: Option<usize>,
+}
+
+/// The server's end; the test keeps a clone to play the client.
+#[derive(Clone, Debug, Default)]
+struct Mem(Rc<RefCell<Wire>>);
+
+impl Mem {
+    fn send(&self, bytes: &[u8]) {
+        self.0.borrow_mut().incoming.extend_from_slice(bytes);
+    }
+
+    fn fin(&self) {
+        self.0.borrow_mut().client_fin = true;
+    }
+
+    /// What the server wrote since the last call.
+    fn take_written(&self) -> String {
+        let written = std::mem::take(&mut self.0.borrow_mut().written);
+        String::from_utf8(written).unwrap()
+    }
+
+    fn set_room(&self, room: Option<usize>) {
+        self.0.borrow_mut().room = room;
+    }
+}
+
+impl Read for Mem {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut wire = self.0.borrow_mut();
+        if wire.incoming.is_empty() {
+            return if wire.client_fin {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(wire.incoming.len());
+        buf[..n].copy_from_slice(&wire.incoming[..n]);
+        wire.incoming.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for Mem {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut wire = self.0.borrow_mut();
+        if let Some(kind) = wire.broken {
+            return Err(kind.into());
+        }
+        let mut room = wire.room.unwrap_or(usize::MAX);
+        if room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for buf in bufs {
+            let take = buf.len().min(room);
+            wire.written.extend_from_slice(&buf[..take]);
+            n += take;
+            room -= take;
+        }
+        if wire.room.is_some() {
+            wire.room = Some(room);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for Mem {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.0.borrow_mut().server_fin = true;
+        Ok(())
+    }
+
+    fn limit_send_buffer(&self, bytes: usize) -> io::Result<()> {
+        self.0.borrow_mut().send_buffer = Some(bytes);
+        Ok(())
+    }
+}
+
+const POLICY: Policy = Policy {
+    max_head_size: 8192,
+    max_headers: 64,
+    max_body: 1024,
+    publish_token: None,
+    loopback_hosts: true,
+    allow_hosts: Vec::new(),
+    allow_origin: None,
+    access: None,
+};
+
+/// The queue limit of the tests' deliveries.
+const LIMIT: usize = 4096;
+
+fn config() -> Config {
+    Config {
+        heartbeat: Some(Duration::from_secs(1)),
+        ..Config::default()
+    }
+}
+
+/// A connection accepted at `now`, and the client's end of it.
+fn accepted(now: Instant) -> (Conn<Mem>, Mem) {
+    let wire = Mem::default();
+    (Conn::new(wire.clone(), now, false, &config()), wire)
+}
+
+/// Reads what the client sent and takes the next request out of it, as the
+/// loop does (`reactor::serve::serve_input`), keeping the rest.
+fn next_request(conn: &mut Conn<Mem>, now: Instant) -> Option<Step> {
+    let mut buf = [0; 4096];
+    let input = match conn.read(&mut buf) {
+        ReadOutcome::Data(n) => &buf[..n],
+        ReadOutcome::WouldBlock => &[][..],
+        other => panic!("{other:?}"),
+    };
+    let kept = conn.begin_input(input, now)?;
+    let bytes = if kept.is_empty() { input } else { &kept[..] };
+    let step = conn.next_request(bytes, &POLICY, 0);
+    let used = step.as_ref().map_or(0, |(n, _)| *n);
+    let _ = conn.end_input(&bytes[used..], now, &config());
+    step.map(|(_, step)| step)
+}
+
+fn route(step: Option<Step>) -> Route {
+    match step {
+        Some(Step::Request(head, _)) => head.route.unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Flushes and says what came next.
+fn flush(conn: &mut Conn<Mem>, now: Instant) -> AfterFlush {
+    conn.flush(now, 1).then
+}
+
+/// A stream begun at `now` on a fresh connection (its head written), with
+/// heartbeats every second from `now`, resuming after `resume` when given.
+fn streaming(now: Instant, resume: Option<u64>) -> (Conn<Mem>, Mem, HeartbeatGrid) {
+    let (mut conn, wire) = accepted(now);
+    wire.send(b"GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(matches!(
+        route(next_request(&mut conn, now)),
+        Route::Subscribe { .. }
+    ));
+    let grid = HeartbeatGrid::new(config().heartbeat, now);
+    let subscription = Topics::default().subscribe(1, &["t".to_owned()]);
+    let next = conn.start_stream(
+        b"HEAD;".to_vec(),
+        Framing::Chunked,
+        subscription,
+        None,
+        Ok(resume),
+        now,
+        &grid,
+    );
+    assert_eq!(next, Next::Flush(Lane::Answer));
+    assert!(matches!(
+        flush(&mut conn, now),
+        AfterFlush::Done | AfterFlush::Replay
+    ));
+    assert_eq!(wire.take_written(), "HEAD;");
+    (conn, wire, grid)
+}
+
+fn event(seq: u64) -> Arc<Frame> {
+    Arc::new(Frame::event(&format!("r-{seq}"), None, &format!("e{seq}")))
+}
+
+#[test]
+fn requests_then_a_stream_then_closing() {
+    let t0 = Instant::now();
+    let (mut conn, wire) = accepted(t0);
+    assert_eq!(conn.deadline(), Some(t0 + config().header_timeout));
+    wire.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /events HTTP/1.1\r\nHost: lo");
+    assert_eq!(route(next_request(&mut conn, t0)), Route::Health);
+    let next = conn.answer(b"ok;".to_vec(), true, t0, &config());
+    assert_eq!(next, Next::Flush(Lane::Answer));
+    // The second head is incomplete: kept until the rest arrives.
+    assert_eq!(next_request(&mut conn, t0), Some(Step::NeedMore));
+    assert!(conn.wants_input());
+    wire.send(b"calhost\r\n\r\n");
+    assert!(matches!(
+        route(next_request(&mut conn, t0)),
+        Route::Subscribe { .. }
+    ));
+    let subscription = Topics::default().subscribe(1, &[]);
+    let grid = HeartbeatGrid::new(None, t0);
+    let next = conn.start_stream(
+        b"HEAD;".to_vec(),
+        Framing::Chunked,
+        subscription,
+        None,
+        Ok(None),
+        t0,
+        &grid,
+    );
+    // Listed already, for the answer.
+    assert_eq!(next, Next::Wait);
+    assert!(conn.is_stream() && !conn.wants_input() && conn.is_listed());
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
+    assert_eq!(wire.take_written(), "ok;HEAD;");
+    assert!(!conn.is_listed() && !conn.wants_writable());
+
+    let frame = event(1);
+    assert_eq!(
+        conn.deliver(&frame, 1, 1, LIMIT, &[]),
+        Delivered::Queued { list: true }
+    );
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
+    assert_eq!(wire.take_written().as_bytes(), frame.wire(Framing::Chunked));
+
+    let (ended, next) = conn.end_stream(t0);
+    assert!(ended.is_some_and(|e| !e.was_replaying));
+    assert_eq!(next, Next::Flush(Lane::Stream));
+    assert!(!conn.is_stream() && conn.wants_input(), "closing reads on");
+    assert_eq!(conn.deadline(), Some(t0 + LINGER_TIMEOUT));
+    // Written: the FIN goes out and input left unread is read on.
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::ResumeInput));
+    assert_eq!(wire.take_written().as_bytes(), LAST_CHUNK);
+    assert!(wire.0.borrow().server_fin);
+    wire.fin();
+    let mut buf = [0; 16];
+    assert!(matches!(conn.read(&mut buf), ReadOutcome::Eof));
+    assert_eq!(conn.on_eof(t0), Next::Close("done"));
+}
+
+#[test]
+fn a_stream_gets_heartbeats_only_when_idle() {
+    let t0 = Instant::now();
+    let second = Duration::from_secs(1);
+    let (mut conn, wire, grid) = streaming(t0, None);
+    let first_check = conn.deadline().unwrap();
+    assert!(first_check > t0 && first_check <= t0 + second);
+    // Not due yet: the deadline moves on.
+    let early = t0 + second / 2;
+    assert_eq!(conn.on_deadline(early, &grid), Expired::NotDue);
+    assert!(conn.deadline().unwrap() > early);
+    let due = t0 + second;
+    assert_eq!(
+        conn.on_deadline(due, &grid),
+        Expired::Heartbeat(Next::Flush(Lane::Stream))
+    );
+    assert!(matches!(flush(&mut conn, due), AfterFlush::Done));
+    assert_eq!(
+        wire.take_written().as_bytes(),
+        sse::heartbeat(Framing::Chunked)
+    );
+    // Bytes the kernel refuses are not idleness: no heartbeat joins them.
+    wire.set_room(Some(0));
+    assert_eq!(
+        conn.deliver(&event(1), 1, 1, LIMIT, &[]),
+        Delivered::Queued { list: true }
+    );
+    assert!(matches!(flush(&mut conn, due), AfterFlush::Done));
+    assert!(conn.wants_writable());
+    let later = due + 2 * second;
+    assert_eq!(conn.on_deadline(later, &grid), Expired::NotIdle(Next::Wait));
+    assert_eq!(conn.queued(), event(1).wire(Framing::Chunked).len());
+}
+
+#[test]
+fn a_subscriber_past_the_queue_limit_is_cut_off_with_what_it_began_whole() {
+    let t0 = Instant::now();
+    let (mut conn, wire, _) = streaming(t0, None);
+    wire.set_room(Some(5));
+    let first = event(1);
+    assert!(matches!(
+        conn.deliver(&first, 1, 1, LIMIT, &[]),
+        Delivered::Queued { list: true }
+    ));
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
+    let per_event = first.wire(Framing::Chunked).len();
+    let mut seq = 1;
+    let over = loop {
+        seq += 1;
+        match conn.deliver(&event(seq), seq, seq, LIMIT, &[]) {
+            // Waiting for writable readiness: not listed again.
+            Delivered::Queued { list } => assert!(!list),
+            Delivered::OverLimit => break conn.queued(),
+            Delivered::Skipped => panic!("skipped {seq}"),
+        }
+    };
+    assert!(over > LIMIT && over <= LIMIT + per_event);
+    let (ended, next) = conn.cut_off(t0);
+    assert!(ended.is_some());
+    // Blocked: the flush waits for writable readiness.
+    assert_eq!(next, Next::Wait);
+    wire.set_room(None);
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::ResumeInput));
+    // The event begun is finished, the rest dropped, the stream ended.
+    let mut want = first.wire(Framing::Chunked).to_vec();
+    want.extend_from_slice(LAST_CHUNK);
+    assert_eq!(wire.take_written().as_bytes(), want);
+}
+
+#[test]
+fn a_publish_waiting_for_the_bus_holds_the_next_request() {
+    let t0 = Instant::now();
+    let (mut conn, wire) = accepted(t0);
+    wire.send(
+        b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nx\
+          GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(matches!(
+        route(next_request(&mut conn, t0)),
+        Route::Publish { .. }
+    ));
+    let ticket = Ticket { key: 1, serial: 7 };
+    conn.await_publish(ticket, true);
+    // No clock runs while the bus has it, and nothing more is read.
+    assert_eq!(conn.deadline(), None);
+    assert!(!conn.wants_input());
+    assert_eq!(next_request(&mut conn, t0), None);
+    // An answer for another ticket (a key reused since) is not its.
+    assert_eq!(conn.take_publish(Ticket { key: 1, serial: 6 }), None);
+    // The peer's EOF does not drop the answer it waits for.
+    wire.fin();
+    assert_eq!(conn.on_eof(t0), Next::Wait);
+    assert_eq!(conn.take_publish(ticket), Some(true));
+    assert_eq!(conn.take_publish(ticket), None);
+    let next = conn.answer(b"r-1".to_vec(), true, t0, &config());
+    assert_eq!(next, Next::Flush(Lane::Answer));
+    // The EOF came: it closes once the answer is written.
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Close("done")));
+    assert_eq!(wire.take_written(), "r-1");
+}
+
+#[test]
+fn a_half_close_keeps_the_stream_and_a_reset_ends_it() {
+    let t0 = Instant::now();
+    let (mut conn, wire, _) = streaming(t0, None);
+    // A FIN alone: the client may still read. A heartbeat goes out at once,
+    // so that a client gone for good answers with a reset.
+    assert_eq!(conn.on_hangup(false, true), Next::Flush(Lane::Stream));
+    assert!(conn.is_stream());
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
+    assert_eq!(
+        wire.take_written().as_bytes(),
+        sse::heartbeat(Framing::Chunked)
+    );
+    // Told again: nothing more.
+    assert_eq!(conn.on_hangup(false, true), Next::Wait);
+    // Events still flow to it.
+    assert!(matches!(
+        conn.deliver(&event(1), 1, 1, LIMIT, &[]),
+        Delivered::Queued { list: true }
+    ));
+    assert_eq!(conn.on_hangup(true, true), Next::Close("peer gone"));
+}
+
+#[test]
+fn answers_piling_up_pause_reading_until_written() {
+    let t0 = Instant::now();
+    let (mut conn, wire) = accepted(t0);
+    wire.set_room(Some(0));
+    wire.send(
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            .repeat(2)
+            .as_slice(),
+    );
+    assert_eq!(route(next_request(&mut conn, t0)), Route::Health);
+    let big = vec![b'a'; PAUSE_READING_AT];
+    let _ = conn.answer(big, true, t0, &config());
+    assert!(!conn.wants_input());
+    assert_eq!(next_request(&mut conn, t0), None);
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
+    wire.set_room(None);
+    // Written: the second request, kept meanwhile, is served.
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::ResumeInput));
+    assert!(conn.wants_input());
+    assert_eq!(route(next_request(&mut conn, t0)), Route::Health);
+}
+
+#[test]
+fn a_delivery_reaches_a_subscriber_once_and_only_when_it_is_live() {
+    let t0 = Instant::now();
+    let (mut conn, _wire, _) = streaming(t0, None);
+    let frame = event(1);
+    assert!(matches!(
+        conn.deliver(&frame, 1, 1, LIMIT, &[]),
+        Delivered::Queued { .. }
+    ));
+    // The same fan-out again (a second topic of the same event): skipped.
+    assert_eq!(conn.deliver(&frame, 1, 1, LIMIT, &[]), Delivered::Skipped);
+    // A private topic it has no clearance for.
+    assert_eq!(
+        conn.deliver(&event(2), 2, 2, LIMIT, &["secret"]),
+        Delivered::Skipped
+    );
+    // Resumed after 5: 5 and before are not sent again.
+    let (mut resumed, _, _) = streaming(t0, Some(5));
+    assert!(resumed.replaying());
+    assert_eq!(
+        resumed.deliver(&event(6), 6, 1, LIMIT, &[]),
+        Delivered::Skipped,
+        "live events wait for the replay"
+    );
+}
+
+#[test]
+fn a_replay_queues_what_was_missed_then_goes_live() {
+    let t0 = Instant::now();
+    let mut history = History::new("r".into(), 16);
+    let topics: Arc<[Box<str>]> = Arc::from(vec![Box::from("t")]);
+    for seq in 1..=3 {
+        history.record(&Delivery {
+            seq,
+            frame: event(seq),
+            topics: Arc::clone(&topics),
+        });
+    }
+    let (mut conn, wire, _) = streaming(t0, Some(0));
+    let room = event(1).wire(Framing::Chunked).len();
+    let plenty = 1 << 20;
+    // A queue full after one event: the flush that drains it goes on.
+    let allowance = ReplayAllowance {
+        units: plenty,
+        fill_to: room,
+    };
+    let once = conn.replay(&history, allowance, None);
+    assert_eq!((once.events, once.bytes), (1, room));
+    assert_eq!(once.then, ReplayThen::WhenWritten);
+    assert!(conn.replaying());
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Replay));
+    let allowance = ReplayAllowance {
+        units: plenty,
+        fill_to: plenty,
+    };
+    let rest = conn.replay(&history, allowance, None);
+    assert_eq!(rest.events, 2);
+    assert_eq!(rest.then, ReplayThen::Live);
+    assert!(!conn.replaying());
+    let _ = flush(&mut conn, t0);
+    let written = wire.take_written();
+    assert!(
+        written.contains("id: r-1\n")
+            && written.contains("id: r-2\n")
+            && written.contains("id: r-3\n"),
+        "{written:?}"
+    );
+    // Live now: what it replayed is not sent twice, what follows is.
+    assert_eq!(
+        conn.deliver(&event(3), 3, 1, LIMIT, &[]),
+        Delivered::Skipped
+    );
+    assert!(matches!(
+        conn.deliver(&event(4), 4, 2, LIMIT, &[]),
+        Delivered::Queued { .. }
+    ));
+}
+
+#[test]
+fn a_request_must_arrive_in_time_and_an_idle_connection_closes() {
+    let t0 = Instant::now();
+    let grid = HeartbeatGrid::new(None, t0);
+    let (mut conn, _) = accepted(t0);
+    assert_eq!(conn.on_deadline(t0, &grid), Expired::RequestTimeout);
+    let (mut conn, wire) = accepted(t0);
+    wire.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let _ = route(next_request(&mut conn, t0));
+    let _ = conn.answer(b"ok".to_vec(), true, t0, &config());
+    assert_eq!(conn.deadline(), Some(t0 + config().idle_timeout));
+    assert_eq!(conn.on_deadline(t0, &grid), Expired::Close("idle"));
+    // Half a request since: its deadline, and a 408 when it passes.
+    wire.send(b"GET /hea");
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(next_request(&mut conn, t1), Some(Step::NeedMore));
+    assert_eq!(conn.deadline(), Some(t1 + config().header_timeout));
+    assert_eq!(conn.on_deadline(t1, &grid), Expired::RequestTimeout);
+}
+
+#[test]
+fn the_peers_eof_closes_once_what_is_owed_is_written() {
+    let t0 = Instant::now();
+    let (mut conn, _) = accepted(t0);
+    assert_eq!(conn.on_eof(t0), Next::Close("peer closed"));
+    let (mut conn, wire) = accepted(t0);
+    wire.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let _ = route(next_request(&mut conn, t0));
+    let _ = conn.answer(b"ok".to_vec(), true, t0, &config());
+    assert_eq!(conn.on_eof(t0), Next::Wait);
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Close("done")));
+    assert_eq!(wire.take_written(), "ok");
+}
+
+#[test]
+fn a_closing_connection_reads_and_drops_input_up_to_a_limit() {
+    let t0 = Instant::now();
+    let (mut conn, _) = accepted(t0);
+    let _ = conn.reject(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), t0);
+    assert!(conn.wants_input());
+    assert_eq!(conn.begin_input(b"junk", t0), None);
+    assert_eq!(conn.discard(LINGER_DISCARD_LIMIT), Next::Wait);
+    assert_eq!(conn.discard(1), Next::Close("sent too much while closing"));
+    let grid = HeartbeatGrid::new(None, t0);
+    assert_eq!(
+        conn.on_deadline(t0, &grid),
+        Expired::Close("linger timeout")
+    );
+}
+
+#[test]
+fn a_shutdown_ends_streams_and_closes_the_idle() {
+    let t0 = Instant::now();
+    let (mut idle, _) = accepted(t0);
+    let (ended, next) = idle.on_shutdown(t0);
+    assert!(ended.is_none());
+    assert_eq!(next, Next::Close("shutdown"));
+    // Half a request: still answered (the loop says 503), then closed.
+    let (mut busy, wire) = accepted(t0);
+    wire.send(b"GET /hea");
+    assert_eq!(next_request(&mut busy, t0), Some(Step::NeedMore));
+    assert_eq!(busy.on_shutdown(t0).1, Next::Wait);
+    let (mut stream, wire, _) = streaming(t0, Some(0));
+    let (ended, next) = stream.on_shutdown(t0);
+    assert!(ended.is_some_and(|e| e.was_replaying));
+    assert_eq!(next, Next::Flush(Lane::Stream));
+    let _ = flush(&mut stream, t0);
+    assert_eq!(wire.take_written().as_bytes(), LAST_CHUNK);
+}
+
+#[test]
+fn a_failed_write_is_reported_with_how_long_it_waited() {
+    let t0 = Instant::now();
+    let (mut conn, wire, _) = streaming(t0, None);
+    wire.set_room(Some(0));
+    let _ = conn.deliver(&event(1), 1, 1, LIMIT, &[]);
+    assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
+    wire.0.borrow_mut().broken = Some(io::ErrorKind::BrokenPipe);
+    let later = t0 + Duration::from_millis(30);
+    let flushed = conn.flush(later, 1);
+    assert!(
+        matches!(flushed.then, AfterFlush::Failed(ref e) if e.kind() == io::ErrorKind::BrokenPipe)
+    );
+    assert_eq!(flushed.waited, Some(Duration::from_millis(30)));
+    assert_eq!(flushed.written, 0);
+}
+
+#[test]
+fn the_send_buffer_is_set_on_the_socket() {
+    let t0 = Instant::now();
+    let (conn, wire) = accepted(t0);
+    conn.limit_send_buffer(8192).unwrap();
+    assert_eq!(wire.0.borrow().send_buffer, Some(8192));
+    let remains = conn.remove(t0);
+    assert!(remains.stream.is_none() && !remains.over_capacity);
+}
