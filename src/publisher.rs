@@ -73,7 +73,7 @@ impl Publisher {
                 Unstored::Unavailable => PublishError::Unavailable,
             })?;
             self.shared.count_thread_publish();
-            return Ok(id);
+            return Ok(id.to_string());
         }
         let sequencer = &self.shared.sequencer;
         sequencer.wait_for_room();
@@ -82,7 +82,7 @@ impl Publisher {
         }
         let id = sequencer.publish(&event, None);
         self.shared.count_thread_publish();
-        Ok(id)
+        Ok(id.to_string())
     }
 
     /// Asks the server to shut down: stop accepting, write what is queued

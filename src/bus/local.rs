@@ -15,15 +15,13 @@
 //! without bound, and a loop never waits (it would wait for itself).
 
 use std::collections::VecDeque;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 
+use crate::bus::id::{Epoch, EventId, Run};
 use crate::bus::{Bus, Delivery, History, Message, Offer, Ticket};
 use crate::sse::Event;
 
@@ -191,7 +189,7 @@ impl Inboxes {
 /// Assigns ids and hands every event to every loop in one order.
 #[derive(Debug)]
 pub struct Sequencer {
-    run: String,
+    epoch: Epoch,
     /// The newest sequence number assigned; written under `order`.
     issued: AtomicU64,
     /// Held while an event is numbered and handed out, so that every inbox
@@ -216,7 +214,7 @@ impl Sequencer {
     /// A sequencer for the loops behind `inboxes`, with a fresh run tag.
     pub fn new(inboxes: Vec<Arc<Inbox>>) -> Sequencer {
         Sequencer {
-            run: run_tag(),
+            epoch: Epoch::new(Run::draw(), 0),
             issued: AtomicU64::new(0),
             order: Mutex::new(()),
             inboxes: Arc::new(Inboxes::new(inboxes)),
@@ -269,8 +267,9 @@ impl Sequencer {
     }
 
     /// The run part of this process's ids.
-    pub fn run(&self) -> &str {
-        &self.run
+    #[cfg(test)]
+    pub fn run(&self) -> Run {
+        self.epoch.run()
     }
 
     /// The newest sequence number assigned.
@@ -291,14 +290,14 @@ impl Sequencer {
     /// Numbers `event`, encodes it once and hands it to every loop; the
     /// loop `from` (the caller, when a loop publishes) is not woken, since
     /// it drains its inbox next. Returns the id.
-    pub fn publish(&self, event: &Event, from: Option<usize>) -> String {
+    pub fn publish(&self, event: &Event, from: Option<usize>) -> EventId {
         let topics: Arc<[Box<str>]> = event.topics().iter().map(|t| t.as_str().into()).collect();
         let _order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = self.issued.load(Ordering::Relaxed) + 1;
-        let id = format!("{}-{seq}", self.run);
+        let id = self.epoch.id(seq);
         let delivery = Delivery {
             seq,
-            frame: Arc::new(event.encode(&id)),
+            frame: Arc::new(event.encode(&id.text())),
             topics,
         };
         self.issued.store(seq, Ordering::Release);
@@ -333,7 +332,7 @@ impl LocalBus {
     /// Loop `index`'s side of `sequencer`, keeping `history` events.
     pub fn new(index: usize, sequencer: Arc<Sequencer>, history: usize) -> LocalBus {
         let inbox = Arc::clone(sequencer.inboxes.get(index));
-        let history = History::new(sequencer.run().to_owned(), history);
+        let history = History::new(sequencer.epoch, history);
         LocalBus {
             index,
             sequencer,
@@ -391,18 +390,6 @@ impl Drop for LocalBus {
     }
 }
 
-/// 48 random bits (std's randomly keyed hasher over the clock and pid), as 12
-/// hex digits.
-pub(crate) fn run_tag() -> String {
-    let mut h = RandomState::new().build_hasher();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    h.write_u128(now.as_nanos());
-    h.write_u32(std::process::id());
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,7 +424,7 @@ mod tests {
         let Offer::Published(id) = a.publish(&Event::new("x"), ticket) else {
             panic!("the local bus answers at once");
         };
-        assert_eq!(id, format!("{}-1", seq.run()));
+        assert_eq!(id.to_string(), format!("{}-1", seq.run()));
         seq.publish(&Event::new("y"), None);
         b.publish(&Event::new("z"), ticket);
         assert_eq!(drain(&mut a), [1, 2, 3]);
@@ -470,7 +457,9 @@ mod tests {
         while let Some(m) = fast.next() {
             match m {
                 Message::Delivery(d) => answers.push(format!("event {}", d.seq)),
-                Message::Confirmed(t, id) => answers.push(format!("{} {}", t.serial, id.unwrap())),
+                Message::Confirmed(t, id) => {
+                    answers.push(format!("{} {}", t.serial, id.unwrap()));
+                }
                 Message::Shutdown => {}
             }
         }
@@ -488,7 +477,7 @@ mod tests {
         );
         assert_eq!(
             fast.publish(&Event::new("c"), first),
-            Offer::Published(format!("{run}-{}", b + 1))
+            Offer::Published(EventId::new(run, b + 1))
         );
     }
 
@@ -516,7 +505,7 @@ mod tests {
         assert!(confirmed, "the held publish was answered");
         assert_eq!(
             fast.publish(&Event::new("next"), ticket),
-            Offer::Published(format!("{}-{}", seq.run(), INBOX_SOFT_LIMIT + 2))
+            Offer::Published(EventId::new(seq.run(), INBOX_SOFT_LIMIT as u64 + 2))
         );
     }
 

@@ -11,13 +11,10 @@
 //! implementation: one sequencer under a lock, one inbox per loop;
 //! [`redis`] the cluster's, on a Redis stream, over [`resp`].
 //!
-//! Ids are `<run>-<seq>`: `run` is 12 hex digits that tell this hub's ids
-//! from any other's (drawn at start-up in process, or the cluster's epoch
-//! kept in Redis), `seq` counts from 1 and only grows, so an id from
-//! another run (or not ours at all) is told apart from one that can be
-//! placed.
+//! Ids are [`EventId`]s, made, written, read and placed in [`id`] alone.
 
 pub mod history;
+pub mod id;
 pub mod local;
 pub mod redis;
 pub mod resp;
@@ -33,6 +30,7 @@ use mio::{Registry, Token};
 use crate::sse::{Event, Frame};
 
 pub use history::{History, Retained};
+pub use id::{EventId, ResetReason};
 
 /// One event in the hub's order, as every loop receives it: its sequence
 /// number, the frame every subscriber's queue points at, and its topics
@@ -51,7 +49,7 @@ pub struct Delivery {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offer {
     /// Published with this id; the event itself arrives as a `Delivery`.
-    Published(String),
+    Published(EventId),
     /// Taken; the answer comes later as [`Message::Confirmed`] for the
     /// ticket given with the offer.
     Pending,
@@ -77,37 +75,9 @@ pub enum Message {
     Delivery(Delivery),
     /// The answer to an offer that was [`Offer::Pending`]: the id, or
     /// `None` when the event could not be published.
-    Confirmed(Ticket, Option<String>),
+    Confirmed(Ticket, Option<EventId>),
     /// The server is shutting down.
     Shutdown,
-}
-
-/// Why a `Last-Event-ID` cannot be resumed from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResetReason {
-    /// Events after it have left the history.
-    Stale,
-    /// It was issued by an earlier run of the server.
-    OtherRun,
-    /// It is not an id this server issues.
-    Invalid,
-}
-
-impl ResetReason {
-    /// The `reset` event's data: a JSON object naming the case.
-    pub fn data(self) -> &'static str {
-        match self {
-            ResetReason::Stale => {
-                r#"{"reason":"stale","message":"events after this id are no longer retained; re-sync"}"#
-            }
-            ResetReason::OtherRun => {
-                r#"{"reason":"other-run","message":"this id is from an earlier run of the server; re-sync"}"#
-            }
-            ResetReason::Invalid => {
-                r#"{"reason":"invalid","message":"this is not an event id of this server; re-sync"}"#
-            }
-        }
-    }
 }
 
 /// The tokens a bus may register sockets of its own under (a Redis

@@ -8,7 +8,7 @@ use log::{debug, trace, warn};
 
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
-use crate::bus::{Delivery, Offer, Ticket};
+use crate::bus::{Delivery, EventId, Offer, Ticket};
 use crate::conn::{Clearance, Delivered, Next};
 use crate::http::{Head, Reject};
 use crate::request::Step;
@@ -124,7 +124,7 @@ impl Reactor {
                         // The answer first, then the event, which is in
                         // the inbox now; what else the inbox holds may
                         // close connections, this one included.
-                        self.answer_publish(key, &id, keep_alive);
+                        self.answer_publish(key, &id.text(), keep_alive);
                         self.take_messages();
                     }
                     Offer::Pending => {
@@ -148,7 +148,7 @@ impl Reactor {
 
     /// The bus answered a publish that waited: the answer goes out and the
     /// connection reads its next request.
-    pub(super) fn confirm(&mut self, ticket: Ticket, id: Option<String>) {
+    pub(super) fn confirm(&mut self, ticket: Ticket, id: Option<EventId>) {
         let Some(keep_alive) = self
             .conns
             .get_mut(ticket.key)
@@ -159,7 +159,7 @@ impl Reactor {
         match id {
             Some(id) => {
                 self.counters.events_published.add(1);
-                self.answer_publish(ticket.key, &id, keep_alive);
+                self.answer_publish(ticket.key, &id.text(), keep_alive);
             }
             None => {
                 self.act(ticket.key, app::unavailable());

@@ -112,7 +112,7 @@ impl Running {
         let id = self.sequencer.publish(event, None);
         self.inbox
             .push(Message::Confirmed(ticket, Some(id.clone())), true);
-        id
+        id.to_string()
     }
 }
 

@@ -76,9 +76,10 @@ use mio::event::Event as Readiness;
 use mio::{Events, Poll, Registry, Token};
 
 use self::conn::{ConnEvent, Login, REPLY_TIMEOUT, RedisConn};
-use crate::bus::local::{Inbox, Inboxes, run_tag};
+use crate::bus::id::{Epoch, EventId, ResetReason, Run};
+use crate::bus::local::{Inbox, Inboxes};
 use crate::bus::resp::{Limits, Value};
-use crate::bus::{BUS_TOKENS, Bus, Delivery, History, Message, Offer, ResetReason, Ticket};
+use crate::bus::{BUS_TOKENS, Bus, Delivery, History, Message, Offer, Ticket};
 use crate::config::{Cluster, Config};
 use crate::sse::{Event, Frame, valid_event_type, valid_topic};
 
@@ -156,25 +157,18 @@ pub enum Unstored {
     Unavailable,
 }
 
-/// An epoch as this node saw it begin: its run part and the base its
-/// sequence numbers are counted from in this process.
-#[derive(Clone, Debug)]
-struct EpochStart {
-    run: Arc<str>,
-    base: u64,
-}
-
 #[derive(Debug, Default)]
 struct EpochState {
-    /// Oldest first; the last is the current epoch.
-    epochs: Vec<EpochStart>,
+    /// The epochs as this node saw them begin, oldest first; the last is
+    /// the current epoch.
+    epochs: Vec<Epoch>,
     /// The newest sequence number of the current epoch known to be stored
     /// (read from the stream, or confirmed by a publish).
     known: u64,
 }
 
 /// A thread's publish, waiting for loop 0 to send it.
-type ThreadPublish = (Event, SyncSender<Option<String>>);
+type ThreadPublish = (Event, SyncSender<Option<EventId>>);
 
 /// What every loop of a node shares about the cluster: where Redis is, the
 /// keys, the epochs, and the inboxes the reader hands deliveries to.
@@ -240,42 +234,40 @@ impl ClusterHub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The current epoch: its run, its base and the newest sequence number
-    /// known stored in it; `None` before the first sync.
-    fn current(&self) -> Option<(Arc<str>, u64, u64)> {
+    /// The current epoch and the newest sequence number known stored in
+    /// it; `None` before the first sync.
+    fn current(&self) -> Option<(Epoch, u64)> {
         let state = self.state();
-        let epoch = state.epochs.last()?;
-        Some((Arc::clone(&epoch.run), epoch.base, state.known))
-    }
-
-    /// The run part of the current epoch's ids.
-    pub fn run(&self) -> Option<Arc<str>> {
-        self.current().map(|(run, ..)| run)
+        Some((*state.epochs.last()?, state.known))
     }
 
     /// Entry `seq` of epoch `run` is stored.
-    fn note_stored(&self, run: &str, seq: u64) {
+    fn note_stored(&self, run: Run, seq: u64) {
         let mut state = self.state();
-        if state.epochs.last().is_some_and(|e| &*e.run == run) {
+        if state.epochs.last().is_some_and(|e| e.run() == run) {
             state.known = state.known.max(seq);
         }
     }
 
-    fn begin_epoch(&self, run: Arc<str>, base: u64, known: u64) {
+    fn begin_epoch(&self, epoch: Epoch, known: u64) {
         let mut state = self.state();
-        state.epochs.push(EpochStart { run, base });
+        debug_assert!(
+            state.epochs.last().is_none_or(|e| e.base() < epoch.base()),
+            "epochs begin in order"
+        );
+        state.epochs.push(epoch);
         state.known = known;
-        self.latest_base.store(base, Ordering::Release);
+        self.latest_base.store(epoch.base(), Ordering::Release);
     }
 
     /// The epoch a delivery numbered `seq` belongs to.
-    fn epoch_of(&self, seq: u64) -> Option<EpochStart> {
+    fn epoch_of(&self, seq: u64) -> Option<Epoch> {
         let state = self.state();
-        state.epochs.iter().rev().find(|e| e.base <= seq).cloned()
+        state.epochs.iter().rev().find(|e| e.base() <= seq).copied()
     }
 
     /// For threads: stores `event` through loop 0 and waits for its id.
-    pub fn publish(&self, event: Event) -> Result<String, Unstored> {
+    pub fn publish(&self, event: Event) -> Result<EventId, Unstored> {
         if self.inboxes.is_closed() {
             return Err(Unstored::Closed);
         }
@@ -331,11 +323,11 @@ enum WriteTag {
     /// Loading [`PUBLISH_SCRIPT`].
     Script,
     /// A loop's publish, in epoch `run`.
-    Publish { ticket: Ticket, run: Arc<str> },
+    Publish { ticket: Ticket, run: Run },
     /// A thread's publish, in epoch `run`.
     Thread {
-        answer: SyncSender<Option<String>>,
-        run: Arc<str>,
+        answer: SyncSender<Option<EventId>>,
+        run: Run,
     },
 }
 
@@ -407,12 +399,14 @@ impl RedisBus {
             paused_until: None,
             events: Vec::new(),
         });
-        let run = hub.run().map_or_else(String::new, |r| r.to_string());
+        let epoch = hub
+            .current()
+            .map_or(Epoch::new(Run::NONE, 0), |(epoch, _)| epoch);
         RedisBus {
             index,
             inbox: Arc::clone(hub.inboxes.get(index)),
             taken: VecDeque::new(),
-            history: History::new(run, hub.history),
+            history: History::new(epoch, hub.history),
             writer,
             writer_events: Vec::new(),
             script: None,
@@ -484,14 +478,11 @@ impl RedisBus {
     // The publishing connection
 
     /// Sends `event` to be stored; gives the tag back when it cannot be now.
-    fn offer(
-        &mut self,
-        event: &Event,
-        tag: impl FnOnce(Arc<str>) -> WriteTag,
-    ) -> Result<(), WriteTag> {
-        let (Some(script), Some((run, _, known))) = (&self.script, self.hub.current()) else {
-            return Err(tag(Arc::from("")));
+    fn offer(&mut self, event: &Event, tag: impl FnOnce(Run) -> WriteTag) -> Result<(), WriteTag> {
+        let (Some(script), Some((epoch, known))) = (&self.script, self.hub.current()) else {
+            return Err(tag(Run::NONE));
         };
+        let run = epoch.run();
         let known = known.to_string();
         let topics = event.topics().join("\n");
         let hub = &*self.hub;
@@ -501,7 +492,7 @@ impl RedisBus {
             b"2",
             &hub.epoch_key,
             &hub.stream_key,
-            run.as_bytes(),
+            run.as_str().as_bytes(),
             known.as_bytes(),
             hub.cap.as_bytes(),
             b"data",
@@ -513,7 +504,7 @@ impl RedisBus {
         if !topics.is_empty() {
             args.extend([&b"topics"[..], topics.as_bytes()]);
         }
-        let tag = tag(Arc::clone(&run));
+        let tag = tag(run);
         self.writer.send(&args, tag, REPLY_TIMEOUT, Instant::now())
     }
 
@@ -554,11 +545,11 @@ impl RedisBus {
                         }
                     },
                     ConnEvent::Reply(WriteTag::Publish { ticket, run }, value) => {
-                        let id = self.stored(&run, &value);
+                        let id = self.stored(run, &value);
                         self.taken.push_back(Message::Confirmed(ticket, id));
                     }
                     ConnEvent::Reply(WriteTag::Thread { answer, run }, value) => {
-                        let _ = answer.send(self.stored(&run, &value));
+                        let _ = answer.send(self.stored(run, &value));
                     }
                     ConnEvent::Down(lost) => {
                         self.script = None;
@@ -581,12 +572,12 @@ impl RedisBus {
     }
 
     /// The id of a publish Redis answered, if it was stored.
-    fn stored(&mut self, run: &str, reply: &Value) -> Option<String> {
+    fn stored(&mut self, run: Run, reply: &Value) -> Option<EventId> {
         match reply {
             Value::Bulk(id) => match stream_seq(id) {
                 Some(seq) => {
                     self.hub.note_stored(run, seq);
-                    Some(format!("{run}-{seq}"))
+                    Some(EventId::new(run, seq))
                 }
                 None => {
                     warn!("Redis stored an event as {:?}", String::from_utf8_lossy(id));
@@ -641,10 +632,10 @@ impl RedisBus {
 
     fn send_sync(&mut self) {
         let (run, known) = match self.hub.current() {
-            Some((run, _, known)) => (run.to_string(), known),
+            Some((epoch, known)) => (epoch.run().as_str().to_owned(), known),
             None => (String::new(), 0),
         };
-        let fresh = run_tag();
+        let fresh = Run::draw();
         let known = known.to_string();
         let hub = &*self.hub;
         let args: [&[u8]; 8] = [
@@ -653,7 +644,7 @@ impl RedisBus {
             b"2",
             &hub.epoch_key,
             &hub.stream_key,
-            fresh.as_bytes(),
+            fresh.as_str().as_bytes(),
             run.as_bytes(),
             known.as_bytes(),
         ];
@@ -667,10 +658,9 @@ impl RedisBus {
     fn on_sync(&mut self, value: Value) {
         let synced = match &value {
             Value::Array(items) => match &items[..] {
-                [Value::Bulk(run), Value::Integer(last)] => std::str::from_utf8(run)
-                    .ok()
-                    .filter(|r| valid_run(r))
-                    .zip(u64::try_from(*last).ok()),
+                [Value::Bulk(run), Value::Integer(last)] => {
+                    Run::parse(run).zip(u64::try_from(*last).ok())
+                }
                 _ => None,
             },
             _ => None,
@@ -690,7 +680,6 @@ impl RedisBus {
             }
             return;
         };
-        let run: Arc<str> = Arc::from(run);
         let Some(reader) = &mut self.reader else {
             return;
         };
@@ -701,31 +690,29 @@ impl RedisBus {
                     "cluster on Redis at {}: epoch {run}, {last} events so far",
                     self.hub.addr
                 );
-                self.hub.begin_epoch(Arc::clone(&run), 0, last);
-                self.history = History::new(run.to_string(), self.hub.history);
+                let epoch = Epoch::new(run, 0);
+                self.hub.begin_epoch(epoch, last);
+                self.history = History::new(epoch, self.hub.history);
                 let position = last.saturating_sub(self.hub.history as u64);
                 reader.position = Some(position);
                 reader.target = last;
                 reader.caught_up = position >= last;
             }
-            Some((current, _, _)) if current == run => {
+            Some((current, _)) if current.run() == run => {
                 // Reconnected, or idle: read on from where the reader was.
-                self.hub.note_stored(&run, last);
+                self.hub.note_stored(run, last);
             }
-            Some((current, base, known)) => {
+            Some((current, known)) => {
+                let old = current.run();
                 warn!(
-                    "Redis lost this cluster's events (its epoch is now {run}, was {current}): \
-                     ids of {current} get reset"
+                    "Redis lost this cluster's events (its epoch is now {run}, was {old}): \
+                     ids of {old} get reset"
                 );
-                let base = base + known + 1;
-                self.hub.begin_epoch(Arc::clone(&run), base, last);
+                let epoch = Epoch::new(run, current.base() + known + 1);
+                self.hub.begin_epoch(epoch, last);
                 let reset = Delivery {
-                    seq: base,
-                    frame: Arc::new(Frame::event(
-                        &format!("{run}-0"),
-                        Some("reset"),
-                        ResetReason::OtherRun.data(),
-                    )),
+                    seq: epoch.base(),
+                    frame: Arc::new(epoch.id(epoch.base()).reset(ResetReason::OtherRun)),
                     topics: Arc::from([]),
                 };
                 let from = self.running.then_some(self.index);
@@ -799,11 +786,11 @@ impl RedisBus {
                 return;
             }
         };
-        let Some((run, base, _)) = self.hub.current() else {
+        let Some((epoch, _)) = self.hub.current() else {
             return;
         };
         for entry in entries {
-            if self.hand_out(entry, &run, base).is_err() {
+            if self.hand_out(entry, epoch).is_err() {
                 return self.send_sync();
             }
         }
@@ -817,7 +804,7 @@ impl RedisBus {
     /// Hands one stream entry to every loop, after a `reset` (`stale`) when
     /// entries before it were trimmed away unread; `Err` for an entry of
     /// another epoch, which is not handed out.
-    fn hand_out(&mut self, entry: Value, run: &Arc<str>, base: u64) -> Result<(), ()> {
+    fn hand_out(&mut self, entry: Value, epoch: Epoch) -> Result<(), ()> {
         let Some(reader) = &mut self.reader else {
             return Ok(());
         };
@@ -829,8 +816,8 @@ impl RedisBus {
             warn!("Redis reader: an entry that is not an event; skipped");
             return Ok(());
         };
-        let (epoch, data, event_type, topics) = event_fields(fields);
-        if epoch.as_deref() != Some(&**run) {
+        let (entry_epoch, data, event_type, topics) = event_fields(fields);
+        if entry_epoch.and_then(|e| Run::parse(e.as_bytes())) != Some(epoch.run()) {
             // Another epoch's entry: the epoch changed under this reader.
             // The sync finds out which, and where to read from.
             return Err(());
@@ -846,30 +833,28 @@ impl RedisBus {
                     position + 1,
                     seq - 1
                 );
+                let at = epoch.base() + seq - 1;
                 let stale = Delivery {
-                    seq: base + seq - 1,
-                    frame: Arc::new(Frame::event(
-                        &format!("{run}-{}", seq - 1),
-                        Some("reset"),
-                        ResetReason::Stale.data(),
-                    )),
+                    seq: at,
+                    frame: Arc::new(epoch.id(at).reset(ResetReason::Stale)),
                     topics: Arc::from([]),
                 };
                 self.hub.inboxes.hand_out(&stale, from);
             }
         }
         reader.position = Some(seq);
+        let at = epoch.base() + seq;
         let delivery = Delivery {
-            seq: base + seq,
+            seq: at,
             frame: Arc::new(Frame::event(
-                &format!("{run}-{seq}"),
+                &epoch.id(at).text(),
                 event_type.as_deref(),
                 &data,
             )),
             topics,
         };
         self.hub.inboxes.hand_out(&delivery, from);
-        self.hub.note_stored(run, seq);
+        self.hub.note_stored(epoch.run(), seq);
         Ok(())
     }
 
@@ -877,12 +862,13 @@ impl RedisBus {
     /// new epoch at its first delivery.
     fn record(&mut self, delivery: &Delivery) {
         let latest = self.hub.latest_base.load(Ordering::Acquire);
-        if latest > self.history.base()
+        let base = self.history.epoch().base();
+        if latest > base
             && delivery.seq >= latest
             && let Some(epoch) = self.hub.epoch_of(delivery.seq)
-            && epoch.base > self.history.base()
+            && epoch.base() > base
         {
-            self.history.rebase(epoch.run.to_string(), epoch.base);
+            self.history.rebase(epoch);
         }
         self.history.record(delivery);
     }
@@ -925,7 +911,7 @@ impl Bus for RedisBus {
 
     fn issued(&self) -> u64 {
         match self.hub.current() {
-            Some((_, base, known)) => (base + known).max(self.history.newest()),
+            Some((epoch, known)) => (epoch.base() + known).max(self.history.newest()),
             None => self.history.newest(),
         }
     }
@@ -1001,11 +987,6 @@ fn stream_seq(id: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// An epoch as this crate draws them: 12 hex digits.
-fn valid_run(run: &str) -> bool {
-    run.len() == 12 && run.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// What an entry holds: its epoch, its data, type and topics. What
