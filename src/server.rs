@@ -10,8 +10,9 @@ use std::sync::Arc;
 use log::{info, warn};
 use mio::{Poll, Waker};
 
-use crate::bus::local::{Inbox, LocalBus, Sequencer};
-use crate::bus::{Bus, redis};
+use crate::bus::inbox::{Inbox, Inboxes};
+use crate::bus::local::{LocalBus, LocalSequencer};
+use crate::bus::{Bus, Hub, Sequencer, redis};
 use crate::config::{Config, OVERFLOW_CONNECTIONS};
 use crate::metrics::Counters;
 use crate::process::Shared;
@@ -69,24 +70,25 @@ impl Server {
             inboxes.push(Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER)?)));
             polls.push(poll);
         }
-        let sequencer = Arc::new(Sequencer::new(inboxes));
-        let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
-        let mut shared = Shared::new(Arc::clone(&sequencer), counters.clone());
-        let buses: Vec<Box<dyn Bus>> = match &config.cluster {
-            None => (0..config.loops)
-                .map(|index| {
-                    let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);
-                    Box::new(bus) as Box<dyn Bus>
-                })
-                .collect(),
+        let (sequencer, buses): (Arc<dyn Sequencer>, Vec<Box<dyn Bus>>) = match &config.cluster {
+            None => {
+                let sequencer = Arc::new(LocalSequencer::new(inboxes));
+                let buses = (0..config.loops)
+                    .map(|index| {
+                        let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);
+                        Box::new(bus) as Box<dyn Bus>
+                    })
+                    .collect();
+                (sequencer, buses)
+            }
             Some(cluster) => {
-                let (hub, buses) =
-                    redis::connect(cluster, &config, sequencer.inboxes(), &mut polls)?;
-                shared.cluster = Some(hub);
-                buses
+                let inboxes = Arc::new(Inboxes::new(inboxes));
+                let (sequencer, buses) = redis::connect(cluster, &config, &inboxes, &mut polls)?;
+                (sequencer, buses)
             }
         };
-        let shared = Arc::new(shared);
+        let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
+        let shared = Arc::new(Shared::new(Hub::new(sequencer), counters.clone()));
         let mut reactors = Vec::with_capacity(config.loops);
         for (index, (((poll, listener), counters), bus)) in polls
             .into_iter()
@@ -163,7 +165,7 @@ impl Server {
         let threads = match threads {
             Ok(threads) => threads,
             Err(e) => {
-                self.shared.sequencer.shutdown();
+                self.shared.hub.shutdown();
                 return Err(e);
             }
         };
@@ -203,7 +205,7 @@ fn run_loop(reactor: Reactor, shared: &Shared) -> io::Result<()> {
 
 fn stop_all_on_error(result: io::Result<()>, shared: &Shared) -> io::Result<()> {
     if result.is_err() {
-        shared.sequencer.shutdown();
+        shared.hub.shutdown();
     }
     result
 }

@@ -29,10 +29,12 @@
 //! # In a node
 //!
 //! Every loop's bus has its own connection for publishing ([`RedisBus`]):
-//! a publish is added by the script and answered with its id only once
-//! Redis has replied ([`Offer::Pending`], then [`Message::Confirmed`]); with
-//! the connection down the answer is 503 (`Offer::Unavailable`, or `None`
-//! for publishes in flight: those may or may not have been stored).
+//! the [`RedisSequencer`] queues a loop's publish for its loop's
+//! connection (a thread's for loop 0's), where it is added by the script
+//! and answered with its id only once Redis has replied
+//! ([`Offer::Pending`], then [`Message::Confirmed`]); with the connection
+//! down the answer is 503 ([`PublishError::Unavailable`], also for
+//! publishes in flight: those may or may not have been stored).
 //!
 //! Loop 0's bus also has the node's one reader: `XREAD BLOCK` from the last
 //! entry it read, each entry encoded once into a frame and handed, as a
@@ -77,9 +79,12 @@ use mio::{Events, Poll, Registry, Token};
 
 use self::conn::{ConnEvent, Login, REPLY_TIMEOUT, RedisConn};
 use crate::bus::id::{Epoch, EventId, ResetReason, Run};
-use crate::bus::local::{Inbox, Inboxes};
+use crate::bus::inbox::{Inbox, Inboxes};
 use crate::bus::resp::{Limits, Value};
-use crate::bus::{BUS_TOKENS, Bus, Delivery, History, Message, Offer, Ticket};
+use crate::bus::{
+    Asker, BUS_TOKENS, Bus, Delivery, History, Message, Offer, Publish, PublishError, Sequencer,
+    Tally, Ticket,
+};
 use crate::config::{Cluster, Config};
 use crate::sse::{Event, Frame, valid_event_type, valid_topic};
 
@@ -148,15 +153,6 @@ end
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 4))
 "#;
 
-/// Why a thread's publish was not stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unstored {
-    /// The server has stopped.
-    Closed,
-    /// Redis cannot be reached now (or did not answer in time).
-    Unavailable,
-}
-
 #[derive(Debug, Default)]
 struct EpochState {
     /// The epochs as this node saw them begin, oldest first; the last is
@@ -167,13 +163,38 @@ struct EpochState {
     known: u64,
 }
 
-/// A thread's publish, waiting for loop 0 to send it.
-type ThreadPublish = (Event, SyncSender<Option<EventId>>);
-
-/// What every loop of a node shares about the cluster: where Redis is, the
-/// keys, the epochs, and the inboxes the reader hands deliveries to.
+/// Where the answer to a publish goes.
 #[derive(Debug)]
-pub struct ClusterHub {
+enum Answer {
+    /// To a loop's connection, as a message to the loop.
+    Loop(Ticket),
+    /// To a thread waiting for it.
+    Thread(SyncSender<Result<EventId, PublishError>>),
+}
+
+impl Answer {
+    /// Gives the answer: a loop's goes to `messages`, for the loop to take.
+    fn send(self, result: Result<EventId, PublishError>, messages: &mut VecDeque<Message>) {
+        match self {
+            Answer::Loop(ticket) => messages.push_back(Message::Confirmed(ticket, result)),
+            // A thread that gave up waiting has gone: nobody to tell.
+            Answer::Thread(waiting) => drop(waiting.send(result)),
+        }
+    }
+}
+
+/// A publish waiting for its loop's connection to send it.
+#[derive(Debug)]
+struct Unsent {
+    event: Event,
+    answer: Answer,
+}
+
+/// The cluster's sequencer, and what every loop of a node shares about the
+/// cluster: where Redis is, the keys, the epochs, the publishes waiting for
+/// each loop's connection, and the inboxes the reader hands deliveries to.
+#[derive(Debug)]
+pub struct RedisSequencer {
     addr: SocketAddr,
     login: Login,
     epoch_key: Vec<u8>,
@@ -189,11 +210,13 @@ pub struct ClusterHub {
     /// The base of the current epoch, read without the lock: a loop's
     /// history moves to a new epoch at its first delivery from it.
     latest_base: AtomicU64,
-    /// Threads' publishes for loop 0.
-    door: Mutex<VecDeque<ThreadPublish>>,
+    /// Publishes for each loop's connection to send, by loop index
+    /// (threads' go to loop 0).
+    unsent: Vec<Mutex<VecDeque<Unsent>>>,
+    tally: Tally,
 }
 
-impl ClusterHub {
+impl RedisSequencer {
     /// The hub of `cluster` for the loops behind `inboxes`; `addr` is
     /// Redis's address (resolved once, by the caller).
     pub fn new(
@@ -205,7 +228,7 @@ impl ClusterHub {
         // An entry's fields beside its data: type, topics and names.
         let bulk = config.max_event_size.max(64 << 10) + (64 << 10);
         let batch = (MAX_REPLY / bulk).clamp(1, READ_BATCH);
-        ClusterHub {
+        RedisSequencer {
             addr,
             login: Login {
                 user: cluster.redis.user.clone(),
@@ -226,7 +249,10 @@ impl ClusterHub {
             inboxes,
             state: Mutex::new(EpochState::default()),
             latest_base: AtomicU64::new(0),
-            door: Mutex::new(VecDeque::new()),
+            unsent: (0..config.loops)
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
+            tally: Tally::default(),
         }
     }
 
@@ -266,27 +292,54 @@ impl ClusterHub {
         state.epochs.iter().rev().find(|e| e.base() <= seq).copied()
     }
 
-    /// For threads: stores `event` through loop 0 and waits for its id.
-    pub fn publish(&self, event: Event) -> Result<EventId, Unstored> {
-        if self.inboxes.is_closed() {
-            return Err(Unstored::Closed);
-        }
-        let (answer, answered) = mpsc::sync_channel(1);
-        self.door
+    /// Queues a publish for loop `index`'s connection.
+    fn queue(&self, index: usize, unsent: Unsent) {
+        self.unsent[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push_back((event, answer));
-        self.inboxes.get(0).wake();
-        match answered.recv_timeout(THREAD_PUBLISH_TIMEOUT) {
-            Ok(Some(id)) => Ok(id),
-            Ok(None) | Err(RecvTimeoutError::Timeout) => Err(Unstored::Unavailable),
-            Err(RecvTimeoutError::Disconnected) => Err(Unstored::Closed),
+            .push_back(unsent);
+    }
+}
+
+impl Sequencer for RedisSequencer {
+    fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+        if self.inboxes.is_closed() {
+            return Offer::Refused(PublishError::Closed);
         }
+        let event = publish.event;
+        match asker {
+            // The loop sends it before it polls next.
+            Asker::Loop(ticket) => {
+                let answer = Answer::Loop(ticket);
+                self.queue(ticket.loop_index, Unsent { event, answer });
+                Offer::Pending
+            }
+            Asker::Thread => {
+                let (answer, answered) = mpsc::sync_channel(1);
+                let answer = Answer::Thread(answer);
+                self.queue(0, Unsent { event, answer });
+                self.inboxes.get(0).wake();
+                match answered.recv_timeout(THREAD_PUBLISH_TIMEOUT) {
+                    Ok(Ok(id)) => Offer::Published(id),
+                    Ok(Err(refused)) => Offer::Refused(refused),
+                    Err(RecvTimeoutError::Timeout) => Offer::Refused(PublishError::Unavailable),
+                    Err(RecvTimeoutError::Disconnected) => Offer::Refused(PublishError::Closed),
+                }
+            }
+        }
+    }
+
+    fn inboxes(&self) -> &Inboxes {
+        &self.inboxes
+    }
+
+    fn tally(&self) -> &Tally {
+        &self.tally
     }
 }
 
 /// A node's hub and its loops' buses, by loop index.
-pub type Connected = (Arc<ClusterHub>, Vec<Box<dyn Bus>>);
+pub type Connected = (Arc<RedisSequencer>, Vec<Box<dyn Bus>>);
 
 /// Connects a node to its cluster before its loops run: resolves Redis's
 /// address, then starts loop 0's bus (which syncs with Redis and reads the
@@ -307,7 +360,12 @@ pub fn connect(
                 format!("{} resolves to no address", cluster.redis.host),
             )
         })?;
-    let hub = Arc::new(ClusterHub::new(cluster, addr, config, Arc::clone(inboxes)));
+    let hub = Arc::new(RedisSequencer::new(
+        cluster,
+        addr,
+        config,
+        Arc::clone(inboxes),
+    ));
     let mut buses: Vec<Box<dyn Bus>> = Vec::with_capacity(polls.len());
     for (index, poll) in polls.iter_mut().enumerate() {
         // Created once loop 0 knows the epoch, which each history takes.
@@ -322,13 +380,8 @@ pub fn connect(
 enum WriteTag {
     /// Loading [`PUBLISH_SCRIPT`].
     Script,
-    /// A loop's publish, in epoch `run`.
-    Publish { ticket: Ticket, run: Run },
-    /// A thread's publish, in epoch `run`.
-    Thread {
-        answer: SyncSender<Option<EventId>>,
-        run: Run,
-    },
+    /// A publish, in epoch `run`.
+    Publish { answer: Answer, run: Run },
 }
 
 /// What the reader's command was for.
@@ -357,7 +410,7 @@ struct Reader {
 /// One loop's side of the cluster's hub.
 pub struct RedisBus {
     index: usize,
-    hub: Arc<ClusterHub>,
+    hub: Arc<RedisSequencer>,
     inbox: Arc<Inbox>,
     /// Messages to hand to the loop: the inbox's, then this bus's answers.
     taken: VecDeque<Message>,
@@ -378,7 +431,7 @@ pub struct RedisBus {
 impl RedisBus {
     /// Loop `index`'s side of `hub`; loop 0's also reads the stream for
     /// the node.
-    pub fn new(index: usize, hub: Arc<ClusterHub>) -> RedisBus {
+    pub fn new(index: usize, hub: Arc<RedisSequencer>) -> RedisBus {
         let token = |n: usize| Token(BUS_TOKENS.start + n);
         let writer = RedisConn::new(
             &format!("loop{index}"),
@@ -508,14 +561,19 @@ impl RedisBus {
         self.writer.send(&args, tag, REPLY_TIMEOUT, Instant::now())
     }
 
-    /// Sends the threads' publishes that wait (loop 0).
-    fn open_door(&mut self) {
-        let waiting = mem::take(&mut *self.hub.door.lock().unwrap_or_else(PoisonError::into_inner));
-        for (event, answer) in waiting {
-            if let Err(WriteTag::Thread { answer, .. }) =
-                self.offer(&event, |run| WriteTag::Thread { answer, run })
+    /// Sends the publishes queued for this loop's connection; those it
+    /// cannot send now are refused.
+    fn send_unsent(&mut self) {
+        let unsent = mem::take(
+            &mut *self.hub.unsent[self.index]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for Unsent { event, answer } in unsent {
+            if let Err(WriteTag::Publish { answer, .. }) =
+                self.offer(&event, |run| WriteTag::Publish { answer, run })
             {
-                let _ = answer.send(None);
+                answer.send(Err(PublishError::Unavailable), &mut self.taken);
             }
         }
     }
@@ -544,23 +602,17 @@ impl RedisBus {
                             self.writer.reset(&why, &mut self.writer_events);
                         }
                     },
-                    ConnEvent::Reply(WriteTag::Publish { ticket, run }, value) => {
+                    ConnEvent::Reply(WriteTag::Publish { answer, run }, value) => {
                         let id = self.stored(run, &value);
-                        self.taken.push_back(Message::Confirmed(ticket, id));
-                    }
-                    ConnEvent::Reply(WriteTag::Thread { answer, run }, value) => {
-                        let _ = answer.send(self.stored(run, &value));
+                        answer.send(id.ok_or(PublishError::Unavailable), &mut self.taken);
                     }
                     ConnEvent::Down(lost) => {
                         self.script = None;
                         for tag in lost {
                             match tag {
                                 WriteTag::Script => {}
-                                WriteTag::Publish { ticket, .. } => {
-                                    self.taken.push_back(Message::Confirmed(ticket, None));
-                                }
-                                WriteTag::Thread { answer, .. } => {
-                                    let _ = answer.send(None);
+                                WriteTag::Publish { answer, .. } => {
+                                    answer.send(Err(PublishError::Unavailable), &mut self.taken);
                                 }
                             }
                         }
@@ -577,7 +629,9 @@ impl RedisBus {
             Value::Bulk(id) => match stream_seq(id) {
                 Some(seq) => {
                     self.hub.note_stored(run, seq);
-                    Some(EventId::new(run, seq))
+                    let id = EventId::new(run, seq);
+                    self.hub.tally.count(&id);
+                    Some(id)
                 }
                 None => {
                     warn!("Redis stored an event as {:?}", String::from_utf8_lossy(id));
@@ -875,18 +929,8 @@ impl RedisBus {
 }
 
 impl Bus for RedisBus {
-    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
-        match self.offer(event, |run| WriteTag::Publish { ticket, run }) {
-            Ok(()) => Offer::Pending,
-            Err(_) => Offer::Unavailable,
-        }
-    }
-
     fn begin_drain(&mut self) {
         self.inbox.begin_drain();
-        if self.index == 0 {
-            self.open_door();
-        }
     }
 
     fn next(&mut self) -> Option<Message> {
@@ -941,7 +985,15 @@ impl Bus for RedisBus {
         if let Some(why) = self.refused.take() {
             log::error!("Redis at {}: {why}", self.hub.addr);
         }
-        self.flush_all()
+        self.send_unsent();
+        let deadline = self.flush_all();
+        // Answers given meanwhile (a publish refused at once, a connection
+        // lost as it was written) are taken now, not at the next wake-up.
+        if self.taken.is_empty() {
+            deadline
+        } else {
+            Some(Instant::now())
+        }
     }
 
     fn on_deadline(&mut self, now: Instant) {
