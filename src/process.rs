@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     admitted: AtomicUsize,
     /// Connections accepted past the limit, waiting for their refusal.
     overflow: AtomicUsize,
+    /// Loops that listen.
+    listening: AtomicUsize,
 }
 
 /// What a new connection is let in as.
@@ -42,7 +44,16 @@ impl Shared {
             counters,
             admitted: AtomicUsize::new(0),
             overflow: AtomicUsize::new(0),
+            listening: AtomicUsize::new(0),
         }
+    }
+
+    /// A loop listens now; true for the last of them, when the whole
+    /// server does.
+    pub(crate) fn loop_listens(&self) -> bool {
+        let listening = self.listening.fetch_add(1, Ordering::AcqRel) + 1;
+        debug_assert!(listening <= self.counters.len(), "a loop listened twice");
+        listening == self.counters.len()
     }
 
     /// Lets a new connection in against `max_connections` for the whole

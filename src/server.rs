@@ -39,10 +39,12 @@ impl Server {
     /// open-file limit to what [`Config::max_connections`] needs, up to the
     /// hard limit, with a warning when that is lower.
     ///
-    /// With [`Config::cluster`] it also connects every loop to Redis and
-    /// reads the history there before it returns: it waits while Redis
-    /// cannot be reached (logging it), and fails when Redis refuses the
-    /// login or the key holds something else.
+    /// With [`Config::cluster`] it resolves Redis's address; the loops
+    /// connect when they run, and [`Server::run`] listens only once every
+    /// loop has reached Redis and read the history there (waiting, with
+    /// the log saying so, while Redis cannot be reached), or returns the
+    /// reason when Redis refuses the login or the key holds something
+    /// else.
     pub fn bind(config: Config) -> io::Result<Server> {
         if config.exposes_open_publish() {
             return Err(io::Error::new(
@@ -70,7 +72,8 @@ impl Server {
             inboxes.push(Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER)?)));
             polls.push(poll);
         }
-        let (sequencer, buses): (Arc<dyn Sequencer>, Vec<Box<dyn Bus>>) = match &config.cluster {
+        let (sequencer, mut buses): (Arc<dyn Sequencer>, Vec<Box<dyn Bus>>) = match &config.cluster
+        {
             None => {
                 let sequencer = Arc::new(LocalSequencer::new(inboxes));
                 let buses = (0..config.loops)
@@ -83,10 +86,13 @@ impl Server {
             }
             Some(cluster) => {
                 let inboxes = Arc::new(Inboxes::new(inboxes));
-                let (sequencer, buses) = redis::connect(cluster, &config, &inboxes, &mut polls)?;
+                let (sequencer, buses) = redis::connect(cluster, &config, &inboxes)?;
                 (sequencer, buses)
             }
         };
+        for (bus, poll) in buses.iter_mut().zip(&polls) {
+            bus.register(poll.registry())?;
+        }
         let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
         let shared = Arc::new(Shared::new(Hub::new(sequencer), counters.clone()));
         let mut reactors = Vec::with_capacity(config.loops);

@@ -143,6 +143,14 @@ impl Inboxes {
         self.inboxes.iter().any(|i| i.is_full())
     }
 
+    /// Wakes every loop, for something the bus has for them besides
+    /// messages.
+    pub fn wake_all(&self) {
+        for inbox in &self.inboxes {
+            inbox.wake();
+        }
+    }
+
     /// Tells every loop to shut down.
     pub fn shutdown(&self) {
         for inbox in &self.inboxes {

@@ -269,8 +269,10 @@ pub fn is_bus_token(token: Token) -> bool {
 /// ([`Bus::on_ready`]), a write of what it buffered once per pass
 /// ([`Bus::before_poll`], which also names its next deadline) and that
 /// deadline ([`Bus::on_deadline`]). What those produce is taken with
-/// [`Bus::next`] right after. The in-process bus has no socket and keeps
-/// the defaults, which do nothing.
+/// [`Bus::next`] right after. Until such a bus has reached its store and
+/// read the history there ([`Bus::ready`]), the loop serves only the bus:
+/// it does not listen. The in-process bus has no socket and keeps the
+/// defaults, which do nothing and are ready at once.
 pub trait Bus: Send {
     /// The next message, if one is waiting. Call [`Bus::begin_drain`]
     /// first: messages that arrive after it wake the loop again.
@@ -292,6 +294,14 @@ pub trait Bus: Send {
     /// or still on its way: an id up to it is ours even if this loop has
     /// not seen its event yet.
     fn issued(&self) -> u64;
+
+    /// Whether the loop may serve clients yet: true once the bus can place
+    /// ids and take publishes (a cluster's has reached Redis and read the
+    /// history there), an error when it never will (Redis refused the
+    /// login), which ends the loop. Asked each pass until true.
+    fn ready(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 
     /// Registers the bus's own sockets with the loop's poll, under tokens
     /// of [`BUS_TOKENS`]. Called once, before the loop runs.

@@ -407,3 +407,89 @@ fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
     sequencer.inboxes().shutdown();
     thread.join().unwrap().unwrap();
 }
+
+/// A bus that is not ready keeps the loop from listening (a connection
+/// waits unanswered in the kernel's queue) while the loop still drives the
+/// bus; one that fails ends the loop with its reason.
+struct StartingBus {
+    inner: LocalBus,
+    checks: Sender<()>,
+    fail_after: usize,
+}
+
+impl Bus for StartingBus {
+    fn ready(&mut self) -> std::io::Result<bool> {
+        self.fail_after -= 1;
+        if self.fail_after == 0 {
+            return Err(std::io::Error::other("the store refused us"));
+        }
+        self.checks.send(()).unwrap();
+        // Asked again at once, as a bus with a deadline due would be.
+        Ok(false)
+    }
+    fn before_poll(&mut self) -> Option<std::time::Instant> {
+        Some(std::time::Instant::now() + Duration::from_millis(10))
+    }
+    fn next(&mut self) -> Option<Message> {
+        self.inner.next()
+    }
+    fn begin_drain(&mut self) {
+        self.inner.begin_drain();
+    }
+    fn history(&self) -> &History {
+        self.inner.history()
+    }
+    fn issued(&self) -> u64 {
+        self.inner.issued()
+    }
+}
+
+#[test]
+fn a_loop_listens_only_once_its_bus_is_ready_and_a_failing_bus_ends_it() {
+    let poll = Poll::new().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
+    let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)]));
+    let counters = Arc::new(Counters::default());
+    let shared = Arc::new(Shared::new(
+        Hub::new(Arc::clone(&sequencer) as Arc<dyn Sequencer>),
+        vec![Arc::clone(&counters)],
+    ));
+    let (checks, checked) = mpsc::channel();
+    let bus = StartingBus {
+        inner: LocalBus::new(0, Arc::clone(&sequencer), 16),
+        checks,
+        fail_after: 30,
+    };
+    let config = Config {
+        listen: addr,
+        ..Config::default()
+    };
+    let reactor = Reactor::new(0, poll, listener, config, Box::new(bus), shared, counters).unwrap();
+    let (ran, result) = mpsc::channel();
+    std::thread::spawn(move || ran.send(reactor.run()));
+    checked.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut early = TcpStream::connect(addr).unwrap();
+    early
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let Ok(ended) = result.recv_timeout(Duration::from_secs(5)) else {
+        sequencer.inboxes().shutdown();
+        panic!("the loop went on after its bus failed");
+    };
+    let failed = ended.expect_err("the bus failed");
+    assert_eq!(failed.to_string(), "the store refused us");
+    assert!(checked.try_iter().count() >= 20, "the loop went on asking");
+    // The loop is gone, and it never answered the request.
+    early
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = early.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "answered ({ended:?}): {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}

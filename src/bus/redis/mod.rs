@@ -54,7 +54,12 @@
 //! Every Redis connection is a socket in its loop's poll, driven without
 //! blocking ([`conn`]); a lost connection is tried again with a backoff of
 //! at most a second. Replies are decoded in [`entry`]. A node does not
-//! listen until it has reached Redis once and read the history there.
+//! listen until it has reached Redis once and read the history there: its
+//! loops run from the start, driving their connections, but each
+//! registers its listener only once its bus is [ready](Bus::ready) (its
+//! publishing connection has the script, and its history holds what the
+//! reader found in the stream at the start). A refused login ends the
+//! loops with the reason.
 //!
 //! Rooms: [`scripts`] (what is asked of Redis), [`epoch`] (the epochs a
 //! node saw), [`writer`] (a loop's publishing connection), [`reader`]
@@ -77,7 +82,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::event::Event as Readiness;
-use mio::{Events, Poll, Registry, Token};
+use mio::{Registry, Token};
 
 use self::conn::{ConnEvent, Login, REPLY_TIMEOUT, RedisConn};
 use self::epoch::Epochs;
@@ -228,15 +233,14 @@ impl Sequencer for RedisSequencer {
 /// A node's sequencer and its loops' buses, by loop index.
 pub type Connected = (Arc<RedisSequencer>, Vec<Box<dyn Bus>>);
 
-/// Connects a node to its cluster before its loops run: resolves Redis's
-/// address, then starts every loop's bus (loop 0's syncs with Redis and
-/// reads the history), each on its loop's poll. Returns the sequencer and
-/// the buses, by loop index.
+/// A node of `cluster` with `config.loops` loops behind `inboxes`: resolves
+/// Redis's address and makes the sequencer and every loop's bus (loop 0's
+/// with the node's reader). Nothing connects before a bus is registered
+/// in its loop's poll.
 pub fn connect(
     cluster: &Cluster,
     config: &Config,
     inboxes: &Arc<Inboxes>,
-    polls: &mut [Poll],
 ) -> io::Result<Connected> {
     let host = (cluster.redis.host.as_str(), cluster.redis.port);
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&host)?
@@ -253,12 +257,9 @@ pub fn connect(
         config,
         Arc::clone(inboxes),
     ));
-    let mut buses: Vec<Box<dyn Bus>> = Vec::with_capacity(polls.len());
-    for (index, poll) in polls.iter_mut().enumerate() {
-        let mut bus = RedisBus::new(index, Arc::clone(&hub));
-        bus.start(poll)?;
-        buses.push(Box::new(bus));
-    }
+    let buses = (0..config.loops)
+        .map(|index| Box::new(RedisBus::new(index, Arc::clone(&hub))) as Box<dyn Bus>)
+        .collect();
     Ok((hub, buses))
 }
 
@@ -295,6 +296,8 @@ pub struct RedisBus {
     /// Redis refused what this node is configured with (a login, a key
     /// holding something else).
     refused: Option<String>,
+    /// The bus was ready: the loop serves.
+    started: bool,
 }
 
 impl RedisBus {
@@ -324,44 +327,8 @@ impl RedisBus {
             writer,
             reader,
             refused: None,
+            started: false,
             hub,
-        }
-    }
-
-    /// Connects this loop's bus before its loop runs, driving `poll` (the
-    /// loop's, with nothing else of the loop's registered that needs
-    /// serving): the publishing connection has its script, and on loop 0
-    /// the reader has learned the epoch and read the history. Waits as
-    /// long as Redis cannot be reached (the connections log it); fails
-    /// when Redis refuses the login or the key.
-    pub fn start(&mut self, poll: &mut Poll) -> io::Result<()> {
-        self.register(poll.registry())?;
-        let mut events = Events::with_capacity(16);
-        loop {
-            if let Some(why) = self.take_refusal() {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!("Redis at {}: {why}", self.hub.addr),
-                ));
-            }
-            if self.writer.is_ready()
-                && self
-                    .reader
-                    .as_ref()
-                    .is_none_or(|r| r.reader.started_through().is_some())
-            {
-                return Ok(());
-            }
-            let timeout = self
-                .flush_all()
-                .map(|at| at.saturating_duration_since(Instant::now()));
-            crate::net::poll(poll, &mut events, timeout)?;
-            for event in events.iter() {
-                if crate::bus::is_bus_token(event.token()) {
-                    self.on_ready(event.token(), event);
-                }
-            }
-            self.on_deadline(Instant::now());
         }
     }
 
@@ -426,6 +393,8 @@ impl RedisBus {
             && hub.epochs.started().is_none()
         {
             hub.epochs.started_through(through);
+            // Each loop looks whether it is ready now.
+            hub.inboxes.wake_all();
         }
     }
 
@@ -488,6 +457,31 @@ impl ReaderConn {
 }
 
 impl Bus for RedisBus {
+    fn ready(&mut self) -> io::Result<bool> {
+        if self.started {
+            return Ok(true);
+        }
+        if let Some(why) = self.take_refusal() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("Redis at {}: {why}", self.hub.addr),
+            ));
+        }
+        let Some(through) = self.hub.epochs.started() else {
+            return Ok(false);
+        };
+        if self.epochs_seen == 0
+            && let Some((first, begun)) = self.hub.epochs.of(0)
+        {
+            // Nothing delivered yet: the history is named by the first
+            // epoch (a later one comes with its first delivery).
+            self.history.rebase(first);
+            self.epochs_seen = begun;
+        }
+        self.started = self.writer.is_ready() && self.history.newest() >= through;
+        Ok(self.started)
+    }
+
     fn begin_drain(&mut self) {
         self.inbox.begin_drain();
     }
@@ -541,10 +535,14 @@ impl Bus for RedisBus {
     }
 
     fn before_poll(&mut self) -> Option<Instant> {
-        if let Some(why) = self.take_refusal() {
-            log::error!("Redis at {}: {why}", self.hub.addr);
+        // Until the loop serves, a refusal is `ready`'s to report, and
+        // threads' publishes wait.
+        if self.started {
+            if let Some(why) = self.take_refusal() {
+                log::error!("Redis at {}: {why}", self.hub.addr);
+            }
+            self.send_unsent();
         }
-        self.send_unsent();
         let deadline = self.flush_all();
         // Answers given meanwhile (a publish refused at once, a connection
         // lost as it was written) are taken now, not at the next wake-up.
