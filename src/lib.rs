@@ -8,29 +8,79 @@
 //! does their I/O. A request is parsed with `httparse` straight from a read
 //! buffer shared by all connections; what to answer is a pure function of
 //! the request (`app`); the connection's state machine (`conn`) says what
-//! the loop must do next. A publish goes to the bus, the seam behind which
-//! the hub is shared: the in-process sequencer numbers the event, encodes
-//! it once into a reference-counted frame and hands it to every loop's
-//! inbox in one order; each loop queues a pointer to that frame for each of
-//! its subscribers (its topic index says who) and writes each queue at once
-//! with a vectored write. What the kernel refuses stays queued and is
-//! written on writable readiness; past `queue_limit` unsent bytes the
-//! subscriber is cut off (it resumes with `Last-Event-ID` from the loop's
-//! copy of the history). Heartbeats, request timeouts and the shutdown
-//! grace are deadlines in one ordered set whose nearest entry is the poll
-//! timeout: there is no timer thread, and an idle server does not wake up.
-//! Other threads publish through a [`Publisher`], which goes through the
-//! same sequencer and wakes the loops.
+//! the loop must do next. Every publish, over HTTP on any loop or from a
+//! [`Publisher`] on any thread, goes through one door, the hub
+//! (`bus::Hub`): it checks the event and hands it to the sequencer behind
+//! it, which gives the event its place in one order and its id, encodes it
+//! once into a reference-counted frame and hands it to every loop's inbox.
+//! Each loop queues a pointer to that frame for each of its subscribers
+//! (its topic index says who) and writes each queue at once with a
+//! vectored write. What the kernel refuses stays queued and is written on
+//! writable readiness; past `queue_limit` unsent bytes the subscriber is
+//! cut off (it resumes with `Last-Event-ID` from the loop's copy of the
+//! history). Heartbeats, request timeouts and the shutdown grace are
+//! deadlines in one ordered set whose nearest entry is the poll timeout:
+//! there is no timer thread, and an idle server does not wake up.
 //!
-//! In a cluster (`Config::cluster`, `--redis`) the hub is a Redis stream
-//! instead: each loop's bus stores its publishes there over a Redis
-//! connection of its own, registered in the loop's poll like any socket
-//! and driven by a RESP codec without I/O; one reader per node (on loop 0)
-//! reads the stream and hands each entry, encoded once, to every loop's
-//! inbox in stream order, so every node's subscribers get one order, and
-//! each loop's history is filled from the stream. The publisher's answer
-//! waits until Redis has stored the event. `bus::redis` explains the
-//! design: ids, epochs, what happens when Redis is away or loses data.
+//! In process the sequencer is a lock around a counter; in a cluster
+//! (`Config::cluster`, `--redis`) it is a Redis stream: each loop stores
+//! its publishes there over a Redis connection of its own, registered in
+//! the loop's poll like any socket and driven by a RESP codec without I/O;
+//! one reader per node (on loop 0) reads the stream and hands each entry,
+//! encoded once, to every loop's inbox in stream order, so every node's
+//! subscribers get one order, and each loop's history is filled from the
+//! stream. The publisher's answer waits until Redis has stored the event,
+//! and a loop listens only once its bus has reached Redis and read the
+//! history there. `bus::redis` explains the design: ids, epochs, what
+//! happens when Redis is away or loses data.
+//!
+//! ## One event, from its publish to the `writev`
+//!
+//! An HTTP publish on loop L becomes `Action::Publish` in `app`, and the
+//! reactor hands it to `Hub::publish` for its connection (a ticket); a
+//! thread's [`Publisher::publish`] hands it to the same door and waits
+//! there. In process, `LocalSequencer` numbers the event under its lock
+//! (its id, a `bus::id::EventId`, is `<run>-<seq>`), encodes it once and
+//! hands the same `Delivery` to every loop's inbox; loop L gets the id
+//! back at once, queues the answer, then drains its own inbox, and the
+//! other loops are woken through their wakers, once per batch. In a
+//! cluster, `RedisSequencer` queues the publish for loop L's Redis
+//! connection (a thread's for loop 0's); before L polls again it sends it
+//! to the publish script, which adds it to the stream, and Redis's reply
+//! becomes the answer (`Message::Confirmed`). On every node, loop 0's
+//! reader reads the new entry and hands it, encoded once, to that node's
+//! inboxes as above.
+//! From the inbox on, every loop does the same: it records the delivery in
+//! its history, finds the subscribers of its topics, puts a pointer to the
+//! frame on each one's write queue, and writes each queue with one
+//! `writev`.
+//!
+//! ```text
+//!  POST /publish on loop L            Publisher::publish, any thread
+//!   app: Action::Publish (ticket)       (waits for its answer)
+//!              └─────────────┬───────────────┘
+//!                            ▼
+//!            bus::Hub::publish: check type and topics
+//!                            │
+//!          in process ───────┴─────── in a cluster
+//!              │                           │
+//!   LocalSequencer, one lock:     RedisSequencer: queue for loop L's
+//!   number (EventId), encode      (a thread's: loop 0's) writer
+//!   once (Arc<Frame>); the id          │ EVALSHA publish script
+//!   back to L at once                  ▼
+//!              │               Redis stream ◄── stored; the reply is
+//!              │                    │           L's answer (Confirmed)
+//!              │                    ▼ every node
+//!              │               loop 0's reader: XREAD, decide, encode once
+//!              ▼                    │
+//!   Inboxes::hand_out: the same Delivery to every loop's inbox, in one
+//!   order; other loops woken by their wakers, once per batch
+//!              │
+//!              ▼ each loop
+//!   Bus::next → History::record → fan_out: topics → each subscriber's
+//!   WriteQueue gets a pointer to the frame → flush → writev
+//!   (what the kernel refuses waits for writable readiness)
+//! ```
 //!
 //! A connection's life:
 //!
@@ -57,17 +107,20 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `server` | [`Server`]: binding, putting the hub and loop together, safe defaults |
+//! | `server` | [`Server`]: binding, putting the hub and loops together, safe defaults |
+//! | `process` | `Shared`: what the loops and handles of one process share (the hub's door, each loop's counters, the connection limit) |
+//! | `publisher` | [`Publisher`]: other threads' handle: publish through the hub's door, shut down, counters |
 //! | `reactor` | the poll loop: poll, listener, slab, budgets, flush lists; `serve`: carrying out requests, fan-out, replay |
 //! | `app` | what to answer: request + context → action (pure) |
 //! | `auth` | private topics: HS256 JWTs → grants, who may subscribe to, receive and publish what (pure) |
 //! | `conn` | one connection: its states as enum variants that own their data; `queue`: the write queue of shared frames |
 //! | `topics` | per loop: topic → connections |
-//! | `bus` | the seam: ids, one order, the history (`history`); `local`: the in-process sequencer and inboxes; `redis`: the cluster's hub on a Redis stream (`redis::conn`: one Redis connection in the loop's poll); `resp`: the Redis protocol (pure) |
+//! | `bus` | the seam: `Hub`, the one door every publish goes through, in front of a `Sequencer`; `Bus`, a loop's receiving side; `id`: event ids, epochs, placing a `Last-Event-ID`, `reset`s; `inbox`: every loop's inbox; `history`: a loop's copy of the history; `local`: the in-process sequencer and bus; `resp`: the Redis protocol (pure) |
+//! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll |
 //! | `sentinel` | the cluster's Redis found through Sentinel: the `redis+sentinel://` URL (`url`), the discovery and failover state machine, replies read (pure; the Redis bus takes it into use) |
-//! | `publisher` | [`Publisher`]: the door from other threads; counters of every loop |
+//! | `publisher` | [`Publisher`]: the door from other threads |
 //! | `timers` | the deadline set and the heartbeat grid |
-//! | `net` | every `io::ErrorKind` decision |
+//! | `net` | every `io::ErrorKind` decision; the listeners |
 //! | `request` | input bytes → requests: the head/body state machine (pure) |
 //! | `http` | heads, routing, chunked bodies, responses (pure) |
 //! | `sse` | [`Event`] and its wire encoding (pure) |

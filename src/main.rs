@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("poll failed: {e}");
+            log::error!("stopped: {e}");
             ExitCode::FAILURE
         }
     }

@@ -42,7 +42,6 @@ pub(crate) struct Counters {
     pub(crate) subscribers: Counter,
     pub(crate) replaying: Counter,
     pub(crate) accepted: Counter,
-    pub(crate) events_published: Counter,
     pub(crate) deliveries: Counter,
     pub(crate) replayed: Counter,
     pub(crate) bytes_written: Counter,
@@ -69,7 +68,6 @@ impl Counters {
         stats.subscribers += self.subscribers.get();
         stats.replaying += self.replaying.get();
         stats.accepted += self.accepted.get();
-        stats.events_published += self.events_published.get();
         stats.deliveries += self.deliveries.get();
         stats.replayed += self.replayed.get();
         stats.bytes_written += self.bytes_written.get();

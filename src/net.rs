@@ -202,3 +202,52 @@ fn peer_gone(e: &io::Error) -> bool {
             | io::ErrorKind::TimedOut
     )
 }
+
+/// What a write of a plain buffer gave.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// This many bytes were taken.
+    Wrote(usize),
+    /// The kernel takes nothing more for now; writable readiness will tell.
+    WouldBlock,
+    /// The connection is unusable (a write of nothing included).
+    Failed(io::Error),
+}
+
+/// Writes once from `buf`, retrying when a signal interrupted the call.
+pub fn write(sink: &mut impl Write, buf: &[u8]) -> WriteOutcome {
+    loop {
+        return match sink.write(buf) {
+            Ok(0) if !buf.is_empty() => WriteOutcome::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => WriteOutcome::Wrote(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => WriteOutcome::WouldBlock,
+            Err(e) => WriteOutcome::Failed(e),
+        };
+    }
+}
+
+/// Where a non-blocking connect stands.
+#[derive(Debug)]
+pub enum Connecting {
+    /// Connected.
+    Done,
+    /// Still in progress: a later readiness completes it.
+    InProgress,
+    /// It failed.
+    Failed(io::Error),
+}
+
+/// Asks a socket whose connect was started where the connect stands (on
+/// its readiness: mio reports a completed or failed connect as writable).
+pub fn connecting(socket: &TcpStream) -> Connecting {
+    match socket.take_error() {
+        Ok(None) => {}
+        Ok(Some(e)) | Err(e) => return Connecting::Failed(e),
+    }
+    match socket.peer_addr() {
+        Ok(_) => Connecting::Done,
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Connecting::InProgress,
+        Err(e) => Connecting::Failed(e),
+    }
+}

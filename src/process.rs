@@ -1,32 +1,29 @@
 //! What every loop and every handle of one server process share: the
-//! sequencer that orders events, each loop's counters, and the count of
-//! connections held against `--max-connections`, which bounds the whole
-//! process however many loops there are. Atomics only; nothing here is
-//! touched per delivery.
+//! hub's door that every publish goes through, each loop's counters, and
+//! the count of connections held against `--max-connections`, which
+//! bounds the whole process however many loops there are. Atomics only;
+//! nothing here is touched per delivery.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::bus::local::Sequencer;
-use crate::bus::redis::ClusterHub;
+use crate::bus::Hub;
 use crate::config::OVERFLOW_CONNECTIONS;
 use crate::metrics::{Counters, Stats};
 
 /// Shared by the loops and handles of one server.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) sequencer: Arc<Sequencer>,
-    /// In a cluster, the hub threads publish through (the sequencer then
-    /// only holds the inboxes).
-    pub(crate) cluster: Option<Arc<ClusterHub>>,
+    /// Where every publish goes in, from any loop or thread.
+    pub(crate) hub: Hub,
     /// Each loop's counters, by loop index.
     pub(crate) counters: Vec<Arc<Counters>>,
-    /// Events published by threads (the loops count their own).
-    published_by_threads: AtomicU64,
     /// Connections served, of every loop.
     admitted: AtomicUsize,
     /// Connections accepted past the limit, waiting for their refusal.
     overflow: AtomicUsize,
+    /// Loops that listen.
+    listening: AtomicUsize,
 }
 
 /// What a new connection is let in as.
@@ -41,19 +38,22 @@ pub(crate) enum Admission {
 }
 
 impl Shared {
-    pub(crate) fn new(sequencer: Arc<Sequencer>, counters: Vec<Arc<Counters>>) -> Shared {
+    pub(crate) fn new(hub: Hub, counters: Vec<Arc<Counters>>) -> Shared {
         Shared {
-            sequencer,
-            cluster: None,
+            hub,
             counters,
-            published_by_threads: AtomicU64::new(0),
             admitted: AtomicUsize::new(0),
             overflow: AtomicUsize::new(0),
+            listening: AtomicUsize::new(0),
         }
     }
 
-    pub(crate) fn count_thread_publish(&self) {
-        self.published_by_threads.fetch_add(1, Ordering::Relaxed);
+    /// A loop listens now; true for the last of them, when the whole
+    /// server does.
+    pub(crate) fn loop_listens(&self) -> bool {
+        let listening = self.listening.fetch_add(1, Ordering::AcqRel) + 1;
+        debug_assert!(listening <= self.counters.len(), "a loop listened twice");
+        listening == self.counters.len()
     }
 
     /// Lets a new connection in against `max_connections` for the whole
@@ -83,7 +83,7 @@ impl Shared {
     /// The counters summed over every loop.
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = Stats {
-            events_published: self.published_by_threads.load(Ordering::Relaxed),
+            events_published: self.hub.published(),
             ..Stats::default()
         };
         for counters in &self.counters {
@@ -108,10 +108,12 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::local::LocalSequencer;
 
     #[test]
     fn the_limit_holds_for_the_whole_process() {
-        let shared = Shared::new(Arc::new(Sequencer::new(Vec::new())), Vec::new());
+        let hub = Hub::new(Arc::new(LocalSequencer::new(Vec::new())));
+        let shared = Shared::new(hub, Vec::new());
         assert_eq!(shared.admit(2), Admission::Served);
         assert_eq!(shared.admit(2), Admission::Served);
         for _ in 0..OVERFLOW_CONNECTIONS {

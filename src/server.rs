@@ -10,8 +10,9 @@ use std::sync::Arc;
 use log::{info, warn};
 use mio::{Poll, Waker};
 
-use crate::bus::local::{Inbox, LocalBus, Sequencer};
-use crate::bus::{Bus, redis};
+use crate::bus::inbox::{Inbox, Inboxes};
+use crate::bus::local::{LocalBus, LocalSequencer};
+use crate::bus::{Bus, Hub, Sequencer, redis};
 use crate::config::{Config, OVERFLOW_CONNECTIONS};
 use crate::metrics::Counters;
 use crate::process::Shared;
@@ -31,34 +32,23 @@ impl Server {
     /// Binds the listening socket (one per loop) and sets up the loops;
     /// nothing is served until [`Server::run`].
     ///
-    /// Refuses (with `PermissionDenied`) a listen address off loopback
-    /// when publishing needs no token, unless
+    /// Refuses what [`Config::validate`] refuses: among others (with
+    /// `PermissionDenied`) a listen address off loopback when publishing
+    /// needs no token, unless
     /// [`Config::insecure_open_publish`] says that is wanted: anyone on the
     /// network could publish otherwise. Raises the process's soft
     /// open-file limit to what [`Config::max_connections`] needs, up to the
     /// hard limit, with a warning when that is lower.
     ///
-    /// With [`Config::cluster`] it also connects every loop to Redis and
-    /// reads the history there before it returns: it waits while Redis
-    /// cannot be reached (logging it), and fails when Redis refuses the
-    /// login or the key holds something else.
+    /// With [`Config::cluster`] it resolves Redis's address; the loops
+    /// connect when they run, and [`Server::run`] listens only once every
+    /// loop has reached Redis and read the history there (waiting, with
+    /// the log saying so, while Redis cannot be reached), or returns the
+    /// reason when Redis refuses the login or the key holds something
+    /// else.
     pub fn bind(config: Config) -> io::Result<Server> {
-        if config.exposes_open_publish() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "{} is reachable from the network and anyone could publish: set a publish \
-                     token, or allow an open publish endpoint explicitly",
-                    config.listen
-                ),
-            ));
-        }
-        if config.loops == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a server needs at least one loop",
-            ));
-        }
+        // The same rules as the command line's: one place decides.
+        config.validate()?;
         raise_open_files(&config);
         let listeners = net::listeners(config.listen, config.loops)?;
         let local_addr = listeners[0].local_addr()?;
@@ -69,24 +59,29 @@ impl Server {
             inboxes.push(Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER)?)));
             polls.push(poll);
         }
-        let sequencer = Arc::new(Sequencer::new(inboxes));
-        let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
-        let mut shared = Shared::new(Arc::clone(&sequencer), counters.clone());
-        let buses: Vec<Box<dyn Bus>> = match &config.cluster {
-            None => (0..config.loops)
-                .map(|index| {
-                    let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);
-                    Box::new(bus) as Box<dyn Bus>
-                })
-                .collect(),
+        let (sequencer, mut buses): (Arc<dyn Sequencer>, Vec<Box<dyn Bus>>) = match &config.cluster
+        {
+            None => {
+                let sequencer = Arc::new(LocalSequencer::new(inboxes));
+                let buses = (0..config.loops)
+                    .map(|index| {
+                        let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);
+                        Box::new(bus) as Box<dyn Bus>
+                    })
+                    .collect();
+                (sequencer, buses)
+            }
             Some(cluster) => {
-                let (hub, buses) =
-                    redis::connect(cluster, &config, sequencer.inboxes(), &mut polls)?;
-                shared.cluster = Some(hub);
-                buses
+                let inboxes = Arc::new(Inboxes::new(inboxes));
+                let (sequencer, buses) = redis::connect(cluster, &config, &inboxes)?;
+                (sequencer, buses)
             }
         };
-        let shared = Arc::new(shared);
+        for (bus, poll) in buses.iter_mut().zip(&polls) {
+            bus.register(poll.registry())?;
+        }
+        let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
+        let shared = Arc::new(Shared::new(Hub::new(sequencer), counters.clone()));
         let mut reactors = Vec::with_capacity(config.loops);
         for (index, (((poll, listener), counters), bus)) in polls
             .into_iter()
@@ -163,7 +158,7 @@ impl Server {
         let threads = match threads {
             Ok(threads) => threads,
             Err(e) => {
-                self.shared.sequencer.shutdown();
+                self.shared.hub.shutdown();
                 return Err(e);
             }
         };
@@ -203,7 +198,7 @@ fn run_loop(reactor: Reactor, shared: &Shared) -> io::Result<()> {
 
 fn stop_all_on_error(result: io::Result<()>, shared: &Shared) -> io::Result<()> {
     if result.is_err() {
-        shared.sequencer.shutdown();
+        shared.hub.shutdown();
     }
     result
 }

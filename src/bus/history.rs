@@ -1,13 +1,14 @@
 //! A loop's copy of the hub's history: the last events of the order, kept
-//! as the very frames that went out live (shared, not copied), and the ids
-//! that name them. Placing a `Last-Event-ID` and finding what a resuming
-//! subscriber missed happen here, with a budget, so that one resume cannot
-//! hold the loop.
+//! as the very frames that went out live (shared, not copied), and the
+//! epoch whose ids name them. Placing a `Last-Event-ID` and finding what a
+//! resuming subscriber missed happen here, with a budget, so that one
+//! resume cannot hold the loop.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::bus::{Delivery, ResetReason};
+use crate::bus::Delivery;
+use crate::bus::id::{Epoch, EventId, ResetReason};
 use crate::sse::Frame;
 use crate::topics::Subscription;
 
@@ -25,16 +26,12 @@ pub enum Retained<'a> {
     Scanned(u64),
 }
 
-/// The last `cap` events of the order, and this run's ids.
-///
-/// An id is `<run>-<n>`; the event's sequence number in the order is
-/// `base + n`. The base is 0 but for a cluster whose epoch changed while
-/// this process ran: the new epoch's ids count from 1 again, and its
-/// events follow the old ones in the order (see [`History::rebase`]).
+/// The last `cap` events of the order, and the epoch that names them
+/// (see [`Epoch`]; it changes only for a cluster whose epoch changed
+/// while this process ran, [`History::rebase`]).
 #[derive(Debug)]
 pub struct History {
-    run: String,
-    base: u64,
+    epoch: Epoch,
     kept: VecDeque<Delivery>,
     cap: usize,
     /// The newest sequence number delivered (kept or not).
@@ -42,21 +39,14 @@ pub struct History {
 }
 
 impl History {
-    /// An empty history of run `run` keeping at most `cap` events.
-    pub fn new(run: String, cap: usize) -> History {
+    /// An empty history of `epoch` keeping at most `cap` events.
+    pub fn new(epoch: Epoch, cap: usize) -> History {
         History {
-            run,
-            base: 0,
+            epoch,
             kept: VecDeque::with_capacity(cap.min(4096)),
             cap,
             newest: 0,
         }
-    }
-
-    /// The run part of the ids.
-    #[cfg(test)]
-    pub fn run(&self) -> &str {
-        &self.run
     }
 
     /// The newest sequence number delivered; 0 before the first.
@@ -65,22 +55,25 @@ impl History {
     }
 
     /// The id of sequence number `seq`.
-    pub fn id(&self, seq: u64) -> String {
-        format!("{}-{}", self.run, seq.saturating_sub(self.base))
+    pub fn id(&self, seq: u64) -> EventId {
+        self.epoch.id(seq)
     }
 
-    /// The sequence number this run's ids count from.
-    pub fn base(&self) -> u64 {
-        self.base
+    /// The epoch whose ids name the events.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
     }
 
-    /// From now on ids are of run `run`, counted from `base` (past every
-    /// sequence number delivered so far); the events kept, named by ids
-    /// of the old run, are dropped: they can no longer be resumed from.
-    pub fn rebase(&mut self, run: String, base: u64) {
-        debug_assert!(base > self.newest || self.newest == 0);
-        self.run = run;
-        self.base = base;
+    /// From now on ids are of `epoch`, which begins past every sequence
+    /// number delivered so far; the events kept, named by ids of the old
+    /// epoch, are dropped: they can no longer be resumed from.
+    pub fn rebase(&mut self, epoch: Epoch) {
+        debug_assert!(
+            epoch.base() > self.newest || self.newest == 0,
+            "epoch {epoch:?} begins at or before event {} delivered",
+            self.newest
+        );
+        self.epoch = epoch;
         self.kept.clear();
     }
 
@@ -88,15 +81,17 @@ impl History {
     /// so the client's next reconnect resumes from there instead of asking
     /// about the old id again.
     pub fn reset_frame(&self, reason: ResetReason) -> Arc<Frame> {
-        Arc::new(Frame::event(
-            &self.id(self.newest),
-            Some("reset"),
-            reason.data(),
-        ))
+        Arc::new(self.id(self.newest.max(self.epoch.base())).reset(reason))
     }
 
     /// Notes the next delivery of the order, keeping it for replay.
     pub fn record(&mut self, delivery: &Delivery) {
+        debug_assert!(
+            delivery.seq > self.newest || self.newest == 0,
+            "event {} delivered after {}",
+            delivery.seq,
+            self.newest
+        );
         self.newest = delivery.seq;
         if self.cap == 0 {
             return;
@@ -118,31 +113,8 @@ impl History {
     /// number assigned anywhere: an id past what this loop has delivered
     /// but not past that is on its way here, and resumes after it.
     pub fn resume_point(&self, id: &str, issued: u64) -> Result<u64, ResetReason> {
-        let seq = self.parse_id(id)?;
-        if seq > issued.max(self.newest) {
-            // An id from the future cannot be ours.
-            return Err(ResetReason::Invalid);
-        }
-        if seq + 1 < self.oldest_kept() {
-            return Err(ResetReason::Stale);
-        }
-        Ok(seq)
-    }
-
-    fn parse_id(&self, id: &str) -> Result<u64, ResetReason> {
-        let (run, seq) = id.split_once('-').ok_or(ResetReason::Invalid)?;
-        let well_formed = run.len() == self.run.len()
-            && run.bytes().all(|b| b.is_ascii_hexdigit())
-            && !seq.is_empty()
-            && seq.bytes().all(|b| b.is_ascii_digit());
-        if !well_formed {
-            return Err(ResetReason::Invalid);
-        }
-        if run != self.run {
-            return Err(ResetReason::OtherRun);
-        }
-        let n: u64 = seq.parse().map_err(|_| ResetReason::Invalid)?;
-        n.checked_add(self.base).ok_or(ResetReason::Invalid)
+        self.epoch
+            .place(id, issued.max(self.newest), self.oldest_kept())
     }
 
     /// The first kept event after `after` that `sub` should get: one of its
@@ -184,15 +156,20 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::id::Run;
     use crate::topics::Topics;
 
+    fn run(text: &str) -> Run {
+        Run::parse(text.as_bytes()).unwrap()
+    }
+
     fn history(cap: usize) -> History {
-        History::new("0123456789ab".into(), cap)
+        History::new(Epoch::new(run("0123456789ab"), 0), cap)
     }
 
     fn deliver(h: &mut History, data: &str, topics: &[&str]) {
         let seq = h.newest() + 1;
-        let frame = Arc::new(Frame::event(&h.id(seq), None, data));
+        let frame = Arc::new(Frame::event(&h.id(seq).text(), None, data));
         let topics: Arc<[Box<str>]> = topics.iter().map(|&t| t.into()).collect();
         h.record(&Delivery { seq, frame, topics });
     }
@@ -228,7 +205,7 @@ mod tests {
         deliver(&mut h, "b1", &["b"]);
         deliver(&mut h, "all", &[]);
         deliver(&mut h, "a2", &["a"]);
-        let run = h.run().to_owned();
+        let run = h.epoch().run();
         let got = replayed(&h, &format!("{run}-1"), &["a"]);
         assert_eq!(got.len(), 2);
         assert!(got[0].contains("data: all") && got[1].contains("data: a2"));
@@ -242,7 +219,7 @@ mod tests {
         for i in 0..5 {
             deliver(&mut h, &i.to_string(), &[]);
         }
-        let run = h.run().to_owned();
+        let run = h.epoch().run();
         // Events 4 and 5 are kept: resuming after 3 loses nothing, after 2 does.
         assert_eq!(replayed(&h, &format!("{run}-3"), &[]).len(), 2);
         assert_eq!(reset_reason(&h, &format!("{run}-2")), ResetReason::Stale);
@@ -261,7 +238,7 @@ mod tests {
     fn an_id_on_its_way_resumes_after_it() {
         let mut h = history(4);
         deliver(&mut h, "1", &[]);
-        let run = h.run().to_owned();
+        let run = h.epoch().run();
         // Event 3 was assigned elsewhere and has not reached this loop yet.
         assert_eq!(h.resume_point(&format!("{run}-3"), 3), Ok(3));
         assert_eq!(
@@ -327,15 +304,21 @@ mod tests {
         let mut h = history(8);
         deliver(&mut h, "old", &[]);
         deliver(&mut h, "old", &[]);
-        let old = h.run().to_owned();
-        h.rebase("ba5eba5eba5e".into(), 10);
-        let frame = Arc::new(Frame::event(&h.id(11), None, "new"));
+        let old = h.epoch().run();
+        h.rebase(Epoch::new(run("ba5eba5eba5e"), 10));
+        let frame = Arc::new(Frame::event(&h.id(11).text(), None, "new"));
         h.record(&Delivery {
             seq: 11,
             frame,
             topics: Arc::from([]),
         });
-        assert_eq!(h.id(11), "ba5eba5eba5e-1");
+        assert_eq!(h.id(11).to_string(), "ba5eba5eba5e-1");
+        let reset = h.reset_frame(ResetReason::Stale);
+        assert!(
+            reset
+                .payload()
+                .starts_with(b"id: ba5eba5eba5e-1\nevent: reset\n")
+        );
         assert_eq!(h.resume_point("ba5eba5eba5e-0", 11), Ok(10));
         assert_eq!(h.resume_point("ba5eba5eba5e-1", 11), Ok(11));
         assert_eq!(
@@ -380,7 +363,7 @@ mod tests {
     fn no_history_means_any_gap_resets() {
         let mut h = history(0);
         deliver(&mut h, "x", &[]);
-        let run = h.run().to_owned();
+        let run = h.epoch().run();
         assert!(replayed(&h, &format!("{run}-1"), &[]).is_empty());
         assert_eq!(reset_reason(&h, &format!("{run}-0")), ResetReason::Stale);
     }

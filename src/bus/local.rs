@@ -1,13 +1,14 @@
-//! The in-process hub. One [`Sequencer`], shared by every loop and every
-//! `Publisher` of the process, assigns each event its sequence number and
-//! encodes it once under a short lock, then hands the same [`Delivery`] to
-//! every loop's [`Inbox`] in that order (waking each loop but the caller's,
-//! which drains its inbox right after). Each loop's [`LocalBus`] takes its
-//! messages out of its inbox and keeps its copy of the history, so a replay
-//! reads only loop-local memory and never holds up publishing.
+//! The in-process hub. One [`LocalSequencer`], shared by every loop and
+//! every `Publisher` of the process, assigns each event its sequence
+//! number and encodes it once under a short lock, then hands the same
+//! [`Delivery`] to every loop's [`Inbox`] in that order (waking each loop
+//! but the caller's, which drains its inbox right after). Each loop's
+//! [`LocalBus`] takes its messages out of its inbox and keeps its copy of
+//! the history, so a replay reads only loop-local memory and never holds
+//! up publishing.
 //!
 //! The lock is taken once per publish, never on the write path. While some
-//! inbox holds [`INBOX_SOFT_LIMIT`] messages (its loop is behind), nothing
+//! inbox holds [`INBOX_SOFT_LIMIT`](crate::bus::inbox::INBOX_SOFT_LIMIT) messages (its loop is behind), nothing
 //! new is handed out: threads that publish wait, and a loop's publish is
 //! held in arrival order and answered later ([`Offer::Pending`], then
 //! [`Message::Confirmed`]), when the lagging loop has emptied its inbox. So
@@ -15,183 +16,20 @@
 //! without bound, and a loop never waits (it would wait for itself).
 
 use std::collections::VecDeque;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::mem;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use mio::Waker;
-
-use crate::bus::{Bus, Delivery, History, Message, Offer, Ticket};
+use crate::bus::id::{Epoch, EventId, Run};
+use crate::bus::inbox::{Inbox, Inboxes};
+use crate::bus::{
+    Asker, Bus, Delivery, History, Message, Offer, Publish, PublishError, Sequencer, Tally, Ticket,
+};
 use crate::sse::Event;
-
-/// Messages an inbox holds before publishing threads wait for its loop.
-pub const INBOX_SOFT_LIMIT: usize = 4096;
-
-/// One loop's inbox: the messages the sequencer handed it, and the waker
-/// that tells its poll.
-#[derive(Debug)]
-pub struct Inbox {
-    queue: Mutex<VecDeque<Message>>,
-    /// About how many messages `queue` holds, read without its lock.
-    len: AtomicUsize,
-    /// Signalled when the loop empties a queue that was at the limit.
-    room: Condvar,
-    waker: Waker,
-    /// A wake-up is on its way: no need for another until the loop drains.
-    wake_pending: AtomicBool,
-}
-
-impl Inbox {
-    /// An inbox whose loop is woken through `waker`.
-    pub fn new(waker: Waker) -> Inbox {
-        Inbox {
-            queue: Mutex::new(VecDeque::new()),
-            len: AtomicUsize::new(0),
-            room: Condvar::new(),
-            waker,
-            wake_pending: AtomicBool::new(false),
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        // SeqCst, with the stores of `len` and `held_count`: a loop that
-        // holds a publish and a loop that empties its inbox each see the
-        // other's store (see `Sequencer::release`).
-        self.len.load(Ordering::SeqCst) >= INBOX_SOFT_LIMIT
-    }
-
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Message>> {
-        // A queue of messages stays consistent whatever panicked.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Hands the loop a message, waking it unless `wake` is false (the
-    /// loop itself pushes and drains next).
-    pub(crate) fn push(&self, message: Message, wake: bool) {
-        let mut queue = self.lock();
-        queue.push_back(message);
-        self.len.store(queue.len(), Ordering::SeqCst);
-        drop(queue);
-        // One wake-up per batch: the loop clears the flag before it drains,
-        // so a message pushed after that wakes it again.
-        if wake {
-            self.wake();
-        }
-    }
-
-    /// Wakes the loop (once per batch), for something the bus has for it
-    /// besides messages.
-    pub(crate) fn wake(&self) {
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            // Fails only if the poll is gone, and then nobody listens.
-            let _ = self.waker.wake();
-        }
-    }
-
-    /// The loop begins a drain: what is pushed from now on wakes it again.
-    pub(crate) fn begin_drain(&self) {
-        self.wake_pending.store(false, Ordering::Release);
-    }
-
-    /// Moves every waiting message to the back of `taken` (empty: swapped,
-    /// not copied, so one lock takes the whole batch and the emptied buffer
-    /// goes back for reuse), releasing threads that waited for room.
-    pub(crate) fn take_all(&self, taken: &mut VecDeque<Message>) {
-        let mut queue = self.lock();
-        if queue.len() >= INBOX_SOFT_LIMIT {
-            self.room.notify_all();
-        }
-        if taken.is_empty() {
-            mem::swap(&mut *queue, taken);
-        } else {
-            taken.append(&mut queue);
-        }
-        // SeqCst: see `Sequencer::release`.
-        self.len.store(0, Ordering::SeqCst);
-    }
-}
-
-/// Every loop's inbox, by loop index. Each [`Delivery`] is handed to all of
-/// them alike by one caller at a time (the sequencer under its lock, a
-/// cluster's reader on its loop), so every loop receives one order.
-#[derive(Debug)]
-pub struct Inboxes {
-    inboxes: Vec<Arc<Inbox>>,
-    /// A loop has stopped: publishing fails from now on.
-    closed: AtomicBool,
-}
-
-impl Inboxes {
-    /// The inboxes of the loops, by index.
-    pub fn new(inboxes: Vec<Arc<Inbox>>) -> Inboxes {
-        Inboxes {
-            inboxes,
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    /// Loop `index`'s inbox.
-    pub fn get(&self, index: usize) -> &Arc<Inbox> {
-        &self.inboxes[index]
-    }
-
-    /// Hands `delivery` to every loop; the loop `from` (the caller, when a
-    /// loop hands out) is not woken, since it drains its inbox next.
-    pub fn hand_out(&self, delivery: &Delivery, from: Option<usize>) {
-        for (index, inbox) in self.inboxes.iter().enumerate() {
-            inbox.push(Message::Delivery(delivery.clone()), from != Some(index));
-        }
-    }
-
-    /// True while some loop is far behind: its inbox is at the soft limit.
-    pub fn any_full(&self) -> bool {
-        self.inboxes.iter().any(|i| i.is_full())
-    }
-
-    /// Tells every loop to shut down.
-    pub fn shutdown(&self) {
-        for inbox in &self.inboxes {
-            inbox.push(Message::Shutdown, true);
-        }
-    }
-
-    /// True once a loop has stopped.
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// For publishing threads: waits while some inbox is at the limit and
-    /// the loops run.
-    pub fn wait_for_room(&self) {
-        for inbox in &self.inboxes {
-            let mut queue = inbox.lock();
-            while queue.len() >= INBOX_SOFT_LIMIT && !self.is_closed() {
-                queue = inbox
-                    .room
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        }
-    }
-
-    /// A loop has stopped: threads publishing or waiting for room are told.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        for inbox in &self.inboxes {
-            // Under the queue's lock, so a thread about to wait sees the flag.
-            let _queue = inbox.lock();
-            inbox.room.notify_all();
-        }
-    }
-}
 
 /// Assigns ids and hands every event to every loop in one order.
 #[derive(Debug)]
-pub struct Sequencer {
-    run: String,
+pub struct LocalSequencer {
+    epoch: Epoch,
     /// The newest sequence number assigned; written under `order`.
     issued: AtomicU64,
     /// Held while an event is numbered and handed out, so that every inbox
@@ -202,26 +40,27 @@ pub struct Sequencer {
     held: Mutex<VecDeque<Held>>,
     /// How many are held, read without the lock.
     held_count: AtomicUsize,
+    tally: Tally,
 }
 
 /// A loop's publish waiting for room.
 #[derive(Debug)]
 struct Held {
     event: Event,
-    from: usize,
     ticket: Ticket,
 }
 
-impl Sequencer {
-    /// A sequencer for the loops behind `inboxes`, with a fresh run tag.
-    pub fn new(inboxes: Vec<Arc<Inbox>>) -> Sequencer {
-        Sequencer {
-            run: run_tag(),
+impl LocalSequencer {
+    /// A sequencer for the loops behind `inboxes`, with a fresh run.
+    pub fn new(inboxes: Vec<Arc<Inbox>>) -> LocalSequencer {
+        LocalSequencer {
+            epoch: Epoch::new(Run::draw(), 0),
             issued: AtomicU64::new(0),
             order: Mutex::new(()),
             inboxes: Arc::new(Inboxes::new(inboxes)),
             held: Mutex::new(VecDeque::new()),
             held_count: AtomicUsize::new(0),
+            tally: Tally::default(),
         }
     }
 
@@ -231,17 +70,13 @@ impl Sequencer {
         self.held_count.load(Ordering::SeqCst) > 0 || self.inboxes.any_full()
     }
 
-    /// Keeps loop `from`'s publish until there is room, then releases
-    /// what there is room for already: the inbox that was full may have
-    /// been emptied since `must_hold` looked, by a loop that saw nothing
-    /// held yet.
-    fn hold(&self, event: &Event, from: usize, ticket: Ticket) {
+    /// Keeps a loop's publish until there is room, then releases what
+    /// there is room for already: the inbox that was full may have been
+    /// emptied since `must_hold` looked, by a loop that saw nothing held
+    /// yet.
+    fn hold(&self, event: Event, ticket: Ticket) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.push_back(Held {
-            event: event.clone(),
-            from,
-            ticket,
-        });
+        held.push_back(Held { event, ticket });
         self.held_count.store(held.len(), Ordering::SeqCst);
         drop(held);
         self.release();
@@ -260,17 +95,19 @@ impl Sequencer {
             let Some(next) = held.pop_front() else {
                 break;
             };
-            let id = self.publish(&next.event, None);
+            let id = self.number(&next.event, None);
+            let asker = next.ticket.loop_index;
             self.inboxes
-                .get(next.from)
-                .push(Message::Confirmed(next.ticket, Some(id)), true);
+                .get(asker)
+                .push(Message::Confirmed(next.ticket, Ok(id)), true);
         }
         self.held_count.store(held.len(), Ordering::SeqCst);
     }
 
     /// The run part of this process's ids.
-    pub fn run(&self) -> &str {
-        &self.run
+    #[cfg(test)]
+    pub fn run(&self) -> Run {
+        self.epoch.run()
     }
 
     /// The newest sequence number assigned.
@@ -278,51 +115,62 @@ impl Sequencer {
         self.issued.load(Ordering::Acquire)
     }
 
-    /// Every loop's inbox.
-    pub fn inboxes(&self) -> &Arc<Inboxes> {
-        &self.inboxes
-    }
-
-    /// True once a loop has stopped.
-    pub fn is_closed(&self) -> bool {
-        self.inboxes.is_closed()
-    }
-
     /// Numbers `event`, encodes it once and hands it to every loop; the
     /// loop `from` (the caller, when a loop publishes) is not woken, since
     /// it drains its inbox next. Returns the id.
-    pub fn publish(&self, event: &Event, from: Option<usize>) -> String {
+    pub fn number(&self, event: &Event, from: Option<usize>) -> EventId {
         let topics: Arc<[Box<str>]> = event.topics().iter().map(|t| t.as_str().into()).collect();
         let _order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = self.issued.load(Ordering::Relaxed) + 1;
-        let id = format!("{}-{seq}", self.run);
+        let id = self.epoch.id(seq);
         let delivery = Delivery {
             seq,
-            frame: Arc::new(event.encode(&id)),
+            frame: Arc::new(event.encode(&id.text())),
             topics,
         };
         self.issued.store(seq, Ordering::Release);
         self.inboxes.hand_out(&delivery, from);
+        self.tally.count(&id);
         id
     }
+}
 
-    /// Tells every loop to shut down.
-    pub fn shutdown(&self) {
-        self.inboxes.shutdown();
+impl Sequencer for LocalSequencer {
+    fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+        match asker {
+            Asker::Loop(ticket) => {
+                if self.inboxes.is_closed() {
+                    return Offer::Refused(PublishError::Closed);
+                }
+                if self.must_hold() {
+                    self.hold(publish.event, ticket);
+                    return Offer::Pending;
+                }
+                Offer::Published(self.number(&publish.event, Some(ticket.loop_index)))
+            }
+            Asker::Thread => {
+                self.inboxes.wait_for_room();
+                if self.inboxes.is_closed() {
+                    return Offer::Refused(PublishError::Closed);
+                }
+                Offer::Published(self.number(&publish.event, None))
+            }
+        }
     }
 
-    /// For publishing threads: waits while some inbox is at the limit and
-    /// the loops run.
-    pub fn wait_for_room(&self) {
-        self.inboxes.wait_for_room();
+    fn inboxes(&self) -> &Inboxes {
+        &self.inboxes
+    }
+
+    fn tally(&self) -> &Tally {
+        &self.tally
     }
 }
 
 /// One loop's side of the in-process hub.
 #[derive(Debug)]
 pub struct LocalBus {
-    index: usize,
-    sequencer: Arc<Sequencer>,
+    sequencer: Arc<LocalSequencer>,
     inbox: Arc<Inbox>,
     /// Messages taken out of the inbox in one go and not yet handed out.
     taken: VecDeque<Message>,
@@ -331,11 +179,10 @@ pub struct LocalBus {
 
 impl LocalBus {
     /// Loop `index`'s side of `sequencer`, keeping `history` events.
-    pub fn new(index: usize, sequencer: Arc<Sequencer>, history: usize) -> LocalBus {
+    pub fn new(index: usize, sequencer: Arc<LocalSequencer>, history: usize) -> LocalBus {
         let inbox = Arc::clone(sequencer.inboxes.get(index));
-        let history = History::new(sequencer.run().to_owned(), history);
+        let history = History::new(sequencer.epoch, history);
         LocalBus {
-            index,
             sequencer,
             inbox,
             taken: VecDeque::new(),
@@ -345,17 +192,6 @@ impl LocalBus {
 }
 
 impl Bus for LocalBus {
-    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
-        if self.sequencer.is_closed() {
-            return Offer::Unavailable;
-        }
-        if self.sequencer.must_hold() {
-            self.sequencer.hold(event, self.index, ticket);
-            return Offer::Pending;
-        }
-        Offer::Published(self.sequencer.publish(event, Some(self.index)))
-    }
-
     fn begin_drain(&mut self) {
         self.inbox.begin_drain();
     }
@@ -391,30 +227,29 @@ impl Drop for LocalBus {
     }
 }
 
-/// 48 random bits (std's randomly keyed hasher over the clock and pid), as 12
-/// hex digits.
-pub(crate) fn run_tag() -> String {
-    let mut h = RandomState::new().build_hasher();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    h.write_u128(now.as_nanos());
-    h.write_u32(std::process::id());
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mio::{Poll, Token};
+    use crate::bus::inbox::INBOX_SOFT_LIMIT;
+    use mio::{Poll, Token, Waker};
 
-    fn hub(loops: usize) -> (Vec<Poll>, Arc<Sequencer>) {
+    fn hub(loops: usize) -> (Vec<Poll>, Arc<LocalSequencer>) {
         let polls: Vec<Poll> = (0..loops).map(|_| Poll::new().unwrap()).collect();
         let inboxes = polls
             .iter()
             .map(|p| Arc::new(Inbox::new(Waker::new(p.registry(), Token(0)).unwrap())))
             .collect();
-        (polls, Arc::new(Sequencer::new(inboxes)))
+        (polls, Arc::new(LocalSequencer::new(inboxes)))
+    }
+
+    /// Loop `from`'s publish of `data` for its connection `key`.
+    fn offer(seq: &LocalSequencer, from: usize, key: usize, data: &str) -> Offer {
+        let ticket = Ticket {
+            loop_index: from,
+            key,
+            serial: key as u64,
+        };
+        seq.publish(Publish::new(Event::new(data)), Asker::Loop(ticket))
     }
 
     fn drain(bus: &mut LocalBus) -> Vec<u64> {
@@ -433,13 +268,13 @@ mod tests {
         let (_polls, seq) = hub(2);
         let mut a = LocalBus::new(0, Arc::clone(&seq), 8);
         let mut b = LocalBus::new(1, Arc::clone(&seq), 8);
-        let ticket = Ticket { key: 0, serial: 0 };
-        let Offer::Published(id) = a.publish(&Event::new("x"), ticket) else {
+        let Offer::Published(id) = offer(&seq, 0, 0, "x") else {
             panic!("the local bus answers at once");
         };
-        assert_eq!(id, format!("{}-1", seq.run()));
-        seq.publish(&Event::new("y"), None);
-        b.publish(&Event::new("z"), ticket);
+        assert_eq!(id.to_string(), format!("{}-1", seq.run()));
+        let from_thread = seq.publish(Publish::new(Event::new("y")), Asker::Thread);
+        assert_eq!(from_thread, Offer::Published(EventId::new(seq.run(), 2)));
+        offer(&seq, 1, 0, "z");
         assert_eq!(drain(&mut a), [1, 2, 3]);
         assert_eq!(drain(&mut b), [1, 2, 3]);
         assert_eq!(a.history().newest(), 3);
@@ -454,14 +289,13 @@ mod tests {
         let mut fast = LocalBus::new(0, Arc::clone(&seq), 0);
         let mut slow = LocalBus::new(1, Arc::clone(&seq), 0);
         for _ in 0..INBOX_SOFT_LIMIT {
-            seq.publish(&Event::new("backlog"), None);
+            seq.number(&Event::new("backlog"), None);
         }
         drain(&mut fast);
-        let first = Ticket { key: 3, serial: 1 };
-        let second = Ticket { key: 4, serial: 2 };
-        assert_eq!(fast.publish(&Event::new("a"), first), Offer::Pending);
-        assert_eq!(fast.publish(&Event::new("b"), second), Offer::Pending);
-        assert_eq!(slow.inbox.len.load(Ordering::Acquire), INBOX_SOFT_LIMIT);
+        assert_eq!(offer(&seq, 0, 1, "a"), Offer::Pending);
+        assert_eq!(offer(&seq, 0, 2, "b"), Offer::Pending);
+        // Held, not added to the lagging inbox.
+        assert_eq!(slow.inbox.len(), INBOX_SOFT_LIMIT);
         let backlog = INBOX_SOFT_LIMIT as u64;
         // The slow loop catches up: the held publishes go out, in order.
         assert_eq!(drain(&mut slow), (1..=backlog + 2).collect::<Vec<_>>());
@@ -470,7 +304,9 @@ mod tests {
         while let Some(m) = fast.next() {
             match m {
                 Message::Delivery(d) => answers.push(format!("event {}", d.seq)),
-                Message::Confirmed(t, id) => answers.push(format!("{} {}", t.serial, id.unwrap())),
+                Message::Confirmed(t, id) => {
+                    answers.push(format!("{} {}", t.serial, id.unwrap()));
+                }
                 Message::Shutdown => {}
             }
         }
@@ -487,8 +323,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            fast.publish(&Event::new("c"), first),
-            Offer::Published(format!("{run}-{}", b + 1))
+            offer(&seq, 0, 3, "c"),
+            Offer::Published(EventId::new(run, b + 1))
         );
     }
 
@@ -502,21 +338,25 @@ mod tests {
         let mut fast = LocalBus::new(0, Arc::clone(&seq), 0);
         let mut slow = LocalBus::new(1, Arc::clone(&seq), 0);
         for _ in 0..INBOX_SOFT_LIMIT {
-            seq.publish(&Event::new("backlog"), None);
+            seq.number(&Event::new("backlog"), None);
         }
         drain(&mut fast);
         assert!(seq.must_hold());
         drain(&mut slow);
-        let ticket = Ticket { key: 7, serial: 1 };
-        seq.hold(&Event::new("late"), 0, ticket);
+        let ticket = Ticket {
+            loop_index: 0,
+            key: 7,
+            serial: 1,
+        };
+        seq.hold(Event::new("late"), ticket);
         assert_eq!(seq.held_count.load(Ordering::SeqCst), 0);
         fast.begin_drain();
         let confirmed = std::iter::from_fn(|| fast.next())
-            .any(|m| matches!(m, Message::Confirmed(t, Some(_)) if t == ticket));
+            .any(|m| matches!(m, Message::Confirmed(t, Ok(_)) if t == ticket));
         assert!(confirmed, "the held publish was answered");
         assert_eq!(
-            fast.publish(&Event::new("next"), ticket),
-            Offer::Published(format!("{}-{}", seq.run(), INBOX_SOFT_LIMIT + 2))
+            offer(&seq, 0, 8, "next"),
+            Offer::Published(EventId::new(seq.run(), INBOX_SOFT_LIMIT as u64 + 2))
         );
     }
 
@@ -525,10 +365,10 @@ mod tests {
     #[test]
     fn a_stopped_hub_refuses_loop_publishes() {
         let (_polls, seq) = hub(2);
-        let mut alive = LocalBus::new(0, Arc::clone(&seq), 0);
+        let alive = LocalBus::new(0, Arc::clone(&seq), 0);
         drop(LocalBus::new(1, Arc::clone(&seq), 0));
-        let ticket = Ticket { key: 1, serial: 1 };
-        assert_eq!(alive.publish(&Event::new("x"), ticket), Offer::Unavailable);
+        assert_eq!(offer(&seq, 0, 1, "x"), Offer::Refused(PublishError::Closed));
+        drop(alive);
     }
 
     #[test]
@@ -536,14 +376,14 @@ mod tests {
         let (_polls, seq) = hub(1);
         let bus = LocalBus::new(0, Arc::clone(&seq), 0);
         for _ in 0..INBOX_SOFT_LIMIT {
-            seq.publish(&Event::new("x"), None);
+            seq.number(&Event::new("x"), None);
         }
         let waiter = {
             let seq = Arc::clone(&seq);
-            std::thread::spawn(move || seq.wait_for_room())
+            std::thread::spawn(move || seq.inboxes.wait_for_room())
         };
         drop(bus);
         waiter.join().unwrap();
-        assert!(seq.is_closed());
+        assert!(seq.inboxes.is_closed());
     }
 }

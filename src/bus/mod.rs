@@ -1,38 +1,52 @@
-//! The seam between a loop and what every loop (and, in a cluster, every
-//! node) shares: assigning each event its id, one order of events that every
-//! loop receives alike, and the history kept for `Last-Event-ID`.
+//! The seam between the loops and what every loop (and, in a cluster,
+//! every node) shares: assigning each event its id, one order of events
+//! that every loop receives alike, and the history kept for
+//! `Last-Event-ID`.
 //!
-//! A loop holds one [`Bus`]: it offers the events its clients publish, takes
-//! [`Message`]s in order (every event, its own included, comes back as a
-//! [`Delivery`]), and places `Last-Event-ID`s against its copy of the
-//! history. An offer may be answered at once ([`Offer::Published`]) or
-//! later ([`Message::Confirmed`]), so a publisher over HTTP can wait for a
-//! store that confirms asynchronously. [`local`] is the in-process
-//! implementation: one sequencer under a lock, one inbox per loop;
-//! [`redis`] the cluster's, on a Redis stream, over [`resp`].
+//! Publishing has one door, [`Hub::publish`]: an HTTP publish on any loop
+//! and a [`Publisher`](crate::Publisher) on any thread both go through
+//! it, in process and in a cluster. It checks the event (type, topics)
+//! and hands it to the [`Sequencer`] behind it, which gives it its place
+//! in the order and its id: [`local::LocalSequencer`] under a lock in
+//! process, [`redis::RedisSequencer`] by storing it in a Redis stream. A
+//! loop's publish may be answered at once ([`Offer::Published`]) or later
+//! ([`Message::Confirmed`], so that an HTTP publisher can wait for a store
+//! that confirms asynchronously without holding the loop); a thread's is
+//! answered before `publish` returns. Each event is counted once, where
+//! its sequencer gives it its id ([`Tally`]).
 //!
-//! Ids are `<run>-<seq>`: `run` is 12 hex digits that tell this hub's ids
-//! from any other's (drawn at start-up in process, or the cluster's epoch
-//! kept in Redis), `seq` counts from 1 and only grows, so an id from
-//! another run (or not ours at all) is told apart from one that can be
-//! placed.
+//! The receiving side is per loop: a loop holds one [`Bus`], takes
+//! [`Message`]s from it in order (every event, its own included, comes
+//! back as a [`Delivery`] through the loop's [`inbox::Inbox`]) and places
+//! `Last-Event-ID`s against its copy of the [`History`]. A bus that talks
+//! to a store over sockets of its own (the cluster's Redis connections)
+//! has them driven by the loop's poll like any other socket.
+//!
+//! Ids are [`EventId`]s, made, written, read and placed in [`id`] alone.
 
 pub mod history;
+pub mod id;
+pub mod inbox;
 pub mod local;
 pub mod redis;
 pub mod resp;
 
+use std::fmt;
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use log::{debug, trace};
 use mio::event::Event as Readiness;
 use mio::{Registry, Token};
 
-use crate::sse::{Event, Frame};
+use crate::sse::{Event, Frame, valid_event_type, valid_topic};
 
 pub use history::{History, Retained};
+pub use id::{EventId, ResetReason};
+pub use inbox::Inboxes;
 
 /// One event in the hub's order, as every loop receives it: its sequence
 /// number, the frame every subscriber's queue points at, and its topics
@@ -47,67 +61,202 @@ pub struct Delivery {
     pub topics: Arc<[Box<str>]>,
 }
 
-/// What became of an offered event.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Offer {
-    /// Published with this id; the event itself arrives as a `Delivery`.
-    Published(String),
-    /// Taken; the answer comes later as [`Message::Confirmed`] for the
-    /// ticket given with the offer.
-    Pending,
-    /// Cannot be published now; the client should retry later.
-    Unavailable,
+/// A publish as it comes to the door.
+#[derive(Clone, Debug)]
+pub struct Publish {
+    /// The event.
+    pub event: Event,
+    /// The name its publisher gave it (a Mercure `id`, an
+    /// `Idempotency-Key`), for a second publish of the same name to be
+    /// answered with the first one's id. Not given by any publisher yet.
+    #[expect(dead_code, reason = "no publisher names its events yet")]
+    pub name: Option<Arc<str>>,
 }
 
-/// A connection waiting for the answer to its publish: its key in the loop
-/// and a number the loop never reuses, so a late answer cannot reach a
-/// connection that took the key since.
+impl Publish {
+    /// A publish of `event` with no name.
+    pub fn new(event: Event) -> Publish {
+        Publish { event, name: None }
+    }
+}
+
+/// Who waits for a publish's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asker {
+    /// A loop's client: the loop never waits, and a late answer comes to
+    /// the loop as [`Message::Confirmed`] for the ticket.
+    Loop(Ticket),
+    /// A thread (a [`Publisher`](crate::Publisher)): it may wait, and is
+    /// answered before `publish` returns.
+    Thread,
+}
+
+/// A connection waiting for the answer to its publish: its loop, its key
+/// in the loop and a number the loop never reuses, so a late answer
+/// cannot reach a connection that took the key since.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
+    /// The loop's index.
+    pub loop_index: usize,
     /// The connection's key.
     pub key: usize,
     /// Unique within the loop.
     pub serial: u64,
 }
 
+/// What became of a publish.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Published with this id; the event itself arrives as a `Delivery`.
+    Published(EventId),
+    /// Taken; the answer comes later as [`Message::Confirmed`] for the
+    /// ticket given with the publish (a loop's publish only).
+    Pending,
+    /// Not published.
+    Refused(PublishError),
+}
+
+/// Why a publish was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// The server has stopped.
+    Closed,
+    /// The event type holds CR, LF or NUL.
+    InvalidType,
+    /// A topic is empty, longer than 128 bytes or holds a control character
+    /// (no subscriber could name it).
+    InvalidTopic,
+    /// In a cluster: Redis cannot be reached now, so the event was not
+    /// stored (or, if Redis failed while storing it, may have been). Retry
+    /// later.
+    Unavailable,
+}
+
+impl PublishError {
+    /// What was wrong, in a few words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PublishError::Closed => "the server has stopped",
+            PublishError::InvalidType => "event type must not contain CR, LF or NUL",
+            PublishError::InvalidTopic => "topic must be 1 to 128 bytes with no control characters",
+            PublishError::Unavailable => "the cluster's Redis cannot be reached; retry later",
+        }
+    }
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for PublishError {}
+
 /// What a loop receives from the bus, in order.
 #[derive(Debug)]
 pub enum Message {
     /// The next event of the hub's order.
     Delivery(Delivery),
-    /// The answer to an offer that was [`Offer::Pending`]: the id, or
-    /// `None` when the event could not be published.
-    Confirmed(Ticket, Option<String>),
+    /// The answer to a publish that was [`Offer::Pending`].
+    Confirmed(Ticket, Result<EventId, PublishError>),
     /// The server is shutting down.
     Shutdown,
 }
 
-/// Why a `Last-Event-ID` cannot be resumed from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResetReason {
-    /// Events after it have left the history.
-    Stale,
-    /// It was issued by an earlier run of the server.
-    OtherRun,
-    /// It is not an id this server issues.
-    Invalid,
+/// Events this process gave an id: counted, and traced, once per event,
+/// by the sequencer where it gives the id.
+#[derive(Debug, Default)]
+pub struct Tally {
+    published: AtomicU64,
 }
 
-impl ResetReason {
-    /// The `reset` event's data: a JSON object naming the case.
-    pub fn data(self) -> &'static str {
-        match self {
-            ResetReason::Stale => {
-                r#"{"reason":"stale","message":"events after this id are no longer retained; re-sync"}"#
-            }
-            ResetReason::OtherRun => {
-                r#"{"reason":"other-run","message":"this id is from an earlier run of the server; re-sync"}"#
-            }
-            ResetReason::Invalid => {
-                r#"{"reason":"invalid","message":"this is not an event id of this server; re-sync"}"#
-            }
-        }
+impl Tally {
+    /// Event `id` was published.
+    pub fn count(&self, id: &EventId) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        trace!("published {id}");
     }
+
+    /// Events published so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+}
+
+/// What gives each published event its place in the hub's one order and
+/// its id, and hands it to every loop: the in-process sequencer, or the
+/// cluster's Redis stream. Only [`Hub`] calls it: the event is checked.
+pub trait Sequencer: Send + Sync {
+    /// Puts `publish` in the order for `asker`. A thread's publish is
+    /// answered before this returns (it may wait); a loop's never waits
+    /// and may be answered later. Counts what gets an id in
+    /// [`Sequencer::tally`].
+    fn publish(&self, publish: Publish, asker: Asker) -> Offer;
+
+    /// Every loop's inbox.
+    fn inboxes(&self) -> &Inboxes;
+
+    /// What was published.
+    fn tally(&self) -> &Tally;
+}
+
+/// The hub's one door: every publish, from any loop or thread, in process
+/// or in a cluster, comes in here.
+#[derive(Clone)]
+pub struct Hub {
+    sequencer: Arc<dyn Sequencer>,
+}
+
+impl fmt::Debug for Hub {
+    // Not the sequencer's own: through `dyn`, a derived `Debug` of every
+    // sequencer would stay in the binary, unused.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("published", &self.published())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// The door to `sequencer`.
+    pub fn new(sequencer: Arc<dyn Sequencer>) -> Hub {
+        Hub { sequencer }
+    }
+
+    /// Publishes for `asker`, if the event is one a subscriber can receive.
+    pub fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+        if let Err(refused) = check(&publish.event) {
+            debug!("publish refused: {refused}");
+            return Offer::Refused(refused);
+        }
+        let offer = self.sequencer.publish(publish, asker);
+        debug_assert!(
+            !(asker == Asker::Thread && offer == Offer::Pending),
+            "a thread's publish is answered before it returns"
+        );
+        offer
+    }
+
+    /// Events published so far by this process.
+    pub fn published(&self) -> u64 {
+        self.sequencer.tally().published()
+    }
+
+    /// Tells every loop to shut down.
+    pub fn shutdown(&self) {
+        self.sequencer.inboxes().shutdown();
+    }
+}
+
+/// The rules for an event, whoever publishes it.
+fn check(event: &Event) -> Result<(), PublishError> {
+    if event.event_type().is_some_and(|t| !valid_event_type(t)) {
+        return Err(PublishError::InvalidType);
+    }
+    if !event.topics().iter().all(|t| valid_topic(t)) {
+        return Err(PublishError::InvalidTopic);
+    }
+    Ok(())
 }
 
 /// The tokens a bus may register sockets of its own under (a Redis
@@ -120,8 +269,9 @@ pub fn is_bus_token(token: Token) -> bool {
     BUS_TOKENS.contains(&token.0)
 }
 
-/// One loop's door to the shared hub. Implementations keep the loop's copy
-/// of the history up to date as they hand out deliveries.
+/// One loop's side of the hub: what it receives, in order, and its copy
+/// of the history, which implementations keep up to date as they hand
+/// out deliveries.
 ///
 /// A bus that talks to a store over sockets of its own registers them in
 /// the loop's poll ([`Bus::register`], tokens from [`BUS_TOKENS`]) and is
@@ -129,12 +279,11 @@ pub fn is_bus_token(token: Token) -> bool {
 /// ([`Bus::on_ready`]), a write of what it buffered once per pass
 /// ([`Bus::before_poll`], which also names its next deadline) and that
 /// deadline ([`Bus::on_deadline`]). What those produce is taken with
-/// [`Bus::next`] right after. The in-process bus has no socket and keeps
-/// the defaults, which do nothing.
+/// [`Bus::next`] right after. Until such a bus has reached its store and
+/// read the history there ([`Bus::ready`]), the loop serves only the bus:
+/// it does not listen. The in-process bus has no socket and keeps the
+/// defaults, which do nothing and are ready at once.
 pub trait Bus: Send {
-    /// Offers an event published by the loop's client `ticket`.
-    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer;
-
     /// The next message, if one is waiting. Call [`Bus::begin_drain`]
     /// first: messages that arrive after it wake the loop again.
     fn next(&mut self) -> Option<Message>;
@@ -156,6 +305,14 @@ pub trait Bus: Send {
     /// not seen its event yet.
     fn issued(&self) -> u64;
 
+    /// Whether the loop may serve clients yet: true once the bus can place
+    /// ids and take publishes (a cluster's has reached Redis and read the
+    /// history there), an error when it never will (Redis refused the
+    /// login), which ends the loop. Asked each pass until true.
+    fn ready(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
     /// Registers the bus's own sockets with the loop's poll, under tokens
     /// of [`BUS_TOKENS`]. Called once, before the loop runs.
     fn register(&mut self, _registry: &Registry) -> io::Result<()> {
@@ -167,11 +324,59 @@ pub trait Bus: Send {
 
     /// Once per pass of the loop, before it polls: writes what the bus
     /// buffered during the pass, and says when it next needs
-    /// [`Bus::on_deadline`].
+    /// [`Bus::on_deadline`] (now, when it has messages for the loop).
     fn before_poll(&mut self) -> Option<Instant> {
         None
     }
 
     /// The instant [`Bus::before_poll`] named has come.
     fn on_deadline(&mut self, _now: Instant) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sequencer that must never be reached.
+    #[derive(Debug, Default)]
+    struct Unreachable {
+        tally: Tally,
+    }
+
+    impl Sequencer for Unreachable {
+        fn publish(&self, _: Publish, _: Asker) -> Offer {
+            panic!("an event the door should have refused went through");
+        }
+        fn inboxes(&self) -> &Inboxes {
+            unreachable!()
+        }
+        fn tally(&self) -> &Tally {
+            &self.tally
+        }
+    }
+
+    #[test]
+    fn the_door_refuses_what_no_subscriber_could_receive() {
+        let hub = Hub::new(Arc::new(Unreachable::default()));
+        let refused = |event: Event| match hub.publish(Publish::new(event), Asker::Thread) {
+            Offer::Refused(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            refused(Event::new("x").with_type("a\nb")),
+            PublishError::InvalidType
+        );
+        for topic in [
+            String::new(),
+            "x".repeat(129),
+            "a\rb".into(),
+            "nul\0".into(),
+        ] {
+            assert_eq!(
+                refused(Event::new("x").with_topic("fine").with_topic(topic)),
+                PublishError::InvalidTopic
+            );
+        }
+        assert_eq!(hub.published(), 0);
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::bus::id::{Epoch, Run};
 use crate::bus::{Delivery, History, Ticket};
 use crate::config::LINGER_DISCARD_LIMIT;
 use crate::http::{Policy, Route};
@@ -350,14 +351,25 @@ fn a_publish_waiting_for_the_bus_holds_the_next_request() {
         route(next_request(&mut conn, t0)),
         Route::Publish { .. }
     ));
-    let ticket = Ticket { key: 1, serial: 7 };
+    let ticket = Ticket {
+        key: 1,
+        serial: 7,
+        loop_index: 0,
+    };
     conn.await_publish(ticket, true);
     // No clock runs while the bus has it, and nothing more is read.
     assert_eq!(conn.deadline(), None);
     assert!(!conn.wants_input());
     assert_eq!(next_request(&mut conn, t0), None);
     // An answer for another ticket (a key reused since) is not its.
-    assert_eq!(conn.take_publish(Ticket { key: 1, serial: 6 }), None);
+    assert_eq!(
+        conn.take_publish(Ticket {
+            key: 1,
+            serial: 6,
+            loop_index: 0
+        }),
+        None
+    );
     // The peer's EOF does not drop the answer it waits for.
     wire.fin();
     assert_eq!(conn.on_eof(t0), Next::Wait);
@@ -445,7 +457,7 @@ fn a_delivery_reaches_a_subscriber_once_and_only_when_it_is_live() {
 #[test]
 fn a_replay_queues_what_was_missed_then_goes_live() {
     let t0 = Instant::now();
-    let mut history = History::new("r".into(), 16);
+    let mut history = History::new(Epoch::new(Run::NONE, 0), 16);
     let topics: Arc<[Box<str>]> = Arc::from(vec![Box::from("t")]);
     for seq in 1..=3 {
         history.record(&Delivery {

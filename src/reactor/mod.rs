@@ -117,19 +117,17 @@ pub(crate) struct Reactor {
 
 impl Reactor {
     /// A loop over `poll` (with the bus's waker registered as [`WAKER`])
-    /// serving `listener`.
+    /// that will serve `listener` once its bus is ready.
     pub(crate) fn new(
         index: usize,
         poll: Poll,
-        mut listener: TcpListener,
+        listener: TcpListener,
         config: Config,
         bus: Box<dyn Bus>,
         shared: Arc<Shared>,
         counters: Arc<Counters>,
     ) -> io::Result<Reactor> {
         let local_addr = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let policy = Policy {
             max_head_size: config.max_head_size,
             max_headers: config.max_headers,
@@ -172,13 +170,15 @@ impl Reactor {
         })
     }
 
-    /// Serves until a shutdown is requested and finished.
+    /// Serves until a shutdown is requested and finished; listens once the
+    /// bus is ready.
     pub(crate) fn run(mut self) -> io::Result<()> {
-        if self.index == 0 {
-            info!("listening on http://{}", self.listening.addr);
-        }
         let mut events = Events::with_capacity(1024);
+        let mut listening = false;
         loop {
+            if !listening {
+                listening = self.listen_when_ready()?;
+            }
             self.bus_deadline = self.bus.before_poll();
             let timeout = self.poll_timeout();
             net::poll(&mut self.poll, &mut events, timeout)?;
@@ -216,6 +216,27 @@ impl Reactor {
         }
         debug!("loop {} stopped", self.index);
         Ok(())
+    }
+
+    /// Registers the listener once the bus is ready (a cluster's has
+    /// reached Redis and read the history there): until then the loop
+    /// serves only its bus. Returns whether it is done; fails when the bus
+    /// never will be ready.
+    fn listen_when_ready(&mut self) -> io::Result<bool> {
+        if !self.bus.ready()? {
+            return Ok(false);
+        }
+        // Shut down before it was ready: nothing to listen for.
+        let Some(listener) = &mut self.listening.socket else {
+            return Ok(true);
+        };
+        self.poll
+            .registry()
+            .register(listener, LISTENER, Interest::READABLE)?;
+        if self.shared.loop_listens() {
+            info!("listening on http://{}", self.listening.addr);
+        }
+        Ok(true)
     }
 
     /// Zero while work is left over from the last pass or a busy-poll

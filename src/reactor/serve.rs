@@ -4,13 +4,13 @@
 //! begun); deliveries fanned out to this loop's subscribers; replays
 //! topped up within a budget.
 
-use log::{debug, trace, warn};
+use log::{debug, warn};
 
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
-use crate::bus::{Delivery, Offer, Ticket};
+use crate::bus::{Asker, Delivery, EventId, Offer, Publish, PublishError, Ticket};
 use crate::conn::{Clearance, Delivered, Next, ReplayThen};
-use crate::http::{Head, Reject};
+use crate::http::{Head, Reject, Status};
 use crate::request::Step;
 
 impl Reactor {
@@ -116,17 +116,20 @@ impl Reactor {
             Action::Publish { event, keep_alive } => {
                 self.tickets += 1;
                 let ticket = Ticket {
+                    loop_index: self.index,
                     key,
                     serial: self.tickets,
                 };
-                match self.bus.publish(&event, ticket) {
+                match self
+                    .shared
+                    .hub
+                    .publish(Publish::new(event), Asker::Loop(ticket))
+                {
                     Offer::Published(id) => {
-                        self.counters.events_published.add(1);
-                        trace!("published {id}: {:?}", event.data());
                         // The answer first, then the event, which is in
                         // the inbox now; what else the inbox holds may
                         // close connections, this one included.
-                        self.answer_publish(key, &id, keep_alive);
+                        self.answer_publish(key, &id.text(), keep_alive);
                         self.take_messages();
                     }
                     Offer::Pending => {
@@ -134,9 +137,7 @@ impl Reactor {
                             conn.await_publish(ticket, keep_alive);
                         }
                     }
-                    Offer::Unavailable => {
-                        self.act(key, app::unavailable());
-                    }
+                    Offer::Refused(refused) => self.refuse_publish(key, refused),
                 }
             }
             Action::Subscribe(start) => self.subscribe(key, start),
@@ -148,9 +149,21 @@ impl Reactor {
         self.act(key, answer);
     }
 
+    /// A publish the hub did not take: 400 for an event no subscriber
+    /// could receive (`app` lets none through), else 503.
+    fn refuse_publish(&mut self, key: usize, refused: PublishError) {
+        let action = match refused {
+            PublishError::InvalidType | PublishError::InvalidTopic => {
+                Action::Reject(Reject::new(Status::BAD_REQUEST, refused.reason()))
+            }
+            PublishError::Closed | PublishError::Unavailable => app::unavailable(),
+        };
+        self.act(key, action);
+    }
+
     /// The bus answered a publish that waited: the answer goes out and the
     /// connection reads its next request.
-    pub(super) fn confirm(&mut self, ticket: Ticket, id: Option<String>) {
+    pub(super) fn confirm(&mut self, ticket: Ticket, id: Result<EventId, PublishError>) {
         let Some(keep_alive) = self
             .conns
             .get_mut(ticket.key)
@@ -159,13 +172,8 @@ impl Reactor {
             return; // it went away meanwhile
         };
         match id {
-            Some(id) => {
-                self.counters.events_published.add(1);
-                self.answer_publish(ticket.key, &id, keep_alive);
-            }
-            None => {
-                self.act(ticket.key, app::unavailable());
-            }
+            Ok(id) => self.answer_publish(ticket.key, &id.text(), keep_alive),
+            Err(refused) => self.refuse_publish(ticket.key, refused),
         }
         self.owed.reads.push(ticket.key);
     }

@@ -1,59 +1,63 @@
-//! The loop driven through a bus that confirms publishes later, as a
+//! The loop driven through a hub that confirms publishes later, as a
 //! store shared between nodes will: a publish waits in its own state, its
-//! answer and the answers after it go out in order once the bus confirms,
-//! and a refusal is a 503. Real sockets on a port-0 listener; the bus is
+//! answer and the answers after it go out in order once the hub confirms,
+//! and a refusal is a 503. Real sockets on a port-0 listener; the hub is
 //! the in-process one with the confirmation held back by the test, and
-//! one with a socket and a deadline of its own, driven by the loop's hooks.
+//! one whose bus has a socket and a deadline of its own, driven by the
+//! loop's hooks.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use super::{Reactor, WAKER};
-use crate::bus::local::{Inbox, LocalBus, Sequencer};
-use crate::bus::{Bus, History, Message, Offer, Ticket};
+use crate::bus::inbox::Inbox;
+use crate::bus::local::{LocalBus, LocalSequencer};
+use crate::bus::{
+    Asker, Bus, History, Hub, Inboxes, Message, Offer, Publish, PublishError, Sequencer, Tally,
+    Ticket,
+};
 use crate::config::Config;
 use crate::metrics::Counters;
 use crate::process::Shared;
 use crate::sse::Event;
 
-/// The in-process bus, except that a publish is only taken: the test
-/// decides when (and whether) it is stored and confirmed.
-struct HeldBus {
-    inner: LocalBus,
+/// The in-process sequencer, except that a loop's publish is only taken:
+/// the test decides when (and whether) it is stored and confirmed.
+#[derive(Debug)]
+struct HeldSequencer {
+    inner: Arc<LocalSequencer>,
     taken: Sender<(Event, Ticket)>,
 }
 
-impl Bus for HeldBus {
-    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
-        if event.data() == "refuse at once" {
-            return Offer::Unavailable;
+impl Sequencer for HeldSequencer {
+    fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+        if publish.event.data() == "refuse at once" {
+            return Offer::Refused(PublishError::Unavailable);
         }
-        self.taken.send((event.clone(), ticket)).unwrap();
+        let Asker::Loop(ticket) = asker else {
+            return self.inner.publish(publish, asker);
+        };
+        self.taken.send((publish.event, ticket)).unwrap();
         Offer::Pending
     }
-    fn next(&mut self) -> Option<Message> {
-        self.inner.next()
+    fn inboxes(&self) -> &Inboxes {
+        self.inner.inboxes()
     }
-    fn begin_drain(&mut self) {
-        self.inner.begin_drain();
-    }
-    fn history(&self) -> &History {
-        self.inner.history()
-    }
-    fn issued(&self) -> u64 {
-        self.inner.issued()
+    fn tally(&self) -> &Tally {
+        self.inner.tally()
     }
 }
 
 struct Running {
     addr: std::net::SocketAddr,
-    sequencer: Arc<Sequencer>,
+    sequencer: Arc<LocalSequencer>,
     inbox: Arc<Inbox>,
     taken: Receiver<(Event, Ticket)>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
@@ -65,17 +69,18 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
-        let sequencer = Arc::new(Sequencer::new(vec![Arc::clone(&inbox)]));
+        let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)]));
         let counters = Arc::new(Counters::default());
-        let shared = Arc::new(Shared::new(
-            Arc::clone(&sequencer),
-            vec![Arc::clone(&counters)],
-        ));
         let (tx, taken) = mpsc::channel();
-        let bus = HeldBus {
-            inner: LocalBus::new(0, Arc::clone(&sequencer), 16),
+        let held = HeldSequencer {
+            inner: Arc::clone(&sequencer),
             taken: tx,
         };
+        let shared = Arc::new(Shared::new(
+            Hub::new(Arc::new(held)),
+            vec![Arc::clone(&counters)],
+        ));
+        let bus = LocalBus::new(0, Arc::clone(&sequencer), 16);
         let config = Config {
             listen: addr,
             ..Config::default()
@@ -109,16 +114,16 @@ impl Running {
 
     /// Stores the event and confirms it, as the store's answer would.
     fn confirm(&self, event: &Event, ticket: Ticket) -> String {
-        let id = self.sequencer.publish(event, None);
+        let id = self.sequencer.number(event, None);
         self.inbox
-            .push(Message::Confirmed(ticket, Some(id.clone())), true);
-        id
+            .push(Message::Confirmed(ticket, Ok(id.clone())), true);
+        id.to_string()
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.sequencer.shutdown();
+        self.sequencer.inboxes().shutdown();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -199,7 +204,10 @@ fn a_publish_the_bus_cannot_store_gets_503_and_no_id() {
     let mut publisher = running.connect();
     publisher.get_mut().write_all(PUBLISH_THEN_HEALTH).unwrap();
     let (_, ticket) = running.offered();
-    running.inbox.push(Message::Confirmed(ticket, None), true);
+    running.inbox.push(
+        Message::Confirmed(ticket, Err(PublishError::Unavailable)),
+        true,
+    );
     let (status, body) = answer(&mut publisher);
     assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
     assert!(body.contains("retry later"), "{body}");
@@ -216,29 +224,54 @@ fn a_publish_the_bus_cannot_store_gets_503_and_no_id() {
     assert_eq!(answer(&mut refused).0, "HTTP/1.1 503 Service Unavailable");
 }
 
-/// A bus with a socket of its own, as a store over the network has: a
-/// publish is stored when a datagram comes in on the bus's UDP socket
-/// (registered by the bus under a bus token, its readiness routed to
-/// `on_ready`), and refused at the bus's own deadline when the event says
-/// it will never be stored (named by `before_poll`, kept by the loop as a
-/// poll timeout, fired through `on_deadline`).
-struct SocketBus {
-    inner: LocalBus,
-    sequencer: Arc<Sequencer>,
-    socket: mio::net::UdpSocket,
-    waiting: std::collections::VecDeque<(Event, Ticket)>,
-    answers: std::collections::VecDeque<Message>,
+/// A hub whose bus has a socket of its own, as a store over the network
+/// has: the sequencer queues a loop's publish for the bus, which stores it
+/// when a datagram comes in on its UDP socket (registered by the bus under
+/// a bus token, its readiness routed to `on_ready`), and refuses it at the
+/// bus's own deadline when the event says it will never be stored (named
+/// by `before_poll`, kept by the loop as a poll timeout, fired through
+/// `on_deadline`).
+#[derive(Debug, Default)]
+struct Store {
+    waiting: VecDeque<(Event, Ticket)>,
     give_up_at: Option<std::time::Instant>,
 }
 
-impl Bus for SocketBus {
-    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
-        if event.data() == "never stored" {
-            self.give_up_at = Some(std::time::Instant::now() + Duration::from_millis(100));
+#[derive(Debug)]
+struct QueueSequencer {
+    inner: Arc<LocalSequencer>,
+    store: Arc<Mutex<Store>>,
+}
+
+impl Sequencer for QueueSequencer {
+    fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+        let Asker::Loop(ticket) = asker else {
+            return self.inner.publish(publish, asker);
+        };
+        let mut store = self.store.lock().unwrap();
+        if publish.event.data() == "never stored" {
+            store.give_up_at = Some(std::time::Instant::now() + Duration::from_millis(100));
         }
-        self.waiting.push_back((event.clone(), ticket));
+        store.waiting.push_back((publish.event, ticket));
         Offer::Pending
     }
+    fn inboxes(&self) -> &Inboxes {
+        self.inner.inboxes()
+    }
+    fn tally(&self) -> &Tally {
+        self.inner.tally()
+    }
+}
+
+struct SocketBus {
+    inner: LocalBus,
+    sequencer: Arc<LocalSequencer>,
+    socket: mio::net::UdpSocket,
+    store: Arc<Mutex<Store>>,
+    answers: VecDeque<Message>,
+}
+
+impl Bus for SocketBus {
     fn next(&mut self) -> Option<Message> {
         self.answers.pop_front().or_else(|| self.inner.next())
     }
@@ -259,21 +292,24 @@ impl Bus for SocketBus {
         assert_eq!(token.0, crate::bus::BUS_TOKENS.start);
         let mut datagram = [0; 16];
         while self.socket.recv_from(&mut datagram).is_ok() {
-            let (event, ticket) = self.waiting.pop_front().expect("a publish waits");
+            let waiting = self.store.lock().unwrap().waiting.pop_front();
+            let (event, ticket) = waiting.expect("a publish waits");
             // Into this loop's inbox without a wake-up: the loop takes its
             // messages right after `on_ready`.
-            let id = self.sequencer.publish(&event, Some(0));
-            self.answers.push_back(Message::Confirmed(ticket, Some(id)));
+            let id = self.sequencer.number(&event, Some(0));
+            self.answers.push_back(Message::Confirmed(ticket, Ok(id)));
         }
     }
     fn before_poll(&mut self) -> Option<std::time::Instant> {
-        self.give_up_at
+        self.store.lock().unwrap().give_up_at
     }
     fn on_deadline(&mut self, now: std::time::Instant) {
-        if self.give_up_at.is_some_and(|at| at <= now) {
-            self.give_up_at = None;
-            let (_, ticket) = self.waiting.pop_back().expect("the refused publish");
-            self.answers.push_back(Message::Confirmed(ticket, None));
+        let mut store = self.store.lock().unwrap();
+        if store.give_up_at.is_some_and(|at| at <= now) {
+            store.give_up_at = None;
+            let (_, ticket) = store.waiting.pop_back().expect("the refused publish");
+            let refused = Message::Confirmed(ticket, Err(PublishError::Unavailable));
+            self.answers.push_back(refused);
         }
     }
 }
@@ -284,10 +320,15 @@ fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
-    let sequencer = Arc::new(Sequencer::new(vec![Arc::clone(&inbox)]));
+    let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)]));
     let counters = Arc::new(Counters::default());
+    let waiting = Arc::new(Mutex::new(Store::default()));
+    let queue = QueueSequencer {
+        inner: Arc::clone(&sequencer),
+        store: Arc::clone(&waiting),
+    };
     let shared = Arc::new(Shared::new(
-        Arc::clone(&sequencer),
+        Hub::new(Arc::new(queue)),
         vec![Arc::clone(&counters)],
     ));
     let socket = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -296,9 +337,8 @@ fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
         inner: LocalBus::new(0, Arc::clone(&sequencer), 16),
         sequencer: Arc::clone(&sequencer),
         socket,
-        waiting: Default::default(),
-        answers: Default::default(),
-        give_up_at: None,
+        store: waiting,
+        answers: VecDeque::new(),
     };
     bus.register(poll.registry()).unwrap();
     let config = Config {
@@ -364,6 +404,92 @@ fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
         .unwrap();
     assert_eq!(answer(&mut refused).0, "HTTP/1.1 503 Service Unavailable");
 
-    sequencer.shutdown();
+    sequencer.inboxes().shutdown();
     thread.join().unwrap().unwrap();
+}
+
+/// A bus that is not ready keeps the loop from listening (a connection
+/// waits unanswered in the kernel's queue) while the loop still drives the
+/// bus; one that fails ends the loop with its reason.
+struct StartingBus {
+    inner: LocalBus,
+    checks: Sender<()>,
+    fail_after: usize,
+}
+
+impl Bus for StartingBus {
+    fn ready(&mut self) -> std::io::Result<bool> {
+        self.fail_after -= 1;
+        if self.fail_after == 0 {
+            return Err(std::io::Error::other("the store refused us"));
+        }
+        self.checks.send(()).unwrap();
+        // Asked again at once, as a bus with a deadline due would be.
+        Ok(false)
+    }
+    fn before_poll(&mut self) -> Option<std::time::Instant> {
+        Some(std::time::Instant::now() + Duration::from_millis(10))
+    }
+    fn next(&mut self) -> Option<Message> {
+        self.inner.next()
+    }
+    fn begin_drain(&mut self) {
+        self.inner.begin_drain();
+    }
+    fn history(&self) -> &History {
+        self.inner.history()
+    }
+    fn issued(&self) -> u64 {
+        self.inner.issued()
+    }
+}
+
+#[test]
+fn a_loop_listens_only_once_its_bus_is_ready_and_a_failing_bus_ends_it() {
+    let poll = Poll::new().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
+    let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)]));
+    let counters = Arc::new(Counters::default());
+    let shared = Arc::new(Shared::new(
+        Hub::new(Arc::clone(&sequencer) as Arc<dyn Sequencer>),
+        vec![Arc::clone(&counters)],
+    ));
+    let (checks, checked) = mpsc::channel();
+    let bus = StartingBus {
+        inner: LocalBus::new(0, Arc::clone(&sequencer), 16),
+        checks,
+        fail_after: 30,
+    };
+    let config = Config {
+        listen: addr,
+        ..Config::default()
+    };
+    let reactor = Reactor::new(0, poll, listener, config, Box::new(bus), shared, counters).unwrap();
+    let (ran, result) = mpsc::channel();
+    std::thread::spawn(move || ran.send(reactor.run()));
+    checked.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut early = TcpStream::connect(addr).unwrap();
+    early
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let Ok(ended) = result.recv_timeout(Duration::from_secs(5)) else {
+        sequencer.inboxes().shutdown();
+        panic!("the loop went on after its bus failed");
+    };
+    let failed = ended.expect_err("the bus failed");
+    assert_eq!(failed.to_string(), "the store refused us");
+    assert!(checked.try_iter().count() >= 20, "the loop went on asking");
+    // The loop is gone, and it never answered the request.
+    early
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = early.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "answered ({ended:?}): {:?}",
+        String::from_utf8_lossy(&rest)
+    );
 }

@@ -657,3 +657,54 @@ fn a_refused_login_stops_the_node_at_start_and_says_why() {
     let right = node_on(&format!("redis://:right-secret@{}", redis.addr()), &[]);
     right.publisher().publish_ok("", b"let in");
 }
+
+/// A node started while Redis is away runs without listening: a request
+/// that comes meanwhile waits in the kernel's queue, unanswered, and the
+/// node does not say it listens. Once Redis is back the node reaches it,
+/// reads the history, listens, answers that request and publishes.
+#[test]
+fn a_node_started_while_redis_is_away_listens_once_it_is_back() {
+    let mut redis = Redis::start(Persistence::Aof);
+    let url = redis.url();
+    redis.stop(false);
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let starting = thread::spawn(move || TestServer::start_on(addr, &["--redis", &url]));
+    // The node binds at once; its loops then wait for Redis.
+    let end = Instant::now() + RECOVERY;
+    let mut early = loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(stream) => break stream,
+            Err(e) => {
+                assert!(Instant::now() < end, "the node did not bind {addr}: {e}");
+                // A process starting: the retry interval, not an event.
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    early
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0; 1];
+    let answered = std::io::Read::read(&mut early, &mut byte);
+    assert!(
+        answered.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "answered before Redis was reached: {answered:?}"
+    );
+    assert!(!starting.is_finished(), "it said it listens without Redis");
+    redis.start_again();
+    let server = starting.join().expect("the node started");
+    early.set_read_timeout(Some(RECOVERY)).unwrap();
+    let mut reader = BufReader::new(early);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status:?}");
+    server.publisher().publish_ok("", b"once Redis is back");
+}

@@ -6,10 +6,11 @@
 //! broken socket or a reply nobody asked for ends the connection, and it
 //! connects again after a backoff that doubles up to a bound. It never
 //! blocks, and it owns nothing but its socket and buffers: what the replies
-//! mean is its owner's business.
+//! mean is its owner's business. What a read, a write or a connect gave is
+//! `net`'s to say.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::bus::resp::{self, Limits, Scanner, Value};
+use crate::net::{self, Connecting, ReadOutcome, WriteOutcome};
 
 /// Longest a TCP connect to Redis may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -216,12 +218,10 @@ impl<T> RedisConn<T> {
             return;
         };
         while self.written < self.out.len() {
-            match socket.write(&self.out[self.written..]) {
-                Ok(0) => return self.fail("Redis closed the connection", events),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(&format!("write: {e}"), events),
+            match net::write(socket, &self.out[self.written..]) {
+                WriteOutcome::Wrote(n) => self.written += n,
+                WriteOutcome::WouldBlock => return,
+                WriteOutcome::Failed(e) => return self.fail(&format!("write: {e}"), events),
             }
         }
         self.out.clear();
@@ -257,15 +257,10 @@ impl<T> RedisConn<T> {
     /// buffered commands written.
     pub fn on_ready(&mut self, readiness: &Readiness, events: &mut Vec<ConnEvent<T>>) {
         if let Phase::Connecting { socket, .. } = &self.phase {
-            match socket.take_error() {
-                Ok(None) => {}
-                Ok(Some(e)) | Err(e) => return self.fail(&format!("connect: {e}"), events),
-            }
-            match socket.peer_addr() {
-                Ok(_) => self.connected(events),
-                // Not yet: a later readiness completes it.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => return self.fail(&format!("connect: {e}"), events),
+            match net::connecting(socket) {
+                Connecting::Done => self.connected(events),
+                Connecting::InProgress => return,
+                Connecting::Failed(e) => return self.fail(&format!("connect: {e}"), events),
             }
         }
         if readiness.is_readable() || readiness.is_read_closed() || readiness.is_error() {
@@ -336,21 +331,22 @@ impl<T> RedisConn<T> {
             };
             let start = self.input.len();
             self.input.resize(start + READ_CHUNK, 0);
-            let result = socket.read(&mut self.input[start..]);
-            let n = match result {
-                Ok(n) => n,
-                Err(e) => {
+            let outcome = net::read(socket, &mut self.input[start..]);
+            let n = match outcome {
+                ReadOutcome::Data(n) => n,
+                ReadOutcome::WouldBlock => 0,
+                ReadOutcome::Eof => {
                     self.input.truncate(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return,
-                        io::ErrorKind::Interrupted => continue,
-                        _ => return self.fail(&format!("read: {e}"), events),
-                    }
+                    return self.fail("Redis closed the connection", events);
+                }
+                ReadOutcome::Failed(e) => {
+                    self.input.truncate(start);
+                    return self.fail(&format!("read: {e}"), events);
                 }
             };
             self.input.truncate(start + n);
             if n == 0 {
-                return self.fail("Redis closed the connection", events);
+                return;
             }
             // Decoded after each read, so that the buffer holds at most one
             // partial reply (bounded by the limits) and one read.
@@ -483,5 +479,307 @@ impl<T> std::fmt::Debug for RedisConn<T> {
             .field("up", &self.is_up())
             .field("pending", &self.pending.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection against a tiny RESP server played by the test on a
+    //! real socket (127.0.0.1, port 0), the connection driven by a real
+    //! poll as its loop would drive it.
+
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use mio::{Events, Poll};
+
+    use super::*;
+
+    const TOKEN: Token = Token(7);
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn limits() -> Limits {
+        Limits {
+            bulk: 1 << 16,
+            array: 64,
+            depth: 4,
+            value: 1 << 20,
+        }
+    }
+
+    /// A connection under test, its poll and what it reported so far.
+    struct Driven {
+        conn: RedisConn<u32>,
+        poll: Poll,
+        events: Vec<ConnEvent<u32>>,
+    }
+
+    impl Driven {
+        fn new(addr: SocketAddr, login: Login) -> Driven {
+            let poll = Poll::new().unwrap();
+            let mut driven = Driven {
+                conn: RedisConn::new("test", addr, login, TOKEN, limits()),
+                poll,
+                events: Vec::new(),
+            };
+            driven
+                .conn
+                .register(driven.poll.registry(), &mut driven.events)
+                .unwrap();
+            driven
+        }
+
+        /// Drives the connection as its loop does (readiness, a flush
+        /// before each poll, deadlines) until `done` says so of what it
+        /// reported; returns that, taken.
+        fn until(&mut self, done: impl Fn(&[ConnEvent<u32>]) -> bool) -> Vec<ConnEvent<u32>> {
+            let give_up = Instant::now() + WAIT;
+            let mut readiness = Events::with_capacity(8);
+            while !done(&self.events) {
+                assert!(Instant::now() < give_up, "only {:?}", self.events);
+                self.conn.flush(&mut self.events);
+                let timeout = self
+                    .conn
+                    .deadline()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+                    .unwrap_or(WAIT)
+                    .min(Duration::from_millis(50));
+                net::poll(&mut self.poll, &mut readiness, Some(timeout)).unwrap();
+                for event in readiness.iter() {
+                    assert_eq!(event.token(), TOKEN);
+                    self.conn.on_ready(event, &mut self.events);
+                }
+                self.conn.on_deadline(Instant::now(), &mut self.events);
+            }
+            std::mem::take(&mut self.events)
+        }
+    }
+
+    /// The server's side of one connection: reads whole commands.
+    struct Peer {
+        stream: TcpStream,
+        input: Vec<u8>,
+    }
+
+    impl Peer {
+        /// The connection the kernel has taken already (accepted only once
+        /// the client saw it up, so this never waits for it).
+        fn accept(listener: &TcpListener) -> Peer {
+            let (stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            Peer {
+                stream,
+                input: Vec::new(),
+            }
+        }
+
+        /// The next command, as its arguments.
+        fn command(&mut self) -> Vec<String> {
+            loop {
+                let mut scanner = Scanner::new(limits());
+                if let Some(n) = scanner.scan(&self.input).unwrap() {
+                    let value = resp::parse(&self.input[..n]).unwrap();
+                    self.input.drain(..n);
+                    return value
+                        .into_array()
+                        .unwrap()
+                        .iter()
+                        .map(|arg| String::from_utf8(arg.bytes().unwrap().to_vec()).unwrap())
+                        .collect();
+                }
+                let mut buf = [0; 4096];
+                let n = self.stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the connection ended; had {:?}", self.input);
+                self.input.extend_from_slice(&buf[..n]);
+            }
+        }
+
+        fn reply(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn redis_busy_is_tried_again_a_wrong_setup_is_not() {
+        for busy in [
+            &b"LOADING Redis is loading the dataset in memory"[..],
+            b"BUSY Redis is busy running a script",
+            b"MASTERDOWN Link with MASTER is down",
+        ] {
+            assert!(is_transient(busy));
+        }
+        for wrong in [
+            &b"WRONGPASS invalid username-password pair"[..],
+            b"NOAUTH Authentication required.",
+            b"WRONGTYPE Operation against a key holding the wrong kind of value",
+            b"SSELOOP-FOREIGN k holds entries sseloop did not add",
+        ] {
+            assert!(!is_transient(wrong));
+        }
+    }
+
+    fn is_up(events: &[ConnEvent<u32>]) -> bool {
+        events.iter().any(|e| matches!(e, ConnEvent::Up))
+    }
+
+    #[test]
+    fn it_logs_in_then_matches_replies_to_commands_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let login = Login {
+            user: Some("node".into()),
+            password: Some("s3cret".into()),
+            db: 2,
+        };
+        let mut driven = Driven::new(listener.local_addr().unwrap(), login);
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        assert!(driven.conn.is_up());
+        let now = Instant::now();
+        driven.conn.send(&[b"PING"], 1, WAIT, now).unwrap();
+        driven.conn.send(&[b"ECHO", b"hi"], 2, WAIT, now).unwrap();
+        driven.conn.flush(&mut driven.events);
+        // The login comes first, pipelined ahead of the owner's commands.
+        assert_eq!(peer.command(), ["AUTH", "node", "s3cret"]);
+        assert_eq!(peer.command(), ["SELECT", "2"]);
+        let name = peer.command();
+        assert_eq!(name[..2], ["CLIENT", "SETNAME"]);
+        assert_eq!(name[2], format!("sseloop-{}-test", std::process::id()));
+        assert_eq!(peer.command(), ["PING"]);
+        assert_eq!(peer.command(), ["ECHO", "hi"]);
+        // Two replies in one segment, the second cut in two.
+        peer.reply(b"+OK\r\n+OK\r\n+OK\r\n+PONG\r\n$2\r\nh");
+        peer.reply(b"i\r\n");
+        let events = driven.until(|e| e.len() == 2);
+        assert!(matches!(&events[0], ConnEvent::Reply(1, Value::Simple(s)) if s == b"PONG"));
+        assert!(matches!(&events[1], ConnEvent::Reply(2, Value::Bulk(b)) if b == b"hi"));
+    }
+
+    #[test]
+    fn a_refused_login_is_reported_and_no_command_is_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let login = Login {
+            password: Some("wrong".into()),
+            ..Login::default()
+        };
+        let mut driven = Driven::new(listener.local_addr().unwrap(), login);
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        driven
+            .conn
+            .send(&[b"PING"], 1, WAIT, Instant::now())
+            .unwrap();
+        assert_eq!(peer.command(), ["AUTH", "wrong"]);
+        peer.reply(b"-WRONGPASS invalid username-password pair\r\n");
+        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        let refused = events.iter().find_map(|e| match e {
+            ConnEvent::Refused(why) => Some(why.as_str()),
+            _ => None,
+        });
+        assert!(
+            refused.is_some_and(|why| why.contains("WRONGPASS")),
+            "{events:?}"
+        );
+        // The command got no reply: whether it was carried out is unknown.
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, ConnEvent::Down(lost) if lost == &[1])),
+            "{events:?}"
+        );
+        assert!(!driven.conn.is_up());
+    }
+
+    #[test]
+    fn a_lost_connection_gives_back_what_was_unanswered_and_connects_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        let now = Instant::now();
+        driven.conn.send(&[b"PING"], 1, WAIT, now).unwrap();
+        driven.conn.send(&[b"PING"], 2, WAIT, now).unwrap();
+        driven.conn.flush(&mut driven.events);
+        assert_eq!(peer.command()[0], "CLIENT");
+        assert_eq!(peer.command(), ["PING"]);
+        peer.reply(b"+OK\r\n+PONG\r\n");
+        drop(peer);
+        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        assert!(matches!(&events[0], ConnEvent::Reply(1, _)), "{events:?}");
+        assert!(matches!(&events[1], ConnEvent::Down(lost) if lost == &[2]));
+        // Not connected: a command is given back at once.
+        assert_eq!(
+            driven.conn.send(&[b"PING"], 3, WAIT, Instant::now()),
+            Err(3)
+        );
+        // After the backoff it connects again (the kernel completes the
+        // handshake on the listener's backlog), and logs in again.
+        driven.until(is_up);
+        let mut again = Peer::accept(&listener);
+        assert_eq!(again.command()[..2], ["CLIENT", "SETNAME"]);
+    }
+
+    #[test]
+    fn a_reply_that_does_not_come_in_time_ends_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        let allowance = Duration::from_millis(100);
+        driven
+            .conn
+            .send(&[b"PING"], 1, allowance, Instant::now())
+            .unwrap();
+        assert_eq!(peer.command()[0], "CLIENT");
+        peer.reply(b"+OK\r\n");
+        let started = Instant::now();
+        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        assert!(started.elapsed() >= allowance);
+        assert!(matches!(&events[..], [ConnEvent::Down(lost)] if lost == &[1]));
+    }
+
+    #[test]
+    fn a_reply_to_no_command_or_garbage_ends_the_connection() {
+        for stray in [&b"+SURPRISE\r\n"[..], b"?what\r\n"] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
+            driven.until(is_up);
+            let mut peer = Peer::accept(&listener);
+            assert_eq!(peer.command()[0], "CLIENT");
+            peer.reply(b"+OK\r\n");
+            peer.reply(stray);
+            let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+            assert!(
+                matches!(&events[..], [ConnEvent::Down(lost)] if lost.is_empty()),
+                "{events:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nobody_listening_is_retried_without_a_report() {
+        // A port that was free a moment ago: the connect is refused.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut driven = Driven::new(addr, Login::default());
+        let give_up = Instant::now() + Duration::from_millis(300);
+        let mut readiness = Events::with_capacity(8);
+        while Instant::now() < give_up {
+            net::poll(
+                &mut driven.poll,
+                &mut readiness,
+                Some(Duration::from_millis(20)),
+            )
+            .unwrap();
+            for event in readiness.iter() {
+                driven.conn.on_ready(event, &mut driven.events);
+            }
+            driven.conn.on_deadline(Instant::now(), &mut driven.events);
+        }
+        assert!(!driven.conn.is_up());
+        // Never up, so nothing was lost: no report until it connects.
+        assert!(driven.events.is_empty(), "{:?}", driven.events);
+        assert!(driven.conn.deadline().is_some(), "a retry is due");
     }
 }

@@ -6,11 +6,12 @@
 //!
 //! - `<key>:events`, a stream: each event is one entry with the fields
 //!   `epoch` (see below), `data`, `event` (its type, when it has one) and
-//!   `topics` (its topics, one per line, when it has any). Entries are added with `XADD … MAXLEN
-//!   ~ <cap> 0-* …`, so their ids are `0-1`, `0-2`, …: the sequence part is
-//!   the event's place in the hub's order, with no gap. The cap is
-//!   `--history`, but at least [`STREAM_MIN_LEN`]: the stream also carries
-//!   the events to every node's reader, which must find them there.
+//!   `topics` (its topics, one per line, when it has any). Entries are
+//!   added with `XADD … MAXLEN ~ <cap> 0-* …`, so their ids are `0-1`,
+//!   `0-2`, …: the sequence part is the event's place in the hub's order,
+//!   with no gap. The cap is `--history`, but at least
+//!   [`STREAM_MIN_LEN`]: the stream also carries the events to every
+//!   node's reader, which must find them there.
 //! - `<key>:epoch`, a string: 12 hex digits drawn by the first node, the
 //!   run part of every id. An event's id is `<epoch>-<seq>`.
 //!
@@ -20,67 +21,82 @@
 //! ids. A Redis restored from an older snapshot has the epoch but a stream
 //! behind what the nodes had read from it: a node that sees this draws a
 //! new epoch too (and deletes the stale stream, whose ids would be given
-//! out again). Both checks run in Lua scripts, so that they and what
-//! follows them are one step for Redis: [`SYNC_SCRIPT`], which a node's
-//! reader runs on every (re)connect and every idle second, and
-//! [`PUBLISH_SCRIPT`], which adds an event only if the epoch and the
-//! stream are still those the node knows.
+//! out again). Both checks run in Lua ([`scripts`]).
 //!
 //! # In a node
 //!
-//! Every loop's bus has its own connection for publishing ([`RedisBus`]):
-//! a publish is added by the script and answered with its id only once
-//! Redis has replied ([`Offer::Pending`], then [`Message::Confirmed`]); with
-//! the connection down the answer is 503 (`Offer::Unavailable`, or `None`
-//! for publishes in flight: those may or may not have been stored).
+//! The [`RedisSequencer`] is the node's side of the hub's door: it queues
+//! a loop's publish for that loop's publishing connection, a thread's for
+//! loop 0's ([`writer`]), where the script adds it; it is answered with
+//! its id only once Redis has stored it ([`Offer::Pending`], then
+//! [`Message::Confirmed`]); with the connection down the answer is 503
+//! ([`PublishError::Unavailable`], also for publishes in flight: those may
+//! or may not have been stored).
 //!
-//! Loop 0's bus also has the node's one reader: `XREAD BLOCK` from the last
-//! entry it read, each entry encoded once into a frame and handed, as a
-//! [`Delivery`], to every loop's inbox in stream order ([`Inboxes`], as the
-//! in-process sequencer does), the publishing node's own events included.
-//! So every loop of every node sees one order, and each loop's history
-//! (the last `--history` events, the frames that went out live) is filled
-//! from the stream: at start from the entries already there, then as the
-//! reader goes. A `Last-Event-ID` from any node is placed in it; an id a
-//! little ahead of this node ([`CLUSTER_LEAD`]) is one another node issued
-//! a moment ago, and resumes after it. When entries were trimmed before
-//! the reader got to them (it was away longer than the stream holds), the
+//! Loop 0's bus also has the node's one reader: `XREAD BLOCK` from the
+//! last entry it read, each entry encoded once into a frame and handed,
+//! as a [`Delivery`](crate::bus::Delivery), to every loop's inbox in
+//! stream order ([`Inboxes`], as the in-process sequencer does), the
+//! publishing node's own events included. What it hands out, asks next
+//! and logs is decided from each reply alone ([`reader`]). So every loop
+//! of every node sees one order, and each loop's history (the last
+//! `--history` events, the frames that went out live) is filled from the
+//! stream: at start from the entries already there, then as the reader
+//! goes. A `Last-Event-ID` from any node is placed in it; an id a little
+//! ahead of this node ([`CLUSTER_LEAD`]) is one another node issued a
+//! moment ago, and resumes after it. When entries were trimmed before the
+//! reader got to them (it was away longer than the stream holds), the
 //! reader hands out a `reset` (`stale`) in their place; when the epoch
-//! changed, a `reset` (`other-run`) before the new epoch's first event.
-//! While some loop is far behind, the reader waits (Redis keeps the
-//! entries), so no inbox grows without bound.
-//!
-//! Inside a node the order's sequence numbers run on across epochs: an
-//! epoch's events are numbered from its base (one past the last number of
-//! the epoch before), so a subscriber's place in the order stays valid
-//! when the epoch changes.
+//! changed, a `reset` (`other-run`) before the new epoch's first event
+//! ([`epoch`]). While some loop is far behind, the reader waits (Redis
+//! keeps the entries), so no inbox grows without bound.
 //!
 //! Every Redis connection is a socket in its loop's poll, driven without
 //! blocking ([`conn`]); a lost connection is tried again with a backoff of
-//! at most a second. A node does not listen until it has reached Redis
-//! once and read the history there ([`RedisBus::start`]).
+//! at most a second. Replies are decoded in [`entry`]. A node does not
+//! listen until it has reached Redis once and read the history there: its
+//! loops run from the start, driving their connections, but each
+//! registers its listener only once its bus is [ready](Bus::ready) (its
+//! publishing connection has the script, and its history holds what the
+//! reader found in the stream at the start). A refused login ends the
+//! loops with the reason.
+//!
+//! Rooms: [`scripts`] (what is asked of Redis), [`epoch`] (the epochs a
+//! node saw), [`writer`] (a loop's publishing connection), [`reader`]
+//! (the reader's decisions), [`entry`] (replies decoded), [`conn`] (one
+//! connection); here, the sequencer and each loop's bus that drives them.
 
 pub mod conn;
+pub mod entry;
+pub mod epoch;
+pub mod reader;
+pub mod scripts;
+pub mod writer;
 
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
 use mio::event::Event as Readiness;
-use mio::{Events, Poll, Registry, Token};
+use mio::{Registry, Token};
 
 use self::conn::{ConnEvent, Login, REPLY_TIMEOUT, RedisConn};
-use crate::bus::local::{Inbox, Inboxes, run_tag};
-use crate::bus::resp::{Limits, Value};
-use crate::bus::{BUS_TOKENS, Bus, Delivery, History, Message, Offer, ResetReason, Ticket};
+use self::epoch::Epochs;
+use self::reader::{Reader, Step};
+use self::scripts::Commands;
+use self::writer::{Answer, Unsent, Writer};
+use crate::bus::id::{Epoch, ResetReason, Run};
+use crate::bus::inbox::{Inbox, Inboxes};
+use crate::bus::resp::Limits;
+use crate::bus::{
+    Asker, BUS_TOKENS, Bus, Delivery, History, Message, Offer, Publish, PublishError, Sequencer,
+    Tally,
+};
 use crate::config::{Cluster, Config};
-use crate::sse::{Event, Frame, valid_event_type, valid_topic};
 
 /// Least length the stream is capped at, whatever `--history` says: every
 /// node's reader must find each entry there, however briefly it was away.
@@ -89,7 +105,7 @@ pub const STREAM_MIN_LEN: usize = 1024;
 /// this often.
 const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Entries one `XREAD` asks for at most (fewer for large events; see
-/// [`ClusterHub::new`]).
+/// [`RedisSequencer::new`]).
 const READ_BATCH: usize = 256;
 /// Bytes one reply may hold, bounding the reader's buffer.
 const MAX_REPLY: usize = 32 << 20;
@@ -102,104 +118,28 @@ pub const CLUSTER_LEAD: u64 = 1 << 16;
 /// Longest a thread's publish waits for its answer.
 const THREAD_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Run on each (re)connect of a node's reader and whenever it has been idle
-/// for [`READ_BLOCK`]: the epoch and the stream's last sequence number.
-/// A new epoch begins (and the stream, stale, is deleted) when there is
-/// none, or when the stream is behind what the node read from it.
-/// KEYS: the epoch, the stream; ARGV: a fresh epoch, the epoch the node
-/// knows (empty at its start), the newest sequence number it knows there.
-pub const SYNC_SCRIPT: &str = r#"
-local epoch = redis.call('GET', KEYS[1])
-local last = 0
-local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if top[1] then
-  last = tonumber(string.match(top[1][1], '^0%-(%d+)$'))
-  if not last then
-    return redis.error_reply('SSELOOP-FOREIGN ' .. KEYS[2] .. ' holds entries sseloop did not add')
-  end
-end
-if (not epoch) or (epoch == ARGV[2] and last < tonumber(ARGV[3])) then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('SET', KEYS[1], epoch)
-  last = 0
-end
-return {epoch, last}
-"#;
-
-/// Adds one event, only if the epoch is still the one the node publishes
-/// in and the stream holds at least what the node knows was stored; the
-/// entry names its epoch (a reader still on an older one, whose `XREAD`
-/// waits on the key that a new epoch made anew, must not take the new
-/// epoch's entries for its own). The reply is the entry's id. KEYS: the epoch, the stream; ARGV: the epoch,
-/// the newest sequence number the node knows, the stream's cap, then the
-/// entry's fields and values.
-pub const PUBLISH_SCRIPT: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('SSELOOP-EPOCH the epoch has changed')
-end
-local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local last = 0
-if top[1] then last = tonumber(string.match(top[1][1], '^0%-(%d+)$')) or 0 end
-if last < tonumber(ARGV[2]) then
-  return redis.error_reply('SSELOOP-BEHIND the stream lost events')
-end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 4))
-"#;
-
-/// Why a thread's publish was not stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unstored {
-    /// The server has stopped.
-    Closed,
-    /// Redis cannot be reached now (or did not answer in time).
-    Unavailable,
-}
-
-/// An epoch as this node saw it begin: its run part and the base its
-/// sequence numbers are counted from in this process.
-#[derive(Clone, Debug)]
-struct EpochStart {
-    run: Arc<str>,
-    base: u64,
-}
-
-#[derive(Debug, Default)]
-struct EpochState {
-    /// Oldest first; the last is the current epoch.
-    epochs: Vec<EpochStart>,
-    /// The newest sequence number of the current epoch known to be stored
-    /// (read from the stream, or confirmed by a publish).
-    known: u64,
-}
-
-/// A thread's publish, waiting for loop 0 to send it.
-type ThreadPublish = (Event, SyncSender<Option<String>>);
-
-/// What every loop of a node shares about the cluster: where Redis is, the
-/// keys, the epochs, and the inboxes the reader hands deliveries to.
+/// The cluster's sequencer, and what every loop of a node shares about the
+/// cluster: where Redis is, the keys, the epochs, the publishes waiting for
+/// each loop's connection, and the inboxes the reader hands deliveries to.
 #[derive(Debug)]
-pub struct ClusterHub {
+pub struct RedisSequencer {
     addr: SocketAddr,
     login: Login,
-    epoch_key: Vec<u8>,
-    stream_key: Vec<u8>,
+    commands: Commands,
     /// Events each loop keeps for replay.
     history: usize,
-    /// The stream's cap, in decimal.
-    cap: String,
     limits: Limits,
+    /// Entries one read asks for.
     batch: usize,
     inboxes: Arc<Inboxes>,
-    state: Mutex<EpochState>,
-    /// The base of the current epoch, read without the lock: a loop's
-    /// history moves to a new epoch at its first delivery from it.
-    latest_base: AtomicU64,
-    /// Threads' publishes for loop 0.
-    door: Mutex<VecDeque<ThreadPublish>>,
+    epochs: Epochs,
+    /// Publishes for each loop's connection to send, by loop index
+    /// (threads' go to loop 0).
+    unsent: Vec<Mutex<VecDeque<Unsent>>>,
+    tally: Tally,
 }
 
-impl ClusterHub {
+impl RedisSequencer {
     /// The hub of `cluster` for the loops behind `inboxes`; `addr` is
     /// Redis's address (resolved once, by the caller).
     pub fn new(
@@ -211,17 +151,15 @@ impl ClusterHub {
         // An entry's fields beside its data: type, topics and names.
         let bulk = config.max_event_size.max(64 << 10) + (64 << 10);
         let batch = (MAX_REPLY / bulk).clamp(1, READ_BATCH);
-        ClusterHub {
+        RedisSequencer {
             addr,
             login: Login {
                 user: cluster.redis.user.clone(),
                 password: cluster.redis.password.clone(),
                 db: cluster.redis.db,
             },
-            epoch_key: format!("{}:epoch", cluster.key).into_bytes(),
-            stream_key: format!("{}:events", cluster.key).into_bytes(),
+            commands: Commands::new(&cluster.key, config.history.max(STREAM_MIN_LEN)),
             history: config.history,
-            cap: config.history.max(STREAM_MIN_LEN).to_string(),
             limits: Limits {
                 bulk,
                 array: READ_BATCH.max(64),
@@ -230,81 +168,79 @@ impl ClusterHub {
             },
             batch,
             inboxes,
-            state: Mutex::new(EpochState::default()),
-            latest_base: AtomicU64::new(0),
-            door: Mutex::new(VecDeque::new()),
+            epochs: Epochs::default(),
+            unsent: (0..config.loops)
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
+            tally: Tally::default(),
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, EpochState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The current epoch: its run, its base and the newest sequence number
-    /// known stored in it; `None` before the first sync.
-    fn current(&self) -> Option<(Arc<str>, u64, u64)> {
-        let state = self.state();
-        let epoch = state.epochs.last()?;
-        Some((Arc::clone(&epoch.run), epoch.base, state.known))
-    }
-
-    /// The run part of the current epoch's ids.
-    pub fn run(&self) -> Option<Arc<str>> {
-        self.current().map(|(run, ..)| run)
-    }
-
-    /// Entry `seq` of epoch `run` is stored.
-    fn note_stored(&self, run: &str, seq: u64) {
-        let mut state = self.state();
-        if state.epochs.last().is_some_and(|e| &*e.run == run) {
-            state.known = state.known.max(seq);
-        }
-    }
-
-    fn begin_epoch(&self, run: Arc<str>, base: u64, known: u64) {
-        let mut state = self.state();
-        state.epochs.push(EpochStart { run, base });
-        state.known = known;
-        self.latest_base.store(base, Ordering::Release);
-    }
-
-    /// The epoch a delivery numbered `seq` belongs to.
-    fn epoch_of(&self, seq: u64) -> Option<EpochStart> {
-        let state = self.state();
-        state.epochs.iter().rev().find(|e| e.base <= seq).cloned()
-    }
-
-    /// For threads: stores `event` through loop 0 and waits for its id.
-    pub fn publish(&self, event: Event) -> Result<String, Unstored> {
-        if self.inboxes.is_closed() {
-            return Err(Unstored::Closed);
-        }
-        let (answer, answered) = mpsc::sync_channel(1);
-        self.door
+    /// Queues a publish for loop `index`'s connection.
+    fn queue(&self, index: usize, unsent: Unsent) {
+        self.unsent[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push_back((event, answer));
-        self.inboxes.get(0).wake();
-        match answered.recv_timeout(THREAD_PUBLISH_TIMEOUT) {
-            Ok(Some(id)) => Ok(id),
-            Ok(None) | Err(RecvTimeoutError::Timeout) => Err(Unstored::Unavailable),
-            Err(RecvTimeoutError::Disconnected) => Err(Unstored::Closed),
-        }
+            .push_back(unsent);
+    }
+
+    /// Takes the publishes queued for loop `index`'s connection.
+    fn take_unsent(&self, index: usize) -> VecDeque<Unsent> {
+        let mut unsent = self.unsent[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        mem::take(&mut *unsent)
     }
 }
 
-/// A node's hub and its loops' buses, by loop index.
-pub type Connected = (Arc<ClusterHub>, Vec<Box<dyn Bus>>);
+impl Sequencer for RedisSequencer {
+    fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+        if self.inboxes.is_closed() {
+            return Offer::Refused(PublishError::Closed);
+        }
+        let event = publish.event;
+        match asker {
+            // The loop sends it before it polls next.
+            Asker::Loop(ticket) => {
+                let answer = Answer::Loop(ticket);
+                self.queue(ticket.loop_index, Unsent { event, answer });
+                Offer::Pending
+            }
+            Asker::Thread => {
+                let (answer, answered) = mpsc::sync_channel(1);
+                let answer = Answer::Thread(answer);
+                self.queue(0, Unsent { event, answer });
+                self.inboxes.get(0).wake();
+                match answered.recv_timeout(THREAD_PUBLISH_TIMEOUT) {
+                    Ok(Ok(id)) => Offer::Published(id),
+                    Ok(Err(refused)) => Offer::Refused(refused),
+                    Err(RecvTimeoutError::Timeout) => Offer::Refused(PublishError::Unavailable),
+                    Err(RecvTimeoutError::Disconnected) => Offer::Refused(PublishError::Closed),
+                }
+            }
+        }
+    }
 
-/// Connects a node to its cluster before its loops run: resolves Redis's
-/// address, then starts loop 0's bus (which syncs with Redis and reads the
-/// history) and every other loop's, each on its loop's poll. Returns the
-/// hub (for threads' publishes) and the buses, by loop index.
+    fn inboxes(&self) -> &Inboxes {
+        &self.inboxes
+    }
+
+    fn tally(&self) -> &Tally {
+        &self.tally
+    }
+}
+
+/// A node's sequencer and its loops' buses, by loop index.
+pub type Connected = (Arc<RedisSequencer>, Vec<Box<dyn Bus>>);
+
+/// A node of `cluster` with `config.loops` loops behind `inboxes`: resolves
+/// Redis's address and makes the sequencer and every loop's bus (loop 0's
+/// with the node's reader). Nothing connects before a bus is registered
+/// in its loop's poll.
 pub fn connect(
     cluster: &Cluster,
     config: &Config,
     inboxes: &Arc<Inboxes>,
-    polls: &mut [Poll],
 ) -> io::Result<Connected> {
     let host = (cluster.redis.host.as_str(), cluster.redis.port);
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&host)?
@@ -315,165 +251,102 @@ pub fn connect(
                 format!("{} resolves to no address", cluster.redis.host),
             )
         })?;
-    let hub = Arc::new(ClusterHub::new(cluster, addr, config, Arc::clone(inboxes)));
-    let mut buses: Vec<Box<dyn Bus>> = Vec::with_capacity(polls.len());
-    for (index, poll) in polls.iter_mut().enumerate() {
-        // Created once loop 0 knows the epoch, which each history takes.
-        let mut bus = RedisBus::new(index, Arc::clone(&hub));
-        bus.start(poll)?;
-        buses.push(Box::new(bus));
-    }
+    let hub = Arc::new(RedisSequencer::new(
+        cluster,
+        addr,
+        config,
+        Arc::clone(inboxes),
+    ));
+    let buses = (0..config.loops)
+        .map(|index| Box::new(RedisBus::new(index, Arc::clone(&hub))) as Box<dyn Bus>)
+        .collect();
     Ok((hub, buses))
 }
 
-/// What a publishing connection's command was for.
-enum WriteTag {
-    /// Loading [`PUBLISH_SCRIPT`].
-    Script,
-    /// A loop's publish, in epoch `run`.
-    Publish { ticket: Ticket, run: Arc<str> },
-    /// A thread's publish, in epoch `run`.
-    Thread {
-        answer: SyncSender<Option<String>>,
-        run: Arc<str>,
-    },
-}
-
-/// What the reader's command was for.
+/// What a command on the reader's connection was for.
 enum ReadTag {
     Sync,
     Read,
 }
 
-/// A node's one reader of the stream (on loop 0).
-struct Reader {
+/// The node's one reader of the stream (on loop 0): its connection, and
+/// its decisions carried out.
+struct ReaderConn {
     conn: RedisConn<ReadTag>,
-    /// The last sequence number read, in the current epoch.
-    position: Option<u64>,
-    /// The first read after the node's start: entries missing before it
-    /// are not news to anyone.
-    quiet_gap: bool,
-    /// The node has read what the stream held when it started (the
-    /// sequence number the first sync found, `target`).
-    caught_up: bool,
-    target: u64,
+    events: Vec<ConnEvent<ReadTag>>,
+    reader: Reader,
+    /// The reader's decisions, carried out as soon as made.
+    steps: Vec<Step>,
     /// Waiting for a loop far behind before reading on.
     paused_until: Option<Instant>,
-    events: Vec<ConnEvent<ReadTag>>,
 }
 
 /// One loop's side of the cluster's hub.
 pub struct RedisBus {
     index: usize,
-    hub: Arc<ClusterHub>,
+    hub: Arc<RedisSequencer>,
     inbox: Arc<Inbox>,
-    /// Messages to hand to the loop: the inbox's, then this bus's answers.
+    /// Messages taken out of the inbox in one go and not yet handed out.
     taken: VecDeque<Message>,
     history: History,
-    writer: RedisConn<WriteTag>,
-    writer_events: Vec<ConnEvent<WriteTag>>,
-    /// The SHA of [`PUBLISH_SCRIPT`] on the writer's connection, once loaded.
-    script: Option<Vec<u8>>,
-    reader: Option<Reader>,
-    /// The loop runs (it drains its inbox right after the reader hands
-    /// out, so the reader need not wake it).
-    running: bool,
+    /// How many epochs the history has seen begin.
+    epochs_seen: usize,
+    writer: Writer,
+    reader: Option<ReaderConn>,
     /// Redis refused what this node is configured with (a login, a key
     /// holding something else).
     refused: Option<String>,
+    /// The bus was ready: the loop serves.
+    started: bool,
 }
 
 impl RedisBus {
     /// Loop `index`'s side of `hub`; loop 0's also reads the stream for
     /// the node.
-    pub fn new(index: usize, hub: Arc<ClusterHub>) -> RedisBus {
+    pub fn new(index: usize, hub: Arc<RedisSequencer>) -> RedisBus {
         let token = |n: usize| Token(BUS_TOKENS.start + n);
-        let writer = RedisConn::new(
-            &format!("loop{index}"),
-            hub.addr,
-            hub.login.clone(),
-            token(0),
-            Limits {
-                value: 1 << 20,
-                ..hub.limits
-            },
-        );
-        let reader = (index == 0).then(|| Reader {
+        let limits = Limits {
+            value: 1 << 20,
+            ..hub.limits
+        };
+        let writer = Writer::new(index, hub.addr, hub.login.clone(), token(0), limits);
+        let reader = (index == 0).then(|| ReaderConn {
             conn: RedisConn::new("reader", hub.addr, hub.login.clone(), token(1), hub.limits),
-            position: None,
-            quiet_gap: true,
-            caught_up: false,
-            target: 0,
-            paused_until: None,
             events: Vec::new(),
+            reader: Reader::new(hub.addr, hub.history),
+            steps: Vec::new(),
+            paused_until: None,
         });
-        let run = hub.run().map_or_else(String::new, |r| r.to_string());
         RedisBus {
             index,
             inbox: Arc::clone(hub.inboxes.get(index)),
             taken: VecDeque::new(),
-            history: History::new(run, hub.history),
+            // Named by the node's first epoch once it is known.
+            history: History::new(Epoch::new(Run::NONE, 0), hub.history),
+            epochs_seen: 0,
             writer,
-            writer_events: Vec::new(),
-            script: None,
             reader,
-            running: false,
             refused: None,
+            started: false,
             hub,
         }
     }
 
-    /// Connects this loop's bus before its loop runs, driving `poll` (the
-    /// loop's, with nothing else of the loop's registered that needs
-    /// serving): the publishing connection has its script, and on loop 0
-    /// the reader has learned the epoch and read the history. Waits as
-    /// long as Redis cannot be reached (the connections log it); fails
-    /// when Redis refuses the login or the key.
-    pub fn start(&mut self, poll: &mut Poll) -> io::Result<()> {
-        self.register(poll.registry())?;
-        let mut events = Events::with_capacity(16);
-        loop {
-            if let Some(why) = self.refused.take() {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!("Redis at {}: {why}", self.hub.addr),
-                ));
-            }
-            if self.ready() {
-                return Ok(());
-            }
-            let timeout = self
-                .flush_all()
-                .map(|at| at.saturating_duration_since(Instant::now()));
-            crate::net::poll(poll, &mut events, timeout)?;
-            for event in events.iter() {
-                if crate::bus::is_bus_token(event.token()) {
-                    self.on_ready(event.token(), event);
-                }
-            }
-            self.on_deadline(Instant::now());
-        }
-    }
-
-    /// Connected, with the script loaded; on loop 0, synced and caught up.
-    fn ready(&self) -> bool {
-        self.script.is_some()
-            && self
-                .reader
-                .as_ref()
-                .is_none_or(|r| r.position.is_some() && r.caught_up)
+    /// What Redis refused since the last look, the writer's or the
+    /// reader's.
+    fn take_refusal(&mut self) -> Option<String> {
+        self.writer.take_refusal().or_else(|| self.refused.take())
     }
 
     /// Writes what both connections buffered; the nearest deadline.
     fn flush_all(&mut self) -> Option<Instant> {
-        self.writer.flush(&mut self.writer_events);
-        self.drive_writer();
-        if let Some(reader) = &mut self.reader {
-            reader.conn.flush(&mut reader.events);
+        self.writer.flush(&self.hub);
+        if let Some(side) = &mut self.reader {
+            side.conn.flush(&mut side.events);
         }
         self.drive_reader();
-        let reader = self.reader.as_ref().and_then(|r| {
-            [r.conn.deadline(), r.paused_until]
+        let reader = self.reader.as_ref().and_then(|side| {
+            [side.conn.deadline(), side.paused_until]
                 .into_iter()
                 .flatten()
                 .min()
@@ -481,433 +354,145 @@ impl RedisBus {
         [self.writer.deadline(), reader].into_iter().flatten().min()
     }
 
-    // The publishing connection
-
-    /// Sends `event` to be stored; gives the tag back when it cannot be now.
-    fn offer(
-        &mut self,
-        event: &Event,
-        tag: impl FnOnce(Arc<str>) -> WriteTag,
-    ) -> Result<(), WriteTag> {
-        let (Some(script), Some((run, _, known))) = (&self.script, self.hub.current()) else {
-            return Err(tag(Arc::from("")));
-        };
-        let known = known.to_string();
-        let topics = event.topics().join("\n");
-        let hub = &*self.hub;
-        let mut args: Vec<&[u8]> = vec![
-            b"EVALSHA",
-            script,
-            b"2",
-            &hub.epoch_key,
-            &hub.stream_key,
-            run.as_bytes(),
-            known.as_bytes(),
-            hub.cap.as_bytes(),
-            b"data",
-            event.data().as_bytes(),
-        ];
-        if let Some(t) = event.event_type() {
-            args.extend([&b"event"[..], t.as_bytes()]);
-        }
-        if !topics.is_empty() {
-            args.extend([&b"topics"[..], topics.as_bytes()]);
-        }
-        let tag = tag(Arc::clone(&run));
-        self.writer.send(&args, tag, REPLY_TIMEOUT, Instant::now())
-    }
-
-    /// Sends the threads' publishes that wait (loop 0).
-    fn open_door(&mut self) {
-        let waiting = mem::take(&mut *self.hub.door.lock().unwrap_or_else(PoisonError::into_inner));
-        for (event, answer) in waiting {
-            if let Err(WriteTag::Thread { answer, .. }) =
-                self.offer(&event, |run| WriteTag::Thread { answer, run })
-            {
-                let _ = answer.send(None);
-            }
+    /// Sends the publishes queued for this loop's connection.
+    fn send_unsent(&mut self) {
+        for unsent in self.hub.take_unsent(self.index) {
+            self.writer.send(unsent, &self.hub);
         }
     }
 
-    fn drive_writer(&mut self) {
-        while !self.writer_events.is_empty() {
-            for event in mem::take(&mut self.writer_events) {
-                match event {
-                    ConnEvent::Up => {
-                        let script = PUBLISH_SCRIPT.as_bytes();
-                        let args: [&[u8]; 3] = [b"SCRIPT", b"LOAD", script];
-                        let _ = self.writer.send(
-                            &args,
-                            WriteTag::Script,
-                            REPLY_TIMEOUT,
-                            Instant::now(),
-                        );
-                    }
-                    ConnEvent::Reply(WriteTag::Script, value) => match value {
-                        Value::Bulk(sha) => self.script = Some(sha),
-                        other => {
-                            let why = format!("cannot load the publish script: {other:?}");
-                            if !other.error().is_some_and(conn::is_transient) {
-                                self.refused = Some(why.clone());
-                            }
-                            self.writer.reset(&why, &mut self.writer_events);
-                        }
-                    },
-                    ConnEvent::Reply(WriteTag::Publish { ticket, run }, value) => {
-                        let id = self.stored(&run, &value);
-                        self.taken.push_back(Message::Confirmed(ticket, id));
-                    }
-                    ConnEvent::Reply(WriteTag::Thread { answer, run }, value) => {
-                        let _ = answer.send(self.stored(&run, &value));
-                    }
-                    ConnEvent::Down(lost) => {
-                        self.script = None;
-                        for tag in lost {
-                            match tag {
-                                WriteTag::Script => {}
-                                WriteTag::Publish { ticket, .. } => {
-                                    self.taken.push_back(Message::Confirmed(ticket, None));
-                                }
-                                WriteTag::Thread { answer, .. } => {
-                                    let _ = answer.send(None);
-                                }
-                            }
-                        }
-                    }
-                    ConnEvent::Refused(why) => self.refused = Some(why),
-                }
-            }
-        }
-    }
-
-    /// The id of a publish Redis answered, if it was stored.
-    fn stored(&mut self, run: &str, reply: &Value) -> Option<String> {
-        match reply {
-            Value::Bulk(id) => match stream_seq(id) {
-                Some(seq) => {
-                    self.hub.note_stored(run, seq);
-                    Some(format!("{run}-{seq}"))
-                }
-                None => {
-                    warn!("Redis stored an event as {:?}", String::from_utf8_lossy(id));
-                    None
-                }
-            },
-            Value::Error(e) => {
-                let text = String::from_utf8_lossy(e);
-                if e.starts_with(b"NOSCRIPT") {
-                    // Flushed from Redis: the next connection loads it again.
-                    self.writer
-                        .reset("the publish script is gone", &mut self.writer_events);
-                } else if e.starts_with(b"SSELOOP-") {
-                    debug!("publish refused by Redis: {text}");
-                } else {
-                    warn!("publish refused by Redis: {text}");
-                }
-                None
-            }
-            other => {
-                warn!("Redis answered a publish with {other:?}");
-                None
-            }
-        }
-    }
-
-    // The reader (loop 0)
-
+    /// Carries out what the reader decided on what its connection
+    /// reported.
     fn drive_reader(&mut self) {
-        loop {
-            let Some(reader) = &mut self.reader else {
-                return;
-            };
-            if reader.events.is_empty() {
-                return;
-            }
-            for event in mem::take(&mut reader.events) {
+        let Some(side) = &mut self.reader else {
+            return;
+        };
+        let hub = &*self.hub;
+        while !side.events.is_empty() {
+            for event in mem::take(&mut side.events) {
+                let current = hub.epochs.current();
                 match event {
-                    ConnEvent::Up => self.send_sync(),
-                    ConnEvent::Reply(ReadTag::Sync, value) => self.on_sync(value),
-                    ConnEvent::Reply(ReadTag::Read, value) => self.on_read(value),
-                    ConnEvent::Down(_) => {
-                        if let Some(reader) = &mut self.reader {
-                            reader.paused_until = None;
-                        }
+                    ConnEvent::Up => side.reader.on_connected(&mut side.steps),
+                    ConnEvent::Reply(ReadTag::Sync, value) => {
+                        let synced = entry::synced(value);
+                        side.reader.on_sync(current, synced, &mut side.steps);
                     }
+                    ConnEvent::Reply(ReadTag::Read, value) => {
+                        let read = entry::read(value);
+                        side.reader.on_read(current, read, &mut side.steps);
+                    }
+                    ConnEvent::Down(_) => side.paused_until = None,
                     ConnEvent::Refused(why) => self.refused = Some(why),
                 }
-            }
-        }
-    }
-
-    fn send_sync(&mut self) {
-        let (run, known) = match self.hub.current() {
-            Some((run, _, known)) => (run.to_string(), known),
-            None => (String::new(), 0),
-        };
-        let fresh = run_tag();
-        let known = known.to_string();
-        let hub = &*self.hub;
-        let args: [&[u8]; 8] = [
-            b"EVAL",
-            SYNC_SCRIPT.as_bytes(),
-            b"2",
-            &hub.epoch_key,
-            &hub.stream_key,
-            fresh.as_bytes(),
-            run.as_bytes(),
-            known.as_bytes(),
-        ];
-        if let Some(reader) = &mut self.reader {
-            let _ = reader
-                .conn
-                .send(&args, ReadTag::Sync, REPLY_TIMEOUT, Instant::now());
-        }
-    }
-
-    fn on_sync(&mut self, value: Value) {
-        let synced = match &value {
-            Value::Array(items) => match &items[..] {
-                [Value::Bulk(run), Value::Integer(last)] => std::str::from_utf8(run)
-                    .ok()
-                    .filter(|r| valid_run(r))
-                    .zip(u64::try_from(*last).ok()),
-                _ => None,
-            },
-            _ => None,
-        };
-        let Some((run, last)) = synced else {
-            let why = match value.error() {
-                Some(e) => String::from_utf8_lossy(e).into_owned(),
-                None => format!("unexpected answer to the epoch check: {value:?}"),
-            };
-            let transient = value.error().is_some_and(conn::is_transient);
-            if !transient && self.reader.as_ref().is_some_and(|r| r.position.is_none()) {
-                // At start: the configuration is wrong, say so and stop.
-                self.refused = Some(why);
-            } else if let Some(reader) = &mut self.reader {
-                warn!("Redis reader: {why}");
-                reader.conn.reset(&why, &mut reader.events);
-            }
-            return;
-        };
-        let run: Arc<str> = Arc::from(run);
-        let Some(reader) = &mut self.reader else {
-            return;
-        };
-        match self.hub.current() {
-            None => {
-                // The node's start: the history is the stream's last entries.
-                info!(
-                    "cluster on Redis at {}: epoch {run}, {last} events so far",
-                    self.hub.addr
-                );
-                self.hub.begin_epoch(Arc::clone(&run), 0, last);
-                self.history = History::new(run.to_string(), self.hub.history);
-                let position = last.saturating_sub(self.hub.history as u64);
-                reader.position = Some(position);
-                reader.target = last;
-                reader.caught_up = position >= last;
-            }
-            Some((current, _, _)) if current == run => {
-                // Reconnected, or idle: read on from where the reader was.
-                self.hub.note_stored(&run, last);
-            }
-            Some((current, base, known)) => {
-                warn!(
-                    "Redis lost this cluster's events (its epoch is now {run}, was {current}): \
-                     ids of {current} get reset"
-                );
-                let base = base + known + 1;
-                self.hub.begin_epoch(Arc::clone(&run), base, last);
-                let reset = Delivery {
-                    seq: base,
-                    frame: Arc::new(Frame::event(
-                        &format!("{run}-0"),
-                        Some("reset"),
-                        ResetReason::OtherRun.data(),
-                    )),
-                    topics: Arc::from([]),
-                };
-                let from = self.running.then_some(self.index);
-                self.hub.inboxes.hand_out(&reset, from);
-                reader.position = Some(0);
-                reader.quiet_gap = false;
-            }
-        }
-        self.send_read();
-    }
-
-    fn send_read(&mut self) {
-        let Some(reader) = &mut self.reader else {
-            return;
-        };
-        if self.hub.inboxes.any_full() {
-            reader.paused_until = Some(Instant::now() + BEHIND_PAUSE);
-            return;
-        }
-        let from = format!("0-{}", reader.position.unwrap_or(0));
-        let batch = self.hub.batch.to_string();
-        let block = READ_BLOCK.as_millis().to_string();
-        let args: [&[u8]; 8] = [
-            b"XREAD",
-            b"COUNT",
-            batch.as_bytes(),
-            b"BLOCK",
-            block.as_bytes(),
-            b"STREAMS",
-            &self.hub.stream_key,
-            from.as_bytes(),
-        ];
-        let _ = reader.conn.send(
-            &args,
-            ReadTag::Read,
-            READ_BLOCK + REPLY_TIMEOUT,
-            Instant::now(),
-        );
-    }
-
-    fn on_read(&mut self, value: Value) {
-        let entries = match value {
-            // Nothing for a whole block: check the epoch, then read on.
-            Value::Nil => {
-                if let Some(reader) = &mut self.reader {
-                    // Nothing there: what the start wanted was trimmed.
-                    reader.caught_up = true;
-                    reader.quiet_gap = false;
+                for step in mem::take(&mut side.steps) {
+                    side.carry_out(step, hub, self.index, &mut self.refused);
                 }
-                return self.send_sync();
-            }
-            Value::Array(streams) => streams
-                .into_iter()
-                .next()
-                .and_then(Value::into_array)
-                .and_then(|stream| stream.into_iter().nth(1))
-                .and_then(Value::into_array)
-                .unwrap_or_default(),
-            Value::Error(e) => {
-                let why = format!("read: {}", String::from_utf8_lossy(&e));
-                if let Some(reader) = &mut self.reader {
-                    reader.conn.reset(&why, &mut reader.events);
-                }
-                return;
-            }
-            other => {
-                let why = format!("unexpected answer to a read: {other:?}");
-                if let Some(reader) = &mut self.reader {
-                    reader.conn.reset(&why, &mut reader.events);
-                }
-                return;
-            }
-        };
-        let Some((run, base, _)) = self.hub.current() else {
-            return;
-        };
-        for entry in entries {
-            if self.hand_out(entry, &run, base).is_err() {
-                return self.send_sync();
             }
         }
-        if let Some(reader) = &mut self.reader {
-            reader.quiet_gap = false;
-            reader.caught_up |= reader.position.is_some_and(|p| p >= reader.target);
-        }
-        self.send_read();
-    }
-
-    /// Hands one stream entry to every loop, after a `reset` (`stale`) when
-    /// entries before it were trimmed away unread; `Err` for an entry of
-    /// another epoch, which is not handed out.
-    fn hand_out(&mut self, entry: Value, run: &Arc<str>, base: u64) -> Result<(), ()> {
-        let Some(reader) = &mut self.reader else {
-            return Ok(());
-        };
-        let Some((seq, fields)) = entry
-            .into_array()
-            .and_then(|e| <[Value; 2]>::try_from(e).ok())
-            .and_then(|[id, fields]| Some((stream_seq(id.bytes()?)?, fields.into_array()?)))
-        else {
-            warn!("Redis reader: an entry that is not an event; skipped");
-            return Ok(());
-        };
-        let (epoch, data, event_type, topics) = event_fields(fields);
-        if epoch.as_deref() != Some(&**run) {
-            // Another epoch's entry: the epoch changed under this reader.
-            // The sync finds out which, and where to read from.
-            return Err(());
-        }
-        let from = self.running.then_some(self.index);
-        if let Some(position) = reader.position {
-            if seq <= position {
-                return Ok(()); // read already
-            }
-            if seq > position + 1 && !reader.quiet_gap {
-                warn!(
-                    "Redis reader: events {}..{} left the stream before this node read them",
-                    position + 1,
-                    seq - 1
-                );
-                let stale = Delivery {
-                    seq: base + seq - 1,
-                    frame: Arc::new(Frame::event(
-                        &format!("{run}-{}", seq - 1),
-                        Some("reset"),
-                        ResetReason::Stale.data(),
-                    )),
-                    topics: Arc::from([]),
-                };
-                self.hub.inboxes.hand_out(&stale, from);
-            }
-        }
-        reader.position = Some(seq);
-        let delivery = Delivery {
-            seq: base + seq,
-            frame: Arc::new(Frame::event(
-                &format!("{run}-{seq}"),
-                event_type.as_deref(),
-                &data,
-            )),
-            topics,
-        };
-        self.hub.inboxes.hand_out(&delivery, from);
-        self.hub.note_stored(run, seq);
-        Ok(())
-    }
-
-    /// Records a delivery in the loop's history, moving the history to a
-    /// new epoch at its first delivery.
-    fn record(&mut self, delivery: &Delivery) {
-        let latest = self.hub.latest_base.load(Ordering::Acquire);
-        if latest > self.history.base()
-            && delivery.seq >= latest
-            && let Some(epoch) = self.hub.epoch_of(delivery.seq)
-            && epoch.base > self.history.base()
+        if let Some(through) = side.reader.started_through()
+            && hub.epochs.started().is_none()
         {
-            self.history.rebase(epoch.run.to_string(), epoch.base);
+            hub.epochs.started_through(through);
+            // Each loop looks whether it is ready now.
+            hub.inboxes.wake_all();
+        }
+    }
+
+    /// Records a delivery in the loop's history, moving the history to the
+    /// epoch it belongs to when that is a new one.
+    fn record(&mut self, delivery: &Delivery) {
+        if self.epochs_seen != self.hub.epochs.begun()
+            && let Some((epoch, begun)) = self.hub.epochs.of(delivery.seq)
+        {
+            if epoch != self.history.epoch() {
+                self.history.rebase(epoch);
+            }
+            self.epochs_seen = begun;
         }
         self.history.record(delivery);
     }
 }
 
-impl Bus for RedisBus {
-    fn publish(&mut self, event: &Event, ticket: Ticket) -> Offer {
-        match self.offer(event, |run| WriteTag::Publish { ticket, run }) {
-            Ok(()) => Offer::Pending,
-            Err(_) => Offer::Unavailable,
+impl ReaderConn {
+    /// Does what the reader decided.
+    fn carry_out(
+        &mut self,
+        step: Step,
+        hub: &RedisSequencer,
+        index: usize,
+        refused: &mut Option<String>,
+    ) {
+        match step {
+            Step::Begin { epoch, known } => hub.epochs.begin(epoch, known),
+            // The loop takes its own messages right after: not woken.
+            Step::HandOut(delivery) => hub.inboxes.hand_out(&delivery, Some(index)),
+            Step::Stored { run, seq } => hub.epochs.note_stored(run, seq),
+            Step::Log(level, text) => log::log!(level, "{text}"),
+            Step::Sync => {
+                let known = hub.epochs.current().map(|c| (c.epoch.run(), c.known));
+                let _ = hub.commands.sync(Run::draw(), known, |args| {
+                    self.conn
+                        .send(args, ReadTag::Sync, REPLY_TIMEOUT, Instant::now())
+                });
+            }
+            Step::Read { .. } if hub.inboxes.any_full() => {
+                self.paused_until = Some(Instant::now() + BEHIND_PAUSE);
+            }
+            Step::Read { after } => self.read(after, hub),
+            Step::Reset(why) => self.conn.reset(&why, &mut self.events),
+            Step::Refuse(why) => *refused = Some(why),
         }
+    }
+
+    fn read(&mut self, after: u64, hub: &RedisSequencer) {
+        let _ = hub.commands.read(after, hub.batch, READ_BLOCK, |args| {
+            self.conn.send(
+                args,
+                ReadTag::Read,
+                READ_BLOCK + REPLY_TIMEOUT,
+                Instant::now(),
+            )
+        });
+    }
+}
+
+impl Bus for RedisBus {
+    fn ready(&mut self) -> io::Result<bool> {
+        if self.started {
+            return Ok(true);
+        }
+        if let Some(why) = self.take_refusal() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("Redis at {}: {why}", self.hub.addr),
+            ));
+        }
+        let Some(through) = self.hub.epochs.started() else {
+            return Ok(false);
+        };
+        if self.epochs_seen == 0
+            && let Some((first, begun)) = self.hub.epochs.of(0)
+        {
+            // Nothing delivered yet: the history is named by the first
+            // epoch (a later one comes with its first delivery).
+            self.history.rebase(first);
+            self.epochs_seen = begun;
+        }
+        self.started = self.writer.is_ready() && self.history.newest() >= through;
+        Ok(self.started)
     }
 
     fn begin_drain(&mut self) {
         self.inbox.begin_drain();
-        if self.index == 0 {
-            self.open_door();
-        }
     }
 
     fn next(&mut self) -> Option<Message> {
         if self.taken.is_empty() {
             self.inbox.take_all(&mut self.taken);
         }
-        let message = self.taken.pop_front()?;
+        let Some(message) = self.taken.pop_front() else {
+            return self.writer.next_answer();
+        };
         if let Message::Delivery(delivery) = &message {
             self.record(delivery);
         }
@@ -924,55 +509,68 @@ impl Bus for RedisBus {
     }
 
     fn issued(&self) -> u64 {
-        match self.hub.current() {
-            Some((_, base, known)) => (base + known).max(self.history.newest()),
-            None => self.history.newest(),
-        }
+        let newest = self.history.newest();
+        self.hub
+            .epochs
+            .current()
+            .map_or(newest, |c| c.issued().max(newest))
     }
 
     fn register(&mut self, registry: &Registry) -> io::Result<()> {
-        self.writer.register(registry, &mut self.writer_events)?;
-        if let Some(reader) = &mut self.reader {
-            reader.conn.register(registry, &mut reader.events)?;
+        self.writer.register(registry, &self.hub)?;
+        if let Some(side) = &mut self.reader {
+            side.conn.register(registry, &mut side.events)?;
         }
-        self.drive_writer();
         self.drive_reader();
         Ok(())
     }
 
     fn on_ready(&mut self, token: Token, readiness: &Readiness) {
         if token.0 == BUS_TOKENS.start {
-            self.writer.on_ready(readiness, &mut self.writer_events);
-            self.drive_writer();
-        } else if let Some(reader) = &mut self.reader {
-            reader.conn.on_ready(readiness, &mut reader.events);
+            self.writer.on_ready(readiness, &self.hub);
+        } else if let Some(side) = &mut self.reader {
+            side.conn.on_ready(readiness, &mut side.events);
             self.drive_reader();
         }
     }
 
     fn before_poll(&mut self) -> Option<Instant> {
-        self.running = true;
-        if let Some(why) = self.refused.take() {
-            log::error!("Redis at {}: {why}", self.hub.addr);
+        // Until the loop serves, a refusal is `ready`'s to report, and
+        // threads' publishes wait.
+        if self.started {
+            if let Some(why) = self.take_refusal() {
+                log::error!("Redis at {}: {why}", self.hub.addr);
+            }
+            self.send_unsent();
         }
-        self.flush_all()
+        let deadline = self.flush_all();
+        // Answers given meanwhile (a publish refused at once, a connection
+        // lost as it was written) are taken now, not at the next wake-up.
+        if self.writer.has_answers() {
+            Some(Instant::now())
+        } else {
+            deadline
+        }
     }
 
     fn on_deadline(&mut self, now: Instant) {
-        self.writer.on_deadline(now, &mut self.writer_events);
-        self.drive_writer();
-        let mut read = false;
-        if let Some(reader) = &mut self.reader {
-            reader.conn.on_deadline(now, &mut reader.events);
-            if reader.paused_until.is_some_and(|at| at <= now) {
-                reader.paused_until = None;
-                read = true;
-            }
+        self.writer.on_deadline(now, &self.hub);
+        let Some(side) = &mut self.reader else {
+            return;
+        };
+        side.conn.on_deadline(now, &mut side.events);
+        let resume = side.paused_until.is_some_and(|at| at <= now);
+        if resume {
+            side.paused_until = None;
+            let after = side.reader.position();
+            side.carry_out(
+                Step::Read { after },
+                &self.hub,
+                self.index,
+                &mut self.refused,
+            );
         }
         self.drive_reader();
-        if read {
-            self.send_read();
-        }
     }
 }
 
@@ -991,122 +589,5 @@ impl std::fmt::Debug for RedisBus {
             .field("writer", &self.writer)
             .field("reader", &self.reader.as_ref().map(|r| &r.conn))
             .finish_non_exhaustive()
-    }
-}
-
-/// The sequence part of a stream id `0-<seq>`.
-fn stream_seq(id: &[u8]) -> Option<u64> {
-    let digits = id.strip_prefix(b"0-")?;
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// An epoch as this crate draws them: 12 hex digits.
-fn valid_run(run: &str) -> bool {
-    run.len() == 12 && run.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// What an entry holds: its epoch, its data, type and topics. What
-/// another writer may have put there is taken as far as it is valid: a
-/// type or topic an HTTP publish could not have named is left out.
-type Fields = (Option<String>, String, Option<String>, Arc<[Box<str>]>);
-
-fn event_fields(fields: Vec<Value>) -> Fields {
-    let mut epoch = None;
-    let mut data = String::new();
-    let mut event_type = None;
-    let mut topics: Vec<Box<str>> = Vec::new();
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        let (Some(name), Some(value)) = (name.bytes(), value.bytes()) else {
-            continue;
-        };
-        let value = String::from_utf8_lossy(value);
-        match name {
-            b"epoch" => epoch = Some(value.into_owned()),
-            b"data" => data = value.into_owned(),
-            b"event" if valid_event_type(&value) && !value.is_empty() => {
-                event_type = Some(value.into_owned());
-            }
-            b"topics" => {
-                topics = value
-                    .split('\n')
-                    .filter(|t| valid_topic(t))
-                    .map(Box::from)
-                    .collect();
-            }
-            _ => {}
-        }
-    }
-    (epoch, data, event_type, topics.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redis_busy_is_tried_again_a_wrong_setup_is_not() {
-        for busy in [
-            &b"LOADING Redis is loading the dataset in memory"[..],
-            b"BUSY Redis is busy running a script",
-            b"MASTERDOWN Link with MASTER is down",
-        ] {
-            assert!(conn::is_transient(busy));
-        }
-        for wrong in [
-            &b"WRONGPASS invalid username-password pair"[..],
-            b"NOAUTH Authentication required.",
-            b"WRONGTYPE Operation against a key holding the wrong kind of value",
-            b"SSELOOP-FOREIGN k holds entries sseloop did not add",
-        ] {
-            assert!(!conn::is_transient(wrong));
-        }
-    }
-
-    #[test]
-    fn stream_ids_carry_the_sequence() {
-        assert_eq!(stream_seq(b"0-1"), Some(1));
-        assert_eq!(stream_seq(b"0-18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            &b"1-1"[..],
-            b"0-",
-            b"0-x",
-            b"0-1-2",
-            b"",
-            b"0-18446744073709551616",
-        ] {
-            assert_eq!(stream_seq(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn entry_fields_are_taken_as_far_as_they_are_valid() {
-        let bulk = |s: &str| Value::Bulk(s.as_bytes().to_vec());
-        let (epoch, data, event_type, topics) = event_fields(vec![
-            bulk("epoch"),
-            bulk("0123456789ab"),
-            bulk("data"),
-            bulk("a\nb"),
-            bulk("event"),
-            bulk("progress"),
-            bulk("topics"),
-            bulk("job\n\nother"),
-        ]);
-        assert_eq!(epoch.as_deref(), Some("0123456789ab"));
-        assert_eq!(data, "a\nb");
-        assert_eq!(event_type.as_deref(), Some("progress"));
-        assert_eq!(&*topics, &[Box::from("job"), Box::from("other")]);
-        let (epoch, data, event_type, topics) = event_fields(vec![
-            bulk("event"),
-            bulk("bad\rtype"),
-            Value::Integer(3),
-            bulk("ignored"),
-            bulk("data"),
-        ]);
-        assert_eq!((epoch, data.as_str(), event_type), (None, "", None));
-        assert!(topics.is_empty());
     }
 }

@@ -1,0 +1,375 @@
+//! Redis's replies, decoded into what a node acts on: the epoch check's
+//! answer, a read's stream entries, a publish's stored entry, the loaded
+//! script. Pure: values in, decisions' inputs out.
+//!
+//! A stream entry another writer may have added is taken as far as it is
+//! valid: a type or topic an HTTP publish could not have named is left
+//! out, and an entry that is not an event at all is told apart, so that
+//! no entry, whatever it holds, stops the reader.
+
+use std::sync::Arc;
+
+use super::conn;
+use crate::bus::id::Run;
+use crate::bus::resp::Value;
+use crate::sse::{valid_event_type, valid_topic};
+
+/// The sequence part of a stream id `0-<seq>`.
+pub fn stream_seq(id: &[u8]) -> Option<u64> {
+    let digits = id.strip_prefix(b"0-")?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The stream id of entry `seq`.
+pub fn stream_id(seq: u64) -> String {
+    format!("0-{seq}")
+}
+
+/// One stream entry, as an event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its place in the stream.
+    pub seq: u64,
+    /// The epoch it was added in (`None`: not named, or not one).
+    pub epoch: Option<Run>,
+    /// Its data.
+    pub data: String,
+    /// Its type, when valid.
+    pub event_type: Option<String>,
+    /// Its valid topics.
+    pub topics: Arc<[Box<str>]>,
+}
+
+/// What the epoch check ([`super::scripts::SYNC_SCRIPT`]) answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Synced {
+    /// The epoch, and the stream's last sequence number.
+    Epoch {
+        /// The epoch's run.
+        run: Run,
+        /// The last entry's sequence number (0: none).
+        last: u64,
+    },
+    /// An error or a reply of another shape.
+    Failed {
+        /// What Redis said.
+        why: String,
+        /// Redis cannot serve now but will (see [`conn::is_transient`]).
+        transient: bool,
+    },
+}
+
+/// Decodes the epoch check's answer.
+pub fn synced(value: Value) -> Synced {
+    if let Value::Array(items) = &value
+        && let [Value::Bulk(run), Value::Integer(last)] = &items[..]
+        && let (Some(run), Ok(last)) = (Run::parse(run), u64::try_from(*last))
+    {
+        return Synced::Epoch { run, last };
+    }
+    match value.error() {
+        Some(e) => Synced::Failed {
+            why: String::from_utf8_lossy(e).into_owned(),
+            transient: conn::is_transient(e),
+        },
+        None => Synced::Failed {
+            why: format!("unexpected answer to the epoch check: {value:?}"),
+            transient: false,
+        },
+    }
+}
+
+/// What a read (`XREAD`) answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// The entries after the one asked from, in order; `None` for one that
+    /// is not an event.
+    Entries(Vec<Option<Entry>>),
+    /// Nothing came for the whole block.
+    Idle,
+    /// An error, or a reply of another shape.
+    Failed(String),
+}
+
+/// Decodes a read's answer: the entries of its one stream.
+pub fn read(value: Value) -> Read {
+    match value {
+        Value::Nil => Read::Idle,
+        Value::Array(streams) => {
+            let entries = streams
+                .into_iter()
+                .next()
+                .and_then(Value::into_array)
+                .and_then(|stream| stream.into_iter().nth(1))
+                .and_then(Value::into_array)
+                .unwrap_or_default();
+            Read::Entries(entries.into_iter().map(entry).collect())
+        }
+        Value::Error(e) => Read::Failed(format!("read: {}", String::from_utf8_lossy(&e))),
+        other => Read::Failed(format!("unexpected answer to a read: {other:?}")),
+    }
+}
+
+/// One entry `[id, [field, value, …]]`, if it is an event.
+fn entry(value: Value) -> Option<Entry> {
+    let [id, fields] = <[Value; 2]>::try_from(value.into_array()?).ok()?;
+    let seq = stream_seq(id.bytes()?)?;
+    let mut entry = Entry {
+        seq,
+        epoch: None,
+        data: String::new(),
+        event_type: None,
+        topics: Arc::from([]),
+    };
+    let mut fields = fields.into_array()?.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        let (Some(name), Some(value)) = (name.bytes(), value.bytes()) else {
+            continue;
+        };
+        match name {
+            b"epoch" => entry.epoch = Run::parse(value),
+            b"data" => entry.data = String::from_utf8_lossy(value).into_owned(),
+            b"event" => {
+                let value = String::from_utf8_lossy(value);
+                if valid_event_type(&value) && !value.is_empty() {
+                    entry.event_type = Some(value.into_owned());
+                }
+            }
+            b"topics" => {
+                entry.topics = String::from_utf8_lossy(value)
+                    .split('\n')
+                    .filter(|t| valid_topic(t))
+                    .map(Box::from)
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    Some(entry)
+}
+
+/// What a publish ([`super::scripts::PUBLISH_SCRIPT`]) answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Added as this entry.
+    At(u64),
+    /// Not added: the script's own refusal (the epoch changed, the stream
+    /// lost events: expected while Redis recovers) or Redis's.
+    Refused {
+        /// What Redis said.
+        why: String,
+        /// The script's own refusal.
+        expected: bool,
+    },
+    /// Redis no longer has the script (flushed): the connection loads it
+    /// again when it reconnects.
+    ScriptGone,
+    /// A reply of another shape.
+    Unexpected(String),
+}
+
+/// Decodes a publish's answer.
+pub fn stored(value: &Value) -> Stored {
+    match value {
+        Value::Bulk(id) => match stream_seq(id) {
+            Some(seq) => Stored::At(seq),
+            None => Stored::Unexpected(format!("an entry id {:?}", String::from_utf8_lossy(id))),
+        },
+        Value::Error(e) if e.starts_with(b"NOSCRIPT") => Stored::ScriptGone,
+        Value::Error(e) => Stored::Refused {
+            why: String::from_utf8_lossy(e).into_owned(),
+            expected: e.starts_with(b"SSELOOP-"),
+        },
+        other => Stored::Unexpected(format!("{other:?}")),
+    }
+}
+
+/// Decodes `SCRIPT LOAD`'s answer: the script's SHA, or why not and
+/// whether trying again may help.
+pub fn loaded(value: Value) -> Result<Vec<u8>, (String, bool)> {
+    match value {
+        Value::Bulk(sha) => Ok(sha),
+        other => Err((
+            format!("cannot load the publish script: {other:?}"),
+            other.error().is_some_and(conn::is_transient),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::Bulk(s.as_bytes().to_vec())
+    }
+
+    fn run(text: &str) -> Run {
+        Run::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn stream_ids_carry_the_sequence() {
+        assert_eq!(stream_seq(b"0-1"), Some(1));
+        assert_eq!(stream_seq(b"0-18446744073709551615"), Some(u64::MAX));
+        assert_eq!(stream_seq(stream_id(42).as_bytes()), Some(42));
+        for bad in [
+            &b"1-1"[..],
+            b"0-",
+            b"0-x",
+            b"0-1-2",
+            b"",
+            b"0-18446744073709551616",
+        ] {
+            assert_eq!(stream_seq(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn entry_fields_are_taken_as_far_as_they_are_valid() {
+        let full = Value::Array(vec![
+            bulk("0-7"),
+            Value::Array(vec![
+                bulk("epoch"),
+                bulk("0123456789ab"),
+                bulk("data"),
+                bulk("a\nb"),
+                bulk("event"),
+                bulk("progress"),
+                bulk("topics"),
+                bulk("job\n\nother"),
+            ]),
+        ]);
+        assert_eq!(
+            entry(full),
+            Some(Entry {
+                seq: 7,
+                epoch: Some(run("0123456789ab")),
+                data: "a\nb".into(),
+                event_type: Some("progress".into()),
+                topics: Arc::from([Box::from("job"), Box::from("other")]),
+            })
+        );
+        let odd = Value::Array(vec![
+            bulk("0-8"),
+            Value::Array(vec![
+                bulk("event"),
+                bulk("bad\rtype"),
+                Value::Integer(3),
+                bulk("ignored"),
+                bulk("epoch"),
+                bulk("not-an-epoch"),
+                bulk("data"),
+            ]),
+        ]);
+        let odd = entry(odd).unwrap();
+        assert_eq!(
+            (odd.epoch, odd.data.as_str(), odd.event_type),
+            (None, "", None)
+        );
+        assert!(odd.topics.is_empty());
+    }
+
+    #[test]
+    fn what_is_not_an_event_is_told_apart() {
+        for value in [
+            bulk("0-1"),
+            Value::Array(vec![bulk("0-1")]),
+            Value::Array(vec![bulk("1-1"), Value::Array(vec![])]),
+            Value::Array(vec![bulk("0-1"), bulk("fields")]),
+        ] {
+            assert_eq!(entry(value.clone()), None, "{value:?}");
+        }
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("sseloop:events"),
+            Value::Array(vec![
+                bulk("junk"),
+                Value::Array(vec![bulk("0-2"), Value::Array(vec![])]),
+            ]),
+        ])]);
+        let Read::Entries(entries) = read(reply) else {
+            panic!("entries");
+        };
+        assert_eq!(entries.len(), 2);
+        assert!(entries[0].is_none() && entries[1].as_ref().is_some_and(|e| e.seq == 2));
+        assert_eq!(read(Value::Nil), Read::Idle);
+        assert!(matches!(read(Value::Integer(1)), Read::Failed(_)));
+        assert!(
+            matches!(read(Value::Error(b"ERR x".to_vec())), Read::Failed(why) if why == "read: ERR x")
+        );
+    }
+
+    #[test]
+    fn the_epoch_check_answers_an_epoch_or_why_not() {
+        let ok = Value::Array(vec![bulk("0123456789ab"), Value::Integer(5)]);
+        assert_eq!(
+            synced(ok),
+            Synced::Epoch {
+                run: run("0123456789ab"),
+                last: 5
+            }
+        );
+        let busy = synced(Value::Error(b"LOADING Redis is loading".to_vec()));
+        assert!(matches!(
+            busy,
+            Synced::Failed {
+                transient: true,
+                ..
+            }
+        ));
+        let foreign = synced(Value::Error(b"SSELOOP-FOREIGN k holds entries".to_vec()));
+        assert!(matches!(
+            foreign,
+            Synced::Failed {
+                transient: false,
+                ..
+            }
+        ));
+        for odd in [
+            Value::Array(vec![bulk("short"), Value::Integer(5)]),
+            Value::Array(vec![bulk("0123456789ab"), Value::Integer(-1)]),
+            Value::Nil,
+        ] {
+            assert!(matches!(
+                synced(odd),
+                Synced::Failed {
+                    transient: false,
+                    ..
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_publish_answers_its_entry_or_why_not() {
+        assert_eq!(stored(&bulk("0-9")), Stored::At(9));
+        assert_eq!(
+            stored(&Value::Error(b"NOSCRIPT No matching script".to_vec())),
+            Stored::ScriptGone
+        );
+        assert!(matches!(
+            stored(&Value::Error(
+                b"SSELOOP-EPOCH the epoch has changed".to_vec()
+            )),
+            Stored::Refused { expected: true, .. }
+        ));
+        assert!(matches!(
+            stored(&Value::Error(b"OOM command not allowed".to_vec())),
+            Stored::Refused {
+                expected: false,
+                ..
+            }
+        ));
+        assert!(matches!(stored(&bulk("1-1")), Stored::Unexpected(_)));
+        assert!(matches!(stored(&Value::Integer(1)), Stored::Unexpected(_)));
+        assert_eq!(loaded(bulk("abc")), Ok(b"abc".to_vec()));
+        assert!(matches!(
+            loaded(Value::Error(b"BUSY".to_vec())),
+            Err((_, true))
+        ));
+        assert!(matches!(loaded(Value::Nil), Err((_, false))));
+    }
+}
