@@ -1,0 +1,10 @@
+//! The Mercure hub (draft-dunglas-mercure-08): the pure parts of
+//! `/.well-known/mercure`, free of sockets, the loop and the bus.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `chars` | the draft's character rule: no C0, C1, DEL or `Cf` (Unicode 17.0.0 table) |
+//! | `form` | `application/x-www-form-urlencoded` parsing (WHATWG URL), UTF-8 or an error |
+
+pub mod chars;
+pub mod form;
