@@ -6,9 +6,11 @@
 //! | `chars` | the draft's character rule: no C0, C1, DEL or `Cf` (Unicode 17.0.0 table) |
 //! | `form` | `application/x-www-form-urlencoded` parsing (WHATWG URL), UTF-8 or an error |
 //! | `url`, `url_parser`, `host` | the WHATWG URL parser: topics and patterns resolved against the hub URL; the reserved hub namespace |
+//! | `urlpattern` | WHATWG URL Pattern: constructor strings, components, an automaton per component (no backtracking) |
 
 pub mod chars;
 pub mod form;
 pub mod host;
 pub mod url;
 mod url_parser;
+pub mod urlpattern;
