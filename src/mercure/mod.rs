@@ -7,10 +7,16 @@
 //! | `form` | `application/x-www-form-urlencoded` parsing (WHATWG URL), UTF-8 or an error |
 //! | `url`, `url_parser`, `host` | the WHATWG URL parser: topics and patterns resolved against the hub URL; the reserved hub namespace |
 //! | `urlpattern` | WHATWG URL Pattern: constructor strings, components, an automaton per component (no backtracking) |
+//! | `matcher` | topic matchers (`*`, exact, URL pattern), patterns interned per loop, one event's topics with a memo |
+//! | `index` | per loop: the wildcard and URL-pattern subscribers, each distinct pattern once, with a small cache |
+//! | `selector` | the subscribe query (and `QUERY` body): `match`, `match_exact`, `match_urlpattern`, `last_event_id` |
 
 pub mod chars;
 pub mod form;
 pub mod host;
+pub mod index;
+pub mod matcher;
+pub mod selector;
 pub mod url;
 mod url_parser;
 pub mod urlpattern;
