@@ -127,6 +127,15 @@ impl Matcher {
             Matcher::Pattern(p) => event.matches(p),
         }
     }
+
+    /// Whether it matches the event's topic `i`.
+    pub fn matches_at(&self, event: &mut EventTopics<'_>, i: usize) -> bool {
+        match self {
+            Matcher::Any => true,
+            Matcher::Exact(topic) => event.topics().get(i).is_some_and(|t| **t == **topic),
+            Matcher::Pattern(p) => i < event.topics().len() && event.matches_topic(p, i),
+        }
+    }
 }
 
 /// The URL patterns compiled on one loop, by their text: a pattern many

@@ -10,13 +10,19 @@
 //! | `matcher` | topic matchers (`*`, exact, URL pattern), patterns interned per loop, one event's topics with a memo |
 //! | `index` | per loop: the wildcard and URL-pattern subscribers, each distinct pattern once, with a small cache |
 //! | `selector` | the subscribe query (and `QUERY` body): `match`, `match_exact`, `match_urlpattern`, `last_event_id` |
+//! | `publish` | the form publish → an `Update`, with every 400 and 413 of the draft |
+//! | `token` | a verified token's header and claims → grants (RFC 9068, `authorization_details`, the old `mercure` claim) |
+//! | `bearer` | token carriers (header, then cookie) and RFC 6750 answers (`WWW-Authenticate`) |
 
+pub mod bearer;
 pub mod chars;
 pub mod form;
 pub mod host;
 pub mod index;
 pub mod matcher;
+pub mod publish;
 pub mod selector;
+pub mod token;
 pub mod url;
 mod url_parser;
 pub mod urlpattern;
