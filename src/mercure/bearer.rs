@@ -18,8 +18,10 @@
 //!
 //! A token from a cookie must not authorize a cross-site `POST`: the
 //! caller checks `Origin` (or `Referer`) before it uses a token whose
-//! carrier is [`Carrier::Cookie`] for a publish, and refuses the request
-//! when neither header is there (the draft's CSRF rule).
+//! carrier is [`Carrier::Cookie`] for a publish, and answers
+//! [`AuthError::InvalidRequest`] when neither header is there or the
+//! origin is not allowed (the draft's CSRF rule; the reference hub's
+//! answer).
 
 use std::fmt;
 

@@ -11,8 +11,6 @@
 //! IDNA-canonical (Punycode) hosts and are not affected unless they use
 //! `xn--` labels, which only match `*` hostnames.
 
-use std::fmt::Write;
-
 /// A parsed host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -38,10 +36,21 @@ impl Host {
             Host::Domain(d) | Host::Opaque(d) => d.clone(),
             Host::Empty => String::new(),
             Host::Ipv4(a) => {
-                let b = a.to_be_bytes();
-                format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3])
+                let mut out = String::with_capacity(15);
+                for (i, b) in a.to_be_bytes().iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    push_number(&mut out, u32::from(*b), 10);
+                }
+                out
             }
-            Host::Ipv6(pieces) => format!("[{}]", ipv6_serialize(pieces)),
+            Host::Ipv6(pieces) => {
+                let mut out = String::from("[");
+                ipv6_serialize(pieces, &mut out);
+                out.push(']');
+                out
+            }
             Host::Unsupported => return None,
         })
     }
@@ -314,7 +323,15 @@ fn ipv6_parse(input: &str) -> Result<[u16; 8], InvalidHost> {
     Ok(address)
 }
 
-fn ipv6_serialize(pieces: &[u16; 8]) -> String {
+/// Pushes `n` in `radix` (10 or 16, lower-case), without leading zeros.
+fn push_number(out: &mut String, n: u32, radix: u32) {
+    if n >= radix {
+        push_number(out, n / radix, radix);
+    }
+    out.push(char::from_digit(n % radix, radix).unwrap_or('0'));
+}
+
+fn ipv6_serialize(pieces: &[u16; 8], out: &mut String) {
     // The first longest run of two or more zero pieces becomes `::`.
     let (mut best, mut best_len) = (None, 1);
     let mut i = 0;
@@ -325,7 +342,6 @@ fn ipv6_serialize(pieces: &[u16; 8]) -> String {
         }
         i += run.max(1);
     }
-    let mut out = String::new();
     let mut i = 0;
     while i < 8 {
         if Some(i) == best {
@@ -333,13 +349,12 @@ fn ipv6_serialize(pieces: &[u16; 8]) -> String {
             i += best_len;
             continue;
         }
-        let _ = write!(out, "{:x}", pieces[i]);
+        push_number(out, u32::from(pieces[i]), 16);
         if i != 7 {
             out.push(':');
         }
         i += 1;
     }
-    out
 }
 
 #[cfg(test)]

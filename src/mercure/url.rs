@@ -1,6 +1,6 @@
 //! Enough of the WHATWG URL standard's basic URL parser for the draft: a
 //! topic or a relative URL pattern is resolved against the hub's URL "using
-//! the URL parser of [URL]", and a publish is refused when the resolved
+//! the URL parser of \[URL\]", and a publish is refused when the resolved
 //! path lies in the hub's reserved namespace.
 //!
 //! What is implemented: the whole state machine for special schemes
@@ -94,12 +94,20 @@ impl Set {
 pub fn encode_char(out: &mut String, c: char, set: Set) {
     if set.contains(c) {
         let mut buf = [0; 4];
-        for b in c.encode_utf8(&mut buf).bytes() {
-            out.push_str(&format!("%{b:02X}"));
+        for &b in c.encode_utf8(&mut buf).as_bytes() {
+            push_escape(out, b);
         }
     } else {
         out.push(c);
     }
+}
+
+/// Pushes `%XX` for `b`, upper-case hex (what the standard writes).
+pub fn push_escape(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 15)]));
 }
 
 /// UTF-8 percent-encodes `s` with `set`.
@@ -209,7 +217,8 @@ impl Url {
 
     /// The whole URL, serialized (`href`); `None` when its host cannot be.
     pub fn serialize(&self) -> Option<String> {
-        let mut out = format!("{}:", self.scheme);
+        let mut out = self.scheme.clone();
+        out.push(':');
         if let Some(host) = &self.host {
             out.push_str("//");
             if !self.username.is_empty() || !self.password.is_empty() {
@@ -222,7 +231,8 @@ impl Url {
             }
             out.push_str(&host.serialize()?);
             if let Some(port) = self.port {
-                out.push_str(&format!(":{port}"));
+                out.push(':');
+                out.push_str(&port.to_string());
             }
         } else if let Path::List(segments) = &self.path
             && segments.len() > 1
@@ -262,13 +272,21 @@ impl Url {
 
 /// The parser's handle on every field of a [`Url`] it builds.
 pub(super) struct UrlParts<'a> {
+    /// The scheme.
     pub scheme: &'a mut String,
+    /// The username.
     pub username: &'a mut String,
+    /// The password.
     pub password: &'a mut String,
+    /// The host.
     pub host: &'a mut Option<Host>,
+    /// The port.
     pub port: &'a mut Option<u16>,
+    /// The path.
     pub path: &'a mut Path,
+    /// The query.
     pub query: &'a mut Option<String>,
+    /// The fragment.
     pub fragment: &'a mut Option<String>,
 }
 

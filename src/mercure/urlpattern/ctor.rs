@@ -10,13 +10,21 @@ use super::parts::{Kind, Policy, Token, tokenize};
 /// not given, a wildcard unless a base fills it in).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Init {
+    /// The protocol's pattern string.
     pub protocol: Option<String>,
+    /// The username's.
     pub username: Option<String>,
+    /// The password's.
     pub password: Option<String>,
+    /// The hostname's.
     pub hostname: Option<String>,
+    /// The port's.
     pub port: Option<String>,
+    /// The pathname's.
     pub pathname: Option<String>,
+    /// The search's.
     pub search: Option<String>,
+    /// The hash's.
     pub hash: Option<String>,
 }
 

@@ -162,15 +162,11 @@ pub struct UrlPattern {
 /// once and match it against many patterns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicUrl {
-    protocol: String,
-    username: String,
-    password: String,
+    url: Url,
     /// `None`: a host the URL parser cannot serialize (IDNA).
     hostname: Option<String>,
     port: String,
     pathname: String,
-    search: String,
-    hash: String,
 }
 
 impl TopicUrl {
@@ -179,14 +175,10 @@ impl TopicUrl {
     pub fn parse(topic: &str, base: &Url) -> Option<TopicUrl> {
         let url = Url::parse(topic, Some(base)).ok()?;
         Some(TopicUrl {
-            protocol: url.scheme().to_string(),
-            username: url.username().to_string(),
-            password: url.password().to_string(),
             hostname: url.hostname(),
             port: url.port().map(|p| p.to_string()).unwrap_or_default(),
             pathname: url.pathname(),
-            search: url.query().unwrap_or_default().to_string(),
-            hash: url.fragment().unwrap_or_default().to_string(),
+            url,
         })
     }
 }
@@ -301,13 +293,14 @@ impl UrlPattern {
             Some(h) => self.hostname.matches(h, steps),
             None => self.hostname == Component::Any,
         };
-        host && self.protocol.matches(&topic.protocol, steps)
+        let url = &topic.url;
+        host && self.protocol.matches(url.scheme(), steps)
             && self.port.matches(&topic.port, steps)
-            && self.username.matches(&topic.username, steps)
-            && self.password.matches(&topic.password, steps)
+            && self.username.matches(url.username(), steps)
+            && self.password.matches(url.password(), steps)
             && self.pathname.matches(&topic.pathname, steps)
-            && self.search.matches(&topic.search, steps)
-            && self.hash.matches(&topic.hash, steps)
+            && self.search.matches(url.query().unwrap_or_default(), steps)
+            && self.hash.matches(url.fragment().unwrap_or_default(), steps)
     }
 
     /// Parses `topic` against `base` and matches it.

@@ -38,8 +38,11 @@ pub enum Kind {
 /// A token: its kind, where it starts (in characters) and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
+    /// What it is.
     pub kind: Kind,
+    /// Where it starts, in characters.
     pub index: usize,
+    /// Its text (without the syntax around it).
     pub value: String,
 }
 
@@ -47,7 +50,9 @@ pub struct Token {
 /// constructor string: errors become `InvalidChar` tokens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
+    /// Errors are errors.
     Strict,
+    /// Errors become `InvalidChar` tokens.
     Lenient,
 }
 
@@ -60,44 +65,28 @@ pub fn tokenize(input: &[char], policy: Policy) -> Result<Vec<Token>, PatternErr
     let n = input.len();
     let mut tokens = Vec::new();
     let mut index = 0;
-    let text = |a: usize, b: usize| input[a..b].iter().collect::<String>();
-    // Adds a token of `kind` for input[value..next] and moves on to `next`.
-    macro_rules! add {
-        ($kind:expr, $next:expr, $value:expr) => {{
-            tokens.push(Token {
-                kind: $kind,
-                index,
-                value: text($value, $next),
-            });
-            index = $next;
-        }};
-    }
-    macro_rules! error {
-        ($next:expr, $value:expr) => {{
-            if policy == Policy::Strict {
-                return Err(PatternError::Invalid("a character out of place"));
-            }
-            add!(Kind::InvalidChar, $next, $value);
-        }};
-    }
+    // Adds a token of `kind` whose text is input[value..value_end] and
+    // moves on to `next`.
+    let add = |tokens: &mut Vec<Token>, index: &mut usize, kind, value: usize, value_end, next| {
+        tokens.push(Token {
+            kind,
+            index: *index,
+            value: input[value..value_end].iter().collect(),
+        });
+        *index = next;
+    };
     while index < n {
         let c = input[index];
         let next = index + 1;
-        match c {
-            '*' => add!(Kind::Asterisk, next, index),
-            '+' | '?' => add!(Kind::OtherModifier, next, index),
-            '\\' if index == n - 1 => error!(next, index),
-            '\\' => tokens.push({
-                let t = Token {
-                    kind: Kind::EscapedChar,
-                    index,
-                    value: input[next].to_string(),
-                };
-                index = next + 1;
-                t
-            }),
-            '{' => add!(Kind::Open, next, index),
-            '}' => add!(Kind::Close, next, index),
+        // (kind, value start, value end, next) of the token here; an
+        // error is an invalid-char token in the lenient policy.
+        let (kind, value, value_end, next) = match c {
+            '*' => (Kind::Asterisk, index, next, next),
+            '+' | '?' => (Kind::OtherModifier, index, next, next),
+            '\\' if index == n - 1 => (Kind::InvalidChar, index, next, next),
+            '\\' => (Kind::EscapedChar, next, next + 1, next + 1),
+            '{' => (Kind::Open, index, next, next),
+            '}' => (Kind::Close, index, next, next),
             ':' => {
                 let start = next;
                 let mut pos = start;
@@ -110,30 +99,23 @@ pub fn tokenize(input: &[char], policy: Policy) -> Result<Vec<Token>, PatternErr
                     ));
                 }
                 if pos == start {
-                    error!(start, index);
+                    (Kind::InvalidChar, index, start, start)
                 } else {
-                    add!(Kind::Name, pos, start);
+                    (Kind::Name, start, pos, pos)
                 }
             }
             '(' => match regexp_end(input, next) {
-                Some(end) => {
-                    tokens.push(Token {
-                        kind: Kind::Regexp,
-                        index,
-                        value: text(next, end - 1),
-                    });
-                    index = end;
-                }
-                None => error!(next, index),
+                Some(end) => (Kind::Regexp, next, end - 1, end),
+                None => (Kind::InvalidChar, index, next, next),
             },
-            _ => add!(Kind::Char, next, index),
+            _ => (Kind::Char, index, next, next),
+        };
+        if kind == Kind::InvalidChar && policy == Policy::Strict {
+            return Err(PatternError::Invalid("a character out of place"));
         }
+        add(&mut tokens, &mut index, kind, value, value_end, next);
     }
-    tokens.push(Token {
-        kind: Kind::End,
-        index,
-        value: String::new(),
-    });
+    add(&mut tokens, &mut index, Kind::End, n, n, n);
     Ok(tokens)
 }
 
@@ -189,9 +171,13 @@ pub enum PartKind {
 /// A part's modifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Modifier {
+    /// Exactly once.
     None,
+    /// `?`
     Optional,
+    /// `*`
     ZeroOrMore,
+    /// `+`
     OneOrMore,
 }
 
@@ -199,17 +185,24 @@ pub enum Modifier {
 /// modifier. Text is already canonicalized (the encoding callback ran).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Part {
+    /// Fixed text or a group.
     pub kind: PartKind,
+    /// The fixed text (empty for a group).
     pub value: String,
+    /// How many times it may occur.
     pub modifier: Modifier,
+    /// A group's fixed prefix.
     pub prefix: String,
+    /// A group's fixed suffix.
     pub suffix: String,
 }
 
 /// A component's options: the segment delimiter and the automatic prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
+    /// What a `:name` group stops at.
     pub delimiter: Option<char>,
+    /// The character a group takes as its automatic prefix.
     pub prefix: Option<char>,
 }
 
