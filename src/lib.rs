@@ -100,35 +100,36 @@
 //!
 //! # Layout
 //!
-//! Dependencies point down the table: the reactor uses everything below
-//! it; `conn` never sees the poll, the slab or the bus; `config` uses
-//! nothing of the crate, and the pure `sse`, `http` and `auth` little more
-//! (`http` asks `auth` about tokens).
+//! Dependencies point down the table and never form a cycle: the reactor
+//! uses everything below it; `conn` never sees the poll, the slab or the
+//! bus's sockets; `app` decides who may publish and subscribe from what
+//! `http` parsed; `config` uses only the pure `sse`, `http` and `auth`, and
+//! `sse`, `auth`, `net`, `timers` and `topics` use nothing of the crate.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `server` | [`Server`]: binding, putting the hub and loops together, safe defaults |
 //! | `process` | `Shared`: what the loops and handles of one process share (the hub's door, each loop's counters, the connection limit) |
 //! | `publisher` | [`Publisher`]: other threads' handle: publish through the hub's door, shut down, counters |
-//! | `reactor` | the poll loop: poll, listener, slab, budgets, flush lists; `serve`: carrying out requests, fan-out, replay |
-//! | `app` | what to answer: request + context → action (pure) |
+//! | `reactor` | the poll loop: poll, slab, deadlines; `books`: what it owes (flush lists, backlogs), replays and their budget, polls, the listener, the shutdown; `sockets`: accept, read, flush; `serve`: carrying out requests, fan-out, replay |
+//! | `app` | what to answer: request + context → action, and who may publish and subscribe (pure) |
 //! | `auth` | private topics: HS256 JWTs → grants, who may subscribe to, receive and publish what (pure) |
-//! | `conn` | one connection: its states as enum variants that own their data; `queue`: the write queue of shared frames |
+//! | `conn` | one connection over a `net::Transport` (a socket, or an in-memory stream in its tests): its states as enum variants that own their data (`requests`, `stream`); `queue`: the write queue of shared frames |
 //! | `topics` | per loop: topic → connections |
 //! | `bus` | the seam: `Hub`, the one door every publish goes through, in front of a `Sequencer`; `Bus`, a loop's receiving side; `id`: event ids, epochs, placing a `Last-Event-ID`, `reset`s; `inbox`: every loop's inbox; `history`: a loop's copy of the history; `local`: the in-process sequencer and bus; `resp`: the Redis protocol (pure) |
 //! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll |
 //! | `sentinel` | the cluster's Redis found through Sentinel: the `redis+sentinel://` URL (`url`), the discovery and failover state machine, replies read (pure; the Redis bus takes it into use) |
-//! | `publisher` | [`Publisher`]: the door from other threads |
+//! | `mercure` | the Mercure protocol's pieces (pure): form parsing, the character rule, URLs and URL Patterns, matchers and their per-loop index, the subscribe query, the form publish, tokens and their carriers |
 //! | `timers` | the deadline set and the heartbeat grid |
-//! | `net` | every `io::ErrorKind` decision; the listeners |
+//! | `net` | every `io::ErrorKind` decision; `Transport`, what a connection reads and writes through; the listeners |
 //! | `request` | input bytes → requests: the head/body state machine (pure) |
 //! | `http` | heads, routing, chunked bodies, responses (pure) |
 //! | `sse` | [`Event`] and its wire encoding (pure) |
 //! | `metrics` | [`Stats`] and the `/metrics` text |
-//! | `config` | [`Config`], its defaults as constants, duration and size values |
+//! | `config` | [`Config`], its defaults as constants, duration and size values, and `Config::validate`, the rules the binary and the library share |
 //! | `fdlimit` | raising the open-file limit |
 //!
-//! The `sseloop` binary (`src/main.rs`) adds the command line (`cli.rs`)
+//! The `sseloop` binary (`src/main.rs`) adds the command line (`cli/`)
 //! and the `--stdin` and `--demo` feeds (`feeds.rs`).
 //!
 //! # Example
