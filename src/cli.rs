@@ -45,6 +45,7 @@ pub const USAGE: &str = "\
 sseloop: a Server-Sent Events server on one poll loop
 
 usage: sseloop [OPTIONS]
+       sseloop lab LESSON [--addr ADDR] [--rate N] [--size SIZE] [--count N] [--cause | --fix]
 
   --listen ADDR           address to bind (default 127.0.0.1:8080; port 0 picks one)
   --heartbeat DUR         heartbeat to idle subscribers at least this often (default 20s; 0: off)
@@ -73,12 +74,116 @@ usage: sseloop [OPTIONS]
   --allow-host NAME       repeatable: answer requests for Host NAME (any port) besides the loopback names
   --insecure-open-publish allow a non-loopback --listen with no publish token
   --stdin [TOPIC]         publish each line of standard input (to TOPIC, or broadcast)
-  --demo                  simulate render jobs publishing progress on topic `demo`
+  --demo                  simulate render jobs publishing progress on topic `demo` (and --lab)
+  --lab                   serve the failure lab at /lab: each cause of late events, made for real
   --log-level LEVEL       error, warn, info, debug or trace (default info)
   --help, --version
 
 DUR: a number with ms, s or m (bare: seconds). SIZE: a number with B, KiB or MiB (bare: bytes).
+
+`sseloop lab LESSON` runs a lesson of the failure lab (unflushed, proxy, compression, heartbeat,
+nagle) with its cause, then with its fix, against the server at --addr (started with --lab) or
+one of its own, and prints each event's delay and a summary.
 ";
+
+/// What `sseloop lab LESSON` asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabCommand {
+    /// The server to run it on; `None`: one of its own.
+    pub addr: Option<std::net::SocketAddr>,
+    /// The lesson and its pace (`fix` is set per run).
+    pub options: sseloop::lab::Options,
+    /// Run with the cause, with the fix, or both (in that order).
+    pub runs: Vec<bool>,
+}
+
+/// Parses the arguments after `lab`.
+pub fn parse_lab<I, S>(args: I) -> Result<LabCommand, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut args = args.into_iter().map(Into::into);
+    let lessons = || {
+        let names: Vec<&str> = sseloop::lab::Lesson::ALL.iter().map(|l| l.name()).collect();
+        names.join(", ")
+    };
+    let lesson = match args.next() {
+        Some(help) if help == "--help" || help == "-h" => {
+            return Err(CliError::Help(USAGE.to_owned()));
+        }
+        Some(name) => sseloop::lab::Lesson::parse(&name).ok_or_else(|| {
+            CliError::Usage(format!(
+                "sseloop lab: no lesson {name:?}; the lessons: {}",
+                lessons()
+            ))
+        })?,
+        None => {
+            return Err(CliError::Usage(format!(
+                "sseloop lab: name a lesson: {}",
+                lessons()
+            )));
+        }
+    };
+    let mut command = LabCommand {
+        addr: None,
+        options: sseloop::lab::Options {
+            lesson,
+            fix: false,
+            rate: None,
+            size: None,
+            count: None,
+        },
+        runs: vec![false, true],
+    };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| usage(&name, "needs a value"))
+        };
+        match name.as_str() {
+            "--addr" => {
+                command.addr = Some(parsed(&name, &value()?, "an address like 127.0.0.1:8080")?)
+            }
+            "--rate" => {
+                let rate: f64 = parsed(&name, &value()?, "events per second, 0.1 to 50")?;
+                if !(0.1..=50.0).contains(&rate) {
+                    return Err(usage(&name, "takes events per second, 0.1 to 50"));
+                }
+                command.options.rate = Some(rate);
+            }
+            "--size" => {
+                let bytes = size(&name, &value()?)?;
+                if bytes > 16 << 10 {
+                    return Err(usage(&name, "takes at most 16KiB"));
+                }
+                command.options.size = Some(bytes);
+            }
+            "--count" => {
+                let count: u32 = parsed(&name, &value()?, "a number of events, 1 to 500")?;
+                if !(1..=500).contains(&count) {
+                    return Err(usage(&name, "takes a number of events, 1 to 500"));
+                }
+                command.options.count = Some(count);
+            }
+            "--cause" => command.runs = vec![false],
+            "--fix" => command.runs = vec![true],
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "sseloop lab: unknown option {arg:?} (see sseloop --help)"
+                )));
+            }
+        }
+    }
+    Ok(command)
+}
 
 /// Parses the arguments after the program name; `env_token` is the value
 /// of `SSELOOP_PUBLISH_TOKEN`, which `--publish-token` overrides.
@@ -136,6 +241,11 @@ where
             }
             "--demo" => {
                 demo = true;
+                config.lab = true;
+                continue;
+            }
+            "--lab" => {
+                config.lab = true;
                 continue;
             }
             "--stdin" => {
@@ -638,6 +748,46 @@ mod tests {
         assert!(err(&["--redis", "h:6379"]).contains("redis://"));
         assert!(err(&["--redis-key", "a b", "--redis", "redis://h"]).contains("--redis-key"));
         assert!(err(&["--redis-key", "k"]).contains("needs --redis"));
+    }
+
+    #[test]
+    fn the_lab_is_on_with_lab_or_demo() {
+        assert!(!ok(&[]).config.lab);
+        assert!(ok(&["--lab"]).config.lab);
+        assert!(ok(&["--demo"]).config.lab);
+    }
+
+    #[test]
+    fn the_lab_command_takes_a_lesson_and_its_pace() {
+        let c = parse_lab([
+            "proxy",
+            "--addr",
+            "127.0.0.1:9",
+            "--rate=20",
+            "--size",
+            "2KiB",
+            "--fix",
+        ])
+        .unwrap();
+        assert_eq!(c.addr, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(c.options.lesson, sseloop::lab::Lesson::Proxy);
+        assert_eq!(
+            (c.options.rate, c.options.size, c.options.count),
+            (Some(20.0), Some(2048), None)
+        );
+        assert_eq!(c.runs, [true]);
+        assert_eq!(parse_lab(["nagle"]).unwrap().runs, [false, true]);
+        let lab_err = |args: &[&str]| match parse_lab(args.iter().copied()) {
+            Err(CliError::Usage(line)) => line,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        assert!(lab_err(&[]).contains("unflushed, proxy, compression, heartbeat, nagle"));
+        assert!(lab_err(&["gzip"]).contains("no lesson \"gzip\""));
+        assert!(lab_err(&["proxy", "--rate", "500"]).contains("--rate"));
+        assert!(lab_err(&["proxy", "--size", "1MiB"]).contains("--size"));
+        assert!(lab_err(&["proxy", "--count", "0"]).contains("--count"));
+        assert!(lab_err(&["proxy", "--addr"]).contains("needs a value"));
+        assert!(lab_err(&["proxy", "--bogus"]).contains("--bogus"));
     }
 
     #[test]

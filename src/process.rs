@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     admitted: AtomicUsize,
     /// Connections accepted past the limit, waiting for their refusal.
     overflow: AtomicUsize,
+    /// With `--lab`: where loops hand lab streams over.
+    pub(crate) lab: Option<crate::lab::LabDoor>,
 }
 
 /// What a new connection is let in as.
@@ -49,6 +51,7 @@ impl Shared {
             published_by_threads: AtomicU64::new(0),
             admitted: AtomicUsize::new(0),
             overflow: AtomicUsize::new(0),
+            lab: None,
         }
     }
 

@@ -851,6 +851,12 @@ impl Conn {
         }
     }
 
+    /// A copy of the bytes not written yet (the answers owed to earlier
+    /// requests), for a connection handed over to the lab.
+    pub fn unsent(&self) -> Vec<u8> {
+        self.queue.peek(self.queue.len())
+    }
+
     /// Leaves the loop: what the loop must still undo.
     pub fn remove(self, now: Instant) -> Remains {
         let subscription = match self.state {

@@ -33,6 +33,7 @@ impl Reactor {
                 .access
                 .as_ref()
                 .map_or(0, |_| crate::auth::unix_now()),
+            lab: self.shared.lab.is_some(),
         }
     }
 
@@ -138,7 +139,34 @@ impl Reactor {
                 }
             }
             Action::Subscribe(start) => self.subscribe(key, start),
+            Action::Lab(request) => self.hand_over_to_lab(key, request),
         }
+    }
+
+    /// Gives connection `key` to the lab's thread: out of this loop's poll
+    /// and slab, not closed, still holding its place against
+    /// `--max-connections` until the lab closes it.
+    fn hand_over_to_lab(&mut self, key: usize, request: crate::lab::StreamRequest) {
+        let shared = std::sync::Arc::clone(&self.shared);
+        let Some(ticket) = shared.lab.as_ref().and_then(|door| door.reserve()) else {
+            let busy = Reject::new(crate::http::Status::UNAVAILABLE, "the lab is busy");
+            return self.reject(key, &busy);
+        };
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.timers.set(key, None);
+        let unsent = conn.unsent();
+        let mut remains = conn.remove(self.now);
+        let _ = self.poll.registry().deregister(&mut remains.socket);
+        self.counters.connections.set(self.conns.len() as u64);
+        debug!("connection {key}: handed over to the lab");
+        ticket.send(crate::lab::Handed::new(
+            remains.socket,
+            request,
+            unsent,
+            std::sync::Arc::clone(&shared),
+        ));
     }
 
     fn answer_publish(&mut self, key: usize, id: &str, keep_alive: bool) {
