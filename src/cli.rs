@@ -153,10 +153,9 @@ where
                 command.addr = Some(parsed(&name, &value()?, "an address like 127.0.0.1:8080")?)
             }
             "--rate" => {
-                let rate: f64 = parsed(&name, &value()?, "events per second, 0.1 to 50")?;
-                if !(0.1..=50.0).contains(&rate) {
-                    return Err(usage(&name, "takes events per second, 0.1 to 50"));
-                }
+                let rate = sseloop::lab::parse_rate(&value()?);
+                let rate =
+                    rate.ok_or_else(|| usage(&name, "takes events per second, 0.1 to 50"))?;
                 command.options.rate = Some(rate);
             }
             "--size" => {
@@ -773,7 +772,7 @@ mod tests {
         assert_eq!(c.options.lesson, sseloop::lab::Lesson::Proxy);
         assert_eq!(
             (c.options.rate, c.options.size, c.options.count),
-            (Some(20.0), Some(2048), None)
+            (Some(20_000), Some(2048), None)
         );
         assert_eq!(c.runs, [true]);
         assert_eq!(parse_lab(["nagle"]).unwrap().runs, [false, true]);

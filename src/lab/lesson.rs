@@ -105,10 +105,10 @@ pub struct Pace {
     pub count: u32,
 }
 
-/// Fastest rate a run may ask for, in events per second.
-pub const MAX_RATE: f64 = 50.0;
-/// Slowest rate, in events per second.
-pub const MIN_RATE: f64 = 0.1;
+/// Fastest rate a run may ask for, in thousandths of an event per second.
+pub const MAX_RATE: u32 = 50_000;
+/// Slowest rate, in thousandths of an event per second.
+pub const MIN_RATE: u32 = 100;
 /// Largest event data a run may ask for.
 pub const MAX_SIZE: usize = 16 << 10;
 /// Most events in one run.
@@ -168,7 +168,7 @@ impl StreamRequest {
                 "lesson" => lesson = Some(Lesson::parse(value).ok_or(BAD_LESSON)?),
                 "fix" => fix = flag(value).ok_or("fix takes 0 or 1")?,
                 "relay" => relay = flag(value).ok_or("relay takes 0 or 1")?,
-                "rate" => rate = Some(number(value).ok_or(BAD_RATE)?),
+                "rate" => rate = Some(parse_rate(value).ok_or(BAD_RATE)?),
                 "size" => size = Some(value.parse::<usize>().map_err(|_| BAD_SIZE)?),
                 "count" => count = Some(value.parse::<u32>().map_err(|_| BAD_COUNT)?),
                 "viewers" => viewers = value.parse::<u8>().map_err(|_| BAD_VIEWERS)?,
@@ -185,10 +185,7 @@ impl StreamRequest {
         let lesson = lesson.ok_or(BAD_LESSON)?;
         let mut pace = lesson.pace();
         if let Some(rate) = rate {
-            if !(MIN_RATE..=MAX_RATE).contains(&rate) {
-                return Err(BAD_RATE);
-            }
-            pace.interval = Duration::from_secs_f64(1.0 / rate);
+            pace.interval = Duration::from_micros(1_000_000_000 / u64::from(rate));
         }
         if let Some(size) = size {
             if size > MAX_SIZE {
@@ -236,12 +233,23 @@ fn flag(value: &str) -> Option<bool> {
     }
 }
 
-/// A plain decimal number (no exponent, no sign, no `inf` or `NaN`).
-fn number(value: &str) -> Option<f64> {
-    let plain = !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && value.bytes().filter(|&b| b == b'.').count() <= 1;
-    plain.then(|| value.parse().ok()).flatten()
+/// A rate in events per second, a plain decimal number (`10`, `2.5`,
+/// `0.125`: no sign, no exponent, at most three decimals) from 0.1 to 50,
+/// in thousandths of an event per second.
+pub fn parse_rate(text: &str) -> Option<u32> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || whole.len() > 3
+        || fraction.len() > 3
+        || !digits(whole)
+        || !digits(fraction)
+    {
+        return None;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u32>().ok()?;
+    let rate = whole.parse::<u32>().ok()? * 1000 + thousandths;
+    (MIN_RATE..=MAX_RATE).contains(&rate).then_some(rate)
 }
 
 #[cfg(test)]
@@ -289,7 +297,12 @@ mod tests {
         };
         assert_eq!(with(("rate", "51")), Err(BAD_RATE));
         assert_eq!(with(("rate", "0.05")), Err(BAD_RATE));
-        for bad in ["inf", "NaN", "1e9", "-1", "", "1.2.3"] {
+        assert_eq!(parse_rate("0.125"), Some(125));
+        assert_eq!(parse_rate("50"), Some(50_000));
+        assert_eq!(parse_rate("2.5"), Some(2_500));
+        for bad in [
+            "inf", "NaN", "1e9", "-1", "", "1.2.3", ".5", "1.2345", "0099", "+1",
+        ] {
             assert_eq!(with(("rate", bad)), Err(BAD_RATE), "{bad}");
         }
         assert_eq!(with(("size", "16385")), Err(BAD_SIZE));

@@ -62,16 +62,16 @@ mod upstream;
 mod viewer;
 mod watch;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
 use crate::process::{Admission, Shared};
 
-pub use lesson::{Lesson, StreamRequest};
+pub use lesson::{Lesson, StreamRequest, parse_rate};
 pub(crate) use thread::Lab;
 pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, summary, watch};
 
@@ -124,12 +124,12 @@ impl Drop for Place {
     }
 }
 
-/// How loops reach the lab: a channel, the lab's waker, and the count of
-/// connections on their way. Kept in what the loops share; cloning it is
-/// never needed on a hot path.
+/// How loops reach the lab: a queue, the lab's waker, and the count of
+/// connections on their way (which bounds the queue). Kept in what the
+/// loops share; only a lab request touches it.
 #[derive(Debug)]
 pub(crate) struct LabDoor {
-    sender: Sender<Handed>,
+    queue: Arc<Mutex<VecDeque<Handed>>>,
     waker: Waker,
     waiting: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -165,14 +165,17 @@ impl LabDoor {
 }
 
 impl Ticket<'_> {
-    /// Hands the connection over. Should the lab have stopped, the
-    /// connection is closed (and its place given back) here.
+    /// Hands the connection over. Should the lab have stopped, it closes
+    /// the connection (and gives its place back) when it drops the queue.
     pub(crate) fn send(mut self, handed: Handed) {
         self.used = true;
-        if self.door.sender.send(handed).is_err() {
-            self.door.waiting.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
+        let mut queue = self
+            .door
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        queue.push_back(handed);
+        drop(queue);
         let _ = self.door.waker.wake();
     }
 }
@@ -185,19 +188,21 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// The lab's side of the door, before its thread runs.
+/// The lab's side of the door.
 struct Inbox {
-    receiver: Receiver<Handed>,
+    queue: Arc<Mutex<VecDeque<Handed>>>,
     waiting: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
 impl Inbox {
-    /// Takes the next connection handed over, if any.
-    fn take(&self) -> Option<Handed> {
-        let handed = self.receiver.try_recv().ok()?;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        Some(handed)
+    /// Takes every connection handed over so far (at most `MAX_WAITING`).
+    fn take(&self) -> VecDeque<Handed> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = std::mem::take(&mut *queue);
+        drop(queue);
+        self.waiting.fetch_sub(taken.len(), Ordering::AcqRel);
+        taken
     }
 
     fn stopped(&self) -> bool {
@@ -207,11 +212,11 @@ impl Inbox {
 
 /// The door and the inbox of a lab whose poll is `poll`.
 fn channel(poll: &Poll) -> std::io::Result<(LabDoor, Inbox)> {
-    let (sender, receiver) = mpsc::channel();
+    let queue = Arc::new(Mutex::new(VecDeque::new()));
     let waiting = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let door = LabDoor {
-        sender,
+        queue: Arc::clone(&queue),
         waker: Waker::new(poll.registry(), thread::WAKER)?,
         waiting: Arc::clone(&waiting),
         stop: Arc::clone(&stop),
@@ -219,7 +224,7 @@ fn channel(poll: &Poll) -> std::io::Result<(LabDoor, Inbox)> {
     Ok((
         door,
         Inbox {
-            receiver,
+            queue,
             waiting,
             stop,
         },

@@ -169,7 +169,7 @@ impl Room {
                     _ => self.on_answer(key),
                 }
             }
-            while let Some(handed) = self.inbox.take() {
+            for handed in self.inbox.take() {
                 self.admit(handed, now);
             }
             self.expire(now);

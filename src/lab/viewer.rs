@@ -80,7 +80,7 @@ impl Room {
             spec.fix,
             request.relay,
             run.joined,
-            serde_json::to_string(&last_id).unwrap_or_else(|_| "null".into())
+            last_id.map_or_else(|| "null".into(), json_string)
         );
         let mut pipeline = Pipeline::new(&spec, request.relay, now);
         pipeline.start(&spec, hello.as_bytes(), &mut out);
@@ -252,4 +252,34 @@ pub(super) fn write_some(socket: &mut TcpStream, out: &mut Vec<u8>) -> io::Resul
         }
     }
     Ok(())
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let text = "a\"b\\c\td\u{e9}";
+        let json = json_string(text);
+        assert_eq!(serde_json::from_str::<String>(&json).unwrap(), text);
+    }
 }

@@ -29,8 +29,9 @@ pub struct Options {
     pub lesson: Lesson,
     /// With the fix.
     pub fix: bool,
-    /// Events per second (the lesson's own when `None`).
-    pub rate: Option<f64>,
+    /// Events per second, in thousandths (the lesson's own when `None`;
+    /// see [`super::parse_rate`]).
+    pub rate: Option<u32>,
     /// Bytes of each event's data.
     pub size: Option<usize>,
     /// Events.
@@ -90,7 +91,7 @@ pub fn watch(
         u8::from(options.fix)
     );
     if let Some(rate) = options.rate {
-        query.push_str(&format!("&rate={rate}"));
+        query.push_str(&format!("&rate={}.{:03}", rate / 1000, rate % 1000));
     }
     if let Some(size) = options.size {
         query.push_str(&format!("&size={size}"));
@@ -188,9 +189,8 @@ pub fn watch(
                     Some(END_TYPE) => ended = true,
                     Some(_) => {}
                     None => {
-                        let json: serde_json::Value =
-                            serde_json::from_str(&e.data).unwrap_or_default();
-                        let (Some(n), Some(t)) = (json["n"].as_u64(), json["t"].as_f64()) else {
+                        let (Some(n), Some(t)) = (number(&e.data, "n"), number(&e.data, "t"))
+                        else {
                             continue;
                         };
                         let id = e.id.clone().unwrap_or_default();
@@ -224,6 +224,23 @@ pub fn watch(
     }
 }
 
+/// The number in field `name` of the lab's event data (`{"n":3,"t":…`),
+/// which its publisher writes as digits with at most one point.
+fn number(data: &str, name: &str) -> Option<f64> {
+    let key = format!("\"{name}\":");
+    let from = data.find(&key)? + key.len();
+    let text = &data[from..];
+    let end = text.find([',', '}']).unwrap_or(text.len());
+    let (whole, fraction) = text[..end].split_once('.').unwrap_or((&text[..end], ""));
+    let mut value = whole.parse::<u64>().ok()? as f64;
+    let mut scale = 1.0;
+    for digit in fraction.bytes() {
+        scale /= 10.0;
+        value += f64::from(digit.checked_sub(b'0').filter(|d| *d < 10)?) * scale;
+    }
+    Some(value)
+}
+
 /// Passes body bytes through the inflater when there is one; false when
 /// the stream cannot be read.
 fn feed(
@@ -251,7 +268,14 @@ pub fn summary(lesson: Lesson, trials: &[Trial]) -> String {
     );
     for trial in trials {
         let mut delays: Vec<f64> = trial.events.iter().map(|e| e.delay_ms).collect();
-        delays.sort_by(f64::total_cmp);
+        // Insertion sort: a few hundred values, and no sort code of its own.
+        for i in 1..delays.len() {
+            let mut j = i;
+            while j > 0 && delays[j - 1] > delays[j] {
+                delays.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let median = delays.get(delays.len() / 2).copied().unwrap_or(f64::NAN);
         let max = delays.last().copied().unwrap_or(f64::NAN);
         out.push_str(&format!(
@@ -273,6 +297,16 @@ pub fn summary(lesson: Lesson, trials: &[Trial]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_read_from_the_events_data() {
+        let data = r#"{"n":12,"t":1733490000123.456,"pad":"x,y"}"#;
+        assert_eq!(number(data, "n"), Some(12.0));
+        let t = number(data, "t").unwrap();
+        assert!((t - 1733490000123.456).abs() < 1e-3, "{t}");
+        assert_eq!(number(data, "x"), None);
+        assert_eq!(number(r#"{"n":1a}"#, "n"), None);
+    }
 
     #[test]
     fn the_summary_gives_median_and_max_per_run() {
