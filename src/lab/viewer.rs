@@ -73,12 +73,15 @@ impl Room {
         run.viewers.push(key);
         let spec = run.spec;
         let last_id = request.last_event_id.as_deref();
+        // Numbers, not booleans, so that every viewer's greeting of a run
+        // has the same length (and its blocks the same boundaries) until
+        // the tenth viewer or a reconnect.
         let hello = format!(
             "event: lab\ndata: {{\"run\":\"{}\",\"lesson\":\"{}\",\"fix\":{},\"relay\":{},\"viewer\":{},\"lastEventId\":{}}}\n\n",
             run.name,
             spec.lesson,
-            spec.fix,
-            request.relay,
+            u8::from(spec.fix),
+            u8::from(request.relay),
             run.joined,
             last_id.map_or_else(|| "null".into(), json_string)
         );
