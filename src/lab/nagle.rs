@@ -126,41 +126,32 @@ impl TcpPublisher {
         self.take_answer()
     }
 
+    /// The hub's answer, once whole: its head (`HTTP/1.1 CODE …`, with a
+    /// `Content-Length`) and that many bytes of body, the id or the reason.
     fn take_answer(&mut self) -> Answered {
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut response = httparse::Response::new(&mut headers);
-        let head_len = match response.parse(&self.answer) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if self.answer.len() < MAX_ANSWER => {
-                return Answered::Nothing;
-            }
-            _ => return Answered::Failed("the hub's answer is not HTTP".into()),
+        let Some(end) = self.answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return match self.answer.len() < MAX_ANSWER {
+                true => Answered::Nothing,
+                false => Answered::Failed("the hub's answer is not HTTP".into()),
+            };
         };
-        let code = response.code.unwrap_or(0);
-        let length = response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| {
-                std::str::from_utf8(h.value)
-                    .ok()?
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-            })
-            .unwrap_or(0);
-        if length > MAX_ANSWER {
-            return Answered::Failed("the hub's answer is too long".into());
-        }
-        if self.answer.len() < head_len + length {
+        let head = String::from_utf8_lossy(&self.answer[..end]).to_ascii_lowercase();
+        let code = head.get(9..12).unwrap_or("");
+        let length = head
+            .split("\r\n")
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(MAX_ANSWER);
+        let Some(body) = self.answer.get(end + 4..end + 4 + length) else {
             return Answered::Nothing;
-        }
-        let body = String::from_utf8_lossy(&self.answer[head_len..head_len + length])
-            .trim()
-            .to_owned();
-        self.answer.drain(..head_len + length);
+        };
+        let body = String::from_utf8_lossy(body).trim().to_owned();
+        let ok = code == "200";
+        let code = code.to_owned();
+        self.answer.drain(..end + 4 + length);
         self.in_flight = false;
-        if code == 200 {
+        if ok {
             Answered::Id(body)
         } else {
             Answered::Failed(format!("the hub answered {code}: {body}"))

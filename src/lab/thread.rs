@@ -183,10 +183,7 @@ impl Room {
             Some(tcp) if !tcp.idle() => run.schedule.give_up(),
             _ => run.schedule.deadline(),
         });
-        let viewers = self
-            .viewers
-            .iter()
-            .filter_map(|(_, v)| v.linger.or(v.pipeline.deadline()));
+        let viewers = self.viewers.iter().filter_map(|(_, v)| v.deadline());
         let answers = self.answers.iter().map(|(_, a)| a.until);
         runs.chain(viewers).chain(answers).min()
     }
@@ -410,16 +407,14 @@ impl Room {
         let due: Vec<usize> = self
             .viewers
             .iter()
-            .filter(|(_, v)| {
-                v.linger
-                    .or(v.pipeline.deadline())
-                    .is_some_and(|at| at <= now)
-            })
+            .filter(|(_, v)| v.deadline().is_some_and(|at| at <= now))
             .map(|(key, _)| key)
             .collect();
         for key in due {
-            let viewer = &mut self.viewers[key];
-            if viewer.linger.is_some() {
+            let Some(viewer) = self.viewers.get_mut(key) else {
+                continue;
+            };
+            if viewer.finished {
                 self.close_viewer(key, "done");
                 continue;
             }

@@ -42,6 +42,17 @@ pub(super) struct Up {
     pub(super) open: bool,
 }
 
+impl Viewer {
+    /// When it next needs the thread: the end of its linger once its
+    /// response is over; before that, a heartbeat or the read timeout.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        match self.finished {
+            true => self.linger,
+            false => self.pipeline.deadline(),
+        }
+    }
+}
+
 impl Room {
     #[allow(clippy::too_many_arguments)] // the parts of a handed-over connection
     pub(super) fn attach(
@@ -267,7 +278,13 @@ fn json_string(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            // Control characters (Cc) are all below U+0100.
+            c if c.is_control() => {
+                let n = u32::from(c) as usize;
+                out.push_str("\\u00");
+                out.push(char::from(b"0123456789abcdef"[n >> 4 & 15]));
+                out.push(char::from(b"0123456789abcdef"[n & 15]));
+            }
             c => out.push(c),
         }
     }
@@ -281,7 +298,7 @@ mod tests {
 
     #[test]
     fn json_strings_are_escaped() {
-        let text = "a\"b\\c\td\u{e9}";
+        let text = "a\"b\\c\td\u{e9}\u{85}\u{1}";
         let json = json_string(text);
         assert_eq!(serde_json::from_str::<String>(&json).unwrap(), text);
     }
