@@ -137,8 +137,12 @@ fn lab(command: cli::LabCommand) -> ExitCode {
         );
         let watched = lab::watch(addr, &options, |sight| match sight {
             lab::Sight::Event(w) => println!(
-                "  event {:>3}  {:>8.1} ms   ({} reads, {} bytes so far)",
-                w.n, w.delay_ms, w.reads, w.bytes
+                "  event {:>3}  {:>8.1} ms   ({} read{}, {} bytes so far)",
+                w.n,
+                w.delay_ms,
+                w.reads,
+                if w.reads == 1 { "" } else { "s" },
+                w.bytes
             ),
             lab::Sight::Cut(id) => println!(
                 "  the stream ended before the run: back in {} s with Last-Event-ID: {id}",
