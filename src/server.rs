@@ -179,6 +179,9 @@ impl Server {
             Ok(threads) => threads,
             Err(e) => {
                 self.shared.sequencer.shutdown();
+                if let Some(door) = &self.shared.lab {
+                    door.stop();
+                }
                 return Err(e);
             }
         };

@@ -129,7 +129,7 @@ impl Drop for Place {
 /// loops share; only a lab request touches it.
 #[derive(Debug)]
 pub(crate) struct LabDoor {
-    queue: Arc<Mutex<VecDeque<Handed>>>,
+    queue: Arc<Mutex<Queue>>,
     waker: Waker,
     waiting: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -165,8 +165,8 @@ impl LabDoor {
 }
 
 impl Ticket<'_> {
-    /// Hands the connection over. Should the lab have stopped, it closes
-    /// the connection (and gives its place back) when it drops the queue.
+    /// Hands the connection over; should the lab have stopped, the
+    /// connection is closed here (and its place given back).
     pub(crate) fn send(mut self, handed: Handed) {
         self.used = true;
         let mut queue = self
@@ -174,7 +174,13 @@ impl Ticket<'_> {
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        queue.push_back(handed);
+        if queue.closed {
+            drop(queue);
+            drop(handed);
+            self.door.waiting.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        queue.items.push_back(handed);
         drop(queue);
         let _ = self.door.waker.wake();
     }
@@ -188,9 +194,18 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// Connections on their way to the lab. Once the lab has stopped it is
+/// closed: what it held is dropped, and nothing more is queued (a handed
+/// connection holds the `Shared` that holds the queue).
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Handed>,
+    closed: bool,
+}
+
 /// The lab's side of the door.
 struct Inbox {
-    queue: Arc<Mutex<VecDeque<Handed>>>,
+    queue: Arc<Mutex<Queue>>,
     waiting: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -199,10 +214,18 @@ impl Inbox {
     /// Takes every connection handed over so far (at most `MAX_WAITING`).
     fn take(&self) -> VecDeque<Handed> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let taken = std::mem::take(&mut *queue);
+        let taken = std::mem::take(&mut queue.items);
         drop(queue);
         self.waiting.fetch_sub(taken.len(), Ordering::AcqRel);
         taken
+    }
+
+    /// The lab stops: nothing more is queued, and what is queued closes.
+    fn close(&self) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.closed = true;
+        drop(queue);
+        drop(self.take());
     }
 
     fn stopped(&self) -> bool {
@@ -212,7 +235,7 @@ impl Inbox {
 
 /// The door and the inbox of a lab whose poll is `poll`.
 fn channel(poll: &Poll) -> std::io::Result<(LabDoor, Inbox)> {
-    let queue = Arc::new(Mutex::new(VecDeque::new()));
+    let queue = Arc::new(Mutex::new(Queue::default()));
     let waiting = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let door = LabDoor {

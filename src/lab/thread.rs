@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -145,7 +145,7 @@ impl std::fmt::Debug for Lab {
 
 impl Room {
     fn run(&mut self) {
-        info!("lab: open at http://{}/lab", self.hub);
+        debug!("lab: serving, the hub at {}", self.hub);
         let mut events = Events::with_capacity(256);
         while !self.inbox.stopped() {
             let timeout = self
@@ -153,7 +153,7 @@ impl Room {
                 .map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(e) = crate::net::poll(&mut self.poll, &mut events, timeout) {
                 warn!("lab: poll failed: {e}; the lab stops");
-                return;
+                break;
             }
             let now = Instant::now();
             for event in events.iter() {
@@ -174,6 +174,8 @@ impl Room {
             }
             self.expire(now);
         }
+        // Lab connections still on their way close with the rest.
+        self.inbox.close();
         debug!("lab: stopped");
     }
 
