@@ -4,7 +4,9 @@
 # runs as the README writes it (scripts/check-readme.sh).
 #
 # The real-client tests (tests/it/browsers.rs, nginx.rs, clients.rs,
-# inspector.rs, corpus.rs) drive headless Chromium and Firefox, nginx, the
+# inspector.rs, corpus.rs, lab/browsers.rs and lab/nginx.rs, which the
+# browsers:: and nginx:: filters below also match) drive headless Chromium
+# and Firefox, nginx, the
 # npm packages `eventsource`, `@microsoft/fetch-event-source` and
 # `playwright-core`, and the PyPI packages `sseclient-py` and `httpx-sse`;
 # tests/it/service.rs checks the systemd unit with systemd-analyze (Debian

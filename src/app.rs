@@ -36,6 +36,8 @@ pub struct Context<'a> {
     pub access: Option<&'a Access>,
     /// The Unix time tokens are checked at (only read with `access`).
     pub unix_now: i64,
+    /// `--lab`: the failure lab's page and streams are served.
+    pub lab: bool,
 }
 
 /// How a subscriber's stream begins.
@@ -85,6 +87,8 @@ pub enum Action {
     },
     /// Start streaming to this connection.
     Subscribe(StreamStart),
+    /// Hand the connection over to the failure lab, which serves it.
+    Lab(crate::lab::StreamRequest),
 }
 
 /// Chooses the action for a request whose head and body have arrived.
@@ -144,6 +148,18 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             keep_alive,
             head_only,
         },
+        Route::Lab | Route::LabStream(_) if !ctx.lab => Action::Reject(Reject::new(
+            Status::NOT_FOUND,
+            "no such path (the lab needs --lab)",
+        )),
+        Route::Lab => ok(
+            "text/html; charset=utf-8",
+            crate::lab::PAGE,
+            keep_alive,
+            head_only,
+            ctx,
+        ),
+        Route::LabStream(request) => Action::Lab(request),
         Route::Publish { topics, event_type } => {
             let Ok(data) = String::from_utf8(body) else {
                 return Action::Reject(Reject::new(Status::BAD_REQUEST, "event data is not UTF-8"));
@@ -305,6 +321,7 @@ mod tests {
         max_topics: 3,
         access: None,
         unix_now: 0,
+        lab: false,
     };
 
     /// The head of `raw`, given a `Host` (which HTTP/1.1 requires).
@@ -531,6 +548,33 @@ mod tests {
         );
         assert_eq!(ask("topic=user/2", &token, 1_000), "403");
         assert_eq!(ask("topic=user/1", &token, 2_005), "401");
+    }
+
+    #[test]
+    fn the_lab_is_there_only_when_asked_for() {
+        let page = || head("GET /lab HTTP/1.1\r\n\r\n");
+        let stream = || head("GET /lab/stream?run=a&lesson=nagle HTTP/1.1\r\n\r\n");
+        for request in [page(), stream()] {
+            let Action::Reject(reject) = respond(request, vec![], &CTX) else {
+                panic!()
+            };
+            assert_eq!(reject.status, Status::NOT_FOUND);
+        }
+        let lab = Context { lab: true, ..CTX };
+        let Action::Answer { bytes, .. } = respond(page(), vec![], &lab) else {
+            panic!()
+        };
+        assert!(text(&bytes).contains("text/html"));
+        assert!(matches!(respond(stream(), vec![], &lab), Action::Lab(_)));
+        // Refused for now like any stream: the lab is not asked.
+        let full = Context {
+            over_capacity: true,
+            ..lab
+        };
+        assert!(matches!(
+            respond(stream(), vec![], &full),
+            Action::Reject(_)
+        ));
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct Config {
     /// When set, this server is a node of a cluster sharing one hub
     /// through Redis (see [`Cluster`]).
     pub cluster: Option<Cluster>,
+    /// The failure lab: `GET /lab` and its streams (see [`crate::lab`]),
+    /// served by a thread of its own.
+    pub lab: bool,
 }
 
 impl Default for Config {
@@ -153,6 +156,7 @@ impl Default for Config {
             jwt_key: None,
             public_topics: Vec::new(),
             cluster: None,
+            lab: false,
         }
     }
 }

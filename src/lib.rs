@@ -128,6 +128,7 @@
 //! | `metrics` | [`Stats`] and the `/metrics` text |
 //! | `config` | [`Config`], its defaults as constants, duration and size values, and `Config::validate`, the rules the binary and the library share |
 //! | `fdlimit` | raising the open-file limit |
+//! | [`lab`] | the failure lab (`--lab`): each classic cause of late events made for real, on a thread of its own, and its terminal client |
 //!
 //! The `sseloop` binary (`src/main.rs`) adds the command line (`cli/`)
 //! and the `--stdin` and `--demo` feeds (`feeds.rs`).
@@ -172,6 +173,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod lab;
 
 mod app;
 mod auth;

@@ -12,6 +12,19 @@ use sseloop::Server;
 use crate::cli::CliError;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("lab") {
+        return match cli::parse_lab(std::env::args().skip(2)) {
+            Ok(command) => lab(command),
+            Err(CliError::Usage(line)) => {
+                eprintln!("{line}");
+                ExitCode::from(2)
+            }
+            Err(other) => {
+                println!("{other}");
+                ExitCode::SUCCESS
+            }
+        };
+    }
     let env_token = std::env::var("SSELOOP_PUBLISH_TOKEN").ok();
     let env_jwt_key = std::env::var("SSELOOP_JWT_KEY").ok();
     let options = match cli::parse_with_env(std::env::args().skip(1), env_token, env_jwt_key) {
@@ -33,6 +46,7 @@ fn main() -> ExitCode {
         .env()
         .init();
     let listen = options.config.listen;
+    let lab = options.config.lab;
     let max_line = options.config.max_event_size;
     let server = match Server::bind(options.config) {
         Ok(server) => server,
@@ -61,6 +75,12 @@ fn main() -> ExitCode {
             server.local_addr()
         );
     }
+    if lab {
+        log::info!(
+            "lab: the failure lab is at http://{}/lab",
+            server.local_addr()
+        );
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -68,4 +88,79 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sseloop lab LESSON`: runs the lesson with its cause and with its fix
+/// on the server named, or on one of its own, printing each event's delay
+/// as it arrives and a summary at the end.
+fn lab(command: cli::LabCommand) -> ExitCode {
+    use sseloop::lab;
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Warn)
+        .env()
+        .init();
+    let mut own = None;
+    let addr = match command.addr {
+        Some(addr) => addr,
+        None => {
+            let config = sseloop::Config {
+                listen: "127.0.0.1:0".parse().expect("an address"),
+                lab: true,
+                ..sseloop::Config::default()
+            };
+            let server = match Server::bind(config) {
+                Ok(server) => server,
+                Err(e) => {
+                    eprintln!("sseloop lab: cannot start a server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let addr = server.local_addr();
+            let publisher = server.publisher();
+            own = Some((std::thread::spawn(move || server.run()), publisher));
+            println!("a server of its own on {addr}");
+            addr
+        }
+    };
+    let lesson = command.options.lesson;
+    let mut trials = Vec::new();
+    for fix in command.runs {
+        let options = lab::Options {
+            fix,
+            ..command.options.clone()
+        };
+        println!(
+            "{} ({}), with the {}:",
+            lesson.name(),
+            lesson.title(),
+            if fix { "fix" } else { "cause" }
+        );
+        let watched = lab::watch(addr, &options, |sight| match sight {
+            lab::Sight::Event(w) => println!(
+                "  event {:>3}  {:>8.1} ms   ({} read{}, {} bytes so far)",
+                w.n,
+                w.delay_ms,
+                w.reads,
+                if w.reads == 1 { "" } else { "s" },
+                w.bytes
+            ),
+            lab::Sight::Cut(id) => println!(
+                "  the stream ended before the run: back in {} s with Last-Event-ID: {id}",
+                lab::RECONNECT_DELAY.as_secs()
+            ),
+        });
+        match watched {
+            Ok(trial) => trials.push(trial),
+            Err(e) => {
+                eprintln!("sseloop lab: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    print!("{}", lab::summary(lesson, &trials));
+    if let Some((serving, publisher)) = own {
+        publisher.shutdown();
+        let _ = serving.join();
+    }
+    ExitCode::SUCCESS
 }

@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     overflow: AtomicUsize,
     /// Loops that listen.
     listening: AtomicUsize,
+    /// With `--lab`: where loops hand lab streams over.
+    pub(crate) lab: Option<crate::lab::LabDoor>,
 }
 
 /// What a new connection is let in as.
@@ -45,6 +47,7 @@ impl Shared {
             admitted: AtomicUsize::new(0),
             overflow: AtomicUsize::new(0),
             listening: AtomicUsize::new(0),
+            lab: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Server {
     reactors: Vec<Reactor>,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    /// With `Config::lab`: the lab, whose thread `run` starts.
+    lab: Option<crate::lab::Lab>,
 }
 
 impl Server {
@@ -81,7 +83,16 @@ impl Server {
             bus.register(poll.registry())?;
         }
         let counters: Vec<Arc<Counters>> = (0..config.loops).map(|_| Arc::default()).collect();
-        let shared = Arc::new(Shared::new(Hub::new(sequencer), counters.clone()));
+        let mut shared = Shared::new(Hub::new(sequencer), counters.clone());
+        let lab = match config.lab {
+            true => {
+                let (lab, door) = crate::lab::Lab::new(&config)?;
+                shared.lab = Some(door);
+                Some(lab)
+            }
+            false => None,
+        };
+        let shared = Arc::new(shared);
         let mut reactors = Vec::with_capacity(config.loops);
         for (index, (((poll, listener), counters), bus)) in polls
             .into_iter()
@@ -104,6 +115,7 @@ impl Server {
             reactors,
             local_addr,
             shared,
+            lab,
         })
     }
 
@@ -145,6 +157,10 @@ impl Server {
     /// the first on a thread of its own, the first on this one. A loop
     /// that fails shuts the others down, and its error is returned.
     pub fn run(self) -> io::Result<()> {
+        let lab = match self.lab {
+            Some(lab) => Some(lab.spawn(Arc::clone(&self.shared), self.local_addr)?),
+            None => None,
+        };
         let mut reactors = self.reactors.into_iter();
         let first = reactors.next().expect("bind makes at least one loop");
         let threads = reactors
@@ -159,6 +175,9 @@ impl Server {
             Ok(threads) => threads,
             Err(e) => {
                 self.shared.hub.shutdown();
+                if let Some(door) = &self.shared.lab {
+                    door.stop();
+                }
                 return Err(e);
             }
         };
@@ -168,6 +187,10 @@ impl Server {
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a loop thread panicked")));
             result = result.and(ended);
+        }
+        if let (Some(thread), Some(door)) = (lab, &self.shared.lab) {
+            door.stop();
+            let _ = thread.join();
         }
         let stats = self.shared.stats();
         info!(

@@ -4,9 +4,12 @@
 //! with the options' names (`values`: reading each value, saying each
 //! error).
 
+mod lab;
 #[cfg(test)]
 mod tests;
 mod values;
+
+pub use self::lab::{LabCommand, parse_lab};
 
 use std::fmt;
 use std::time::Duration;
@@ -56,6 +59,7 @@ pub const USAGE: &str = "\
 sseloop: a Server-Sent Events server on single-threaded poll loops (one, or --loops N)
 
 usage: sseloop [OPTIONS]
+       sseloop lab LESSON [--addr ADDR] [--rate N] [--size SIZE] [--count N] [--cause | --fix]
 
   --listen ADDR           address to bind (default 127.0.0.1:8080; port 0 picks one)
   --heartbeat DUR         heartbeat to idle subscribers at least this often (default 20s; 0: off)
@@ -84,11 +88,16 @@ usage: sseloop [OPTIONS]
   --allow-host NAME       repeatable: answer requests for Host NAME (any port) besides the loopback names
   --insecure-open-publish allow a non-loopback --listen with no publish token
   --stdin [TOPIC]         publish each line of standard input (to TOPIC, or broadcast)
-  --demo                  simulate render jobs publishing progress on topic `demo`
+  --demo                  simulate render jobs publishing progress on topic `demo` (and --lab)
+  --lab                   serve the failure lab at /lab: each cause of late events, made for real
   --log-level LEVEL       error, warn, info, debug or trace (default info)
   --help, --version
 
 DUR: a number with ms, s or m (bare: seconds). SIZE: a number with B, KiB or MiB (bare: bytes).
+
+`sseloop lab LESSON` runs a lesson of the failure lab (unflushed, proxy, compression, heartbeat,
+nagle) with its cause, then with its fix, against the server at --addr (started with --lab) or
+one of its own, and prints each event's delay and a summary.
 ";
 
 /// Parses the arguments after the program name; `env_token` is the value
@@ -147,6 +156,11 @@ where
             }
             "--demo" => {
                 demo = true;
+                config.lab = true;
+                continue;
+            }
+            "--lab" => {
+                config.lab = true;
                 continue;
             }
             "--stdin" => {

@@ -2,6 +2,7 @@
 //! name their option, the rules `Config::validate` keeps said in the
 //! options' words.
 
+use super::lab::parse_lab;
 use super::*;
 use std::time::Duration;
 
@@ -232,4 +233,44 @@ fn stdin_topic_is_optional() {
     let o = ok(&["--stdin", "--demo"]);
     assert_eq!((o.stdin, o.demo), (Some(None), true));
     assert!(err(&["--stdin="]).contains("--stdin"));
+}
+
+#[test]
+fn the_lab_is_on_with_lab_or_demo() {
+    assert!(!ok(&[]).config.lab);
+    assert!(ok(&["--lab"]).config.lab);
+    assert!(ok(&["--demo"]).config.lab);
+}
+
+#[test]
+fn the_lab_command_takes_a_lesson_and_its_pace() {
+    let c = parse_lab([
+        "proxy",
+        "--addr",
+        "127.0.0.1:9",
+        "--rate=20",
+        "--size",
+        "2KiB",
+        "--fix",
+    ])
+    .unwrap();
+    assert_eq!(c.addr, Some("127.0.0.1:9".parse().unwrap()));
+    assert_eq!(c.options.lesson, sseloop::lab::Lesson::Proxy);
+    assert_eq!(
+        (c.options.rate, c.options.size, c.options.count),
+        (Some(20_000), Some(2048), None)
+    );
+    assert_eq!(c.runs, [true]);
+    assert_eq!(parse_lab(["nagle"]).unwrap().runs, [false, true]);
+    let lab_err = |args: &[&str]| match parse_lab(args.iter().copied()) {
+        Err(CliError::Usage(line)) => line,
+        other => panic!("{args:?}: {other:?}"),
+    };
+    assert!(lab_err(&[]).contains("unflushed, proxy, compression, heartbeat, nagle"));
+    assert!(lab_err(&["gzip"]).contains("no lesson \"gzip\""));
+    assert!(lab_err(&["proxy", "--rate", "500"]).contains("--rate"));
+    assert!(lab_err(&["proxy", "--size", "1MiB"]).contains("--size"));
+    assert!(lab_err(&["proxy", "--count", "0"]).contains("--count"));
+    assert!(lab_err(&["proxy", "--addr"]).contains("needs a value"));
+    assert!(lab_err(&["proxy", "--bogus"]).contains("--bogus"));
 }

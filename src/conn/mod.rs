@@ -533,6 +533,12 @@ impl<S: Transport> Conn<S> {
         }
     }
 
+    /// A copy of the bytes not written yet (the answers owed to earlier
+    /// requests), for a connection handed over to the lab.
+    pub fn unsent(&self) -> Vec<u8> {
+        self.queue.peek(self.queue.len())
+    }
+
     /// Leaves the loop: what the loop must still undo.
     pub fn remove(self, now: Instant) -> Remains<S> {
         let stream = match self.state {

@@ -28,6 +28,10 @@ pub enum Route {
     Index,
     /// `GET /metrics` (or `HEAD`): Prometheus text.
     Metrics,
+    /// `GET /lab` (or `HEAD`): the failure lab's page, with `--lab`.
+    Lab,
+    /// `GET /lab/stream`: a stream of the failure lab, with `--lab`.
+    LabStream(crate::lab::StreamRequest),
     /// `OPTIONS` on a known path: a CORS preflight, answered only when an
     /// origin is allowed.
     Preflight {
@@ -43,8 +47,8 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
     // HEAD where a GET has a fixed answer; a stream has no head of its own
     // to give, so /events takes GET alone.
     let allowed = match path {
-        "/health" | "/" | "/metrics" => "GET, HEAD",
-        "/events" => "GET",
+        "/health" | "/" | "/metrics" | "/lab" => "GET, HEAD",
+        "/events" | "/lab/stream" => "GET",
         "/publish" => "POST",
         _ => return Err(Reject::new(Status::NOT_FOUND, "no such path")),
     };
@@ -62,6 +66,10 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
         "/health" => Ok(Route::Health),
         "/" => Ok(Route::Index),
         "/metrics" => Ok(Route::Metrics),
+        "/lab" => Ok(Route::Lab),
+        "/lab/stream" => crate::lab::StreamRequest::from_query(&query_pairs(query)?, last_event_id)
+            .map(Route::LabStream)
+            .map_err(Reject::bad),
         "/events" => {
             let mut topics = Vec::new();
             let mut query_id = None;
@@ -215,6 +223,27 @@ mod tests {
         publish_typed: "POST /publish?topic=a&event=progress HTTP/1.1\r\nHost: localhost\r\n\r\n" => publ(&["a"], Some("progress"));
         publish_empty_type: "POST /publish?event= HTTP/1.1\r\nHost: localhost\r\n\r\n" => publ(&[], None);
         health: "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n" => Ok(Route::Health);
+        lab_page: "GET /lab HTTP/1.1\r\nHost: localhost\r\n\r\n" => Ok(Route::Lab);
+    }
+
+    #[test]
+    fn lab_streams_are_read_or_refused_here() {
+        let ok = head(
+            "GET /lab/stream?run=r1&lesson=proxy&fix=1 HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: x-3\r\n\r\n",
+        );
+        let Ok(Route::LabStream(request)) = ok.route else {
+            panic!("{:?}", ok.route)
+        };
+        assert_eq!((request.run.as_str(), request.spec.fix), ("r1", true));
+        assert_eq!(request.last_event_id.as_deref(), Some("x-3"));
+        let bad = head(
+            "GET /lab/stream?run=r1&lesson=proxy&rate=1000 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        );
+        assert_eq!(bad.route.unwrap_err().status, Status::BAD_REQUEST);
+        assert_eq!(
+            status("POST /lab/stream HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            Status::METHOD_NOT_ALLOWED
+        );
     }
 
     #[test]

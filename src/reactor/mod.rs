@@ -36,7 +36,7 @@ use self::books::{Listening, Owed, Polls, Replays, Shutdown};
 use crate::auth::Access;
 use crate::bus::{self, Bus, Message};
 use crate::config::Config;
-use crate::conn::{Conn, EndedStream, Expired, Lane, Next};
+use crate::conn::{Conn, EndedStream, Expired, Lane, Next, Remains};
 use crate::http::{Policy, Reject, Status};
 use crate::metrics::Counters;
 use crate::net;
@@ -380,27 +380,35 @@ impl Reactor {
 
     /// Removes the connection everywhere: poll, slab, deadlines, topics.
     fn close(&mut self, key: usize, why: &str) {
-        let Some(conn) = self.conns.try_remove(key) else {
+        let Some(remains) = self.take_out(key) else {
             return;
         };
+        self.shared.leave(if remains.over_capacity {
+            Admission::OverCapacity
+        } else {
+            Admission::Served
+        });
+        debug!("connection {key} closed: {why}");
+        // A listener that stopped for lack of descriptors may go on now.
+        self.owed.accepts |= self.listening.socket.is_some();
+    }
+
+    /// Takes connection `key` out of this loop (poll, slab, deadlines,
+    /// topics, gauges) without closing its socket, which comes back in what
+    /// remains; its place against `--max-connections` is still held.
+    fn take_out(&mut self, key: usize) -> Option<Remains<TcpStream>> {
+        let conn = self.conns.try_remove(key)?;
         let mut remains = conn.remove(self.now);
         let _ = self.poll.registry().deregister(&mut remains.socket);
         if let Some(waited) = remains.waited {
             self.counters.observe_write_delay(waited);
         }
         self.timers.set(key, None);
-        if let Some(ended) = remains.stream {
+        if let Some(ended) = remains.stream.take() {
             self.forget_stream(ended);
         }
-        self.shared.leave(if remains.over_capacity {
-            Admission::OverCapacity
-        } else {
-            Admission::Served
-        });
         self.update_gauges();
-        debug!("connection {key} closed: {why}");
-        // A listener that stopped for lack of descriptors may go on now.
-        self.owed.accepts |= self.listening.socket.is_some();
+        Some(remains)
     }
 
     /// Fires every deadline that is due.

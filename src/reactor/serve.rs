@@ -25,6 +25,7 @@ impl Reactor {
             max_topics: self.config.max_topics,
             access: self.policy.access.as_deref(),
             unix_now: self.unix_now(),
+            lab: self.shared.lab.is_some(),
         }
     }
 
@@ -141,7 +142,32 @@ impl Reactor {
                 }
             }
             Action::Subscribe(start) => self.subscribe(key, start),
+            Action::Lab(request) => self.hand_over_to_lab(key, request),
         }
+    }
+
+    /// Gives connection `key` to the lab's thread: out of this loop's poll
+    /// and slab, not closed, still holding its place against
+    /// `--max-connections` until the lab closes it.
+    fn hand_over_to_lab(&mut self, key: usize, request: crate::lab::StreamRequest) {
+        let shared = std::sync::Arc::clone(&self.shared);
+        let Some(ticket) = shared.lab.as_ref().and_then(|door| door.reserve()) else {
+            let busy = Reject::new(crate::http::Status::UNAVAILABLE, "the lab is busy");
+            return self.reject(key, &busy);
+        };
+        let Some(unsent) = self.conns.get(key).map(|conn| conn.unsent()) else {
+            return;
+        };
+        let Some(remains) = self.take_out(key) else {
+            return;
+        };
+        debug!("connection {key}: handed over to the lab");
+        ticket.send(crate::lab::Handed::new(
+            remains.socket,
+            request,
+            unsent,
+            std::sync::Arc::clone(&shared),
+        ));
     }
 
     fn answer_publish(&mut self, key: usize, id: &str, keep_alive: bool) {

@@ -28,6 +28,7 @@ mod heartbeat;
 mod hostile;
 mod idle;
 mod inspector;
+mod lab;
 mod library;
 mod limits;
 mod loops;

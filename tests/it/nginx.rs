@@ -42,16 +42,16 @@ const HELD: Duration = Duration::from_secs(1);
 
 /// A running nginx; dropping it kills its process group (master and
 /// workers), then removes its dir.
-struct Nginx {
+pub(crate) struct Nginx {
     group: ProcGroup,
     dir: TempDir,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Nginx {
     /// Starts nginx on a free loopback port with `locations` inside its one
     /// `server` block.
-    fn start(locations: &str) -> Nginx {
+    pub(crate) fn start(locations: &str) -> Nginx {
         Nginx::start_with("", locations)
     }
 
@@ -121,7 +121,7 @@ impl Nginx {
     }
 
     /// Sends `GET path` through nginx; the connection, to read the answer.
-    fn get(&self, path: &str) -> HttpConn {
+    pub(crate) fn get(&self, path: &str) -> HttpConn {
         let mut conn = HttpConn::new(connect(self.addr));
         conn.send(
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")

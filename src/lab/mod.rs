@@ -1,0 +1,255 @@
+//! The failure lab (`--lab`, on with `--demo`): each classic reason SSE
+//! events arrive late, made for real on streams the lab alone serves, with
+//! its fix beside it, for the page at `GET /lab` and `sseloop lab LESSON`.
+//!
+//! # Where it runs
+//!
+//! The lab is a thread of its own with its own small `mio::Poll`; the
+//! loops never run its code and none of their paths changed for it. A loop
+//! that routes `GET /lab/stream` hands the connection over: the socket
+//! leaves the loop's poll and slab without being closed and goes to the
+//! lab through a channel and a `mio::Waker` (`LabDoor`). It still holds
+//! its place against `--max-connections` until the lab closes it.
+//!
+//! In a run the lab is three ordinary clients of the hub and one server:
+//! it publishes the lesson's events on a topic of the run's own
+//! (`lab-<run>`), through the server's [`crate::Publisher`], or, in the
+//! Nagle lesson, by `POST /publish` over real loopback TCP; each viewer
+//! (a browser's `EventSource`, its `fetch()` reader, the terminal client)
+//! gets its own subscription to `/events` over real loopback TCP, as any
+//! other subscriber; and between that subscription and the viewer's socket
+//! the lab's application writes the events with the lesson's cause or its
+//! fix in the way (`pipeline`). Nothing is a sleep standing in for a
+//! buffer: the buffers are real and bounded, and the delays are what they
+//! do to the bytes.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `lesson` | the lessons and what a lab stream asks for (pure) |
+//! | `blocks` | a buffer sent only when full: unflushed writes (pure) |
+//! | `relay` | a relay that buffers as nginx does by default (pure) |
+//! | `deflate` | a zlib stream that holds output as zlib does (pure) |
+//! | `inflate` | its decoder, for the terminal client (pure) |
+//! | `idle` | heartbeats and a proxy's read timeout (pure) |
+//! | `pipeline` | the application and the cause between the hub and a viewer (pure) |
+//! | `upstream` | the hub's event stream, parsed as the application reads it (pure) |
+//! | `run` | one run's schedule and its events' data (pure) |
+//! | `nagle` | the Nagle lesson's publisher over TCP |
+//! | `thread` | the lab's poll loop: taking connections in, runs, deadlines |
+//! | `viewer` | one viewer's sockets: the client's and the lab's subscription |
+//! | `answer` | the short answers (204, 400, 429, 503) to connections not served |
+//! | `watch` | the terminal client of `sseloop lab` |
+//!
+//! # Bounds
+//!
+//! At most [`MAX_RUNS`] runs at once (more: 429), 3 viewers each, every run at most 500 events of at most 16 KiB over at
+//! most 120 s; a viewer's unsent bytes at most [`MAX_VIEWER_QUEUE`] (a
+//! browser that does not read is cut off); at most [`MAX_WAITING`]
+//! connections on their way from the loops (more: 503).
+
+mod answer;
+mod blocks;
+mod deflate;
+mod idle;
+mod inflate;
+mod lesson;
+mod nagle;
+mod pipeline;
+mod relay;
+mod run;
+mod thread;
+mod upstream;
+mod viewer;
+mod watch;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mio::net::TcpStream;
+use mio::{Poll, Waker};
+
+use crate::process::{Admission, Shared};
+
+pub use lesson::{Lesson, StreamRequest, parse_rate};
+pub(crate) use thread::Lab;
+pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, summary, watch};
+
+/// Most runs at once.
+pub const MAX_RUNS: usize = 4;
+/// Most unsent bytes one viewer may hold before it is cut off.
+pub const MAX_VIEWER_QUEUE: usize = 256 << 10;
+/// Most connections handed over and not yet taken by the lab.
+pub const MAX_WAITING: usize = 64;
+
+/// The lab's page, served at `GET /lab`.
+pub const PAGE: &str = include_str!("../lab.html");
+
+/// A connection handed over by a loop: its socket, what it asked for, the
+/// bytes the loop had not written to it yet, and its place against
+/// `--max-connections`.
+#[derive(Debug)]
+pub(crate) struct Handed {
+    socket: TcpStream,
+    request: StreamRequest,
+    unsent: Vec<u8>,
+    place: Place,
+}
+
+impl Handed {
+    /// A connection the loop let in (so it holds a served place).
+    pub(crate) fn new(
+        socket: TcpStream,
+        request: StreamRequest,
+        unsent: Vec<u8>,
+        shared: Arc<Shared>,
+    ) -> Handed {
+        Handed {
+            socket,
+            request,
+            unsent,
+            place: Place(shared),
+        }
+    }
+}
+
+/// A served place against `--max-connections`, given back when dropped
+/// (with the socket that held it).
+#[derive(Debug)]
+struct Place(Arc<Shared>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.leave(Admission::Served);
+    }
+}
+
+/// How loops reach the lab: a queue, the lab's waker, and the count of
+/// connections on their way (which bounds the queue). Kept in what the
+/// loops share; only a lab request touches it.
+#[derive(Debug)]
+pub(crate) struct LabDoor {
+    queue: Arc<Mutex<Queue>>,
+    waker: Waker,
+    waiting: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A reserved place in the lab's channel.
+#[must_use]
+#[derive(Debug)]
+pub(crate) struct Ticket<'a> {
+    door: &'a LabDoor,
+    used: bool,
+}
+
+impl LabDoor {
+    /// A place for one connection, unless [`MAX_WAITING`] are already on
+    /// their way (the lab is not keeping up): then the loop answers 503.
+    pub(crate) fn reserve(&self) -> Option<Ticket<'_>> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Ticket {
+            door: self,
+            used: false,
+        })
+    }
+
+    /// Tells the lab to close everything and end its thread.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+}
+
+impl Ticket<'_> {
+    /// Hands the connection over; should the lab have stopped, the
+    /// connection is closed here (and its place given back).
+    pub(crate) fn send(mut self, handed: Handed) {
+        self.used = true;
+        let mut queue = self
+            .door
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if queue.closed {
+            drop(queue);
+            drop(handed);
+            self.door.waiting.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        queue.items.push_back(handed);
+        drop(queue);
+        let _ = self.door.waker.wake();
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.door.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Connections on their way to the lab. Once the lab has stopped it is
+/// closed: what it held is dropped, and nothing more is queued (a handed
+/// connection holds the `Shared` that holds the queue).
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Handed>,
+    closed: bool,
+}
+
+/// The lab's side of the door.
+struct Inbox {
+    queue: Arc<Mutex<Queue>>,
+    waiting: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Inbox {
+    /// Takes every connection handed over so far (at most `MAX_WAITING`).
+    fn take(&self) -> VecDeque<Handed> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = std::mem::take(&mut queue.items);
+        drop(queue);
+        self.waiting.fetch_sub(taken.len(), Ordering::AcqRel);
+        taken
+    }
+
+    /// The lab stops: nothing more is queued, and what is queued closes.
+    fn close(&self) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.closed = true;
+        drop(queue);
+        drop(self.take());
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// The door and the inbox of a lab whose poll is `poll`.
+fn channel(poll: &Poll) -> std::io::Result<(LabDoor, Inbox)> {
+    let queue = Arc::new(Mutex::new(Queue::default()));
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let door = LabDoor {
+        queue: Arc::clone(&queue),
+        waker: Waker::new(poll.registry(), thread::WAKER)?,
+        waiting: Arc::clone(&waiting),
+        stop: Arc::clone(&stop),
+    };
+    Ok((
+        door,
+        Inbox {
+            queue,
+            waiting,
+            stop,
+        },
+    ))
+}
