@@ -116,8 +116,7 @@
 //! | `conn` | one connection: its states as enum variants that own their data; `queue`: the write queue of shared frames |
 //! | `topics` | per loop: topic → connections |
 //! | `bus` | the seam: `Hub`, the one door every publish goes through, in front of a `Sequencer`; `Bus`, a loop's receiving side; `id`: event ids, epochs, placing a `Last-Event-ID`, `reset`s; `inbox`: every loop's inbox; `history`: a loop's copy of the history; `local`: the in-process sequencer and bus; `resp`: the Redis protocol (pure) |
-//! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll |
-//! | `sentinel` | the cluster's Redis found through Sentinel: the `redis+sentinel://` URL (`url`), the discovery and failover state machine, replies read (pure; the Redis bus takes it into use) |
+//! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll; `sentinel`: finding and following the primary through Sentinel (pure) |
 //! | `publisher` | [`Publisher`]: the door from other threads |
 //! | `timers` | the deadline set and the heartbeat grid |
 //! | `net` | every `io::ErrorKind` decision; the listeners |
@@ -125,7 +124,7 @@
 //! | `http` | heads, routing, chunked bodies, responses (pure) |
 //! | `sse` | [`Event`] and its wire encoding (pure) |
 //! | `metrics` | [`Stats`] and the `/metrics` text |
-//! | `config` | [`Config`], its defaults as constants, duration and size values |
+//! | `config` | [`Config`], its defaults as constants, duration and size values; `redis`: the `--redis` URLs (`redis://`, `redis+sentinel://`) |
 //! | `fdlimit` | raising the open-file limit |
 //!
 //! The `sseloop` binary (`src/main.rs`) adds the command line (`cli.rs`)
@@ -188,7 +187,6 @@ mod process;
 mod publisher;
 mod reactor;
 mod request;
-mod sentinel;
 mod server;
 mod sse;
 mod timers;

@@ -71,6 +71,7 @@ pub mod entry;
 pub mod epoch;
 pub mod reader;
 pub mod scripts;
+pub mod sentinel;
 pub mod writer;
 
 use std::collections::VecDeque;
@@ -96,7 +97,7 @@ use crate::bus::{
     Asker, BUS_TOKENS, Bus, Delivery, History, Message, Offer, Publish, PublishError, Sequencer,
     Tally,
 };
-use crate::config::{Cluster, Config};
+use crate::config::{Cluster, Config, RedisTarget};
 
 /// Least length the stream is capped at, whatever `--history` says: every
 /// node's reader must find each entry there, however briefly it was away.
@@ -153,10 +154,13 @@ impl RedisSequencer {
         let batch = (MAX_REPLY / bulk).clamp(1, READ_BATCH);
         RedisSequencer {
             addr,
-            login: Login {
-                user: cluster.redis.user.clone(),
-                password: cluster.redis.password.clone(),
-                db: cluster.redis.db,
+            login: {
+                let (user, password, db) = cluster.redis.login();
+                Login {
+                    user: user.map(str::to_owned),
+                    password: password.map(str::to_owned),
+                    db,
+                }
             },
             commands: Commands::new(&cluster.key, config.history.max(STREAM_MIN_LEN)),
             history: config.history,
@@ -242,15 +246,16 @@ pub fn connect(
     config: &Config,
     inboxes: &Arc<Inboxes>,
 ) -> io::Result<Connected> {
-    let host = (cluster.redis.host.as_str(), cluster.redis.port);
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&host)?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} resolves to no address", cluster.redis.host),
-            )
-        })?;
+    let url = match &cluster.redis {
+        RedisTarget::Direct(url) => url,
+        RedisTarget::Sentinel(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "Sentinel is not supported yet",
+            ));
+        }
+    };
+    let addr = resolve(&url.host, url.port)?;
     let hub = Arc::new(RedisSequencer::new(
         cluster,
         addr,
@@ -261,6 +266,18 @@ pub fn connect(
         .map(|index| Box::new(RedisBus::new(index, Arc::clone(&hub))) as Box<dyn Bus>)
         .collect();
     Ok((hub, buses))
+}
+
+/// The first address `host` resolves to (once, at start).
+fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} resolves to no address"),
+            )
+        })
 }
 
 /// What a command on the reader's connection was for.
