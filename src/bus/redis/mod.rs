@@ -88,7 +88,7 @@ use mio::{Registry, Token};
 use self::conn::{ConnEvent, Login, REPLY_TIMEOUT, RedisConn};
 use self::epoch::Epochs;
 use self::reader::{Reader, Step};
-use self::scripts::Commands;
+use self::scripts::{Commands, MAX_ENTRY_BYTES};
 use self::writer::{Answer, Unsent, Writer};
 use crate::bus::id::{Epoch, ResetReason, Run};
 use crate::bus::inbox::{Inbox, Inboxes};
@@ -105,11 +105,14 @@ pub const STREAM_MIN_LEN: usize = 1024;
 /// How long one `XREAD` waits for entries; an idle reader checks the epoch
 /// this often.
 const READ_BLOCK: Duration = Duration::from_secs(1);
-/// Entries one `XREAD` asks for at most (fewer for large events; see
-/// [`RedisSequencer::new`]).
-const READ_BATCH: usize = 256;
 /// Bytes one reply may hold, bounding the reader's buffer.
 const MAX_REPLY: usize = 32 << 20;
+/// Entries one read asks for: as many as fit in a reply at the largest
+/// an entry may be.
+const READ_BATCH: usize = MAX_REPLY / (MAX_ENTRY_BYTES + 1024);
+/// Elements one array of a reply may hold: a read's entries, an entry's
+/// fields and values. An entry with more fields is read carefully.
+const MAX_ARRAY: usize = 256;
 /// How long the reader waits before reading on while a loop is far behind.
 const BEHIND_PAUSE: Duration = Duration::from_millis(5);
 /// How far ahead of what this node has seen an id of the current epoch
@@ -124,14 +127,17 @@ const THREAD_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// each loop's connection, and the inboxes the reader hands deliveries to.
 #[derive(Debug)]
 pub struct RedisSequencer {
-    addr: SocketAddr,
+    /// The primary every connection uses; `None` while it is not known.
+    primary: Mutex<Option<SocketAddr>>,
     login: Login,
     commands: Commands,
     /// Events each loop keeps for replay.
     history: usize,
+    /// Replicas a publish waits for (`WAIT`).
+    replicas: usize,
+    /// Longest a publish waits for Redis.
+    publish_timeout: Duration,
     limits: Limits,
-    /// Entries one read asks for.
-    batch: usize,
     inboxes: Arc<Inboxes>,
     epochs: Epochs,
     /// Publishes for each loop's connection to send, by loop index
@@ -149,28 +155,29 @@ impl RedisSequencer {
         config: &Config,
         inboxes: Arc<Inboxes>,
     ) -> Self {
-        // An entry's fields beside its data: type, topics and names.
-        let bulk = config.max_event_size.max(64 << 10) + (64 << 10);
-        let batch = (MAX_REPLY / bulk).clamp(1, READ_BATCH);
         RedisSequencer {
-            addr,
+            primary: Mutex::new(Some(addr)),
             login: {
                 let (user, password, db) = cluster.redis.login();
                 Login {
                     user: user.map(str::to_owned),
                     password: password.map(str::to_owned),
                     db,
+                    primary_only: false,
                 }
             },
             commands: Commands::new(&cluster.key, config.history.max(STREAM_MIN_LEN)),
             history: config.history,
+            replicas: cluster.replicas,
+            publish_timeout: cluster.publish_timeout,
+            // Whatever this node's own limits: any entry another node was
+            // allowed to store (or a stub of one that is larger).
             limits: Limits {
-                bulk,
-                array: READ_BATCH.max(64),
+                bulk: MAX_ENTRY_BYTES,
+                array: MAX_ARRAY,
                 depth: 8,
-                value: batch * (bulk + 1024) + (64 << 10),
+                value: MAX_REPLY + (64 << 10),
             },
-            batch,
             inboxes,
             epochs: Epochs::default(),
             unsent: (0..config.loops)
@@ -178,6 +185,17 @@ impl RedisSequencer {
                 .collect(),
             tally: Tally::default(),
         }
+    }
+
+    /// The primary every connection uses, if known.
+    pub fn primary(&self) -> Option<SocketAddr> {
+        *self.primary.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where Redis is, for the log.
+    fn shown_addr(&self) -> String {
+        self.primary()
+            .map_or_else(|| "(no primary)".to_owned(), |a| a.to_string())
     }
 
     /// Queues a publish for loop `index`'s connection.
@@ -202,18 +220,28 @@ impl Sequencer for RedisSequencer {
         if self.inboxes.is_closed() {
             return Offer::Refused(PublishError::Closed);
         }
-        let event = publish.event;
+        let due = Instant::now() + self.publish_timeout;
         match asker {
             // The loop sends it before it polls next.
             Asker::Loop(ticket) => {
                 let answer = Answer::Loop(ticket);
-                self.queue(ticket.loop_index, Unsent { event, answer });
+                let unsent = Unsent {
+                    publish,
+                    answer,
+                    due,
+                };
+                self.queue(ticket.loop_index, unsent);
                 Offer::Pending
             }
             Asker::Thread => {
                 let (answer, answered) = mpsc::sync_channel(1);
                 let answer = Answer::Thread(answer);
-                self.queue(0, Unsent { event, answer });
+                let unsent = Unsent {
+                    publish,
+                    answer,
+                    due,
+                };
+                self.queue(0, unsent);
                 self.inboxes.get(0).wake();
                 match answered.recv_timeout(THREAD_PUBLISH_TIMEOUT) {
                     Ok(Ok(id)) => Offer::Published(id),
@@ -296,7 +324,52 @@ struct ReaderConn {
     steps: Vec<Step>,
     /// Waiting for a loop far behind before reading on.
     paused_until: Option<Instant>,
+    /// Skipped entries logged since `skips_logged_at`, and those not
+    /// logged: at most [`SKIPS_LOGGED`] lines a minute.
+    skips: SkipLog,
 }
+
+/// Lines about skipped entries logged in a minute at most.
+const SKIPS_LOGGED: u32 = 5;
+
+/// Bounds what the log says about skipped entries.
+#[derive(Debug, Default)]
+struct SkipLog {
+    since: Option<Instant>,
+    logged: u32,
+    unlogged: u64,
+}
+
+impl SkipLog {
+    /// Logs `why`, unless the minute's lines are spent: then counts it,
+    /// and the first line of the next minute says how many were not told.
+    fn note(&mut self, why: &str, now: Instant) {
+        if self
+            .since
+            .is_none_or(|at| now >= at + Duration::from_secs(60))
+        {
+            if self.unlogged > 0 {
+                log::warn!(
+                    "Redis reader: {} more entries skipped (see {STREAM_METRIC})",
+                    self.unlogged
+                );
+            }
+            *self = SkipLog {
+                since: Some(now),
+                ..SkipLog::default()
+            };
+        }
+        if self.logged < SKIPS_LOGGED {
+            self.logged += 1;
+            log::warn!("Redis reader: skipped {why}");
+        } else {
+            self.unlogged += 1;
+        }
+    }
+}
+
+/// The metric that counts skipped entries.
+const STREAM_METRIC: &str = "sseloop_cluster_entries_skipped_total";
 
 /// One loop's side of the cluster's hub.
 pub struct RedisBus {
@@ -326,13 +399,20 @@ impl RedisBus {
             value: 1 << 20,
             ..hub.limits
         };
-        let writer = Writer::new(index, hub.addr, hub.login.clone(), token(0), limits);
+        let writer = Writer::new(index, &hub, token(0), limits);
         let reader = (index == 0).then(|| ReaderConn {
-            conn: RedisConn::new("reader", hub.addr, hub.login.clone(), token(1), hub.limits),
+            conn: RedisConn::new(
+                "reader",
+                hub.primary(),
+                hub.login.clone(),
+                token(1),
+                hub.limits,
+            ),
             events: Vec::new(),
-            reader: Reader::new(hub.addr, hub.history),
+            reader: Reader::new(hub.history),
             steps: Vec::new(),
             paused_until: None,
+            skips: SkipLog::default(),
         });
         RedisBus {
             index,
@@ -373,7 +453,8 @@ impl RedisBus {
 
     /// Sends the publishes queued for this loop's connection.
     fn send_unsent(&mut self) {
-        for unsent in self.hub.take_unsent(self.index) {
+        let unsent = self.hub.take_unsent(self.index);
+        if !unsent.is_empty() {
             self.writer.send(unsent, &self.hub);
         }
     }
@@ -398,7 +479,14 @@ impl RedisBus {
                         let read = entry::read(value);
                         side.reader.on_read(current, read, &mut side.steps);
                     }
-                    ConnEvent::Down(_) => side.paused_until = None,
+                    ConnEvent::Down(lost) => {
+                        side.paused_until = None;
+                        let reading = lost.sent.iter().any(|t| matches!(t, ReadTag::Read));
+                        if lost.unreadable && reading {
+                            side.reader.on_unreadable();
+                        }
+                    }
+                    ConnEvent::Unreachable | ConnEvent::Message(_) => {}
                     ConnEvent::Refused(why) => self.refused = Some(why),
                 }
                 for step in mem::take(&mut side.steps) {
@@ -445,6 +533,10 @@ impl ReaderConn {
             Step::HandOut(delivery) => hub.inboxes.hand_out(&delivery, Some(index)),
             Step::Stored { run, seq } => hub.epochs.note_stored(run, seq),
             Step::Log(level, text) => log::log!(level, "{text}"),
+            Step::Skipped(why) => {
+                hub.tally.skip();
+                self.skips.note(&why, Instant::now());
+            }
             Step::Sync => {
                 let known = hub.epochs.current().map(|c| (c.epoch.run(), c.known));
                 let _ = hub.commands.sync(Run::draw(), known, |args| {
@@ -455,21 +547,24 @@ impl ReaderConn {
             Step::Read { .. } if hub.inboxes.any_full() => {
                 self.paused_until = Some(Instant::now() + BEHIND_PAUSE);
             }
-            Step::Read { after } => self.read(after, hub),
+            Step::Read { after, careful } => self.read(after, careful, hub),
             Step::Reset(why) => self.conn.reset(&why, &mut self.events),
             Step::Refuse(why) => *refused = Some(why),
         }
     }
 
-    fn read(&mut self, after: u64, hub: &RedisSequencer) {
-        let _ = hub.commands.read(after, hub.batch, READ_BLOCK, |args| {
-            self.conn.send(
-                args,
-                ReadTag::Read,
-                READ_BLOCK + REPLY_TIMEOUT,
-                Instant::now(),
-            )
-        });
+    fn read(&mut self, after: u64, careful: bool, hub: &RedisSequencer) {
+        let now = Instant::now();
+        let _ = if careful {
+            hub.commands.read_carefully(after, READ_BATCH, |args| {
+                self.conn.send(args, ReadTag::Read, REPLY_TIMEOUT, now)
+            })
+        } else {
+            hub.commands.read(after, READ_BATCH, READ_BLOCK, |args| {
+                self.conn
+                    .send(args, ReadTag::Read, READ_BLOCK + REPLY_TIMEOUT, now)
+            })
+        };
     }
 }
 
@@ -481,7 +576,7 @@ impl Bus for RedisBus {
         if let Some(why) = self.take_refusal() {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                format!("Redis at {}: {why}", self.hub.addr),
+                format!("Redis at {}: {why}", self.hub.shown_addr()),
             ));
         }
         let Some(through) = self.hub.epochs.started() else {
@@ -556,7 +651,7 @@ impl Bus for RedisBus {
         // threads' publishes wait.
         if self.started {
             if let Some(why) = self.take_refusal() {
-                log::error!("Redis at {}: {why}", self.hub.addr);
+                log::error!("Redis at {}: {why}", self.hub.shown_addr());
             }
             self.send_unsent();
         }
@@ -581,13 +676,23 @@ impl Bus for RedisBus {
             side.paused_until = None;
             let after = side.reader.position();
             side.carry_out(
-                Step::Read { after },
+                Step::Read {
+                    after,
+                    careful: false,
+                },
                 &self.hub,
                 self.index,
                 &mut self.refused,
             );
         }
         self.drive_reader();
+    }
+
+    fn abandon(&mut self) {
+        // Publishes not yet taken from the queue are this loop's too.
+        let unsent = self.hub.take_unsent(self.index);
+        self.writer.send(unsent, &self.hub);
+        self.writer.abandon();
     }
 }
 

@@ -12,13 +12,23 @@
 //! them is nobody's news); later, entries trimmed before it got to them
 //! become one `reset` (`stale`) in their place, and a new epoch begins
 //! with a `reset` (`other-run`) at its base.
+//!
+//! No entry stops it. One that is not an event, or is over the bound of
+//! an entry, is skipped: counted, logged, and a `reset` (`stale`) in its
+//! place for the subscribers of its topics (everyone's, when it has none
+//! that can be read). One of another epoch (or none) sends it to the
+//! epoch check first: if the epoch is still the same, the entry is
+//! another program's, and skipped. One whose id sseloop does not number
+//! is counted and the epoch check, which removes such entries, runs
+//! before the next read. A reply it could not read (over the limits of a
+//! reply) makes its next read a careful one, which hands over entries over
+//! the bound as stubs and leaves out fields sseloop does not use.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use log::Level;
 
-use super::entry::{Entry, Read, Synced};
+use super::entry::{Entry, Item, Read, Synced};
 use super::epoch::Current;
 use crate::bus::Delivery;
 use crate::bus::id::{Epoch, ResetReason, Run};
@@ -45,12 +55,17 @@ pub enum Step {
     },
     /// Log this.
     Log(Level, String),
+    /// An entry was skipped (counted; logged within a bound): why.
+    Skipped(String),
     /// Ask for the epoch check next.
     Sync,
     /// Read the entries after `after` next.
     Read {
         /// The last entry read.
         after: u64,
+        /// With the careful read ([`super::scripts::READ_SCRIPT`]): the
+        /// last read's reply could not be read.
+        careful: bool,
     },
     /// End the connection: the reply cannot be used. It connects again
     /// and checks the epoch.
@@ -63,8 +78,6 @@ pub enum Step {
 /// What the reader knows.
 #[derive(Debug)]
 pub struct Reader {
-    /// Redis's address, for the log.
-    addr: SocketAddr,
     /// Events each loop keeps for replay: how far back the start reads.
     history: u64,
     /// The last sequence number read, in the current epoch; `None` before
@@ -78,21 +91,49 @@ pub struct Reader {
     caught_up: bool,
     /// The newest sequence number in the order handed out.
     handed_out: u64,
+    /// An entry of another epoch was read here: the epoch check runs
+    /// before it is taken for another program's.
+    suspect: Option<u64>,
+    /// The epoch check found the epoch unchanged since `suspect` was
+    /// read: an entry of another epoch here is skipped.
+    confirmed: Option<u64>,
+    /// The last foreign id counted, so that one read again (before the
+    /// check removed it) is counted once.
+    foreign: Option<String>,
+    /// The last read's reply could not be read: read carefully next.
+    careful: bool,
 }
 
 impl Reader {
     /// The reader of a node starting now, whose loops keep `history`
     /// events.
-    pub fn new(addr: SocketAddr, history: usize) -> Reader {
+    pub fn new(history: usize) -> Reader {
         Reader {
-            addr,
             history: history as u64,
             position: None,
             quiet_gap: true,
             target: 0,
             caught_up: false,
             handed_out: 0,
+            suspect: None,
+            confirmed: None,
+            foreign: None,
+            careful: false,
         }
+    }
+
+    /// The connection ended on a reply it could not read while a read
+    /// was asked: the next read is a careful one.
+    pub fn on_unreadable(&mut self) {
+        self.careful = true;
+    }
+
+    /// The next read, after the last entry read.
+    fn read_next(&self, out: &mut Vec<Step>) {
+        out.push(Step::Read {
+            after: self.position(),
+            careful: self.careful,
+        });
     }
 
     /// Where the next read starts: after the last entry read.
@@ -114,7 +155,18 @@ impl Reader {
     /// The epoch check answered; `current` is the epoch the node is in.
     pub fn on_sync(&mut self, current: Option<Current>, reply: Synced, out: &mut Vec<Step>) {
         let (run, last) = match reply {
-            Synced::Epoch { run, last } => (run, last),
+            Synced::Epoch { run, last, removed } => {
+                if removed > 0 {
+                    out.push(Step::Log(
+                        Level::Warn,
+                        format!(
+                            "Redis: removed {removed} entries with ids sseloop does not number \
+                             (another program's XADD *) from the stream"
+                        ),
+                    ));
+                }
+                (run, last)
+            }
             Synced::Failed { why, transient } => {
                 if !transient && self.position.is_none() {
                     // At start: the configuration is wrong, say so and stop.
@@ -131,10 +183,7 @@ impl Reader {
                 // The node's start: the history is the stream's last entries.
                 out.push(Step::Log(
                     Level::Info,
-                    format!(
-                        "cluster on Redis at {}: epoch {run}, {last} events so far",
-                        self.addr
-                    ),
+                    format!("cluster on Redis: epoch {run}, {last} events so far"),
                 ));
                 out.push(Step::Begin {
                     epoch: Epoch::new(run, 0),
@@ -148,6 +197,7 @@ impl Reader {
             // Reconnected, or idle: read on from where the reader was.
             Some(current) if current.epoch.run() == run => {
                 out.push(Step::Stored { run, seq: last });
+                self.confirmed = self.suspect.take();
             }
             Some(current) => {
                 let old = current.epoch.run();
@@ -168,15 +218,16 @@ impl Reader {
                 self.handed_out = epoch.base();
                 self.position = Some(0);
                 self.quiet_gap = false;
+                self.suspect = None;
+                self.confirmed = None;
             }
         }
-        out.push(Step::Read {
-            after: self.position(),
-        });
+        self.read_next(out);
     }
 
     /// A read answered; `current` is the epoch the node is in.
     pub fn on_read(&mut self, current: Option<Current>, reply: Read, out: &mut Vec<Step>) {
+        self.careful = false;
         let entries = match reply {
             Read::Entries(entries) => entries,
             Read::Idle => {
@@ -198,22 +249,50 @@ impl Reader {
         };
         let epoch = current.epoch;
         let mut newest = None;
-        for entry in entries {
-            let Some(entry) = entry else {
-                out.push(Step::Log(
-                    Level::Warn,
-                    "Redis reader: an entry that is not an event; skipped".into(),
-                ));
-                continue;
+        for item in entries {
+            let entry = match item {
+                Item::Event(entry) => entry,
+                Item::Unreadable { seq, why } => {
+                    if seq > self.position() {
+                        self.skip(epoch, seq, Arc::from([]), &why, out);
+                        newest = Some(seq);
+                    }
+                    continue;
+                }
+                Item::Foreign(id) => {
+                    // The epoch check removes it: nothing after it can be
+                    // read before that.
+                    if self.foreign.as_ref() != Some(&id) {
+                        out.push(Step::Skipped(format!(
+                            "entry {id}: an id sseloop does not number (another program's XADD *)"
+                        )));
+                        self.foreign = Some(id);
+                    }
+                    stored(epoch, newest, out);
+                    return out.push(Step::Sync);
+                }
             };
-            if entry.epoch != Some(epoch.run()) {
-                // Another epoch's entry: the epoch changed under this
-                // reader. The check finds out which, and where to read from.
-                stored(epoch, newest, out);
-                return out.push(Step::Sync);
-            }
             if self.position.is_some_and(|p| entry.seq <= p) {
                 continue; // read already
+            }
+            if entry.epoch != Some(epoch.run()) {
+                if self.confirmed == Some(entry.seq) {
+                    // The epoch is the same as before it was read: it is
+                    // not one of this hub's events.
+                    let why = match entry.epoch {
+                        Some(other) => format!("of epoch {other}, not {}", epoch.run()),
+                        None => "no epoch".into(),
+                    };
+                    self.skip(epoch, entry.seq, entry.topics, &why, out);
+                    newest = Some(entry.seq);
+                    continue;
+                }
+                // Another epoch's entry: the epoch may have changed under
+                // this reader. The check finds out which, and where to
+                // read from.
+                self.suspect = Some(entry.seq);
+                stored(epoch, newest, out);
+                return out.push(Step::Sync);
             }
             self.hand_out(epoch, entry, out);
             newest = Some(self.position());
@@ -221,9 +300,26 @@ impl Reader {
         stored(epoch, newest, out);
         self.quiet_gap = false;
         self.caught_up |= self.position() >= self.target;
-        out.push(Step::Read {
-            after: self.position(),
-        });
+        self.read_next(out);
+    }
+
+    /// Skips entry `seq`: counted and logged, and a `reset` (`stale`) in
+    /// its place for the subscribers of `topics` (everyone, when none).
+    fn skip(
+        &mut self,
+        epoch: Epoch,
+        seq: u64,
+        topics: Arc<[Box<str>]>,
+        why: &str,
+        out: &mut Vec<Step>,
+    ) {
+        out.push(Step::Skipped(format!("entry 0-{seq}: {why}")));
+        let at = epoch.base() + seq;
+        let mut reset = reset(epoch, at, ResetReason::Stale);
+        reset.topics = topics;
+        out.push(Step::HandOut(reset));
+        self.position = Some(seq);
+        self.handed_out = at;
     }
 
     /// Hands out one entry, after a `reset` (`stale`) when entries before
@@ -290,11 +386,11 @@ mod tests {
     }
 
     fn reader(history: usize) -> Reader {
-        Reader::new("127.0.0.1:6379".parse().unwrap(), history)
+        Reader::new(history)
     }
 
-    fn event(epoch: &str, seq: u64) -> Option<Entry> {
-        Some(Entry {
+    fn event(epoch: &str, seq: u64) -> Item {
+        Item::Event(Entry {
             seq,
             epoch: Some(run(epoch)),
             data: format!("e{seq}"),
@@ -337,8 +433,16 @@ mod tests {
                         shown.push(format!("{} {id}{shown_as}", d.seq).trim().to_string());
                     }
                     Step::Log(level, _) => shown.push(format!("log:{level}")),
+                    Step::Skipped(_) => shown.push("skipped".into()),
                     Step::Sync => shown.push("sync".into()),
-                    Step::Read { after } => shown.push(format!("read {after}")),
+                    Step::Read {
+                        after,
+                        careful: false,
+                    } => shown.push(format!("read {after}")),
+                    Step::Read {
+                        after,
+                        careful: true,
+                    } => shown.push(format!("careful read {after}")),
                     Step::Reset(_) => shown.push("reset".into()),
                     Step::Refuse(_) => shown.push("refuse".into()),
                 }
@@ -351,6 +455,7 @@ mod tests {
             let reply = Synced::Epoch {
                 run: run(epoch),
                 last,
+                removed: 0,
             };
             reader.on_sync(self.current, reply, &mut out);
             self.apply(out)
@@ -417,18 +522,26 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_that_is_not_an_event_does_not_stop_the_ones_after_it() {
+    fn an_entry_that_is_not_an_event_is_skipped_with_a_reset_in_its_place() {
         let mut r = reader(8);
         let mut node = Node::default();
         node.sync(&mut r, A, 0);
-        let got = node.read(&mut r, Read::Entries(vec![event(A, 1), None, event(A, 2)]));
+        let unreadable = Item::Unreadable {
+            seq: 2,
+            why: "over the bound".into(),
+        };
+        let got = node.read(
+            &mut r,
+            Read::Entries(vec![event(A, 1), unreadable, event(A, 3)]),
+        );
         assert_eq!(
             got,
             [
                 format!("1 {A}-1"),
-                "log:WARN".into(),
-                format!("2 {A}-2"),
-                "read 2".into()
+                "skipped".into(),
+                format!("2 {A}-2reset:stale"),
+                format!("3 {A}-3"),
+                "read 3".into()
             ]
         );
     }
@@ -440,10 +553,68 @@ mod tests {
         node.sync(&mut r, A, 0);
         let got = node.read(
             &mut r,
-            Read::Entries(vec![event(A, 1), event(B, 1), event(A, 2)]),
+            Read::Entries(vec![event(A, 1), event(B, 2), event(A, 3)]),
         );
         assert_eq!(got, [format!("1 {A}-1"), "sync".into()]);
         assert_eq!(node.current.unwrap().known, 1);
+        // The epoch is still A: entry 2 is not one of this hub's events.
+        assert_eq!(node.sync(&mut r, A, 3), ["read 1"]);
+        let mut no_epoch = event(A, 2);
+        if let Item::Event(e) = &mut no_epoch {
+            e.epoch = None;
+        }
+        for bad in [event(B, 2), no_epoch] {
+            let mut r = reader(8);
+            let mut node = Node::default();
+            node.sync(&mut r, A, 0);
+            node.read(&mut r, Read::Entries(vec![event(A, 1)]));
+            let suspect = node.read(&mut r, Read::Entries(vec![bad.clone()]));
+            assert_eq!(suspect, ["sync"]);
+            node.sync(&mut r, A, 3);
+            let got = node.read(&mut r, Read::Entries(vec![bad, event(A, 3)]));
+            assert_eq!(
+                got,
+                [
+                    "skipped".to_string(),
+                    format!("2 {A}-2reset:stale"),
+                    format!("3 {A}-3"),
+                    "read 3".into()
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_foreign_id_is_counted_once_and_sends_the_reader_to_the_epoch_check() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        let foreign = || Item::Foreign("1712345678901-0".into());
+        let got = node.read(&mut r, Read::Entries(vec![event(A, 1), foreign()]));
+        assert_eq!(got, [format!("1 {A}-1"), "skipped".into(), "sync".into()]);
+        // Read again before the check removed it: not counted again.
+        assert_eq!(node.read(&mut r, Read::Entries(vec![foreign()])), ["sync"]);
+        let mut out = Vec::new();
+        let removed = Synced::Epoch {
+            run: run(A),
+            last: 1,
+            removed: 1,
+        };
+        r.on_sync(node.current, removed, &mut out);
+        assert_eq!(node.apply(out), ["log:WARN", "read 1"]);
+    }
+
+    #[test]
+    fn a_reply_that_could_not_be_read_is_read_again_carefully() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        node.read(&mut r, Read::Entries(vec![event(A, 1)]));
+        r.on_unreadable();
+        // The connection came back: the epoch check, then the careful read.
+        assert_eq!(node.sync(&mut r, A, 2), ["careful read 1"]);
+        let got = node.read(&mut r, Read::Entries(vec![event(A, 2)]));
+        assert_eq!(got, [format!("2 {A}-2"), "read 2".into()]);
     }
 
     #[test]

@@ -1,63 +1,202 @@
-//! What a node asks Redis: the two Lua scripts that keep the epoch and
-//! the stream in step, and the commands that run them and read the
-//! stream, each handed to a sender as its arguments.
+//! What a node asks Redis: the Lua scripts that keep the epoch, the
+//! stream and the publishers' keys in step, and the commands that run them
+//! and read the stream, each handed to a sender as its arguments.
 //!
-//! Both checks run in Lua, so that a check and what follows it are one
-//! step for Redis: [`SYNC_SCRIPT`], which a node's reader runs on every
-//! (re)connect and every idle second, and [`PUBLISH_SCRIPT`], which adds
-//! an event only if the epoch and the stream are still those the node
-//! knows.
+//! The checks run in Lua, so that a check and what follows it are one
+//! step for Redis (and one step on every replica, which gets a script's
+//! writes together): [`SYNC_SCRIPT`], which a node's reader runs on every
+//! (re)connect and every idle second; [`PUBLISH_SCRIPT`], which adds an
+//! event only if the epoch and the stream are still those the node knows,
+//! and adds nothing for a key it has seen; and [`READ_SCRIPT`], the
+//! reader's careful read after a reply it could not read, which hands
+//! over an entry over [`MAX_ENTRY_BYTES`] as a stub and leaves out fields
+//! sseloop does not use.
+//!
+//! Entries another program added with ids sseloop does not number
+//! (`XADD … *`: time-based ids, which sort after every `0-<n>`) would stop
+//! every later `XADD … 0-*`; both the epoch check and a publish remove
+//! them (at most 1 000 a call, bounding the script's time) and set the
+//! stream's last id back, and say how many they removed.
 
 use std::time::Duration;
 
 use super::entry::stream_id;
 use crate::bus::id::Run;
+use crate::config::MAX_CLUSTER_EVENT_SIZE;
 use crate::sse::Event;
 
-/// Run on each (re)connect of a node's reader and whenever it has been
-/// idle for a read's block: the epoch and the stream's last sequence
-/// number. A new epoch begins (and the stream, stale, is deleted) when
-/// there is none, or when the stream is behind what the node read from
-/// it. KEYS: the epoch, the stream; ARGV: a fresh epoch, the epoch the
-/// node knows (empty at its start), the newest sequence number it knows
-/// there.
-pub const SYNC_SCRIPT: &str = r#"
-local epoch = redis.call('GET', KEYS[1])
-local last = 0
-local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if top[1] then
-  last = tonumber(string.match(top[1][1], '^0%-(%d+)$'))
-  if not last then
-    return redis.error_reply('SSELOOP-FOREIGN ' .. KEYS[2] .. ' holds entries sseloop did not add')
-  end
+/// The most bytes one stream entry may hold, its field names and values
+/// together: the largest event a node takes, plus room for its other
+/// fields. A publish over it is refused; an entry over it (another
+/// program's) is read as a stub and skipped, so no node ever needs more
+/// to read any entry.
+pub const MAX_ENTRY_BYTES: usize = MAX_CLUSTER_EVENT_SIZE + (64 << 10);
+/// The fields of an entry sseloop reads; the careful read leaves out the
+/// rest.
+pub const ENTRY_FIELDS: [&str; 7] = ["epoch", "data", "event", "topics", "id", "retry", "private"];
+
+/// Lua shared by the scripts: the sequence number of an id `0-<n>`, and
+/// removing foreign entries from the top of a stream.
+macro_rules! lua_prelude {
+    () => {
+        r#"
+local function seq_of(id)
+  return tonumber(string.match(id, '^0%-(%d+)$'))
 end
-if (not epoch) or (epoch == ARGV[2] and last < tonumber(ARGV[3])) then
+-- Removes entries with ids sseloop does not number from the top of
+-- `stream` (they sort after every 0-<n>) and sets its last id back to the
+-- last 0-<n> (never below `known`, the newest the caller knows), so that
+-- XADD 0-* works again; with `force`, also when none was found (another
+-- program's XADD * left the last id past every entry). How many it removed.
+local function clear_foreign(stream, known, force)
+  local removed, kept = 0, 0
+  repeat
+    local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 100)
+    local done = #top < 100
+    for _, e in ipairs(top) do
+      local seq = seq_of(e[1])
+      if seq then kept = seq; done = true; break end
+      redis.call('XDEL', stream, e[1])
+      removed = removed + 1
+    end
+  until done or removed >= 1000
+  if removed > 0 or force then
+    redis.pcall('XSETID', stream, '0-' .. math.max(kept, known))
+  end
+  return removed
+end
+-- The stream's last entry's sequence number (0: none), and how many
+-- foreign entries were removed to find it.
+local function last_of(stream, known)
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if not top[1] then return 0, 0 end
+  local seq = seq_of(top[1][1])
+  if seq then return seq, 0 end
+  local removed = clear_foreign(stream, known, false)
+  top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  return (top[1] and seq_of(top[1][1])) or 0, removed
+end
+"#
+    };
+}
+
+/// Run on each (re)connect of a node's reader and whenever it has been
+/// idle for a read's block: the epoch, the stream's last sequence number,
+/// and how many foreign entries were removed. A new epoch begins (and the
+/// stream, stale, is deleted with the keys) when there is none, or when
+/// the stream is behind what the node read from it. KEYS: the epoch, the
+/// stream, the keys; ARGV: a fresh epoch, the epoch the node knows (empty
+/// at its start), the newest sequence number it knows there.
+pub const SYNC_SCRIPT: &str = concat!(
+    lua_prelude!(),
+    r#"
+local epoch = redis.call('GET', KEYS[1])
+local known = tonumber(ARGV[3])
+local last, removed = last_of(KEYS[2], known)
+if (not epoch) or (epoch == ARGV[2] and last < known) then
   epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('SET', KEYS[1], epoch)
   last = 0
 end
-return {epoch, last}
-"#;
+return {epoch, last, removed}
+"#
+);
 
 /// Adds one event, only if the epoch is still the one the node publishes
 /// in and the stream holds at least what the node knows was stored; the
 /// entry names its epoch (a reader still on an older one, whose `XREAD`
 /// waits on the key that a new epoch made anew, must not take the new
-/// epoch's entries for its own). The reply is the entry's id. KEYS: the
-/// epoch, the stream; ARGV: the epoch, the newest sequence number the
-/// node knows, the stream's cap, then the entry's fields and values.
-pub const PUBLISH_SCRIPT: &str = r#"
+/// epoch's entries for its own). With a key (not empty): the keys of
+/// events that left the stream are forgotten, and a key still known adds
+/// nothing: the reply is the first event's. The reply is `{"stored", id,
+/// removed}` (removed: foreign entries cleared first) or `{"again", id,
+/// epoch}`. KEYS: the epoch, the stream, the keys; ARGV: the epoch, the
+/// newest sequence number the node knows, the stream's cap, the key, the
+/// most bytes an entry may hold, then the entry's fields and values.
+pub const PUBLISH_SCRIPT: &str = concat!(
+    lua_prelude!(),
+    r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('SSELOOP-EPOCH the epoch has changed')
 end
-local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local last = 0
-if top[1] then last = tonumber(string.match(top[1][1], '^0%-(%d+)$')) or 0 end
-if last < tonumber(ARGV[2]) then
+local known = tonumber(ARGV[2])
+local last, removed = last_of(KEYS[2], known)
+if last < known then
   return redis.error_reply('SSELOOP-BEHIND the stream lost events')
 end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 4))
+local key = ARGV[4]
+if key ~= '' then
+  local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+  local oldest = first[1] and seq_of(first[1][1])
+  if oldest then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. oldest)
+  else
+    redis.call('DEL', KEYS[3])
+  end
+  local seq = redis.call('ZSCORE', KEYS[3], key)
+  if seq then
+    local id = '0-' .. seq
+    local entry = redis.call('XRANGE', KEYS[2], id, id)
+    if entry[1] then
+      local fields = entry[1][2]
+      for i = 1, #fields, 2 do
+        if fields[i] == 'epoch' then
+          -- A write, so that a WAIT after this one waits for the first
+          -- event too.
+          redis.call('SET', KEYS[1], ARGV[1])
+          return {'again', id, fields[i + 1]}
+        end
+      end
+    end
+  end
+end
+local size = 0
+for i = 6, #ARGV do size = size + #ARGV[i] end
+if size > tonumber(ARGV[5]) then
+  return redis.error_reply('SSELOOP-TOO-LARGE the event is over the cluster bound')
+end
+local id = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 6))
+if type(id) == 'table' then
+  -- Another program's XADD * left the stream's last id past every 0-<n>.
+  removed = removed + clear_foreign(KEYS[2], known, true)
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 6))
+end
+if key ~= '' then
+  redis.call('ZADD', KEYS[3], seq_of(id), key)
+end
+return {'stored', id, removed}
+"#
+);
+
+/// The reader's careful read, after a reply it could not read: the
+/// entries after `ARGV[1]` (at most `ARGV[2]`) in `XREAD`'s shape, each
+/// over `ARGV[3]` bytes as a stub `{sseloop-skip, "<n> bytes"}`, the
+/// others with only the fields named in the rest of `ARGV`; nil when
+/// there is none. KEYS: the stream.
+pub const READ_SCRIPT: &str = r#"
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+if #entries == 0 then return false end
+local keep = {}
+for i = 4, #ARGV do keep[ARGV[i]] = true end
+local out = {}
+for i, e in ipairs(entries) do
+  local size = 0
+  for _, v in ipairs(e[2]) do size = size + #v end
+  if size > tonumber(ARGV[3]) then
+    out[i] = {e[1], {'sseloop-skip', size .. ' bytes'}}
+  else
+    local fields = {}
+    for j = 1, #e[2], 2 do
+      if keep[e[2][j]] then
+        fields[#fields + 1] = e[2][j]
+        fields[#fields + 1] = e[2][j + 1]
+      end
+    end
+    out[i] = {e[1], fields}
+  end
+end
+return {{KEYS[1], out}}
 "#;
 
 /// The commands of one hub: its keys in Redis, and the cap of its stream.
@@ -67,6 +206,8 @@ pub struct Commands {
     epoch: Vec<u8>,
     /// `<prefix>:events`.
     stream: Vec<u8>,
+    /// `<prefix>:keys`: the publishers' keys, by sequence number.
+    keys: Vec<u8>,
     /// The stream's cap, in decimal.
     cap: String,
 }
@@ -77,6 +218,7 @@ impl Commands {
         Commands {
             epoch: format!("{prefix}:epoch").into_bytes(),
             stream: format!("{prefix}:events").into_bytes(),
+            keys: format!("{prefix}:keys").into_bytes(),
             cap: cap.to_string(),
         }
     }
@@ -95,9 +237,10 @@ impl Commands {
         send(&[
             b"EVAL",
             SYNC_SCRIPT.as_bytes(),
-            b"2",
+            b"3",
             &self.epoch,
             &self.stream,
+            &self.keys,
             fresh.as_str().as_bytes(),
             run.as_bytes(),
             seq.as_bytes(),
@@ -110,26 +253,31 @@ impl Commands {
     }
 
     /// Adding `event` in epoch `run`, where entries up to `known` are
-    /// stored, by the loaded script `sha`.
+    /// stored, by the loaded script `sha`; under `key`, if it has one.
     pub fn publish<R>(
         &self,
         sha: &[u8],
         run: Run,
         known: u64,
         event: &Event,
+        key: Option<&str>,
         send: impl FnOnce(&[&[u8]]) -> R,
     ) -> R {
         let known = known.to_string();
+        let bound = MAX_ENTRY_BYTES.to_string();
         let topics = event.topics().join("\n");
         let mut args: Vec<&[u8]> = vec![
             b"EVALSHA",
             sha,
-            b"2",
+            b"3",
             &self.epoch,
             &self.stream,
+            &self.keys,
             run.as_str().as_bytes(),
             known.as_bytes(),
             self.cap.as_bytes(),
+            key.unwrap_or("").as_bytes(),
+            bound.as_bytes(),
             b"data",
             event.data().as_bytes(),
         ];
@@ -165,6 +313,30 @@ impl Commands {
             from.as_bytes(),
         ])
     }
+
+    /// The careful read ([`READ_SCRIPT`]) of at most `count` entries after
+    /// entry `after`, without waiting.
+    pub fn read_carefully<R>(
+        &self,
+        after: u64,
+        count: usize,
+        send: impl FnOnce(&[&[u8]]) -> R,
+    ) -> R {
+        let from = stream_id(after);
+        let count = count.to_string();
+        let bound = MAX_ENTRY_BYTES.to_string();
+        let mut args: Vec<&[u8]> = vec![
+            b"EVAL",
+            READ_SCRIPT.as_bytes(),
+            b"1",
+            &self.stream,
+            from.as_bytes(),
+            count.as_bytes(),
+            bound.as_bytes(),
+        ];
+        args.extend(ENTRY_FIELDS.iter().map(|f| f.as_bytes()));
+        send(&args)
+    }
 }
 
 #[cfg(test)]
@@ -185,7 +357,15 @@ mod tests {
         assert_eq!(sync[0], "EVAL");
         assert_eq!(
             sync[2..],
-            ["2", "hub:epoch", "hub:events", "0123456789ab", "", "0"]
+            [
+                "3",
+                "hub:epoch",
+                "hub:events",
+                "hub:keys",
+                "0123456789ab",
+                "",
+                "0"
+            ]
         );
         let read = keys.read(41, 256, Duration::from_secs(1), texts);
         assert_eq!(
@@ -205,17 +385,21 @@ mod tests {
             .with_type("t")
             .with_topic("a")
             .with_topic("b");
-        let publish = keys.publish(b"sha", fresh, 7, &event, texts);
+        let publish = keys.publish(b"sha", fresh, 7, &event, Some("k"), texts);
+        let bound = MAX_ENTRY_BYTES.to_string();
         assert_eq!(
             publish[1..],
             [
                 "sha",
-                "2",
+                "3",
                 "hub:epoch",
                 "hub:events",
+                "hub:keys",
                 "0123456789ab",
                 "7",
                 "2048",
+                "k",
+                &bound,
                 "data",
                 "d",
                 "event",
@@ -224,7 +408,11 @@ mod tests {
                 "a\nb"
             ]
         );
-        let broadcast = keys.publish(b"sha", fresh, 7, &Event::new("d"), texts);
-        assert_eq!(broadcast.len(), 10, "no type, no topics: {broadcast:?}");
+        let broadcast = keys.publish(b"sha", fresh, 7, &Event::new("d"), None, texts);
+        assert_eq!(broadcast.len(), 13, "no type, no topics: {broadcast:?}");
+        assert_eq!(broadcast[9], "", "no key");
+        let careful = keys.read_carefully(41, 30, texts);
+        assert_eq!(careful[2..7], ["1", "hub:events", "0-41", "30", &bound]);
+        assert_eq!(careful[7..], ENTRY_FIELDS);
     }
 }

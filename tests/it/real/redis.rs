@@ -264,7 +264,6 @@ impl Redis {
     }
 
     /// A connection of its own, kept open.
-    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
     pub fn client(&self) -> Client {
         Client::connect(self.addr())
     }
@@ -341,7 +340,6 @@ impl Client {
     }
 
     /// Runs one command; panics when the connection fails.
-    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
     pub fn command(&mut self, args: &[&str]) -> Reply {
         self.send(args);
         self.read(IO_TIMEOUT)
