@@ -138,8 +138,8 @@ pub enum PublishError {
     /// In a cluster: the event is larger than a cluster stores
     /// ([`MAX_CLUSTER_EVENT_SIZE`](crate::config::MAX_CLUSTER_EVENT_SIZE)).
     TooLarge,
-    /// The key is empty, longer than [`MAX_KEY_LEN`] bytes or holds a
-    /// control character.
+    /// The key is empty, longer than 256 bytes or holds a control
+    /// character.
     InvalidKey,
 }
 

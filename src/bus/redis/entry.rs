@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use super::conn;
+use super::epoch::parse_value;
 use crate::bus::id::Run;
 use crate::bus::resp::Value;
 use crate::sse::{valid_event_type, valid_topic};
@@ -66,8 +67,12 @@ pub enum Item {
 pub enum Synced {
     /// The epoch, and the stream's last sequence number.
     Epoch {
+        /// The epoch's value in Redis.
+        value: Arc<str>,
         /// The epoch's run.
         run: Run,
+        /// The stream's sequence number it began after.
+        from: u64,
         /// The last entry's sequence number (0: none).
         last: u64,
         /// Foreign entries it removed from the stream.
@@ -86,17 +91,23 @@ pub enum Synced {
 pub fn synced(value: Value) -> Synced {
     if let Value::Array(items) = &value
         && let [
-            Value::Bulk(run),
+            Value::Bulk(text),
             Value::Integer(last),
             Value::Integer(removed),
         ] = &items[..]
-        && let (Some(run), Ok(last), Ok(removed)) = (
-            Run::parse(run),
+        && let (Some((run, from)), Ok(last), Ok(removed)) = (
+            parse_value(text),
             u64::try_from(*last),
             u64::try_from(*removed),
         )
     {
-        return Synced::Epoch { run, last, removed };
+        return Synced::Epoch {
+            value: Arc::from(String::from_utf8_lossy(text)),
+            run,
+            from,
+            last,
+            removed,
+        };
     }
     match value.error() {
         Some(e) => Synced::Failed {
@@ -410,11 +421,22 @@ mod tests {
         assert_eq!(
             synced(ok),
             Synced::Epoch {
+                value: "0123456789ab".into(),
                 run: run("0123456789ab"),
+                from: 0,
                 last: 5,
                 removed: 2,
             }
         );
+        let continued = Value::Array(vec![
+            bulk("0123456789ab 3 10.0.0.1:6380"),
+            Value::Integer(5),
+            Value::Integer(0),
+        ]);
+        assert!(matches!(
+            synced(continued),
+            Synced::Epoch { from: 3, last: 5, value, .. } if &*value == "0123456789ab 3 10.0.0.1:6380"
+        ));
         let busy = synced(Value::Error(b"LOADING Redis is loading".to_vec()));
         assert!(matches!(
             busy,

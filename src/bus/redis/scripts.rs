@@ -20,10 +20,13 @@
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use super::entry::stream_id;
+use super::epoch::Current;
+use crate::bus::Publish;
 use crate::bus::id::Run;
 use crate::config::MAX_CLUSTER_EVENT_SIZE;
-use crate::sse::Event;
 
 /// The most bytes one stream entry may hold, its field names and values
 /// together: the largest event a node takes, plus room for its other
@@ -35,19 +38,22 @@ pub const MAX_ENTRY_BYTES: usize = MAX_CLUSTER_EVENT_SIZE + (64 << 10);
 /// rest.
 pub const ENTRY_FIELDS: [&str; 7] = ["epoch", "data", "event", "topics", "id", "retry", "private"];
 
-/// Lua shared by the scripts: the sequence number of an id `0-<n>`, and
-/// removing foreign entries from the top of a stream.
+/// Lua shared by the scripts (the scripts' text is in the binary, so
+/// their comments are here): `seq_of`, the sequence number of an id
+/// `0-<n>`; `clear_foreign`, which removes entries with ids sseloop does
+/// not number from the top of a stream (they sort after every `0-<n>`),
+/// at most 1 000 a call, and sets its last id back to the last `0-<n>`
+/// (never below `known`, the newest the caller knows), so that `XADD 0-*`
+/// works again (with `force`, also when none was found: another program's
+/// `XADD *` left the last id past every entry), returning how many it
+/// removed; `last_of`, the stream's last entry's sequence number (0:
+/// none) and how many foreign entries were removed to find it.
 macro_rules! lua_prelude {
     () => {
         r#"
 local function seq_of(id)
   return tonumber(string.match(id, '^0%-(%d+)$'))
 end
--- Removes entries with ids sseloop does not number from the top of
--- `stream` (they sort after every 0-<n>) and sets its last id back to the
--- last 0-<n> (never below `known`, the newest the caller knows), so that
--- XADD 0-* works again; with `force`, also when none was found (another
--- program's XADD * left the last id past every entry). How many it removed.
 local function clear_foreign(stream, known, force)
   local removed, kept = 0, 0
   repeat
@@ -65,8 +71,6 @@ local function clear_foreign(stream, known, force)
   end
   return removed
 end
--- The stream's last entry's sequence number (0: none), and how many
--- foreign entries were removed to find it.
 local function last_of(stream, known)
   local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   if not top[1] then return 0, 0 end
@@ -81,51 +85,76 @@ end
 }
 
 /// Run on each (re)connect of a node's reader and whenever it has been
-/// idle for a read's block: the epoch, the stream's last sequence number,
-/// and how many foreign entries were removed. A new epoch begins (and the
-/// stream, stale, is deleted with the keys) when there is none, or when
-/// the stream is behind what the node read from it. KEYS: the epoch, the
-/// stream, the keys; ARGV: a fresh epoch, the epoch the node knows (empty
-/// at its start), the newest sequence number it knows there.
+/// idle for a read's block: the epoch's value, the stream's last sequence
+/// number, and how many foreign entries were removed. A new epoch begins
+/// when there is none (the stream and keys, stale, are deleted: it begins
+/// after 0), when the stream is behind what the node read from it (Redis
+/// restored an older copy), or, with Sentinel, when the epoch began on
+/// another primary than the one the node reads from (a failover): these
+/// two continue the stream, beginning after its last entry, so that no
+/// number another node handed out is given again under the same epoch.
+/// The value is `<run>[ <from>[ <primary>]]` (see `epoch::value`). KEYS:
+/// the epoch, the stream, the keys; ARGV: a fresh run, the epoch value the
+/// node knows (empty at its start), the newest sequence number it knows
+/// there, the primary's address (empty without Sentinel).
 pub const SYNC_SCRIPT: &str = concat!(
     lua_prelude!(),
     r#"
-local epoch = redis.call('GET', KEYS[1])
+local value = redis.call('GET', KEYS[1])
 local known = tonumber(ARGV[3])
 local last, removed = last_of(KEYS[2], known)
-if (not epoch) or (epoch == ARGV[2] and last < known) then
-  epoch = ARGV[1]
+local from = nil
+if not value then
   redis.call('DEL', KEYS[2], KEYS[3])
-  redis.call('SET', KEYS[1], epoch)
   last = 0
+  from = 0
+elseif value == ARGV[2] and last < known then
+  from = last
+elseif ARGV[4] ~= '' and string.match(value, '^%S+ %d+ (%S+)$') ~= ARGV[4] then
+  from = last
 end
-return {epoch, last, removed}
+if from then
+  value = ARGV[1]
+  if from > 0 or ARGV[4] ~= '' then value = value .. ' ' .. from end
+  if ARGV[4] ~= '' then value = value .. ' ' .. ARGV[4] end
+  redis.call('SET', KEYS[1], value)
+end
+return {value, last, removed}
 "#
 );
 
 /// Adds one event, only if the epoch is still the one the node publishes
-/// in and the stream holds at least what the node knows was stored; the
-/// entry names its epoch (a reader still on an older one, whose `XREAD`
+/// in (and, with Sentinel, began on the primary the node writes to) and
+/// the stream holds at least what the node knows was stored; the entry
+/// names its epoch's run (a reader still on an older one, whose `XREAD`
 /// waits on the key that a new epoch made anew, must not take the new
 /// epoch's entries for its own). With a key (not empty): the keys of
 /// events that left the stream are forgotten, and a key still known adds
-/// nothing: the reply is the first event's. The reply is `{"stored", id,
-/// removed}` (removed: foreign entries cleared first) or `{"again", id,
-/// epoch}`. KEYS: the epoch, the stream, the keys; ARGV: the epoch, the
-/// newest sequence number the node knows, the stream's cap, the key, the
-/// most bytes an entry may hold, then the entry's fields and values.
+/// nothing: the reply is the first event's (after a write, the epoch set
+/// again, so that a `WAIT` after it waits for the first event too). An
+/// `XADD` refused because another program's `XADD *` left the stream's
+/// last id past every `0-<n>` is tried again once that is cleared. The
+/// reply is `{"stored", id, removed}` (removed: foreign entries cleared
+/// first) or `{"again", id, run}`. KEYS: the epoch, the stream, the keys; ARGV: the epoch's value,
+/// its run, the newest sequence number the node knows, the stream's cap,
+/// the key, the most bytes an entry may hold, the primary's address
+/// (empty without Sentinel), then the entry's fields and values.
 pub const PUBLISH_SCRIPT: &str = concat!(
     lua_prelude!(),
     r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local value = redis.call('GET', KEYS[1])
+if value ~= ARGV[1] then
   return redis.error_reply('SSELOOP-EPOCH the epoch has changed')
 end
-local known = tonumber(ARGV[2])
+if ARGV[7] ~= '' and string.match(value, '^%S+ %d+ (%S+)$') ~= ARGV[7] then
+  return redis.error_reply('SSELOOP-MOVED the epoch began on another primary')
+end
+local known = tonumber(ARGV[3])
 local last, removed = last_of(KEYS[2], known)
 if last < known then
   return redis.error_reply('SSELOOP-BEHIND the stream lost events')
 end
-local key = ARGV[4]
+local key = ARGV[5]
 if key ~= '' then
   local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
   local oldest = first[1] and seq_of(first[1][1])
@@ -142,9 +171,7 @@ if key ~= '' then
       local fields = entry[1][2]
       for i = 1, #fields, 2 do
         if fields[i] == 'epoch' then
-          -- A write, so that a WAIT after this one waits for the first
-          -- event too.
-          redis.call('SET', KEYS[1], ARGV[1])
+          redis.call('SET', KEYS[1], value)
           return {'again', id, fields[i + 1]}
         end
       end
@@ -152,15 +179,14 @@ if key ~= '' then
   end
 end
 local size = 0
-for i = 6, #ARGV do size = size + #ARGV[i] end
-if size > tonumber(ARGV[5]) then
+for i = 8, #ARGV do size = size + #ARGV[i] end
+if size > tonumber(ARGV[6]) then
   return redis.error_reply('SSELOOP-TOO-LARGE the event is over the cluster bound')
 end
-local id = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 6))
+local id = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '0-*', 'epoch', ARGV[2], unpack(ARGV, 8))
 if type(id) == 'table' then
-  -- Another program's XADD * left the stream's last id past every 0-<n>.
   removed = removed + clear_foreign(KEYS[2], known, true)
-  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'epoch', ARGV[1], unpack(ARGV, 6))
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '0-*', 'epoch', ARGV[2], unpack(ARGV, 8))
 end
 if key ~= '' then
   redis.call('ZADD', KEYS[3], seq_of(id), key)
@@ -223,17 +249,19 @@ impl Commands {
         }
     }
 
-    /// The epoch check, with a `fresh` epoch to begin if one must, and the
-    /// epoch and newest sequence number the node knows, if any.
+    /// The epoch check, with a `fresh` run to begin an epoch with if one
+    /// must, the epoch's value and newest sequence number the node knows,
+    /// if any, and the primary it reads from (with Sentinel).
     pub fn sync<R>(
         &self,
         fresh: Run,
-        known: Option<(Run, u64)>,
+        known: Option<(&str, u64)>,
+        primary: Option<SocketAddr>,
         send: impl FnOnce(&[&[u8]]) -> R,
     ) -> R {
-        let (run, seq) = known.unzip();
-        let run = run.as_ref().map_or("", Run::as_str);
+        let (value, seq) = known.unzip();
         let seq = seq.unwrap_or(0).to_string();
+        let primary = primary.map_or_else(String::new, |p| p.to_string());
         send(&[
             b"EVAL",
             SYNC_SCRIPT.as_bytes(),
@@ -242,8 +270,9 @@ impl Commands {
             &self.stream,
             &self.keys,
             fresh.as_str().as_bytes(),
-            run.as_bytes(),
+            value.unwrap_or("").as_bytes(),
             seq.as_bytes(),
+            primary.as_bytes(),
         ])
     }
 
@@ -252,19 +281,20 @@ impl Commands {
         send(&[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()])
     }
 
-    /// Adding `event` in epoch `run`, where entries up to `known` are
-    /// stored, by the loaded script `sha`; under `key`, if it has one.
+    /// Adding `publish` in the epoch `current`, by the loaded script
+    /// `sha`, on the primary at `primary` (with Sentinel).
     pub fn publish<R>(
         &self,
         sha: &[u8],
-        run: Run,
-        known: u64,
-        event: &Event,
-        key: Option<&str>,
+        current: &Current,
+        publish: &Publish,
+        primary: Option<SocketAddr>,
         send: impl FnOnce(&[&[u8]]) -> R,
     ) -> R {
-        let known = known.to_string();
+        let event = &publish.event;
+        let known = current.known.to_string();
         let bound = MAX_ENTRY_BYTES.to_string();
+        let primary = primary.map_or_else(String::new, |p| p.to_string());
         let topics = event.topics().join("\n");
         let mut args: Vec<&[u8]> = vec![
             b"EVALSHA",
@@ -273,11 +303,13 @@ impl Commands {
             &self.epoch,
             &self.stream,
             &self.keys,
-            run.as_str().as_bytes(),
+            current.value.as_bytes(),
+            current.run.as_str().as_bytes(),
             known.as_bytes(),
             self.cap.as_bytes(),
-            key.unwrap_or("").as_bytes(),
+            publish.key.as_deref().unwrap_or("").as_bytes(),
             bound.as_bytes(),
+            primary.as_bytes(),
             b"data",
             event.data().as_bytes(),
         ];
@@ -342,6 +374,7 @@ impl Commands {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sse::Event;
 
     fn texts(args: &[&[u8]]) -> Vec<String> {
         args.iter()
@@ -353,7 +386,7 @@ mod tests {
     fn commands_name_the_hubs_keys() {
         let keys = Commands::new("hub", 2048);
         let fresh = Run::parse(b"0123456789ab").unwrap();
-        let sync = keys.sync(fresh, None, texts);
+        let sync = keys.sync(fresh, None, None, texts);
         assert_eq!(sync[0], "EVAL");
         assert_eq!(
             sync[2..],
@@ -364,9 +397,13 @@ mod tests {
                 "hub:keys",
                 "0123456789ab",
                 "",
-                "0"
+                "0",
+                ""
             ]
         );
+        let primary = "10.0.0.1:6380".parse().ok();
+        let sync = keys.sync(fresh, Some(("ba5eba5eba5e 9", 12)), primary, texts);
+        assert_eq!(sync[7..], ["ba5eba5eba5e 9", "12", "10.0.0.1:6380"]);
         let read = keys.read(41, 256, Duration::from_secs(1), texts);
         assert_eq!(
             read,
@@ -385,7 +422,14 @@ mod tests {
             .with_type("t")
             .with_topic("a")
             .with_topic("b");
-        let publish = keys.publish(b"sha", fresh, 7, &event, Some("k"), texts);
+        let current = Current {
+            value: "0123456789ab 5 10.0.0.1:6380".into(),
+            run: fresh,
+            from: 5,
+            known: 7,
+        };
+        let keyed = Publish::keyed(event, Some("k".into()));
+        let publish = keys.publish(b"sha", &current, &keyed, primary, texts);
         let bound = MAX_ENTRY_BYTES.to_string();
         assert_eq!(
             publish[1..],
@@ -395,11 +439,13 @@ mod tests {
                 "hub:epoch",
                 "hub:events",
                 "hub:keys",
+                "0123456789ab 5 10.0.0.1:6380",
                 "0123456789ab",
                 "7",
                 "2048",
                 "k",
                 &bound,
+                "10.0.0.1:6380",
                 "data",
                 "d",
                 "event",
@@ -408,9 +454,14 @@ mod tests {
                 "a\nb"
             ]
         );
-        let broadcast = keys.publish(b"sha", fresh, 7, &Event::new("d"), None, texts);
-        assert_eq!(broadcast.len(), 13, "no type, no topics: {broadcast:?}");
-        assert_eq!(broadcast[9], "", "no key");
+        let plain = Publish::new(Event::new("d"));
+        let broadcast = keys.publish(b"sha", &current, &plain, None, texts);
+        assert_eq!(broadcast.len(), 15, "no type, no topics: {broadcast:?}");
+        assert_eq!(
+            (&*broadcast[10], &*broadcast[12]),
+            ("", ""),
+            "no key, no primary"
+        );
         let careful = keys.read_carefully(41, 30, texts);
         assert_eq!(careful[2..7], ["1", "hub:events", "0-41", "30", &bound]);
         assert_eq!(careful[7..], ENTRY_FIELDS);

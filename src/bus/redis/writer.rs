@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
+use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use mio::event::Event as Readiness;
 use mio::{Registry, Token};
 
 use super::RedisSequencer;
-use super::conn::{ConnEvent, Lost, REPLY_TIMEOUT, RedisConn};
+use super::conn::{ConnEvent, Lost, REPLY_TIMEOUT, RedisConn, Tag};
 use super::entry::{self, Stored};
 use super::scripts::Commands;
 use crate::bus::id::{EventId, Run};
@@ -70,15 +71,16 @@ struct Job {
     /// `None` once answered (on time or not, its reply is still awaited).
     answer: Option<Answer>,
     due: Instant,
-    /// The epoch it was sent in.
+    /// The epoch it was sent in: its run and value.
     run: Run,
+    value: Option<Arc<str>>,
     /// Its id, once Redis stored it (while `WAIT` is awaited).
     stored: Option<EventId>,
 }
 
 /// What a command on the publishing connection was for.
-#[derive(Debug)]
-enum Tag {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Command {
     /// Loading the publish script.
     Script,
     /// The publish with this serial.
@@ -87,10 +89,30 @@ enum Tag {
     Wait(u64),
 }
 
+impl Command {
+    /// The connection's tag for it: 0 the script, the serial shifted
+    /// left, with the low bit set for a `WAIT`.
+    fn tag(self) -> Tag {
+        match self {
+            Command::Script => 0,
+            Command::Publish(serial) => serial << 1,
+            Command::Wait(serial) => (serial << 1) | 1,
+        }
+    }
+
+    fn of(tag: Tag) -> Command {
+        match tag {
+            0 => Command::Script,
+            tag if tag & 1 == 1 => Command::Wait(tag >> 1),
+            tag => Command::Publish(tag >> 1),
+        }
+    }
+}
+
 /// One loop's publishing connection.
 pub struct Writer {
-    conn: RedisConn<Tag>,
-    events: Vec<ConnEvent<Tag>>,
+    conn: RedisConn,
+    events: Vec<ConnEvent>,
     /// The publish script's SHA (the same on every server), once a
     /// server gave it.
     sha: Option<Vec<u8>>,
@@ -110,6 +132,9 @@ pub struct Writer {
     /// A `WAIT` found fewer replicas than asked for, and none since found
     /// enough: logged once.
     short_of_replicas: bool,
+    /// Redis refused publishes in this epoch (it changed, began on another
+    /// primary, or lost events): they wait, held, for the next epoch check.
+    stale: Option<Arc<str>>,
 }
 
 impl Writer {
@@ -127,6 +152,7 @@ impl Writer {
             answers: VecDeque::new(),
             refused: None,
             short_of_replicas: false,
+            stale: None,
         }
     }
 
@@ -158,6 +184,7 @@ impl Writer {
                 answer: Some(answer),
                 due,
                 run: Run::NONE,
+                value: None,
                 stored: None,
             });
         }
@@ -173,7 +200,7 @@ impl Writer {
 
     /// Sends what is held, if the connection can take it; answers it
     /// "unavailable" if Redis cannot be reached.
-    fn pump(&mut self, hub: &RedisSequencer) {
+    pub fn pump(&mut self, hub: &RedisSequencer) {
         if self.held.is_empty() {
             return;
         }
@@ -187,7 +214,13 @@ impl Writer {
             }
             return;
         }
-        let run = current.epoch.run();
+        if self.stale.as_ref() == Some(&current.value) {
+            // Refused in this epoch: the next epoch check tells where
+            // they go.
+            return;
+        }
+        self.stale = None;
+        let primary = hub.sentinel.then(|| self.conn.addr()).flatten();
         let now = Instant::now();
         let mut last = None;
         let mut earliest = None;
@@ -195,14 +228,14 @@ impl Writer {
             if job.answer.is_none() {
                 continue;
             }
-            job.run = run;
-            let key = job.publish.key.as_deref();
-            let sent =
-                hub.commands
-                    .publish(sha, run, current.known, &job.publish.event, key, |args| {
-                        self.conn
-                            .send(args, Tag::Publish(job.serial), REPLY_TIMEOUT, now)
-                    });
+            job.run = current.run;
+            job.value = Some(Arc::clone(&current.value));
+            let sent = hub
+                .commands
+                .publish(sha, &current, &job.publish, primary, |args| {
+                    self.conn
+                        .send(args, Command::Publish(job.serial).tag(), REPLY_TIMEOUT, now)
+                });
             if sent.is_err() {
                 self.held.push_front(job);
                 break;
@@ -224,11 +257,12 @@ impl Writer {
             let args: [&[u8]; 3] = [b"WAIT", replicas.as_bytes(), millis.as_bytes()];
             let _ = self
                 .conn
-                .send(&args, Tag::Wait(last), wait + REPLY_TIMEOUT, now);
+                .send(&args, Command::Wait(last).tag(), wait + REPLY_TIMEOUT, now);
         }
     }
 
     /// Answers every held publish "unavailable".
+    #[inline(never)]
     fn refuse_held(&mut self) {
         for job in mem::take(&mut self.held) {
             if let Some(answer) = job.answer {
@@ -301,7 +335,6 @@ impl Writer {
     }
 
     /// Follows the primary to `addr`: the connection to another ends.
-    #[allow(dead_code, reason = "used by the Sentinel glue, next")]
     pub fn follow(&mut self, addr: Option<std::net::SocketAddr>, hub: &RedisSequencer) {
         self.conn.set_addr(addr, &mut self.events);
         self.drive(hub);
@@ -313,32 +346,25 @@ impl Writer {
                 match event {
                     ConnEvent::Up => {
                         let _ = Commands::load_publish(|args| {
-                            self.conn
-                                .send(args, Tag::Script, REPLY_TIMEOUT, Instant::now())
+                            let tag = Command::Script.tag();
+                            self.conn.send(args, tag, REPLY_TIMEOUT, Instant::now())
                         });
                         self.loaded = true;
                         self.pump(hub);
                     }
-                    ConnEvent::Reply(Tag::Script, value) => match entry::loaded(value) {
-                        Ok(sha) => {
-                            self.sha = Some(sha);
-                            self.pump(hub);
-                        }
-                        Err((why, transient)) => {
-                            if !transient {
-                                self.refused = Some(why.clone());
-                            }
-                            self.conn.reset(&why, &mut self.events);
-                        }
+                    ConnEvent::Reply(tag, value) => match Command::of(tag) {
+                        Command::Script => self.on_loaded(value, hub),
+                        Command::Publish(serial) => self.on_stored(serial, &value, hub),
+                        Command::Wait(through) => self.on_replicated(through, &value, hub),
                     },
-                    ConnEvent::Reply(Tag::Publish(serial), value) => {
-                        self.on_stored(serial, &value, hub);
+                    ConnEvent::Down(lost) => {
+                        if lost.not_primary {
+                            hub.primary_failed(self.conn.addr());
+                        }
+                        self.on_lost(&lost);
                     }
-                    ConnEvent::Reply(Tag::Wait(through), value) => {
-                        self.on_replicated(through, &value, hub);
-                    }
-                    ConnEvent::Down(lost) => self.on_lost(&lost),
                     ConnEvent::Unreachable => {
+                        hub.primary_failed(self.conn.addr());
                         if self.conn.in_outage() {
                             self.refuse_held();
                         }
@@ -350,10 +376,27 @@ impl Writer {
         }
     }
 
+    /// `SCRIPT LOAD` answered.
+    fn on_loaded(&mut self, value: Value, hub: &RedisSequencer) {
+        match entry::loaded(value) {
+            Ok(sha) => {
+                self.sha = Some(sha);
+                self.pump(hub);
+            }
+            Err((why, transient)) => {
+                if !transient {
+                    self.refused = Some(why.clone());
+                }
+                self.conn.reset(&why, &mut self.events);
+            }
+        }
+    }
+
     /// The connection is gone: what it had not resolved is answered
     /// "unavailable", unless it cannot have reached Redis and the
     /// connection is coming back (then it is sent again).
-    fn on_lost(&mut self, lost: &Lost<Tag>) {
+    #[inline(never)]
+    fn on_lost(&mut self, lost: &Lost) {
         self.loaded = false;
         let coming_back = !self.conn.in_outage();
         let mut again = Vec::new();
@@ -361,10 +404,7 @@ impl Writer {
             let Some(answer) = job.answer.take() else {
                 continue;
             };
-            let unsent = lost
-                .unsent
-                .iter()
-                .any(|tag| matches!(tag, Tag::Publish(s) if *s == job.serial));
+            let unsent = lost.unsent.contains(&Command::Publish(job.serial).tag());
             if unsent && coming_back {
                 job.answer = Some(answer);
                 job.stored = None;
@@ -386,8 +426,26 @@ impl Writer {
         let Some(at) = self.sent.iter().position(|j| j.serial == serial) else {
             return;
         };
+        let stored = entry::stored(value);
+        if let Stored::Refused { why, .. } = &stored
+            && ["SSELOOP-EPOCH", "SSELOOP-MOVED", "SSELOOP-BEHIND"]
+                .iter()
+                .any(|refusal| why.starts_with(refusal))
+        {
+            // Not stored: it goes again once the epoch check has said
+            // which epoch it goes in.
+            debug!("publish refused by Redis: {why}");
+            if let Some(mut job) = self.sent.remove(at)
+                && job.answer.is_some()
+            {
+                self.stale = job.value.take();
+                let before = self.held.partition_point(|j| j.serial < job.serial);
+                self.held.insert(before, job);
+            }
+            return;
+        }
         let (keyed, run) = (self.sent[at].publish.key.is_some(), self.sent[at].run);
-        let result = self.stored(keyed, run, entry::stored(value), hub);
+        let result = self.stored(keyed, run, stored, hub);
         match result {
             Ok(id) if hub.replicas > 0 => self.sent[at].stored = Some(id),
             result => {
@@ -401,6 +459,7 @@ impl Writer {
     }
 
     /// `WAIT` answered for the publishes sent up to `through`.
+    #[inline(never)]
     fn on_replicated(&mut self, through: u64, value: &Value, hub: &RedisSequencer) {
         let enough = matches!(value, Value::Integer(n) if *n >= hub.replicas as i64);
         if enough {
@@ -430,6 +489,7 @@ impl Writer {
     }
 
     /// The id of a publish Redis answered, if it was stored.
+    #[inline(never)]
     fn stored(
         &mut self,
         keyed: bool,
@@ -466,7 +526,12 @@ impl Writer {
                 why,
                 expected: true,
             } => debug!("publish refused by Redis: {why}"),
-            Stored::Refused { why, .. } => warn!("publish refused by Redis: {why}"),
+            Stored::Refused { why, .. } => {
+                if why.starts_with("READONLY") {
+                    hub.primary_failed(self.conn.addr());
+                }
+                warn!("publish refused by Redis: {why}");
+            }
             Stored::Unexpected(what) => warn!("Redis answered a publish with {what}"),
         }
         Err(PublishError::Unavailable)

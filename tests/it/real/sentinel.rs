@@ -112,7 +112,6 @@ impl RedisHa {
 
     /// The Sentinels' URL, as `--redis` takes it:
     /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/mymaster`.
-    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .sentinels

@@ -179,6 +179,12 @@ impl Discovery {
         }
     }
 
+    /// Whether a whole round of asking found no primary, and it waits
+    /// before the next.
+    pub fn pausing(&self) -> bool {
+        matches!(self.phase, Phase::Pausing { .. })
+    }
+
     /// When [`Discovery::on_deadline`] is next due.
     pub fn deadline(&self) -> Instant {
         match self.phase {
