@@ -363,7 +363,7 @@ pub const MAX_CLUSTER_EVENT_SIZE: usize = 1 << 20;
 
 /// A node's place in a cluster: the Redis every node shares, the prefix of
 /// the hub's keys there (`<key>:events`, the stream of events,
-/// `<key>:epoch`, the run part of the ids, and `<key>:names`, the names
+/// `<key>:epoch`, the run part of the ids, and `<key>:keys`, the keys
 /// publishers gave their events), and how publishes wait for Redis. Nodes
 /// with the same Redis and key share one hub; another key is another hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
