@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::STREAM;
 use crate::cluster_defects::idempotent_publish;
 use crate::real::redis::{Persistence, Redis, Reply};
-use crate::real::sentinel::{FAILOVER_TIMEOUT, RedisHa, Switch};
+use crate::real::sentinel::{FAILOVER_TIMEOUT, GuardedSentinel, RedisHa, Switch};
 use crate::support::{
     HttpConn, Item, Next, Subscriber, TestServer, connect, id_run, id_seq, reset_reason,
 };
@@ -415,4 +415,28 @@ fn a_publish_no_replica_confirmed_is_refused() {
     plain
         .publisher()
         .publish_ok("", b"confirmed by the primary alone");
+}
+
+/// Authentication to Sentinel and to Redis: a primary that needs one
+/// password and a Sentinel that needs another; the node logs in to each
+/// with the URL's credentials (`redis+sentinel://:DATA@…?sentinel_password=
+/// WATCH`), finds the primary and publishes (a node that did not log in
+/// to either would never listen).
+#[test]
+fn the_node_logs_in_to_the_sentinel_and_to_redis() {
+    let primary = Redis::start_with(Persistence::None, &["requirepass data-secret"]);
+    let sentinel = GuardedSentinel::start(primary.addr(), "data-secret", "watch-secret");
+    let node = TestServer::start(&["--redis", &sentinel.url("data-secret", "watch-secret")]);
+    let mut sub = node.subscribe_ready("");
+    let id = node.publisher().publish_ok("", b"behind two passwords");
+    let event = sub.next_event();
+    assert_eq!(
+        (event.id.as_deref(), event.data.as_str()),
+        (Some(id.as_str()), "behind two passwords")
+    );
+    assert!(
+        !node.log().contains("secret"),
+        "a password in the log:\n{}",
+        node.log()
+    );
 }

@@ -214,9 +214,13 @@ impl Redis {
                     tail(&log, 2000)
                 ));
             }
-            if let Ok(Reply::Simple(pong)) = self.try_command(&["PING"])
-                && pong == "PONG"
-            {
+            // With `requirepass`, NOAUTH is the answer of a Redis up.
+            let answered = match self.try_command(&["PING"]) {
+                Ok(Reply::Simple(pong)) => pong == "PONG",
+                Ok(Reply::Error(e)) => e.starts_with("NOAUTH"),
+                _ => false,
+            };
+            if answered {
                 self.group = Some(group);
                 return Ok(());
             }
