@@ -78,9 +78,9 @@
 //! node saw), [`writer`] (a loop's publishing connection), [`reader`]
 //! (the reader's decisions) and [`reading`] (its connection),
 //! [`sentinel`] (the discovery's decisions) and [`watch`] (its
-//! connections), [`entry`] (replies decoded), [`conn`] (one connection)
-//! and [`login`]; here, the sequencer and each loop's bus that drives
-//! them.
+//! connections), [`entry`] (replies decoded), [`conn`] (one connection),
+//! [`events`] (what it tells its owner) and [`login`], [`side`] (a loop's
+//! bus, which drives them); here, the sequencer.
 
 pub mod conn;
 pub mod entry;
