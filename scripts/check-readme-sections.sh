@@ -204,3 +204,64 @@ partial_performance() {
     done < <(grep -oE -- '--[a-z-]+' "$work/block.$n" | sort -u | grep -v -- '--release')
     say "the comparison's commands parse and scripts/compare.sh takes their options"
 }
+
+# Publishing exactly once: two publishes with one Idempotency-Key are
+# answered with one id, and a subscriber gets the event once.
+hook_publishing_exactly_once() {
+    local base="http://${servers[0]:?the section started no server}" stream first again plain
+    open_stream "$base/events?topic=once-check"
+    stream=$stream_handle
+    first=$(curl -sf --max-time 5 -H 'Idempotency-Key: check-once' --data-binary once "$base/publish?topic=once-check") ||
+        fail "the first keyed publish failed"
+    again=$(curl -sf --max-time 5 -H 'Idempotency-Key: check-once' --data-binary once "$base/publish?topic=once-check") ||
+        fail "the repeated keyed publish failed"
+    [ "$first" = "$again" ] || fail "one Idempotency-Key, two ids: $first and $again"
+    plain=$(curl -sf --max-time 5 --data-binary after "$base/publish?topic=once-check") ||
+        fail "the publish without a key failed"
+    stream_until "$stream" "id: $plain"
+    [ "$(grep -c "^id: $first\$" "$sdir/$stream.got")" = 1 ] ||
+        fail "the keyed event did not come exactly once: $(cat "$sdir/$stream.got")"
+    close_stream "$stream"
+    say "two publishes with one Idempotency-Key were answered $first both, and the event came once"
+}
+
+# Publishes $2 on the node at $1 until it is acknowledged (a 503 while the
+# cluster has no primary, or no replica that confirms it); prints the id.
+publish_until_stored() {
+    local url=$1 body=$2 tries=300 code
+    while :; do
+        code=$(curl -s --max-time 5 -o "$sdir/publish.out" -w '%{http_code}' --data-binary "$body" "$url") || code=000
+        [ "$code" != 200 ] || { cat "$sdir/publish.out"; return 0; }
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || fail "publishing on $url still answered $code after 60 s"
+        # A refusal says Retry-After: 1; sooner here, to follow the failover.
+        sleep 0.2
+    done
+}
+
+# Failover: the node publishes on the primary the Sentinels name; the
+# primary shut down, they promote a replica, the node follows, and its
+# subscriber gets the reset of the new epoch and the next event.
+hook_failover() {
+    local node=${servers[0]:?the failover section started no node} stream before after job kept=()
+    before=$(publish_until_stored "http://$node/publish?topic=failover-check" before)
+    open_stream "http://$node/events?topic=failover-check"
+    stream=$stream_handle
+    # As the section says: the primary shut down without saving.
+    redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
+    ! redis-cli -p 6390 ping >/dev/null 2>&1 || fail "the primary on 6390 still answers"
+    say "shut the primary down; publishing until the node follows the new one"
+    after=$(publish_until_stored "http://$node/publish?topic=failover-check" after)
+    [ "${after%-*}" != "${before%-*}" ] || fail "$after is of the epoch of $before: no new epoch on the new primary"
+    stream_until "$stream" "id: $after"
+    grep -q '^event: reset$' "$sdir/$stream.got" ||
+        fail "the stream got no reset where the new epoch began: $(cat "$sdir/$stream.got")"
+    close_stream "$stream"
+    # The shell that ran the primary has ended with it, as meant.
+    for job in "${bg_jobs[@]}"; do
+        if grep -q "^$job redis-server /tmp/ha/6390.conf\$" "$sdir/groups"; then continue; fi
+        kept+=("$job")
+    done
+    bg_jobs=("${kept[@]}")
+    say "before the failover $before, after it $after; the subscriber got the reset and $after"
+}

@@ -82,6 +82,8 @@ pub enum Action {
     Publish {
         /// What to publish.
         event: Event,
+        /// Its `Idempotency-Key`, if it has one.
+        key: Option<String>,
         /// The connection stays open after the answer.
         keep_alive: bool,
     },
@@ -171,7 +173,12 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             for t in topics {
                 event = event.with_topic(t);
             }
-            Action::Publish { event, keep_alive }
+            let key = head.idempotency_key;
+            Action::Publish {
+                event,
+                key,
+                keep_alive,
+            }
         }
         Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => Action::Reject(
             Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
@@ -392,7 +399,19 @@ mod tests {
         assert_eq!(
             respond(h.clone(), b"50".to_vec(), &CTX),
             Action::Publish {
+                event: want.clone(),
+                key: None,
+                keep_alive: true
+            }
+        );
+        let keyed = head(
+            "POST /publish?topic=a&topic=b&event=progress HTTP/1.1\r\nIdempotency-Key: k1\r\n\r\n",
+        );
+        assert_eq!(
+            respond(keyed, b"50".to_vec(), &CTX),
+            Action::Publish {
                 event: want,
+                key: Some("k1".into()),
                 keep_alive: true
             }
         );

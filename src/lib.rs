@@ -117,8 +117,7 @@
 //! | `conn` | one connection over a `net::Transport` (a socket, or an in-memory stream in its tests): its states as enum variants that own their data (`requests`, `stream`); `queue`: the write queue of shared frames |
 //! | `topics` | per loop: topic → connections |
 //! | `bus` | the seam: `Hub`, the one door every publish goes through, in front of a `Sequencer`; `Bus`, a loop's receiving side; `id`: event ids, epochs, placing a `Last-Event-ID`, `reset`s; `inbox`: every loop's inbox; `history`: a loop's copy of the history; `local`: the in-process sequencer and bus; `resp`: the Redis protocol (pure) |
-//! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll |
-//! | `sentinel` | the cluster's Redis found through Sentinel: the `redis+sentinel://` URL (`url`), the discovery and failover state machine, replies read (pure; the Redis bus takes it into use) |
+//! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll; `sentinel`: finding and following the primary through Sentinel (pure) |
 //! | `mercure` | the Mercure protocol's pieces (pure): form parsing, the character rule, URLs and URL Patterns, matchers and their per-loop index, the subscribe query, the form publish, tokens and their carriers |
 //! | `timers` | the deadline set and the heartbeat grid |
 //! | `net` | every `io::ErrorKind` decision; `Transport`, what a connection reads and writes through; the listeners |
@@ -126,7 +125,7 @@
 //! | `http` | heads, routing, chunked bodies, responses (pure) |
 //! | `sse` | [`Event`] and its wire encoding (pure) |
 //! | `metrics` | [`Stats`] and the `/metrics` text |
-//! | `config` | [`Config`], its defaults as constants, duration and size values, and `Config::validate`, the rules the binary and the library share |
+//! | `config` | [`Config`], its defaults as constants, duration and size values, and `Config::validate`, the rules the binary and the library share; `redis`: the `--redis` URLs (`redis://`, `redis+sentinel://`) |
 //! | `fdlimit` | raising the open-file limit |
 //! | [`lab`] | the failure lab (`--lab`): each classic cause of late events made for real, on a thread of its own, and its terminal client |
 //!
@@ -191,7 +190,6 @@ mod process;
 mod publisher;
 mod reactor;
 mod request;
-mod sentinel;
 mod server;
 mod sse;
 mod timers;

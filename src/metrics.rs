@@ -107,6 +107,9 @@ pub struct Stats {
     pub slow_disconnects: u64,
     /// Connections refused for capacity or during shutdown.
     pub rejected: u64,
+    /// In a cluster: stream entries this node skipped, not being events
+    /// it could read (another program's, or over the bound of an entry).
+    pub cluster_entries_skipped: u64,
     /// How long queues the kernel refused waited until they were written.
     pub write_delay: WriteDelay,
 }
@@ -164,7 +167,7 @@ impl WriteDelay {
 /// Renders the counters, gauges and the write-delay histogram of the whole
 /// process, then, with several loops, each loop's share.
 pub(crate) fn render(stats: &Stats, per_loop: &[Stats]) -> String {
-    let rows: [(&str, &str, &str, u64); 11] = [
+    let rows: [(&str, &str, &str, u64); 12] = [
         (
             "sseloop_connections",
             "gauge",
@@ -230,6 +233,12 @@ pub(crate) fn render(stats: &Stats, per_loop: &[Stats]) -> String {
             "counter",
             "Connections refused for capacity or shutdown.",
             stats.rejected,
+        ),
+        (
+            "sseloop_cluster_entries_skipped_total",
+            "counter",
+            "Stream entries a cluster node skipped, not being events it could read.",
+            stats.cluster_entries_skipped,
         ),
     ];
     let mut out = String::with_capacity(2048);

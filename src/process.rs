@@ -87,6 +87,7 @@ impl Shared {
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = Stats {
             events_published: self.hub.published(),
+            cluster_entries_skipped: self.hub.skipped(),
             ..Stats::default()
         };
         for counters in &self.counters {
@@ -115,7 +116,7 @@ mod tests {
 
     #[test]
     fn the_limit_holds_for_the_whole_process() {
-        let hub = Hub::new(Arc::new(LocalSequencer::new(Vec::new())));
+        let hub = Hub::new(Arc::new(LocalSequencer::new(Vec::new(), 0)));
         let shared = Shared::new(hub, Vec::new());
         assert_eq!(shared.admit(2), Admission::Served);
         assert_eq!(shared.admit(2), Admission::Served);

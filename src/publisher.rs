@@ -36,7 +36,35 @@ impl Publisher {
     /// publish answers with. The same rules as over HTTP apply to its type
     /// and topics.
     pub fn publish(&self, event: Event) -> Result<String, PublishError> {
-        match self.shared.hub.publish(Publish::new(event), Asker::Thread) {
+        self.offer(Publish::new(event))
+    }
+
+    /// Publishes `event` at most once for `key`: a second publish with the
+    /// same key within the history window (the last `--history` events,
+    /// and at least 1 024; on any loop or thread, and in a cluster on any
+    /// node) publishes nothing and returns the first one's id, as an HTTP
+    /// publish with that `Idempotency-Key` does. So a publish whose answer
+    /// was lost ([`PublishError::Unavailable`] in a cluster: Redis may
+    /// have stored it) can be retried with its key without publishing it
+    /// twice. The key is 1 to 256 bytes with no control characters
+    /// ([`PublishError::InvalidKey`] otherwise).
+    ///
+    /// ```
+    /// # use sseloop::{Config, Event, Server};
+    /// # let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+    /// # let server = Server::bind(config)?;
+    /// let publisher = server.publisher();
+    /// let first = publisher.publish_once(Event::new("paid").with_topic("order/42"), "order-42-paid")?;
+    /// let again = publisher.publish_once(Event::new("paid").with_topic("order/42"), "order-42-paid")?;
+    /// assert_eq!(first, again); // one event
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish_once(&self, event: Event, key: &str) -> Result<String, PublishError> {
+        self.offer(Publish::keyed(event, Some(Arc::from(key))))
+    }
+
+    fn offer(&self, publish: Publish) -> Result<String, PublishError> {
+        match self.shared.hub.publish(publish, Asker::Thread) {
             Offer::Published(id) => Ok(id.to_string()),
             Offer::Refused(refused) => Err(refused),
             // The hub answers a thread before it returns.

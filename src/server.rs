@@ -64,7 +64,7 @@ impl Server {
         let (sequencer, mut buses): (Arc<dyn Sequencer>, Vec<Box<dyn Bus>>) = match &config.cluster
         {
             None => {
-                let sequencer = Arc::new(LocalSequencer::new(inboxes));
+                let sequencer = Arc::new(LocalSequencer::new(inboxes, config.history));
                 let buses = (0..config.loops)
                     .map(|index| {
                         let bus = LocalBus::new(index, Arc::clone(&sequencer), config.history);

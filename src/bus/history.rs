@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::bus::Delivery;
-use crate::bus::id::{Epoch, EventId, ResetReason};
+use crate::bus::id::{Epoch, EventId, ResetReason, Run};
 use crate::sse::Frame;
 use crate::topics::Subscription;
 
@@ -26,12 +26,19 @@ pub enum Retained<'a> {
     Scanned(u64),
 }
 
+/// Ended epochs a history still places ids of.
+const ENDED_KEPT: usize = 8;
+
 /// The last `cap` events of the order, and the epoch that names them
 /// (see [`Epoch`]; it changes only for a cluster whose epoch changed
-/// while this process ran, [`History::rebase`]).
+/// while this process ran, [`History::rebase`]), with the epochs before
+/// it whose ids still name their events.
 #[derive(Debug)]
 pub struct History {
     epoch: Epoch,
+    /// Ended epochs, newest first, each with the last number of its ids
+    /// that still names its event (`None`: none does).
+    ended: VecDeque<(Epoch, Option<u64>)>,
     kept: VecDeque<Delivery>,
     cap: usize,
     /// The newest sequence number delivered (kept or not).
@@ -43,6 +50,7 @@ impl History {
     pub fn new(epoch: Epoch, cap: usize) -> History {
         History {
             epoch,
+            ended: VecDeque::new(),
             kept: VecDeque::with_capacity(cap.min(4096)),
             cap,
             newest: 0,
@@ -64,17 +72,15 @@ impl History {
         self.epoch
     }
 
-    /// From now on ids are of `epoch`, which begins past every sequence
-    /// number delivered so far; the events kept, named by ids of the old
-    /// epoch, are dropped: they can no longer be resumed from.
-    pub fn rebase(&mut self, epoch: Epoch) {
-        debug_assert!(
-            epoch.base() > self.newest || self.newest == 0,
-            "epoch {epoch:?} begins at or before event {} delivered",
-            self.newest
-        );
+    /// From now on ids are of `epoch`, whose deliveries come after every
+    /// one so far; ids of the epoch it ends still resume up to number
+    /// `old_valid` (`None`: none does), from the events kept.
+    pub fn rebase(&mut self, epoch: Epoch, old_valid: Option<u64>) {
+        if self.epoch.run() != Run::NONE {
+            self.ended.push_front((self.epoch, old_valid));
+            self.ended.truncate(ENDED_KEPT);
+        }
         self.epoch = epoch;
-        self.kept.clear();
     }
 
     /// The `reset` event for `reason`. It carries the newest id delivered,
@@ -113,8 +119,24 @@ impl History {
     /// number assigned anywhere: an id past what this loop has delivered
     /// but not past that is on its way here, and resumes after it.
     pub fn resume_point(&self, id: &str, issued: u64) -> Result<u64, ResetReason> {
-        self.epoch
-            .place(id, issued.max(self.newest), self.oldest_kept())
+        let oldest_kept = self.oldest_kept();
+        match self.epoch.place(id, issued.max(self.newest), oldest_kept) {
+            Err(ResetReason::OtherRun) => {
+                // Newest first; an epoch that began on a lost stream ends
+                // the search: no id before it names an event any more.
+                for (epoch, last_valid) in &self.ended {
+                    let Some(last_valid) = last_valid else {
+                        break;
+                    };
+                    match epoch.place_ended(id, *last_valid, oldest_kept) {
+                        Err(ResetReason::OtherRun) => {}
+                        placed => return placed,
+                    }
+                }
+                Err(ResetReason::OtherRun)
+            }
+            placed => placed,
+        }
     }
 
     /// The first kept event after `after` that `sub` should get: one of its
@@ -305,7 +327,7 @@ mod tests {
         deliver(&mut h, "old", &[]);
         deliver(&mut h, "old", &[]);
         let old = h.epoch().run();
-        h.rebase(Epoch::new(run("ba5eba5eba5e"), 10));
+        h.rebase(Epoch::new(run("ba5eba5eba5e"), 10), None);
         let frame = Arc::new(Frame::event(&h.id(11).text(), None, "new"));
         h.record(&Delivery {
             seq: 11,
@@ -333,6 +355,52 @@ mod tests {
         assert_eq!(
             h.resume_point(&format!("ba5eba5eba5e-{}", u64::MAX), u64::MAX),
             Err(ResetReason::Invalid)
+        );
+    }
+
+    /// A cluster's epoch that continues the stream of the one before (a
+    /// failover): the old ids up to where it continued still resume, from
+    /// the events kept, across the `reset` into the new epoch; an old id
+    /// past it (an event the new primary lacks) is another run's.
+    #[test]
+    fn an_epoch_that_continues_keeps_the_old_ids_up_to_where_it_began() {
+        let mut h = history(16);
+        for _ in 0..5 {
+            deliver(&mut h, "old", &[]);
+        }
+        let old = h.epoch().run();
+        // Events 1..=5 were read; the new epoch continues after 3: 4 and 5
+        // are not in the new primary's stream. Its reset is order 6, its
+        // number 3 (base 3).
+        let new = Epoch::new(run("ba5eba5eba5e"), 3);
+        h.rebase(new, Some(3));
+        h.record(&Delivery {
+            seq: 6,
+            frame: Arc::new(new.id(6).reset(ResetReason::OtherRun)),
+            topics: Arc::from([]),
+        });
+        deliver(&mut h, "new", &[]);
+        assert_eq!(h.id(7).to_string(), "ba5eba5eba5e-4");
+        assert_eq!(h.resume_point(&format!("{old}-2"), 7), Ok(2));
+        assert_eq!(h.resume_point(&format!("{old}-3"), 7), Ok(3));
+        assert_eq!(
+            h.resume_point(&format!("{old}-4"), 7),
+            Err(ResetReason::OtherRun)
+        );
+        assert_eq!(h.resume_point("ba5eba5eba5e-3", 7), Ok(6));
+        let replay = replayed(&h, &format!("{old}-3"), &[]);
+        assert_eq!(replay.len(), 4, "old 4 and 5, the reset, new 4: {replay:?}");
+        assert!(replay[2].contains("event: reset") && replay[3].contains("id: ba5eba5eba5e-4"));
+        // An epoch that began on a stream lost (none valid): another run's.
+        h.rebase(Epoch::new(run("0000000000ff"), 8), None);
+        assert_eq!(
+            h.resume_point("ba5eba5eba5e-4", 7),
+            Err(ResetReason::OtherRun)
+        );
+        assert_eq!(
+            h.resume_point(&format!("{old}-2"), 7),
+            Err(ResetReason::OtherRun),
+            "nor any before it"
         );
     }
 

@@ -254,6 +254,28 @@ impl Epoch {
         }
         Ok(seq)
     }
+
+    /// Places a `Last-Event-ID` of this epoch when it has ended: its ids
+    /// up to number `last_valid` still name their events (a cluster's
+    /// epoch that the next one continues from); a later one named an
+    /// event that is gone, and is `OtherRun` like any other run's id.
+    pub fn place_ended(
+        &self,
+        text: &str,
+        last_valid: u64,
+        oldest_kept: u64,
+    ) -> Result<u64, ResetReason> {
+        let (run, digits) = split(text).ok_or(ResetReason::Invalid)?;
+        let n: u64 = digits.parse().map_err(|_| ResetReason::Invalid)?;
+        if run != self.run || n > last_valid {
+            return Err(ResetReason::OtherRun);
+        }
+        let seq = n.checked_add(self.base).ok_or(ResetReason::Invalid)?;
+        if seq.saturating_add(1) < oldest_kept {
+            return Err(ResetReason::Stale);
+        }
+        Ok(seq)
+    }
 }
 
 /// Why a `Last-Event-ID` cannot be resumed from.
@@ -387,6 +409,28 @@ mod tests {
             epoch.place(&format!("ba5eba5eba5e-{}", u64::MAX), u64::MAX, 0),
             Err(ResetReason::Invalid)
         );
+    }
+
+    #[test]
+    fn an_ended_epoch_places_its_ids_up_to_where_the_next_continued() {
+        let ended = Epoch::new(run("0123456789ab"), 2);
+        // Valid through number 98; order = 2 + n.
+        assert_eq!(ended.place_ended("0123456789ab-98", 98, 50), Ok(100));
+        assert_eq!(ended.place_ended("0123456789ab-60", 98, 50), Ok(62));
+        assert_eq!(
+            ended.place_ended("0123456789ab-10", 98, 50),
+            Err(ResetReason::Stale)
+        );
+        // Numbers past it named events the next epoch does not have.
+        assert_eq!(
+            ended.place_ended("0123456789ab-99", 98, 50),
+            Err(ResetReason::OtherRun)
+        );
+        assert_eq!(
+            ended.place_ended("ba5eba5eba5e-60", 98, 50),
+            Err(ResetReason::OtherRun)
+        );
+        assert_eq!(ended.place_ended("junk", 98, 50), Err(ResetReason::Invalid));
     }
 
     #[test]

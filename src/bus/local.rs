@@ -7,6 +7,11 @@
 //! the history, so a replay reads only loop-local memory and never holds
 //! up publishing.
 //!
+//! A publish with a key (see [`Publish::key`]) that a publish within the
+//! last [`keys_window`] events had already is answered with that one's id
+//! and creates no event: the keys are kept, under the same lock, as long
+//! as their events are in that window.
+//!
 //! The lock is taken once per publish, never on the write path. While some
 //! inbox holds [`INBOX_SOFT_LIMIT`](crate::bus::inbox::INBOX_SOFT_LIMIT) messages (its loop is behind), nothing
 //! new is handed out: threads that publish wait, and a loop's publish is
@@ -15,7 +20,7 @@
 //! neither a fast thread nor a fast loop can grow a slow loop's inbox
 //! without bound, and a loop never waits (it would wait for itself).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -24,7 +29,46 @@ use crate::bus::inbox::{Inbox, Inboxes};
 use crate::bus::{
     Asker, Bus, Delivery, History, Message, Offer, Publish, PublishError, Sequencer, Tally, Ticket,
 };
-use crate::sse::Event;
+
+/// Events a publisher's key is remembered for at least: a key is found
+/// again while its event is among the last `max(history, this)` events.
+pub const MIN_KEYS_WINDOW: usize = 1024;
+
+/// The events a key is remembered for with `history` kept for replay.
+pub fn keys_window(history: usize) -> usize {
+    history.max(MIN_KEYS_WINDOW)
+}
+
+/// Publishers' keys of the last events, and their sequence numbers.
+#[derive(Debug, Default)]
+struct Keys {
+    seqs: HashMap<Arc<str>, u64>,
+    /// Oldest first, to forget them in order.
+    order: VecDeque<(u64, Arc<str>)>,
+    /// How many events back a key is remembered.
+    window: u64,
+}
+
+impl Keys {
+    /// The sequence number of `key`'s event, if it is in the window ending
+    /// at `newest`.
+    fn find(&mut self, key: &str, newest: u64) -> Option<u64> {
+        while let Some((seq, _)) = self.order.front() {
+            if seq + self.window > newest {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seqs.remove(&old);
+            }
+        }
+        self.seqs.get(key).copied()
+    }
+
+    fn insert(&mut self, key: Arc<str>, seq: u64) {
+        self.seqs.insert(Arc::clone(&key), seq);
+        self.order.push_back((seq, key));
+    }
+}
 
 /// Assigns ids and hands every event to every loop in one order.
 #[derive(Debug)]
@@ -33,8 +77,8 @@ pub struct LocalSequencer {
     /// The newest sequence number assigned; written under `order`.
     issued: AtomicU64,
     /// Held while an event is numbered and handed out, so that every inbox
-    /// receives the same order.
-    order: Mutex<()>,
+    /// receives the same order; holds the publishers' keys.
+    order: Mutex<Keys>,
     inboxes: Arc<Inboxes>,
     /// Loops' publishes that came while an inbox was full, in order.
     held: Mutex<VecDeque<Held>>,
@@ -46,17 +90,21 @@ pub struct LocalSequencer {
 /// A loop's publish waiting for room.
 #[derive(Debug)]
 struct Held {
-    event: Event,
+    publish: Publish,
     ticket: Ticket,
 }
 
 impl LocalSequencer {
-    /// A sequencer for the loops behind `inboxes`, with a fresh run.
-    pub fn new(inboxes: Vec<Arc<Inbox>>) -> LocalSequencer {
+    /// A sequencer for the loops behind `inboxes`, with a fresh run,
+    /// remembering publishers' keys for [`keys_window`]`(history)` events.
+    pub fn new(inboxes: Vec<Arc<Inbox>>, history: usize) -> LocalSequencer {
         LocalSequencer {
             epoch: Epoch::new(Run::draw(), 0),
             issued: AtomicU64::new(0),
-            order: Mutex::new(()),
+            order: Mutex::new(Keys {
+                window: keys_window(history) as u64,
+                ..Keys::default()
+            }),
             inboxes: Arc::new(Inboxes::new(inboxes)),
             held: Mutex::new(VecDeque::new()),
             held_count: AtomicUsize::new(0),
@@ -74,9 +122,9 @@ impl LocalSequencer {
     /// there is room for already: the inbox that was full may have been
     /// emptied since `must_hold` looked, by a loop that saw nothing held
     /// yet.
-    fn hold(&self, event: Event, ticket: Ticket) {
+    fn hold(&self, publish: Publish, ticket: Ticket) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.push_back(Held { event, ticket });
+        held.push_back(Held { publish, ticket });
         self.held_count.store(held.len(), Ordering::SeqCst);
         drop(held);
         self.release();
@@ -95,7 +143,7 @@ impl LocalSequencer {
             let Some(next) = held.pop_front() else {
                 break;
             };
-            let id = self.number(&next.event, None);
+            let id = self.number(&next.publish, None);
             let asker = next.ticket.loop_index;
             self.inboxes
                 .get(asker)
@@ -115,13 +163,23 @@ impl LocalSequencer {
         self.issued.load(Ordering::Acquire)
     }
 
-    /// Numbers `event`, encodes it once and hands it to every loop; the
-    /// loop `from` (the caller, when a loop publishes) is not woken, since
-    /// it drains its inbox next. Returns the id.
-    pub fn number(&self, event: &Event, from: Option<usize>) -> EventId {
+    /// Numbers `publish`'s event, encodes it once and hands it to every
+    /// loop; the loop `from` (the caller, when a loop publishes) is not
+    /// woken, since it drains its inbox next. Returns the id; for a key
+    /// seen within the window, the first event's id, and nothing is
+    /// handed out.
+    pub fn number(&self, publish: &Publish, from: Option<usize>) -> EventId {
+        let event = &publish.event;
         let topics: Arc<[Box<str>]> = event.topics().iter().map(|t| t.as_str().into()).collect();
-        let _order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = self.issued.load(Ordering::Relaxed) + 1;
+        let mut keys = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+        let newest = self.issued.load(Ordering::Relaxed);
+        if let Some(key) = &publish.key {
+            if let Some(first) = keys.find(key, newest) {
+                return self.epoch.id(first);
+            }
+            keys.insert(Arc::clone(key), newest + 1);
+        }
+        let seq = newest + 1;
         let id = self.epoch.id(seq);
         let delivery = Delivery {
             seq,
@@ -143,17 +201,17 @@ impl Sequencer for LocalSequencer {
                     return Offer::Refused(PublishError::Closed);
                 }
                 if self.must_hold() {
-                    self.hold(publish.event, ticket);
+                    self.hold(publish, ticket);
                     return Offer::Pending;
                 }
-                Offer::Published(self.number(&publish.event, Some(ticket.loop_index)))
+                Offer::Published(self.number(&publish, Some(ticket.loop_index)))
             }
             Asker::Thread => {
                 self.inboxes.wait_for_room();
                 if self.inboxes.is_closed() {
                     return Offer::Refused(PublishError::Closed);
                 }
-                Offer::Published(self.number(&publish.event, None))
+                Offer::Published(self.number(&publish, None))
             }
         }
     }
@@ -231,6 +289,7 @@ impl Drop for LocalBus {
 mod tests {
     use super::*;
     use crate::bus::inbox::INBOX_SOFT_LIMIT;
+    use crate::sse::Event;
     use mio::{Poll, Token, Waker};
 
     fn hub(loops: usize) -> (Vec<Poll>, Arc<LocalSequencer>) {
@@ -239,7 +298,7 @@ mod tests {
             .iter()
             .map(|p| Arc::new(Inbox::new(Waker::new(p.registry(), Token(0)).unwrap())))
             .collect();
-        (polls, Arc::new(LocalSequencer::new(inboxes)))
+        (polls, Arc::new(LocalSequencer::new(inboxes, 0)))
     }
 
     /// Loop `from`'s publish of `data` for its connection `key`.
@@ -289,7 +348,7 @@ mod tests {
         let mut fast = LocalBus::new(0, Arc::clone(&seq), 0);
         let mut slow = LocalBus::new(1, Arc::clone(&seq), 0);
         for _ in 0..INBOX_SOFT_LIMIT {
-            seq.number(&Event::new("backlog"), None);
+            seq.number(&Publish::new(Event::new("backlog")), None);
         }
         drain(&mut fast);
         assert_eq!(offer(&seq, 0, 1, "a"), Offer::Pending);
@@ -338,7 +397,7 @@ mod tests {
         let mut fast = LocalBus::new(0, Arc::clone(&seq), 0);
         let mut slow = LocalBus::new(1, Arc::clone(&seq), 0);
         for _ in 0..INBOX_SOFT_LIMIT {
-            seq.number(&Event::new("backlog"), None);
+            seq.number(&Publish::new(Event::new("backlog")), None);
         }
         drain(&mut fast);
         assert!(seq.must_hold());
@@ -348,7 +407,7 @@ mod tests {
             key: 7,
             serial: 1,
         };
-        seq.hold(Event::new("late"), ticket);
+        seq.hold(Publish::new(Event::new("late")), ticket);
         assert_eq!(seq.held_count.load(Ordering::SeqCst), 0);
         fast.begin_drain();
         let confirmed = std::iter::from_fn(|| fast.next())
@@ -371,12 +430,61 @@ mod tests {
         drop(alive);
     }
 
+    /// A publish with a key seen within the window is answered with the
+    /// first one's id and hands nothing out, on any loop or thread; past
+    /// the window the key is forgotten.
+    #[test]
+    fn a_key_seen_within_the_window_publishes_nothing_twice() {
+        let (_polls, seq) = hub(2);
+        let mut a = LocalBus::new(0, Arc::clone(&seq), 8);
+        let keyed = |data: &str, key: &str| Publish::keyed(Event::new(data), Some(key.into()));
+        let first = seq.publish(keyed("order 42", "k42"), Asker::Thread);
+        let Offer::Published(first) = first else {
+            panic!("{first:?}");
+        };
+        let ticket = Ticket {
+            loop_index: 1,
+            key: 3,
+            serial: 1,
+        };
+        assert_eq!(
+            seq.publish(keyed("order 42 again", "k42"), Asker::Loop(ticket)),
+            Offer::Published(first.clone())
+        );
+        assert_eq!(
+            seq.publish(keyed("order 42 once more", "k42"), Asker::Thread),
+            Offer::Published(first.clone())
+        );
+        // Other keys and no key publish as usual.
+        assert_eq!(
+            seq.publish(keyed("order 43", "k43"), Asker::Thread),
+            Offer::Published(EventId::new(seq.run(), 2))
+        );
+        seq.publish(Publish::new(Event::new("plain")), Asker::Thread);
+        assert_eq!(drain(&mut a), [1, 2, 3]);
+        // The window is the last 1 024 events (history 0 here): then the
+        // key names a new event.
+        for _ in 0..MIN_KEYS_WINDOW {
+            seq.number(&Publish::new(Event::new("filler")), None);
+        }
+        let again = seq.publish(keyed("order 42, much later", "k42"), Asker::Thread);
+        assert_eq!(
+            again,
+            Offer::Published(EventId::new(seq.run(), 4 + MIN_KEYS_WINDOW as u64))
+        );
+        assert_eq!(
+            seq.order.lock().unwrap().seqs.len(),
+            1,
+            "forgotten keys are dropped"
+        );
+    }
+
     #[test]
     fn a_stopped_loop_releases_waiting_threads() {
         let (_polls, seq) = hub(1);
         let bus = LocalBus::new(0, Arc::clone(&seq), 0);
         for _ in 0..INBOX_SOFT_LIMIT {
-            seq.number(&Event::new("x"), None);
+            seq.number(&Publish::new(Event::new("x")), None);
         }
         let waiter = {
             let seq = Arc::clone(&seq);

@@ -66,17 +66,22 @@ pub struct Delivery {
 pub struct Publish {
     /// The event.
     pub event: Event,
-    /// The name its publisher gave it (a Mercure `id`, an
-    /// `Idempotency-Key`), for a second publish of the same name to be
-    /// answered with the first one's id. Not given by any publisher yet.
-    #[expect(dead_code, reason = "no publisher names its events yet")]
-    pub name: Option<Arc<str>>,
+    /// The key its publisher gave it (an `Idempotency-Key`, a Mercure
+    /// `id`), so that a second publish with the same key within the
+    /// history window, on any loop or node, creates no second event and
+    /// is answered with the first one's id.
+    pub key: Option<Arc<str>>,
 }
 
 impl Publish {
-    /// A publish of `event` with no name.
+    /// A publish of `event` with no key.
     pub fn new(event: Event) -> Publish {
-        Publish { event, name: None }
+        Publish { event, key: None }
+    }
+
+    /// A publish of `event` under `key`.
+    pub fn keyed(event: Event, key: Option<Arc<str>>) -> Publish {
+        Publish { event, key }
     }
 }
 
@@ -128,8 +133,14 @@ pub enum PublishError {
     InvalidTopic,
     /// In a cluster: Redis cannot be reached now, so the event was not
     /// stored (or, if Redis failed while storing it, may have been). Retry
-    /// later.
+    /// later (with the same key, a retry cannot publish it twice).
     Unavailable,
+    /// In a cluster: the event is larger than a cluster stores
+    /// ([`MAX_CLUSTER_EVENT_SIZE`](crate::config::MAX_CLUSTER_EVENT_SIZE)).
+    TooLarge,
+    /// The key is empty, longer than 256 bytes or holds a control
+    /// character.
+    InvalidKey,
 }
 
 impl PublishError {
@@ -140,6 +151,10 @@ impl PublishError {
             PublishError::InvalidType => "event type must not contain CR, LF or NUL",
             PublishError::InvalidTopic => "topic must be 1 to 128 bytes with no control characters",
             PublishError::Unavailable => "the cluster's Redis cannot be reached; retry later",
+            PublishError::TooLarge => "the event is larger than a cluster stores (1 MiB)",
+            PublishError::InvalidKey => {
+                "the idempotency key must be 1 to 256 bytes with no control characters"
+            }
         }
     }
 }
@@ -164,10 +179,12 @@ pub enum Message {
 }
 
 /// Events this process gave an id: counted, and traced, once per event,
-/// by the sequencer where it gives the id.
+/// by the sequencer where it gives the id; and, in a cluster, the stream
+/// entries this node skipped (not events it could read).
 #[derive(Debug, Default)]
 pub struct Tally {
     published: AtomicU64,
+    skipped: AtomicU64,
 }
 
 impl Tally {
@@ -180,6 +197,16 @@ impl Tally {
     /// Events published so far.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
+    }
+
+    /// A stream entry was skipped.
+    pub fn skip(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stream entries skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 }
 
@@ -225,7 +252,7 @@ impl Hub {
 
     /// Publishes for `asker`, if the event is one a subscriber can receive.
     pub fn publish(&self, publish: Publish, asker: Asker) -> Offer {
-        if let Err(refused) = check(&publish.event) {
+        if let Err(refused) = check(&publish) {
             debug!("publish refused: {refused}");
             return Offer::Refused(refused);
         }
@@ -242,14 +269,32 @@ impl Hub {
         self.sequencer.tally().published()
     }
 
+    /// Stream entries this node skipped (in a cluster).
+    pub fn skipped(&self) -> u64 {
+        self.sequencer.tally().skipped()
+    }
+
     /// Tells every loop to shut down.
     pub fn shutdown(&self) {
         self.sequencer.inboxes().shutdown();
     }
 }
 
-/// The rules for an event, whoever publishes it.
-fn check(event: &Event) -> Result<(), PublishError> {
+/// Longest key a publish may carry.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Whether `key` can name a publish: 1 to [`MAX_KEY_LEN`] bytes, no
+/// control characters.
+pub fn valid_key(key: &str) -> bool {
+    (1..=MAX_KEY_LEN).contains(&key.len()) && !key.chars().any(char::is_control)
+}
+
+/// The rules for a publish, whoever makes it.
+fn check(publish: &Publish) -> Result<(), PublishError> {
+    if publish.key.as_deref().is_some_and(|k| !valid_key(k)) {
+        return Err(PublishError::InvalidKey);
+    }
+    let event = &publish.event;
     if event.event_type().is_some_and(|t| !valid_event_type(t)) {
         return Err(PublishError::InvalidType);
     }
@@ -331,6 +376,11 @@ pub trait Bus: Send {
 
     /// The instant [`Bus::before_poll`] named has come.
     fn on_deadline(&mut self, _now: Instant) {}
+
+    /// The loop is about to stop: every publish of this loop still
+    /// waiting for the store is answered now (as [`Message::Confirmed`],
+    /// to be taken with [`Bus::next`]), so that none is left unanswered.
+    fn abandon(&mut self) {}
 }
 
 #[cfg(test)]

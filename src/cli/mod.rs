@@ -78,8 +78,12 @@ usage: sseloop [OPTIONS]
   --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
                           lower latency, a busy core while events flow (default 0: off; at most 1s)
   --redis URL             be a node of a cluster sharing its events through Redis:
-                          redis://[user:password@]host[:port][/db]
+                          redis://[user:password@]host[:port][/db], or through the primary
+                          Sentinels name: redis+sentinel://[user:password@]host[:port][,host…]
+                          /service[/db][?sentinel_username=U&sentinel_password=P]
   --redis-key NAME        prefix of the cluster's keys in Redis (default sseloop)
+  --redis-replicas N      acknowledge a publish only once N replicas have it (default 0; at most 16)
+  --publish-timeout DUR   longest a publish waits for Redis, then 503 (default 2s; at most 60s)
   --publish-token TOKEN   publishing needs `Authorization: Bearer TOKEN` (or env SSELOOP_PUBLISH_TOKEN)
   --jwt-key KEY           private topics: subscribing needs an HS256 JWT signed with KEY, at least
                           32 bytes (or env SSELOOP_JWT_KEY); publishing needs a token too
@@ -133,6 +137,8 @@ where
     let mut demo = false;
     let mut redis_url = None;
     let mut redis_key = None;
+    let mut redis_replicas = None;
+    let mut publish_timeout = None;
     let mut args = args.into_iter().map(Into::into).peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -228,10 +234,14 @@ where
             "--redis" => {
                 let url = value()?;
                 // The URL may hold a password: the error names only what is wrong.
-                let redis = config::RedisUrl::parse(&url).map_err(|why| usage(&name, &why))?;
+                let redis = config::RedisTarget::parse(&url).map_err(|why| usage(&name, &why))?;
                 redis_url = Some(redis);
             }
             "--redis-key" => redis_key = Some(value()?),
+            "--redis-replicas" => {
+                redis_replicas = Some(parsed(&name, &value()?, "a whole number")?);
+            }
+            "--publish-timeout" => publish_timeout = Some(duration(&name, &value()?)?),
             "--busy-poll" => {
                 let d = duration(&name, &value()?)?;
                 if d > Duration::from_secs(1) {
@@ -278,13 +288,25 @@ where
             }
         }
     }
-    config.cluster = match (redis_url, redis_key) {
-        (Some(redis), key) => Some(config::Cluster {
-            redis,
-            key: key.unwrap_or_else(|| config::DEFAULT_REDIS_KEY.to_owned()),
-        }),
-        (None, Some(_)) => return Err(usage("--redis-key", "needs --redis")),
-        (None, None) => None,
+    config.cluster = match redis_url {
+        Some(redis) => {
+            let mut cluster = config::Cluster::new(redis);
+            cluster.key = redis_key.unwrap_or(cluster.key);
+            cluster.replicas = redis_replicas.unwrap_or(cluster.replicas);
+            cluster.publish_timeout = publish_timeout.unwrap_or(cluster.publish_timeout);
+            Some(cluster)
+        }
+        None => {
+            let given = [
+                ("--redis-key", redis_key.is_some()),
+                ("--redis-replicas", redis_replicas.is_some()),
+                ("--publish-timeout", publish_timeout.is_some()),
+            ];
+            if let Some((option, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(usage(option, "needs --redis"));
+            }
+            None
+        }
     };
     // The library's rules, said with the options that broke them.
     config

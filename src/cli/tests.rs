@@ -211,8 +211,13 @@ fn redis_url_and_key() {
         .config
         .cluster
         .unwrap();
-    assert_eq!((cluster.redis.port, cluster.redis.db), (6380, 2));
+    let config::RedisTarget::Direct(url) = &cluster.redis else {
+        panic!("{:?}", cluster.redis);
+    };
+    assert_eq!((url.port, url.db), (6380, 2));
     assert_eq!(cluster.key, "sseloop");
+    assert_eq!(cluster.replicas, 0);
+    assert_eq!(cluster.publish_timeout, config::DEFAULT_PUBLISH_TIMEOUT);
     let keyed = ok(&["--redis-key", "app:1", "--redis", "redis://h"]);
     assert_eq!(keyed.config.cluster.unwrap().key, "app:1");
     let refused = err(&["--redis", "redis://:secret@h:x"]);
@@ -224,6 +229,68 @@ fn redis_url_and_key() {
     assert!(err(&["--redis", "h:6379"]).contains("redis://"));
     assert!(err(&["--redis-key", "a b", "--redis", "redis://h"]).contains("--redis-key"));
     assert!(err(&["--redis-key", "k"]).contains("needs --redis"));
+}
+
+#[test]
+fn sentinels_replicas_and_the_publish_timeout() {
+    let cluster = ok(&[
+        "--redis",
+        "redis+sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380/mymaster?sentinel_password=s",
+        "--redis-replicas",
+        "1",
+        "--publish-timeout",
+        "500ms",
+    ])
+    .config
+    .cluster
+    .unwrap();
+    let config::RedisTarget::Sentinel(url) = &cluster.redis else {
+        panic!("{:?}", cluster.redis);
+    };
+    assert_eq!((url.sentinels.len(), url.service.as_str()), (2, "mymaster"));
+    assert_eq!(cluster.replicas, 1);
+    assert_eq!(cluster.publish_timeout, Duration::from_millis(500));
+    let refused = err(&["--redis", "redis+sentinel://:secret@h/m?db=1"]);
+    assert!(refused.contains("unknown parameter"), "{refused}");
+    assert!(!refused.contains("secret"), "{refused}");
+    for (args, says) in [
+        (
+            &["--redis-replicas", "1"][..],
+            "--redis-replicas needs --redis",
+        ),
+        (
+            &["--publish-timeout", "1s"],
+            "--publish-timeout needs --redis",
+        ),
+        (
+            &["--redis", "redis://h", "--redis-replicas", "17"],
+            "--redis-replicas",
+        ),
+        (
+            &["--redis", "redis://h", "--redis-replicas", "x"],
+            "--redis-replicas",
+        ),
+        (
+            &["--redis", "redis://h", "--publish-timeout", "0"],
+            "--publish-timeout",
+        ),
+        (
+            &["--redis", "redis://h", "--publish-timeout", "61s"],
+            "--publish-timeout",
+        ),
+        (
+            &["--redis", "redis://h", "--max-event-size", "2MiB"],
+            "--max-event-size",
+        ),
+    ] {
+        let refused = err(args);
+        assert!(refused.contains(says), "{args:?}: {refused}");
+    }
+    // Without --redis, events may be larger.
+    assert_eq!(
+        ok(&["--max-event-size", "2MiB"]).config.max_event_size,
+        2 << 20
+    );
 }
 
 #[test]

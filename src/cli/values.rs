@@ -34,6 +34,26 @@ pub(super) fn invalid(broken: ConfigError, jwt_key_from: &str) -> CliError {
                 config::MAX_REDIS_KEY_LEN
             ),
         ),
+        ConfigError::RedisReplicas(n) => usage(
+            "--redis-replicas",
+            &format!(
+                "takes a number of replicas from 0 to {}, not {n}",
+                config::MAX_REDIS_REPLICAS
+            ),
+        ),
+        ConfigError::PublishTimeout(d) => usage(
+            "--publish-timeout",
+            &format!(
+                "must be more than 0 and at most 60s, not {}ms",
+                d.as_millis()
+            ),
+        ),
+        ConfigError::ClusterEventSize(size) => usage(
+            "--max-event-size",
+            &format!(
+                "is at most 1MiB with --redis (every node must read what any node stores), not {size} bytes"
+            ),
+        ),
         ConfigError::ShortJwtKey(len) => usage(
             jwt_key_from,
             &format!(

@@ -75,6 +75,9 @@ pub struct Head {
     /// request's authority) nor the `--allow-origin` one; a second `Origin`
     /// field makes it foreign.
     pub foreign_origin: bool,
+    /// A publish's `Idempotency-Key`: a second publish with the same key
+    /// is answered with the first one's id and publishes nothing.
+    pub idempotency_key: Option<String>,
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -187,6 +190,17 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             .publish_token
             .as_deref()
             .is_some_and(|token| authorized(token, fields.authorization));
+    let idempotency_key = if publish {
+        if fields.idempotency_keys > 1 {
+            return HeadParse::Invalid(Reject::bad("more than one Idempotency-Key"));
+        }
+        match fields.idempotency_key.map(idempotency_key).transpose() {
+            Ok(key) => key,
+            Err(reject) => return HeadParse::Invalid(reject),
+        }
+    } else {
+        None
+    };
     let foreign_origin = publish
         && fields.origin.is_some_and(|origin| {
             !origin_allowed(
@@ -207,9 +221,51 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             credentials,
             bears_publish_token,
             foreign_origin,
+            idempotency_key,
         },
         len,
     )
+}
+
+/// Longest `Idempotency-Key` taken.
+pub const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+/// An `Idempotency-Key` value: a Structured Fields string (`"…"`, as the
+/// IETF draft has it) or, as most APIs take it, the bare text; 1 to
+/// [`MAX_IDEMPOTENCY_KEY`] bytes of visible ASCII and spaces.
+fn idempotency_key(value: &[u8]) -> Result<String, Reject> {
+    let bad =
+        || Reject::bad("Idempotency-Key must be 1 to 256 visible ASCII characters, bare or quoted");
+    let value = value.trim_ascii();
+    let key: Vec<u8> = match value {
+        [b'"', inner @ .., b'"'] => {
+            let mut key = Vec::with_capacity(inner.len());
+            let mut escaped = false;
+            for &b in inner {
+                match (escaped, b) {
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => return Err(bad()),
+                    (true, b'"' | b'\\') | (false, _) => {
+                        key.push(b);
+                        escaped = false;
+                    }
+                    (true, _) => return Err(bad()),
+                }
+            }
+            if escaped {
+                return Err(bad());
+            }
+            key
+        }
+        [b'"', ..] => return Err(bad()),
+        bare => bare.to_vec(),
+    };
+    let visible = key.iter().all(|&b| (b' '..=b'~').contains(&b));
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !visible {
+        return Err(bad());
+    }
+    // Visible ASCII: UTF-8.
+    String::from_utf8(key).map_err(|_| bad())
 }
 
 fn bare_lf() -> Reject {
@@ -284,6 +340,9 @@ struct Fields<'a> {
     /// scheme a proxy in front was asked with.
     forwarded_protos: usize,
     forwarded_proto: Option<&'a [u8]>,
+    /// How many `Idempotency-Key` fields, and the first one's value.
+    idempotency_keys: usize,
+    idempotency_key: Option<&'a [u8]>,
     /// With `--jwt-key`: tokens are taken into `credentials`.
     keep_tokens: bool,
     credentials: Credentials,
@@ -338,6 +397,9 @@ impl<'a> Fields<'a> {
         } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
             self.forwarded_protos += 1;
             self.forwarded_proto.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("idempotency-key") {
+            self.idempotency_keys += 1;
+            self.idempotency_key.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
@@ -437,6 +499,50 @@ mod tests {
         assert_eq!(invalid(raw.as_bytes()), Status::HEADERS_TOO_LARGE);
         let big = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n", "a".repeat(9000));
         assert_eq!(invalid(big.as_bytes()), Status::HEADERS_TOO_LARGE);
+    }
+
+    #[test]
+    fn idempotency_keys_bare_or_quoted() {
+        let key = |field: &str| {
+            head(&format!(
+                "POST /publish HTTP/1.1\r\nHost: localhost\r\n{field}\r\n\r\n"
+            ))
+            .idempotency_key
+        };
+        assert_eq!(key("X-Other: 1"), None);
+        assert_eq!(key("Idempotency-Key: order-42"), Some("order-42".into()));
+        assert_eq!(key("idempotency-key:  order 42 "), Some("order 42".into()));
+        assert_eq!(
+            key("Idempotency-Key: \"8e03978e-40d5-43e8\""),
+            Some("8e03978e-40d5-43e8".into())
+        );
+        assert_eq!(
+            key(r#"Idempotency-Key: "a \"quoted\" \\ key""#),
+            Some(r#"a "quoted" \ key"#.into())
+        );
+        let longest = "k".repeat(MAX_IDEMPOTENCY_KEY);
+        assert_eq!(
+            key(&format!("Idempotency-Key: {longest}")),
+            Some(longest.clone())
+        );
+        // Only a publish carries one.
+        let subscribe =
+            head("GET /events HTTP/1.1\r\nHost: localhost\r\nIdempotency-Key: k\r\n\r\n");
+        assert_eq!(subscribe.idempotency_key, None);
+        for bad in [
+            "Idempotency-Key: ".to_string(),
+            "Idempotency-Key: \"\"".into(),
+            "Idempotency-Key: \"open".into(),
+            "Idempotency-Key: \"a\"b\"".into(),
+            "Idempotency-Key: \"a\\x\"".into(),
+            "Idempotency-Key: caf\u{e9}".into(),
+            "Idempotency-Key: a\tb".into(),
+            format!("Idempotency-Key: {longest}k"),
+            "Idempotency-Key: a\r\nIdempotency-Key: b".into(),
+        ] {
+            let raw = format!("POST /publish HTTP/1.1\r\nHost: localhost\r\n{bad}\r\n\r\n");
+            assert_eq!(invalid(raw.as_bytes()), Status::BAD_REQUEST, "{bad:?}");
+        }
     }
 
     #[test]

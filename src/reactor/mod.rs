@@ -211,6 +211,11 @@ impl Reactor {
             self.expire();
             self.flush_listed();
             if self.finished() {
+                // Publishes still waiting for the store are answered
+                // before their connections close.
+                self.bus.abandon();
+                self.take_messages();
+                self.flush_listed();
                 break;
             }
         }

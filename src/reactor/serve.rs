@@ -4,6 +4,8 @@
 //! begun); deliveries fanned out to this loop's subscribers; replays
 //! topped up within a budget.
 
+use std::sync::Arc;
+
 use log::{debug, warn};
 
 use super::Reactor;
@@ -114,18 +116,19 @@ impl Reactor {
                 let next = self.conns[key].reject(bytes, self.now);
                 self.after(key, next);
             }
-            Action::Publish { event, keep_alive } => {
+            Action::Publish {
+                event,
+                key: name,
+                keep_alive,
+            } => {
                 self.tickets += 1;
                 let ticket = Ticket {
                     loop_index: self.index,
                     key,
                     serial: self.tickets,
                 };
-                match self
-                    .shared
-                    .hub
-                    .publish(Publish::new(event), Asker::Loop(ticket))
-                {
+                let publish = Publish::keyed(event, name.map(Arc::from));
+                match self.shared.hub.publish(publish, Asker::Loop(ticket)) {
                     Offer::Published(id) => {
                         // The answer first, then the event, which is in
                         // the inbox now; what else the inbox holds may
@@ -179,8 +182,11 @@ impl Reactor {
     /// could receive (`app` lets none through), else 503.
     fn refuse_publish(&mut self, key: usize, refused: PublishError) {
         let action = match refused {
-            PublishError::InvalidType | PublishError::InvalidTopic => {
+            PublishError::InvalidType | PublishError::InvalidTopic | PublishError::InvalidKey => {
                 Action::Reject(Reject::new(Status::BAD_REQUEST, refused.reason()))
+            }
+            PublishError::TooLarge => {
+                Action::Reject(Reject::new(Status::PAYLOAD_TOO_LARGE, refused.reason()))
             }
             PublishError::Closed | PublishError::Unavailable => app::unavailable(),
         };

@@ -69,7 +69,7 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
-        let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)]));
+        let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)], 0));
         let counters = Arc::new(Counters::default());
         let (tx, taken) = mpsc::channel();
         let held = HeldSequencer {
@@ -114,7 +114,7 @@ impl Running {
 
     /// Stores the event and confirms it, as the store's answer would.
     fn confirm(&self, event: &Event, ticket: Ticket) -> String {
-        let id = self.sequencer.number(event, None);
+        let id = self.sequencer.number(&Publish::new(event.clone()), None);
         self.inbox
             .push(Message::Confirmed(ticket, Ok(id.clone())), true);
         id.to_string()
@@ -296,7 +296,7 @@ impl Bus for SocketBus {
             let (event, ticket) = waiting.expect("a publish waits");
             // Into this loop's inbox without a wake-up: the loop takes its
             // messages right after `on_ready`.
-            let id = self.sequencer.number(&event, Some(0));
+            let id = self.sequencer.number(&Publish::new(event), Some(0));
             self.answers.push_back(Message::Confirmed(ticket, Ok(id)));
         }
     }
@@ -320,7 +320,7 @@ fn a_bus_with_a_socket_and_a_deadline_of_its_own_is_driven_by_the_loop() {
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
-    let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)]));
+    let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)], 0));
     let counters = Arc::new(Counters::default());
     let waiting = Arc::new(Mutex::new(Store::default()));
     let queue = QueueSequencer {
@@ -450,7 +450,7 @@ fn a_loop_listens_only_once_its_bus_is_ready_and_a_failing_bus_ends_it() {
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let inbox = Arc::new(Inbox::new(Waker::new(poll.registry(), WAKER).unwrap()));
-    let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)]));
+    let sequencer = Arc::new(LocalSequencer::new(vec![Arc::clone(&inbox)], 0));
     let counters = Arc::new(Counters::default());
     let shared = Arc::new(Shared::new(
         Hub::new(Arc::clone(&sequencer) as Arc<dyn Sequencer>),

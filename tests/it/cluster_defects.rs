@@ -1,6 +1,5 @@
-//! The cluster's defects of issue 21, one test each, written ahead of
-//! their fixes (listed in main.rs behind `--cfg sseloop_pending` until
-//! they pass): real nodes on a real Redis, as `cluster.rs` runs them.
+//! The cluster's defects of issue 21, one test each: real nodes on a real
+//! Redis, as `cluster.rs` runs them.
 //!
 //! - An entry a node cannot read (a 200 KiB event another node with a
 //!   larger `--max-event-size` stored; 200 extra fields; no `epoch`;

@@ -1,8 +1,6 @@
-//! A cluster through a Redis failover, written ahead of Sentinel support
-//! (listed in main.rs behind `--cfg sseloop_pending` until it passes):
-//! a primary, two replicas and three Sentinels (`real::sentinel`); two
-//! nodes started with `--redis redis+sentinel://…` and `--redis-replicas
-//! 1`, subscribers on both, a publisher on each publishing as fast as it
+//! A cluster through a Redis failover: a primary, two replicas and three
+//! Sentinels (`real::sentinel`); two nodes started with `--redis
+//! redis+sentinel://…` and `--redis-replicas 1`, subscribers on both, a publisher on each publishing as fast as it
 //! is answered. The primary is killed (SIGKILL) in the middle of that
 //! burst, or frozen (SIGSTOP) past the Sentinels' down-after time and
 //! thawed (it then answers as a master for about 10 s).
@@ -35,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::STREAM;
 use crate::cluster_defects::idempotent_publish;
 use crate::real::redis::{Persistence, Redis, Reply};
-use crate::real::sentinel::{FAILOVER_TIMEOUT, RedisHa, Switch};
+use crate::real::sentinel::{FAILOVER_TIMEOUT, GuardedSentinel, RedisHa, Switch};
 use crate::support::{
     HttpConn, Item, Next, Subscriber, TestServer, connect, id_run, id_seq, reset_reason,
 };
@@ -52,16 +50,24 @@ const DELIVERY: Duration = Duration::from_secs(20);
 struct Acked {
     id: String,
     body: String,
-    /// When the request that got the id was sent.
-    sent: Instant,
     /// When the id came back.
     answered: Instant,
 }
 
 /// A node on the Sentinels of `ha`, acknowledging publishes once one
-/// replica has them.
+/// replica has them. Its history holds every event the test publishes
+/// (the publishers run as fast as they are answered, over a thousand
+/// events after the switch), so that an id from before the failover can
+/// be resumed from at the end.
 fn ha_node(ha: &RedisHa) -> TestServer {
-    TestServer::start(&["--redis", &ha.url(), "--redis-replicas", "1"])
+    TestServer::start(&[
+        "--redis",
+        &ha.url(),
+        "--redis-replicas",
+        "1",
+        "--history",
+        "65536",
+    ])
 }
 
 /// Publishes `<name><n>`, n = 0, 1, 2, …, on the node at `addr` until
@@ -82,14 +88,12 @@ fn publisher(
             let body = format!("{name}{n}");
             let give_up = Instant::now() + FAILOVER_TIMEOUT + Duration::from_secs(30);
             loop {
-                let sent = Instant::now();
                 conn.send(&idempotent_publish(&body, &body));
                 match conn.try_read_response(give_up) {
                     Ok(response) if response.head.status == 200 => {
                         acked.lock().unwrap().push(Acked {
                             id: response.text(),
                             body,
-                            sent,
                             answered: Instant::now(),
                         });
                         break;
@@ -319,15 +323,24 @@ fn failover(loss: Loss) {
         publisher.join().expect("publisher");
     }
     let acked = acked.lock().unwrap().clone();
+    // Every failover begins a new epoch: an id of another run than the
+    // last acknowledged before the loss was stored on the new primary.
+    let old_run = acked
+        .iter()
+        .filter(|x| x.answered < lost_at)
+        .map(|x| id_run(&x.id))
+        .next_back()
+        .expect("publishes acknowledged before the loss")
+        .to_string();
     let recovered = acked
         .iter()
-        .filter(|x| x.sent > lost_at)
+        .filter(|x| id_run(&x.id) != old_run)
         .map(|x| x.answered)
         .min()
-        .expect("publishes acknowledged after the loss");
+        .expect("publishes acknowledged on the new primary");
     eprintln!(
         "{loss:?} of the primary {old}: Sentinels named {to} after {:?} (all three {:?}); \
-         the first publish sent after it was acknowledged {:?} after it",
+         the first publish on the new primary was acknowledged {:?} after it",
         first - lost_at,
         all - lost_at,
         recovered - lost_at
@@ -365,4 +378,65 @@ fn failover(loss: Loss) {
             x.body
         );
     }
+}
+
+/// `--redis-replicas 1` on a Redis with no replica: the primary stores the
+/// publish, but no replica confirms it (`WAIT`) within `--publish-timeout`,
+/// so it is answered 503, never with an id a promoted replica might lack;
+/// a node that waits for no replica is answered at once.
+#[test]
+fn a_publish_no_replica_confirmed_is_refused() {
+    let redis = Redis::start(Persistence::None);
+    let url = redis.url();
+    let waiting = TestServer::start(&[
+        "--redis",
+        &url,
+        "--redis-replicas",
+        "1",
+        "--publish-timeout",
+        "300ms",
+    ]);
+    let started = Instant::now();
+    let response = waiting.publisher().publish("", b"unconfirmed");
+    assert_eq!(
+        response.head.status,
+        503,
+        "{:?} {:?}",
+        response.head,
+        response.text()
+    );
+    assert_eq!(response.head.header("retry-after"), Some("1"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "refused after {:?}, before the replicas had their time",
+        started.elapsed()
+    );
+    let plain = TestServer::start(&["--redis", &url]);
+    plain
+        .publisher()
+        .publish_ok("", b"confirmed by the primary alone");
+}
+
+/// Authentication to Sentinel and to Redis: a primary that needs one
+/// password and a Sentinel that needs another; the node logs in to each
+/// with the URL's credentials (`redis+sentinel://:DATA@…?sentinel_password=
+/// WATCH`), finds the primary and publishes (a node that did not log in
+/// to either would never listen).
+#[test]
+fn the_node_logs_in_to_the_sentinel_and_to_redis() {
+    let primary = Redis::start_with(Persistence::None, &["requirepass data-secret"]);
+    let sentinel = GuardedSentinel::start(primary.addr(), "data-secret", "watch-secret");
+    let node = TestServer::start(&["--redis", &sentinel.url("data-secret", "watch-secret")]);
+    let mut sub = node.subscribe_ready("");
+    let id = node.publisher().publish_ok("", b"behind two passwords");
+    let event = sub.next_event();
+    assert_eq!(
+        (event.id.as_deref(), event.data.as_str()),
+        (Some(id.as_str()), "behind two passwords")
+    );
+    assert!(
+        !node.log().contains("secret"),
+        "a password in the log:\n{}",
+        node.log()
+    );
 }

@@ -8,19 +8,10 @@ mod browsers;
 mod cli;
 mod clients;
 mod cluster;
-// Tests of issue 21 written ahead of its fixes: they fail on today's code,
-// so they are compiled only with `--cfg sseloop_pending` (with nginx.rs's
-// Chromium failover test and its helpers in real/scenario.rs):
-//   RUSTFLAGS='--cfg sseloop_pending' CARGO_TARGET_DIR=target/pending \
-//     cargo test --test it -- cluster_defects:: failover:: nginx::cluster_behind
-// Each fix lists its tests here unconditionally once they pass; the last
-// one drops the cfg (and its line in Cargo.toml).
-#[cfg(sseloop_pending)]
 mod cluster_defects;
 mod corpus;
 mod data;
 mod errors;
-#[cfg(sseloop_pending)]
 mod failover;
 mod fanout;
 mod feeds;

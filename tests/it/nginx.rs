@@ -697,7 +697,6 @@ fn cluster_behind_nginx_chromium_resumes_on_the_other_node_when_its_node_dies() 
 /// acknowledged. Every acknowledged event reaches the page once, in order,
 /// intact, and the page's stream stays open through the failover (no
 /// `error`, one `open`). Written ahead of Sentinel support (issue 21).
-#[cfg(sseloop_pending)]
 #[test]
 fn cluster_behind_nginx_chromium_gets_every_acknowledged_event_through_a_redis_failover() {
     use crate::real::browser::Browser;

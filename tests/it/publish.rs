@@ -297,3 +297,37 @@ fn event_arrives_while_the_publisher_connection_stays_open() {
     assert_eq!(event.id, Some(id));
     drop(publisher);
 }
+
+/// `Idempotency-Key` in one process: a publish retried with the key, on
+/// any connection and either loop, is answered with the first one's id
+/// and publishes nothing; another key, or none, publishes; a bad key is
+/// 400.
+#[test]
+fn a_publish_retried_with_its_idempotency_key_is_published_once() {
+    use crate::cluster_defects::idempotent_publish;
+    let server = TestServer::start(&["--loops", "2"]);
+    let mut sub = server.subscribe_ready("");
+    let publish = |key: &str, body: &str| {
+        let mut conn = server.http();
+        conn.send(&idempotent_publish(key, body));
+        conn.read_response(deadline())
+    };
+    let first = assert_publish_ok(&publish("order-42", "paid"));
+    // New connections: the kernel spreads them over both loops.
+    for _ in 0..6 {
+        let again = assert_publish_ok(&publish("order-42", "paid"));
+        assert_eq!(again, first, "the retry gets the first one's id");
+    }
+    let other = assert_publish_ok(&publish("order-43", "paid"));
+    let plain = server.publisher().publish_ok("", b"no key");
+    assert_eq!(sub.next_event().id.as_deref(), Some(first.as_str()));
+    assert_eq!(sub.next_event().id.as_deref(), Some(other.as_str()));
+    let last = sub.next_event();
+    assert_eq!(
+        (last.id.as_deref(), last.data.as_str()),
+        (Some(plain.as_str()), "no key")
+    );
+    assert_eq!(server.metric("sseloop_events_published_total"), 3);
+    let bad = publish(&"k".repeat(257), "x");
+    assert_eq!(bad.head.status, 400, "{:?}", bad.text());
+}

@@ -1,13 +1,21 @@
 //! One connection to Redis, driven by the loop that owns it: a non-blocking
 //! TCP socket registered in the loop's poll, commands written from a
 //! buffer, replies decoded with `resp` and matched in order with what asked
-//! for them. Each time it connects it logs in (`AUTH`, `SELECT`, pipelined
-//! ahead of everything else); a connect or a reply that takes too long, a
-//! broken socket or a reply nobody asked for ends the connection, and it
-//! connects again after a backoff that doubles up to a bound. It never
-//! blocks, and it owns nothing but its socket and buffers: what the replies
-//! mean is its owner's business. What a read, a write or a connect gave is
-//! `net`'s to say.
+//! for them. Each time it connects it logs in (`AUTH`, `SELECT`, and
+//! `ROLE` where only a primary will do, pipelined ahead of everything
+//! else); a connect or a reply that takes too long, a broken socket or a
+//! reply nobody asked for ends the connection, and it connects again. It
+//! never blocks, and it owns nothing but its socket and buffers: what the
+//! replies mean is its owner's business. What a read, a write or a connect
+//! gave is `net`'s to say.
+//!
+//! Connecting again: a connection that was up for [`STABLE_AFTER`] and
+//! that Redis closed while it waited for nothing (Redis's `timeout`, which
+//! managed services set) connects again at once and quietly; any other
+//! failure waits a backoff that doubles from [`MIN_BACKOFF`] to
+//! [`MAX_BACKOFF`], and starts again from the bottom only once a
+//! connection has stayed up for [`STABLE_AFTER`]. The log says when an
+//! outage begins and when it ends, not each attempt in between.
 
 use std::collections::VecDeque;
 use std::io;
@@ -19,7 +27,10 @@ use mio::event::Event as Readiness;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::bus::resp::{self, Limits, Scanner, Value};
+pub use super::events::{ConnEvent, Lost, Tag};
+use super::login::LoginStep;
+pub use super::login::{Login, is_transient};
+use crate::bus::resp::{self, DecodeError, Limits, Scanner};
 use crate::net::{self, Connecting, ReadOutcome, WriteOutcome};
 
 /// Longest a TCP connect to Redis may take.
@@ -28,104 +39,52 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// asks Redis to wait, as `XREAD BLOCK` does).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait before connecting again, doubled after each failure…
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
+pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// …up to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A connection up this long works: the backoff starts again from the
+/// bottom, and an outage is over.
+pub const STABLE_AFTER: Duration = Duration::from_millis(500);
+/// A connection that has carried nothing for this long is read before a
+/// command is sent on it, so that one Redis closed meanwhile is found
+/// closed before the command goes out, not after.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// Bytes read per read call.
 const READ_CHUNK: usize = 64 << 10;
 
-/// How to log in after connecting.
-#[derive(Clone, Debug, Default)]
-pub struct Login {
-    /// ACL user, with `password`.
-    pub user: Option<String>,
-    /// `AUTH` when set.
-    pub password: Option<String>,
-    /// `SELECT` when not 0.
-    pub db: u32,
-}
-
-impl Login {
-    /// The login commands, encoded, and how many replies they bring. The
-    /// connection is named `client` (in `CLIENT LIST`, for operators).
-    fn commands(&self, client: &str) -> (Vec<u8>, usize) {
-        let mut out = Vec::new();
-        let mut count = 0;
-        if let Some(password) = &self.password {
-            match &self.user {
-                Some(user) => {
-                    resp::command(&mut out, &[b"AUTH", user.as_bytes(), password.as_bytes()])
-                }
-                None => resp::command(&mut out, &[b"AUTH", password.as_bytes()]),
-            }
-            count += 1;
-        }
-        if self.db != 0 {
-            resp::command(&mut out, &[b"SELECT", self.db.to_string().as_bytes()]);
-            count += 1;
-        }
-        resp::command(&mut out, &[b"CLIENT", b"SETNAME", client.as_bytes()]);
-        count += 1;
-        (out, count)
-    }
-}
-
-/// Whether an error reply says Redis cannot serve now but will (loading
-/// its data after a restart, busy with a script, a replica that lost its
-/// master, out of client slots): worth trying again, unlike a refused
-/// login or a key of the wrong type.
-pub fn is_transient(error: &[u8]) -> bool {
-    [
-        &b"LOADING"[..],
-        b"BUSY",
-        b"TRYAGAIN",
-        b"MASTERDOWN",
-        b"ERR max number of clients",
-    ]
-    .iter()
-    .any(|prefix| error.starts_with(prefix))
-}
-
-/// What happened on a connection, for its owner.
-#[derive(Debug)]
-pub enum ConnEvent<T> {
-    /// Connected, the login sent: the owner may send its commands (they
-    /// follow the login, which Redis answers first).
-    Up,
-    /// The reply to the command sent with this tag.
-    Reply(T, Value),
-    /// The connection is gone; these commands got no reply, so whether
-    /// Redis carried them out is unknown.
-    Down(Vec<T>),
-    /// Redis refused the login (or the owner's set-up): connecting again
-    /// will not help without a change of configuration.
-    Refused(String),
-}
-
 enum Phase {
-    /// Not connected; the next attempt is at `retry_at`.
+    /// Not connected; the next attempt is at `retry_at` (when there is an
+    /// address).
     Idle { retry_at: Instant },
     /// A connect in progress, given up at `until`.
     Connecting { socket: TcpStream, until: Instant },
-    /// Connected.
-    Up { socket: TcpStream },
+    /// Connected, since `since`.
+    Up { socket: TcpStream, since: Instant },
+}
+
+/// What a reply answers.
+enum Expect {
+    Login(LoginStep),
+    Owner(Tag),
 }
 
 /// A command sent and not yet answered.
-struct Pending<T> {
-    /// `None`: a login command.
-    tag: Option<T>,
+struct Pending {
+    expect: Expect,
     /// When to give up on the connection if no reply has come.
     due: Instant,
+    /// Written whole to the socket.
+    written: bool,
 }
 
 /// One connection to Redis.
-pub struct RedisConn<T> {
+pub struct RedisConn {
     /// For the log: which connection this is.
     name: String,
     /// Its name in Redis: `sseloop-<pid>-<role>`.
     client: String,
-    addr: SocketAddr,
+    /// Where to connect; `None`: stay away.
+    addr: Option<SocketAddr>,
     login: Login,
     token: Token,
     registry: Option<Registry>,
@@ -135,26 +94,43 @@ pub struct RedisConn<T> {
     written: usize,
     input: Vec<u8>,
     scanner: Scanner,
-    pending: VecDeque<Pending<T>>,
+    pending: VecDeque<Pending>,
+    /// When a byte last came or went, or the connection came up.
+    last_io: Instant,
+    /// Values no command asked for are messages (a subscription).
+    expects_messages: bool,
+    /// Up for [`STABLE_AFTER`] since it last connected.
+    stable: bool,
     backoff: Duration,
-    /// A failure was reported and no reply has come since: the log says
-    /// when it ends, and stays quiet about the attempts in between.
+    /// A failure was reported and the connection has not been stable
+    /// since: the log says when it ends, and stays quiet about the
+    /// attempts in between.
     outage: bool,
     /// Jitter for the backoff, so that the connections of many loops and
     /// nodes do not all knock at once.
     rng: u64,
+    /// Failures are its owner's to tell (logged at debug only).
+    quiet: bool,
 }
 
-impl<T> RedisConn<T> {
-    /// A connection to `addr` under `token`, not yet connecting (see
-    /// [`RedisConn::register`]); `role` names it in the log and, as
-    /// `sseloop-<pid>-<role>`, in Redis.
-    pub fn new(role: &str, addr: SocketAddr, login: Login, token: Token, limits: Limits) -> Self {
+impl RedisConn {
+    /// A connection to `addr` (when there is one) under `token`, not yet
+    /// connecting (see [`RedisConn::register`]); `role` names it in the
+    /// log and, as `sseloop-<pid>-<role>`, in Redis.
+    #[inline(never)]
+    pub fn new(
+        role: &str,
+        addr: Option<SocketAddr>,
+        login: Login,
+        token: Token,
+        limits: Limits,
+    ) -> Self {
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(7, |d| u64::from(d.subsec_nanos()));
         // Nonzero, as xorshift needs.
         let rng = (clock ^ token.0 as u64) | 1;
+        let now = Instant::now();
         RedisConn {
             name: role.to_owned(),
             client: format!("sseloop-{}-{role}", std::process::id()),
@@ -162,29 +138,59 @@ impl<T> RedisConn<T> {
             login,
             token,
             registry: None,
-            phase: Phase::Idle {
-                retry_at: Instant::now(),
-            },
+            phase: Phase::Idle { retry_at: now },
             out: Vec::new(),
             written: 0,
             input: Vec::new(),
             scanner: Scanner::new(limits),
             pending: VecDeque::new(),
+            last_io: now,
+            expects_messages: false,
+            stable: false,
             backoff: MIN_BACKOFF,
             outage: false,
             rng,
+            quiet: false,
         }
     }
 
+    /// Leaves telling of failures to the owner: they are logged at debug.
+    pub fn quietly(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
     /// Keeps a handle on the loop's poll and starts connecting.
-    pub fn register(
-        &mut self,
-        registry: &Registry,
-        events: &mut Vec<ConnEvent<T>>,
-    ) -> io::Result<()> {
+    pub fn register(&mut self, registry: &Registry, events: &mut Vec<ConnEvent>) -> io::Result<()> {
         self.registry = Some(registry.try_clone()?);
         self.connect(Instant::now(), events);
         Ok(())
+    }
+
+    /// Where it connects, if anywhere.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Connects to `addr` from now on (`None`: nowhere): a connection to
+    /// another address ends (its commands reported lost), and a new one
+    /// begins at once.
+    #[inline(never)]
+    pub fn set_addr(&mut self, addr: Option<SocketAddr>, events: &mut Vec<ConnEvent>) {
+        if self.addr == addr {
+            return;
+        }
+        self.addr = addr;
+        let now = Instant::now();
+        if let Some(lost) = self.end(false, false) {
+            events.push(ConnEvent::Down(lost));
+        }
+        self.backoff = MIN_BACKOFF;
+        self.outage = false;
+        self.phase = Phase::Idle { retry_at: now };
+        if addr.is_some() {
+            self.connect(now, events);
+        }
     }
 
     /// Whether commands can be sent now.
@@ -192,62 +198,113 @@ impl<T> RedisConn<T> {
         matches!(self.phase, Phase::Up { .. })
     }
 
+    /// Whether it is down for a reason the log has told (a connect failed,
+    /// or a connection broke with commands in flight), not just coming
+    /// back after Redis closed it while idle.
+    pub fn in_outage(&self) -> bool {
+        self.outage || self.addr.is_none()
+    }
+
+    /// From now until it reconnects, values no command asked for are
+    /// [`ConnEvent::Message`]s (after `SUBSCRIBE`).
+    pub fn expect_messages(&mut self) {
+        self.expects_messages = true;
+    }
+
+    /// Before sending on a connection that carried nothing for a while:
+    /// reads it, so that one Redis closed meanwhile is found closed (and
+    /// connects again) before a command is given to it.
+    #[inline(never)]
+    pub fn check_idle(&mut self, now: Instant, events: &mut Vec<ConnEvent>) {
+        if self.is_up() && self.pending.is_empty() && now >= self.last_io + IDLE_CHECK {
+            self.read(events);
+        }
+    }
+
     /// Buffers a command, to be written by [`RedisConn::flush`]; `allowance`
     /// is how long its reply may take. Gives the tag back when not connected.
+    #[inline(never)]
     pub fn send(
         &mut self,
         args: &[&[u8]],
-        tag: T,
+        tag: Tag,
         allowance: Duration,
         now: Instant,
-    ) -> Result<(), T> {
+    ) -> Result<(), Tag> {
         if !self.is_up() {
             return Err(tag);
         }
         resp::command(&mut self.out, args);
         self.pending.push_back(Pending {
-            tag: Some(tag),
+            expect: Expect::Owner(tag),
             due: now + allowance,
+            written: false,
         });
         Ok(())
     }
 
     /// Writes what is buffered, as far as the kernel takes it.
-    pub fn flush(&mut self, events: &mut Vec<ConnEvent<T>>) {
-        let Phase::Up { socket } = &mut self.phase else {
+    // Out of line: one copy for every connection, not one per caller.
+    #[inline(never)]
+    pub fn flush(&mut self, events: &mut Vec<ConnEvent>) {
+        let Phase::Up { socket, .. } = &mut self.phase else {
             return;
         };
+        if self.written == self.out.len() {
+            return;
+        }
         while self.written < self.out.len() {
             match net::write(socket, &self.out[self.written..]) {
                 WriteOutcome::Wrote(n) => self.written += n,
                 WriteOutcome::WouldBlock => return,
-                WriteOutcome::Failed(e) => return self.fail(&format!("write: {e}"), events),
+                WriteOutcome::Failed(e) => return self.fail(&format!("write: {e}"), false, events),
             }
         }
         self.out.clear();
         self.written = 0;
+        self.last_io = Instant::now();
+        // Every command buffered is out: the newest not yet marked first.
+        for pending in self.pending.iter_mut().rev() {
+            if pending.written {
+                break;
+            }
+            pending.written = true;
+        }
     }
 
     /// When [`RedisConn::on_deadline`] is next due.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Idle { retry_at } => Some(*retry_at),
+            Phase::Idle { retry_at } => self.addr.map(|_| *retry_at),
             Phase::Connecting { until, .. } => Some(*until),
             // Replies come in order: the oldest command is the one late.
-            Phase::Up { .. } => self.pending.front().map(|p| p.due),
+            Phase::Up { since, .. } => {
+                let stable = (!self.stable).then_some(*since + STABLE_AFTER);
+                [self.pending.front().map(|p| p.due), stable]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
         }
     }
 
     /// Connects when the backoff is over; gives up on a connect or a reply
-    /// that is late.
-    pub fn on_deadline(&mut self, now: Instant, events: &mut Vec<ConnEvent<T>>) {
+    /// that is late; notes a connection that has stayed up.
+    // Out of line: one copy for every connection, not one per caller.
+    #[inline(never)]
+    pub fn on_deadline(&mut self, now: Instant, events: &mut Vec<ConnEvent>) {
         match &self.phase {
             Phase::Idle { retry_at } if *retry_at <= now => self.connect(now, events),
-            Phase::Connecting { until, .. } if *until <= now => {
-                self.fail(&format!("no connection within {CONNECT_TIMEOUT:?}"), events)
-            }
+            Phase::Connecting { until, .. } if *until <= now => self.fail(
+                &format!("no connection within {CONNECT_TIMEOUT:?}"),
+                false,
+                events,
+            ),
             Phase::Up { .. } if self.pending.front().is_some_and(|p| p.due <= now) => {
-                self.fail("no reply in time", events)
+                self.fail("no reply in time", false, events)
+            }
+            Phase::Up { since, .. } if !self.stable && *since + STABLE_AFTER <= now => {
+                self.recovered()
             }
             _ => {}
         }
@@ -255,12 +312,14 @@ impl<T> RedisConn<T> {
 
     /// Readiness of the socket: a connect completes, replies are read,
     /// buffered commands written.
-    pub fn on_ready(&mut self, readiness: &Readiness, events: &mut Vec<ConnEvent<T>>) {
+    // Out of line: one copy for every connection, not one per caller.
+    #[inline(never)]
+    pub fn on_ready(&mut self, readiness: &Readiness, events: &mut Vec<ConnEvent>) {
         if let Phase::Connecting { socket, .. } = &self.phase {
             match net::connecting(socket) {
                 Connecting::Done => self.connected(events),
                 Connecting::InProgress => return,
-                Connecting::Failed(e) => return self.fail(&format!("connect: {e}"), events),
+                Connecting::Failed(e) => return self.fail(&format!("connect: {e}"), false, events),
             }
         }
         if readiness.is_readable() || readiness.is_read_closed() || readiness.is_error() {
@@ -271,62 +330,67 @@ impl<T> RedisConn<T> {
 
     /// Ends the connection now, as a failure (the owner found a reply it
     /// cannot use); it connects again after the backoff.
-    pub fn reset(&mut self, why: &str, events: &mut Vec<ConnEvent<T>>) {
-        self.fail(why, events);
+    pub fn reset(&mut self, why: &str, events: &mut Vec<ConnEvent>) {
+        self.fail(why, false, events);
     }
 
-    fn connect(&mut self, now: Instant, events: &mut Vec<ConnEvent<T>>) {
-        let Some(registry) = &self.registry else {
+    #[inline(never)]
+    fn connect(&mut self, now: Instant, events: &mut Vec<ConnEvent>) {
+        let (Some(registry), Some(addr)) = (&self.registry, self.addr) else {
             return;
         };
-        let mut socket = match TcpStream::connect(self.addr) {
+        let mut socket = match TcpStream::connect(addr) {
             Ok(socket) => socket,
-            Err(e) => return self.fail(&format!("connect: {e}"), events),
+            Err(e) => return self.fail(&format!("connect: {e}"), false, events),
         };
         if let Err(e) = registry.register(
             &mut socket,
             self.token,
             Interest::READABLE.add(Interest::WRITABLE),
         ) {
-            return self.fail(&format!("register: {e}"), events);
+            return self.fail(&format!("register: {e}"), false, events);
         }
-        debug!("Redis {}: connecting to {}", self.name, self.addr);
+        debug!("Redis {}: connecting to {addr}", self.name);
         self.phase = Phase::Connecting {
             socket,
             until: now + CONNECT_TIMEOUT,
         };
     }
 
-    fn connected(&mut self, events: &mut Vec<ConnEvent<T>>) {
-        let Phase::Connecting { socket, .. } = std::mem::replace(
-            &mut self.phase,
-            Phase::Idle {
-                retry_at: Instant::now(),
-            },
-        ) else {
+    #[inline(never)]
+    fn connected(&mut self, events: &mut Vec<ConnEvent>) {
+        let now = Instant::now();
+        let Phase::Connecting { socket, .. } =
+            std::mem::replace(&mut self.phase, Phase::Idle { retry_at: now })
+        else {
             return;
         };
         // Commands are small and each is waited for: no Nagle delay.
         if let Err(e) = socket.set_nodelay(true) {
             debug!("Redis {}: set_nodelay: {e}", self.name);
         }
-        self.phase = Phase::Up { socket };
-        let (login, replies) = self.login.commands(&self.client);
-        let now = Instant::now();
+        self.phase = Phase::Up { socket, since: now };
+        self.stable = false;
+        self.expects_messages = false;
+        self.last_io = now;
+        let (login, steps) = self.login.commands(&self.client);
         self.out.extend_from_slice(&login);
-        for _ in 0..replies {
+        for step in steps {
             self.pending.push_back(Pending {
-                tag: None,
+                expect: Expect::Login(step),
                 due: now + REPLY_TIMEOUT,
+                written: false,
             });
         }
-        debug!("Redis {}: connected to {}", self.name, self.addr);
+        debug!("Redis {}: connected to {:?}", self.name, self.addr);
         events.push(ConnEvent::Up);
     }
 
-    fn read(&mut self, events: &mut Vec<ConnEvent<T>>) {
+    // Out of line: one copy for every connection, not one per caller.
+    #[inline(never)]
+    fn read(&mut self, events: &mut Vec<ConnEvent>) {
         loop {
-            let Phase::Up { socket } = &mut self.phase else {
+            let Phase::Up { socket, .. } = &mut self.phase else {
                 return;
             };
             let start = self.input.len();
@@ -337,17 +401,18 @@ impl<T> RedisConn<T> {
                 ReadOutcome::WouldBlock => 0,
                 ReadOutcome::Eof => {
                     self.input.truncate(start);
-                    return self.fail("Redis closed the connection", events);
+                    return self.fail("Redis closed the connection", false, events);
                 }
                 ReadOutcome::Failed(e) => {
                     self.input.truncate(start);
-                    return self.fail(&format!("read: {e}"), events);
+                    return self.fail(&format!("read: {e}"), false, events);
                 }
             };
             self.input.truncate(start + n);
             if n == 0 {
                 return;
             }
+            self.last_io = Instant::now();
             // Decoded after each read, so that the buffer holds at most one
             // partial reply (bounded by the limits) and one read.
             if !self.decode(events) {
@@ -358,68 +423,70 @@ impl<T> RedisConn<T> {
 
     /// Hands out every whole reply read so far; false when the connection
     /// had to end.
-    fn decode(&mut self, events: &mut Vec<ConnEvent<T>>) -> bool {
+    #[inline(never)]
+    fn decode(&mut self, events: &mut Vec<ConnEvent>) -> bool {
         let mut used = 0;
         loop {
             let end = match self.scanner.scan(&self.input[used..]) {
                 Ok(Some(n)) => used + n,
                 Ok(None) => break,
-                Err(e) => {
-                    self.fail(&format!("unreadable reply: {e}"), events);
-                    return false;
-                }
+                Err(e) => return self.unreadable(&e, events),
             };
             let value = match resp::parse(&self.input[used..end]) {
                 Ok(value) => value,
-                Err(e) => {
-                    self.fail(&format!("unreadable reply: {e}"), events);
-                    return false;
-                }
+                Err(e) => return self.unreadable(&e, events),
             };
             self.scanner.reset();
             used = end;
             let Some(pending) = self.pending.pop_front() else {
-                self.fail("a reply to no command", events);
+                if self.expects_messages {
+                    events.push(ConnEvent::Message(value));
+                    continue;
+                }
+                self.fail("a reply to no command", false, events);
                 return false;
             };
-            match pending.tag {
-                None => {
-                    if let Some(e) = value.error() {
-                        let text = String::from_utf8_lossy(e);
-                        if is_transient(e) {
-                            self.fail(&format!("not ready: {text}"), events);
-                        } else {
-                            let why = format!("login refused: {text}");
+            match pending.expect {
+                Expect::Login(step) => match step.check(&value) {
+                    Ok(()) => {}
+                    Err((why, refused)) => {
+                        if refused {
                             error!("Redis {}: {why}", self.name);
                             events.push(ConnEvent::Refused(why.clone()));
-                            self.fail(&why, events);
                         }
+                        self.fail(&why, false, events);
                         return false;
                     }
-                }
-                Some(tag) => {
-                    if value.error().is_none() {
-                        self.recovered();
-                    }
-                    events.push(ConnEvent::Reply(tag, value));
-                }
+                },
+                Expect::Owner(tag) => events.push(ConnEvent::Reply(tag, value)),
             }
         }
         self.input.drain(..used);
         true
     }
 
-    /// A reply came: the connection works, and the next failure starts the
-    /// backoff from the start.
+    fn unreadable(&mut self, e: &DecodeError, events: &mut Vec<ConnEvent>) -> bool {
+        self.fail(&format!("unreadable reply: {e}"), true, events);
+        false
+    }
+
+    /// The connection has stayed up: the next failure starts the backoff
+    /// from the bottom, and an outage is over.
     fn recovered(&mut self) {
+        self.stable = true;
         self.backoff = MIN_BACKOFF;
         if self.outage {
             self.outage = false;
-            info!("Redis {}: connected to {} again", self.name, self.addr);
+            if let Some(addr) = self.addr {
+                info!("Redis {}: connected to {addr} again", self.name);
+            }
         }
     }
 
-    fn fail(&mut self, why: &str, events: &mut Vec<ConnEvent<T>>) {
+    /// Closes the socket; reports what was lost (or, when nothing was up,
+    /// that the connect failed).
+    #[inline(never)]
+    fn end(&mut self, unreadable: bool, not_primary: bool) -> Option<Lost> {
         let was = std::mem::replace(
             &mut self.phase,
             Phase::Idle {
@@ -427,8 +494,10 @@ impl<T> RedisConn<T> {
             },
         );
         let was_up = matches!(was, Phase::Up { .. });
-        if let (Phase::Connecting { mut socket, .. } | Phase::Up { mut socket }, Some(registry)) =
-            (was, &self.registry)
+        if let (
+            Phase::Connecting { mut socket, .. } | Phase::Up { mut socket, .. },
+            Some(registry),
+        ) = (was, &self.registry)
         {
             let _ = registry.deregister(&mut socket);
         }
@@ -436,19 +505,58 @@ impl<T> RedisConn<T> {
         self.written = 0;
         self.input.clear();
         self.scanner.reset();
-        let lost: Vec<T> = self.pending.drain(..).filter_map(|p| p.tag).collect();
-        if was_up {
-            events.push(ConnEvent::Down(lost));
+        let mut lost = Lost {
+            sent: Vec::new(),
+            unsent: Vec::new(),
+            unreadable,
+            not_primary,
+        };
+        for pending in self.pending.drain(..) {
+            if let Expect::Owner(tag) = pending.expect {
+                if pending.written {
+                    lost.sent.push(tag);
+                } else {
+                    lost.unsent.push(tag);
+                }
+            }
+        }
+        if was_up { Some(lost) } else { None }
+    }
+
+    // Out of line: one copy for every connection, not one per caller.
+    #[inline(never)]
+    fn fail(&mut self, why: &str, unreadable: bool, events: &mut Vec<ConnEvent>) {
+        let idle = self.pending.is_empty();
+        let stable = self.stable && self.is_up();
+        let not_primary = why.starts_with("not the primary");
+        match self.end(unreadable, not_primary) {
+            Some(lost) => events.push(ConnEvent::Down(lost)),
+            None => events.push(ConnEvent::Unreachable),
+        }
+        self.stable = false;
+        // Redis closed a connection that worked and waited for nothing
+        // (its `timeout`): connect again at once, and quietly.
+        if stable && idle && why == "Redis closed the connection" {
+            debug!("Redis {}: closed while idle; connecting again", self.name);
+            self.backoff = MIN_BACKOFF;
+            self.phase = Phase::Idle {
+                retry_at: Instant::now(),
+            };
+            return;
         }
         let wait = self.jittered(self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        if self.outage {
-            debug!("Redis {}: {why}; trying again in {wait:?}", self.name);
+        let addr = self.addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        if self.outage || self.quiet {
+            debug!(
+                "Redis {} at {addr}: {why}; trying again in {wait:?}",
+                self.name
+            );
         } else {
             self.outage = true;
             warn!(
-                "Redis {} at {}: {why}; trying again (every {MAX_BACKOFF:?} at most)",
-                self.name, self.addr
+                "Redis {} at {addr}: {why}; trying again (every {MAX_BACKOFF:?} at most)",
+                self.name
             );
         }
         self.phase = Phase::Idle {
@@ -471,7 +579,7 @@ impl<T> RedisConn<T> {
     }
 }
 
-impl<T> std::fmt::Debug for RedisConn<T> {
+impl std::fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConn")
             .field("name", &self.name)
@@ -494,6 +602,7 @@ mod tests {
     use mio::{Events, Poll};
 
     use super::*;
+    use crate::bus::resp::Value;
 
     const TOKEN: Token = Token(7);
     const WAIT: Duration = Duration::from_secs(5);
@@ -509,16 +618,16 @@ mod tests {
 
     /// A connection under test, its poll and what it reported so far.
     struct Driven {
-        conn: RedisConn<u32>,
+        conn: RedisConn,
         poll: Poll,
-        events: Vec<ConnEvent<u32>>,
+        events: Vec<ConnEvent>,
     }
 
     impl Driven {
         fn new(addr: SocketAddr, login: Login) -> Driven {
             let poll = Poll::new().unwrap();
             let mut driven = Driven {
-                conn: RedisConn::new("test", addr, login, TOKEN, limits()),
+                conn: RedisConn::new("test", Some(addr), login, TOKEN, limits()),
                 poll,
                 events: Vec::new(),
             };
@@ -532,7 +641,7 @@ mod tests {
         /// Drives the connection as its loop does (readiness, a flush
         /// before each poll, deadlines) until `done` says so of what it
         /// reported; returns that, taken.
-        fn until(&mut self, done: impl Fn(&[ConnEvent<u32>]) -> bool) -> Vec<ConnEvent<u32>> {
+        fn until(&mut self, done: impl Fn(&[ConnEvent]) -> bool) -> Vec<ConnEvent> {
             let give_up = Instant::now() + WAIT;
             let mut readiness = Events::with_capacity(8);
             while !done(&self.events) {
@@ -552,6 +661,25 @@ mod tests {
                 self.conn.on_deadline(Instant::now(), &mut self.events);
             }
             std::mem::take(&mut self.events)
+        }
+
+        /// Drives the connection until `done` says so of it.
+        fn settle(&mut self, done: impl Fn(&RedisConn) -> bool) {
+            let give_up = Instant::now() + WAIT;
+            let mut readiness = Events::with_capacity(8);
+            while !done(&self.conn) {
+                assert!(Instant::now() < give_up, "never settled: {:?}", self.conn);
+                self.conn.flush(&mut self.events);
+                net::poll(
+                    &mut self.poll,
+                    &mut readiness,
+                    Some(Duration::from_millis(50)),
+                )
+                .unwrap();
+                for event in readiness.iter() {
+                    self.conn.on_ready(event, &mut self.events);
+                }
+            }
         }
     }
 
@@ -599,26 +727,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn redis_busy_is_tried_again_a_wrong_setup_is_not() {
-        for busy in [
-            &b"LOADING Redis is loading the dataset in memory"[..],
-            b"BUSY Redis is busy running a script",
-            b"MASTERDOWN Link with MASTER is down",
-        ] {
-            assert!(is_transient(busy));
-        }
-        for wrong in [
-            &b"WRONGPASS invalid username-password pair"[..],
-            b"NOAUTH Authentication required.",
-            b"WRONGTYPE Operation against a key holding the wrong kind of value",
-            b"SSELOOP-FOREIGN k holds entries sseloop did not add",
-        ] {
-            assert!(!is_transient(wrong));
-        }
-    }
-
-    fn is_up(events: &[ConnEvent<u32>]) -> bool {
+    fn is_up(events: &[ConnEvent]) -> bool {
         events.iter().any(|e| matches!(e, ConnEvent::Up))
     }
 
@@ -629,6 +738,7 @@ mod tests {
             user: Some("node".into()),
             password: Some("s3cret".into()),
             db: 2,
+            ..Login::default()
         };
         let mut driven = Driven::new(listener.local_addr().unwrap(), login);
         driven.until(is_up);
@@ -683,7 +793,7 @@ mod tests {
         assert!(
             events
                 .iter()
-                .any(|e| matches!(e, ConnEvent::Down(lost) if lost == &[1])),
+                .any(|e| matches!(e, ConnEvent::Down(lost) if lost.sent == [1])),
             "{events:?}"
         );
         assert!(!driven.conn.is_up());
@@ -705,7 +815,7 @@ mod tests {
         drop(peer);
         let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
         assert!(matches!(&events[0], ConnEvent::Reply(1, _)), "{events:?}");
-        assert!(matches!(&events[1], ConnEvent::Down(lost) if lost == &[2]));
+        assert!(matches!(&events[1], ConnEvent::Down(lost) if lost.sent == [2]));
         // Not connected: a command is given back at once.
         assert_eq!(
             driven.conn.send(&[b"PING"], 3, WAIT, Instant::now()),
@@ -734,7 +844,7 @@ mod tests {
         let started = Instant::now();
         let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
         assert!(started.elapsed() >= allowance);
-        assert!(matches!(&events[..], [ConnEvent::Down(lost)] if lost == &[1]));
+        assert!(matches!(&events[..], [ConnEvent::Down(lost)] if lost.sent == [1]));
     }
 
     #[test]
@@ -749,37 +859,246 @@ mod tests {
             peer.reply(stray);
             let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
             assert!(
-                matches!(&events[..], [ConnEvent::Down(lost)] if lost.is_empty()),
+                matches!(&events[..], [ConnEvent::Down(lost)] if lost.sent.is_empty() && lost.unsent.is_empty()),
                 "{events:?}"
             );
         }
     }
 
+    /// Drives the connection until `count` connects have failed; when
+    /// each failure was reported.
+    fn failures(driven: &mut Driven, count: usize) -> Vec<Instant> {
+        let mut at = Vec::new();
+        let give_up = Instant::now() + WAIT;
+        let mut readiness = Events::with_capacity(8);
+        while at.len() < count {
+            assert!(Instant::now() < give_up, "only {} failures", at.len());
+            let timeout = driven
+                .conn
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            net::poll(&mut driven.poll, &mut readiness, timeout).unwrap();
+            for event in readiness.iter() {
+                driven.conn.on_ready(event, &mut driven.events);
+            }
+            driven.conn.on_deadline(Instant::now(), &mut driven.events);
+            for event in driven.events.drain(..) {
+                match event {
+                    ConnEvent::Unreachable => at.push(Instant::now()),
+                    other => panic!("never up, so nothing was lost: {other:?}"),
+                }
+            }
+        }
+        at
+    }
+
     #[test]
-    fn nobody_listening_is_retried_without_a_report() {
+    fn nobody_listening_is_reported_unreachable_and_retried_less_and_less_often() {
         // A port that was free a moment ago: the connect is refused.
         let addr = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
         let mut driven = Driven::new(addr, Login::default());
-        let give_up = Instant::now() + Duration::from_millis(300);
+        let at = failures(&mut driven, 5);
+        assert!(!driven.conn.is_up());
+        assert!(driven.conn.in_outage());
+        // 50, 100, 200, 400 ms, give or take a quarter; never less.
+        for (n, gap) in at.windows(2).map(|w| w[1] - w[0]).enumerate() {
+            let least = MIN_BACKOFF * (1 << n) * 3 / 4;
+            assert!(gap >= least, "attempt {}: {gap:?} after the last", n + 1);
+        }
+        assert!(driven.conn.deadline().is_some(), "a retry is due");
+    }
+
+    /// Accepts every connection and drops it at once (as a Redis whose
+    /// clients are killed as they log in).
+    fn dropping_listener() -> (
+        SocketAddr,
+        std::thread::JoinHandle<()>,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Acquire) {
+                match listener.accept() {
+                    Ok((stream, _)) => drop(stream),
+                    // Nothing to block on that also sees `stop`.
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        (addr, thread, stop)
+    }
+
+    #[test]
+    fn connections_dropped_as_they_come_up_back_off() {
+        let (addr, thread, stop) = dropping_listener();
+        let mut driven = Driven::new(addr, Login::default());
+        let give_up = Instant::now() + WAIT;
+        let mut downs = Vec::new();
         let mut readiness = Events::with_capacity(8);
-        while Instant::now() < give_up {
-            net::poll(
-                &mut driven.poll,
-                &mut readiness,
-                Some(Duration::from_millis(20)),
-            )
-            .unwrap();
+        while downs.len() < 5 {
+            assert!(Instant::now() < give_up, "only {} drops", downs.len());
+            driven.conn.flush(&mut driven.events);
+            let timeout = driven
+                .conn
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            net::poll(&mut driven.poll, &mut readiness, timeout).unwrap();
             for event in readiness.iter() {
                 driven.conn.on_ready(event, &mut driven.events);
             }
             driven.conn.on_deadline(Instant::now(), &mut driven.events);
+            for event in driven.events.drain(..) {
+                if matches!(event, ConnEvent::Down(_) | ConnEvent::Unreachable) {
+                    downs.push(Instant::now());
+                }
+            }
         }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        thread.join().unwrap();
+        // Each came up and was dropped at once: never stable, so the
+        // backoff kept doubling.
+        for (n, gap) in downs.windows(2).map(|w| w[1] - w[0]).enumerate() {
+            let least = MIN_BACKOFF * (1 << n) * 3 / 4;
+            assert!(gap >= least, "attempt {}: {gap:?} after the last", n + 1);
+        }
+    }
+
+    #[test]
+    fn a_connection_closed_while_idle_after_it_worked_connects_again_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        assert_eq!(peer.command()[0], "CLIENT");
+        peer.reply(b"+OK\r\n");
+        driven.settle(|conn| conn.pending.is_empty());
+        // Up long enough to count as working.
+        let stable_at = Instant::now() + STABLE_AFTER;
+        driven.conn.on_deadline(stable_at, &mut driven.events);
+        assert!(driven.conn.stable);
+        drop(peer);
+        // Before the loop hears of the close, a command is about to be
+        // sent: the check finds the connection closed.
+        let give_up = Instant::now() + WAIT;
+        while driven.conn.is_up() {
+            assert!(Instant::now() < give_up, "the close was never seen");
+            driven
+                .conn
+                .check_idle(Instant::now() + IDLE_CHECK, &mut driven.events);
+        }
+        assert!(
+            matches!(&driven.events[..], [ConnEvent::Down(lost)] if lost.sent.is_empty()),
+            "{:?}",
+            driven.events
+        );
+        assert!(
+            !driven.conn.in_outage(),
+            "no outage: Redis closed an idle connection"
+        );
+        assert!(
+            driven.conn.deadline().is_some_and(|d| d <= Instant::now()),
+            "it connects again at once"
+        );
+        assert_eq!(
+            driven.conn.send(&[b"PING"], 1, WAIT, Instant::now()),
+            Err(1)
+        );
+        driven.events.clear();
+        driven.until(is_up);
+    }
+
+    #[test]
+    fn commands_not_written_whole_are_told_apart_from_those_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
+        driven.until(is_up);
+        let _peer = Peer::accept(&listener);
+        let now = Instant::now();
+        driven.conn.send(&[b"PING"], 1, WAIT, now).unwrap();
+        driven.conn.flush(&mut driven.events);
+        driven.conn.send(&[b"PING"], 2, WAIT, now).unwrap();
+        driven.conn.reset("the owner gave up", &mut driven.events);
+        let [ConnEvent::Down(lost)] = &driven.events[..] else {
+            panic!("{:?}", driven.events);
+        };
+        assert_eq!((&lost.sent[..], &lost.unsent[..]), (&[1][..], &[2][..]));
+        assert!(!lost.unreadable);
+    }
+
+    #[test]
+    fn a_reply_over_the_limits_is_reported_unreadable() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        driven
+            .conn
+            .send(&[b"GET", b"big"], 1, WAIT, Instant::now())
+            .unwrap();
+        driven.conn.flush(&mut driven.events);
+        assert_eq!(peer.command()[0], "CLIENT");
+        peer.reply(format!("+OK\r\n${}\r\n", limits().bulk + 1).as_bytes());
+        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        assert!(
+            matches!(&events[..], [ConnEvent::Down(lost)] if lost.unreadable && lost.sent == [1]),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_subscription_hands_out_messages_nobody_asked_for() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        driven
+            .conn
+            .send(&[b"SUBSCRIBE", b"+switch-master"], 1, WAIT, Instant::now())
+            .unwrap();
+        driven.conn.expect_messages();
+        driven.conn.flush(&mut driven.events);
+        assert_eq!(peer.command()[0], "CLIENT");
+        assert_eq!(peer.command(), ["SUBSCRIBE", "+switch-master"]);
+        peer.reply(b"+OK\r\n*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n");
+        peer.reply(b"*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$1\r\nx\r\n");
+        let events = driven.until(|e| e.len() == 2);
+        assert!(matches!(&events[0], ConnEvent::Reply(1, _)), "{events:?}");
+        assert!(matches!(&events[1], ConnEvent::Message(Value::Array(m)) if m.len() == 3));
+    }
+
+    #[test]
+    fn a_login_that_wants_the_primary_finds_a_replica_unreachable() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let login = Login {
+            primary_only: true,
+            ..Login::default()
+        };
+        let mut driven = Driven::new(listener.local_addr().unwrap(), login);
+        driven.until(is_up);
+        let mut peer = Peer::accept(&listener);
+        driven
+            .conn
+            .send(&[b"PING"], 1, WAIT, Instant::now())
+            .unwrap();
+        driven.conn.flush(&mut driven.events);
+        assert_eq!(peer.command()[0], "CLIENT");
+        assert_eq!(peer.command(), ["ROLE"]);
+        peer.reply(
+            b"+OK\r\n*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6379\r\n$9\r\nconnected\r\n:1\r\n",
+        );
+        let events = driven.until(|e| !e.is_empty());
+        assert!(
+            matches!(&events[..], [ConnEvent::Down(lost)] if lost.not_primary && lost.sent == [1]),
+            "{events:?}"
+        );
         assert!(!driven.conn.is_up());
-        // Never up, so nothing was lost: no report until it connects.
-        assert!(driven.events.is_empty(), "{:?}", driven.events);
-        assert!(driven.conn.deadline().is_some(), "a retry is due");
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! A stream entry another writer may have added is taken as far as it is
 //! valid: a type or topic an HTTP publish could not have named is left
-//! out, and an entry that is not an event at all is told apart, so that
-//! no entry, whatever it holds, stops the reader.
+//! out, and an entry that is not an event at all ([`Item::Unreadable`]),
+//! or whose id sseloop does not number ([`Item::Foreign`]), is told apart,
+//! so that no entry, whatever it holds, stops the reader.
 
 use std::sync::Arc;
 
 use super::conn;
+use super::epoch::parse_value;
 use crate::bus::id::Run;
 use crate::bus::resp::Value;
 use crate::sse::{valid_event_type, valid_topic};
@@ -29,7 +31,7 @@ pub fn stream_id(seq: u64) -> String {
 }
 
 /// One stream entry, as an event.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Its place in the stream.
     pub seq: u64,
@@ -43,15 +45,38 @@ pub struct Entry {
     pub topics: Arc<[Box<str>]>,
 }
 
+/// One entry of a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// An event.
+    Event(Entry),
+    /// Entry `seq` is not an event: fields of the wrong shape, or over the
+    /// bound of an entry (the careful read's stub).
+    Unreadable {
+        /// Its place in the stream.
+        seq: u64,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// An entry whose id is not `0-<seq>` (another program's `XADD … *`).
+    Foreign(String),
+}
+
 /// What the epoch check ([`super::scripts::SYNC_SCRIPT`]) answered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Synced {
     /// The epoch, and the stream's last sequence number.
     Epoch {
+        /// The epoch's value in Redis.
+        value: Arc<str>,
         /// The epoch's run.
         run: Run,
+        /// The stream's sequence number it began after.
+        from: u64,
         /// The last entry's sequence number (0: none).
         last: u64,
+        /// Foreign entries it removed from the stream.
+        removed: u64,
     },
     /// An error or a reply of another shape.
     Failed {
@@ -65,10 +90,24 @@ pub enum Synced {
 /// Decodes the epoch check's answer.
 pub fn synced(value: Value) -> Synced {
     if let Value::Array(items) = &value
-        && let [Value::Bulk(run), Value::Integer(last)] = &items[..]
-        && let (Some(run), Ok(last)) = (Run::parse(run), u64::try_from(*last))
+        && let [
+            Value::Bulk(text),
+            Value::Integer(last),
+            Value::Integer(removed),
+        ] = &items[..]
+        && let (Some((run, from)), Ok(last), Ok(removed)) = (
+            parse_value(text),
+            u64::try_from(*last),
+            u64::try_from(*removed),
+        )
     {
-        return Synced::Epoch { run, last };
+        return Synced::Epoch {
+            value: Arc::from(String::from_utf8_lossy(text)),
+            run,
+            from,
+            last,
+            removed,
+        };
     }
     match value.error() {
         Some(e) => Synced::Failed {
@@ -82,12 +121,11 @@ pub fn synced(value: Value) -> Synced {
     }
 }
 
-/// What a read (`XREAD`) answered.
+/// What a read (`XREAD`, or the careful read) answered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {
-    /// The entries after the one asked from, in order; `None` for one that
-    /// is not an event.
-    Entries(Vec<Option<Entry>>),
+    /// The entries after the one asked from, in order.
+    Entries(Vec<Item>),
     /// Nothing came for the whole block.
     Idle,
     /// An error, or a reply of another shape.
@@ -113,10 +151,26 @@ pub fn read(value: Value) -> Read {
     }
 }
 
-/// One entry `[id, [field, value, …]]`, if it is an event.
-fn entry(value: Value) -> Option<Entry> {
-    let [id, fields] = <[Value; 2]>::try_from(value.into_array()?).ok()?;
-    let seq = stream_seq(id.bytes()?)?;
+/// One entry `[id, [field, value, …]]`, as an event if it is one.
+fn entry(value: Value) -> Item {
+    let parts = match value {
+        Value::Array(parts) if parts.len() == 2 => parts,
+        other => return Item::Foreign(format!("{other:?}")),
+    };
+    let [id, fields] = <[Value; 2]>::try_from(parts).unwrap_or([Value::Nil, Value::Nil]);
+    let Some(seq) = id.bytes().and_then(stream_seq) else {
+        let shown = id.bytes().map_or_else(
+            || format!("{id:?}"),
+            |b| String::from_utf8_lossy(b).into_owned(),
+        );
+        return Item::Foreign(shown);
+    };
+    let Some(fields) = fields.into_array() else {
+        return Item::Unreadable {
+            seq,
+            why: "its fields are not a list".into(),
+        };
+    };
     let mut entry = Entry {
         seq,
         epoch: None,
@@ -124,12 +178,20 @@ fn entry(value: Value) -> Option<Entry> {
         event_type: None,
         topics: Arc::from([]),
     };
-    let mut fields = fields.into_array()?.into_iter();
+    let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         let (Some(name), Some(value)) = (name.bytes(), value.bytes()) else {
             continue;
         };
         match name {
+            b"sseloop-skip" => {
+                let size = String::from_utf8_lossy(value);
+                let why = format!(
+                    "{size}, over the {} bytes an entry may hold",
+                    super::scripts::MAX_ENTRY_BYTES
+                );
+                return Item::Unreadable { seq, why };
+            }
             b"epoch" => entry.epoch = Run::parse(value),
             b"data" => entry.data = String::from_utf8_lossy(value).into_owned(),
             b"event" => {
@@ -148,14 +210,26 @@ fn entry(value: Value) -> Option<Entry> {
             _ => {}
         }
     }
-    Some(entry)
+    Item::Event(entry)
 }
 
 /// What a publish ([`super::scripts::PUBLISH_SCRIPT`]) answered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Stored {
-    /// Added as this entry.
-    At(u64),
+    /// Added as this entry, after removing `removed` foreign entries.
+    At {
+        /// The entry's sequence number.
+        seq: u64,
+        /// Foreign entries removed first.
+        removed: u64,
+    },
+    /// Its key was known: the first event's entry, in epoch `run`.
+    Again {
+        /// The first event's sequence number.
+        seq: u64,
+        /// The epoch the first event was stored in.
+        run: Run,
+    },
     /// Not added: the script's own refusal (the epoch changed, the stream
     /// lost events: expected while Redis recovers) or Redis's.
     Refused {
@@ -174,9 +248,22 @@ pub enum Stored {
 /// Decodes a publish's answer.
 pub fn stored(value: &Value) -> Stored {
     match value {
-        Value::Bulk(id) => match stream_seq(id) {
-            Some(seq) => Stored::At(seq),
-            None => Stored::Unexpected(format!("an entry id {:?}", String::from_utf8_lossy(id))),
+        Value::Array(items) => match &items[..] {
+            [Value::Bulk(kind), Value::Bulk(id), Value::Integer(removed)]
+                if kind == b"stored" && stream_seq(id).is_some() =>
+            {
+                Stored::At {
+                    seq: stream_seq(id).unwrap_or(0),
+                    removed: u64::try_from(*removed).unwrap_or(0),
+                }
+            }
+            [Value::Bulk(kind), Value::Bulk(id), Value::Bulk(run)] if kind == b"again" => {
+                match (stream_seq(id), Run::parse(run)) {
+                    (Some(seq), Some(run)) => Stored::Again { seq, run },
+                    _ => Stored::Unexpected(format!("{value:?}")),
+                }
+            }
+            _ => Stored::Unexpected(format!("{value:?}")),
         },
         Value::Error(e) if e.starts_with(b"NOSCRIPT") => Stored::ScriptGone,
         Value::Error(e) => Stored::Refused {
@@ -245,7 +332,7 @@ mod tests {
         ]);
         assert_eq!(
             entry(full),
-            Some(Entry {
+            Item::Event(Entry {
                 seq: 7,
                 epoch: Some(run("0123456789ab")),
                 data: "a\nb".into(),
@@ -265,7 +352,9 @@ mod tests {
                 bulk("data"),
             ]),
         ]);
-        let odd = entry(odd).unwrap();
+        let Item::Event(odd) = entry(odd) else {
+            panic!("an event");
+        };
         assert_eq!(
             (odd.epoch, odd.data.as_str(), odd.event_type),
             (None, "", None)
@@ -279,10 +368,29 @@ mod tests {
             bulk("0-1"),
             Value::Array(vec![bulk("0-1")]),
             Value::Array(vec![bulk("1-1"), Value::Array(vec![])]),
-            Value::Array(vec![bulk("0-1"), bulk("fields")]),
+            Value::Array(vec![bulk("1712345678901-0"), Value::Array(vec![])]),
         ] {
-            assert_eq!(entry(value.clone()), None, "{value:?}");
+            assert!(
+                matches!(entry(value.clone()), Item::Foreign(_)),
+                "{value:?}"
+            );
         }
+        assert_eq!(
+            entry(Value::Array(vec![bulk("1712345678901-0"), Value::Nil])),
+            Item::Foreign("1712345678901-0".into())
+        );
+        assert!(matches!(
+            entry(Value::Array(vec![bulk("0-1"), bulk("fields")])),
+            Item::Unreadable { seq: 1, .. }
+        ));
+        // The careful read's stub of an entry over the bound.
+        let stub = Value::Array(vec![
+            bulk("0-3"),
+            Value::Array(vec![bulk("sseloop-skip"), bulk("2000000 bytes")]),
+        ]);
+        assert!(
+            matches!(entry(stub), Item::Unreadable { seq: 3, why } if why.starts_with("2000000 bytes, over"))
+        );
         let reply = Value::Array(vec![Value::Array(vec![
             bulk("sseloop:events"),
             Value::Array(vec![
@@ -294,7 +402,8 @@ mod tests {
             panic!("entries");
         };
         assert_eq!(entries.len(), 2);
-        assert!(entries[0].is_none() && entries[1].as_ref().is_some_and(|e| e.seq == 2));
+        assert!(matches!(entries[0], Item::Foreign(_)));
+        assert!(matches!(&entries[1], Item::Event(e) if e.seq == 2));
         assert_eq!(read(Value::Nil), Read::Idle);
         assert!(matches!(read(Value::Integer(1)), Read::Failed(_)));
         assert!(
@@ -304,14 +413,30 @@ mod tests {
 
     #[test]
     fn the_epoch_check_answers_an_epoch_or_why_not() {
-        let ok = Value::Array(vec![bulk("0123456789ab"), Value::Integer(5)]);
+        let ok = Value::Array(vec![
+            bulk("0123456789ab"),
+            Value::Integer(5),
+            Value::Integer(2),
+        ]);
         assert_eq!(
             synced(ok),
             Synced::Epoch {
+                value: "0123456789ab".into(),
                 run: run("0123456789ab"),
-                last: 5
+                from: 0,
+                last: 5,
+                removed: 2,
             }
         );
+        let continued = Value::Array(vec![
+            bulk("0123456789ab 3 10.0.0.1:6380"),
+            Value::Integer(5),
+            Value::Integer(0),
+        ]);
+        assert!(matches!(
+            synced(continued),
+            Synced::Epoch { from: 3, last: 5, value, .. } if &*value == "0123456789ab 3 10.0.0.1:6380"
+        ));
         let busy = synced(Value::Error(b"LOADING Redis is loading".to_vec()));
         assert!(matches!(
             busy,
@@ -329,8 +454,13 @@ mod tests {
             }
         ));
         for odd in [
-            Value::Array(vec![bulk("short"), Value::Integer(5)]),
-            Value::Array(vec![bulk("0123456789ab"), Value::Integer(-1)]),
+            Value::Array(vec![bulk("short"), Value::Integer(5), Value::Integer(0)]),
+            Value::Array(vec![
+                bulk("0123456789ab"),
+                Value::Integer(-1),
+                Value::Integer(0),
+            ]),
+            Value::Array(vec![bulk("0123456789ab"), Value::Integer(5)]),
             Value::Nil,
         ] {
             assert!(matches!(
@@ -345,7 +475,34 @@ mod tests {
 
     #[test]
     fn a_publish_answers_its_entry_or_why_not() {
-        assert_eq!(stored(&bulk("0-9")), Stored::At(9));
+        let reply = |items: Vec<Value>| Value::Array(items);
+        assert_eq!(
+            stored(&reply(vec![bulk("stored"), bulk("0-9"), Value::Integer(0)])),
+            Stored::At { seq: 9, removed: 0 }
+        );
+        assert_eq!(
+            stored(&reply(vec![bulk("stored"), bulk("0-9"), Value::Integer(3)])),
+            Stored::At { seq: 9, removed: 3 }
+        );
+        assert_eq!(
+            stored(&reply(vec![
+                bulk("again"),
+                bulk("0-4"),
+                bulk("0123456789ab")
+            ])),
+            Stored::Again {
+                seq: 4,
+                run: run("0123456789ab")
+            }
+        );
+        assert!(matches!(
+            stored(&reply(vec![bulk("again"), bulk("0-4"), bulk("nope")])),
+            Stored::Unexpected(_)
+        ));
+        assert!(matches!(
+            stored(&reply(vec![bulk("stored"), bulk("1-1"), Value::Integer(0)])),
+            Stored::Unexpected(_)
+        ));
         assert_eq!(
             stored(&Value::Error(b"NOSCRIPT No matching script".to_vec())),
             Stored::ScriptGone
@@ -363,7 +520,7 @@ mod tests {
                 ..
             }
         ));
-        assert!(matches!(stored(&bulk("1-1")), Stored::Unexpected(_)));
+        assert!(matches!(stored(&bulk("0-1")), Stored::Unexpected(_)));
         assert!(matches!(stored(&Value::Integer(1)), Stored::Unexpected(_)));
         assert_eq!(loaded(bulk("abc")), Ok(b"abc".to_vec()));
         assert!(matches!(

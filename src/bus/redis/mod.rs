@@ -12,16 +12,28 @@
 //!   with no gap. The cap is `--history`, but at least
 //!   [`STREAM_MIN_LEN`]: the stream also carries the events to every
 //!   node's reader, which must find them there.
-//! - `<key>:epoch`, a string: 12 hex digits drawn by the first node, the
-//!   run part of every id. An event's id is `<epoch>-<seq>`.
+//! - `<key>:epoch`, a string: the current epoch ([`epoch::value`]): 12 hex
+//!   digits drawn by the node that began it, the run part of its ids, and
+//!   where it began. An event's id is `<run>-<seq>`.
+//! - `<key>:keys`, a sorted set: the keys publishers gave their events
+//!   (`Idempotency-Key`), scored by the event's sequence number, for as
+//!   long as the event is in the stream.
 //!
 //! A Redis that lost its data (flushed, or restarted without persistence)
 //! has no epoch: the next node to look draws a new one, and the old ids get
 //! `reset` (`other-run`), never a replay of other events under the same
 //! ids. A Redis restored from an older snapshot has the epoch but a stream
-//! behind what the nodes had read from it: a node that sees this draws a
-//! new epoch too (and deletes the stale stream, whose ids would be given
-//! out again). Both checks run in Lua ([`scripts`]).
+//! behind what the nodes had read from it; with Sentinel, a promoted
+//! replica may lack the last entries the nodes read from the old primary.
+//! In both cases the next node to look begins a new epoch that continues
+//! the stream after its last entry: the old ids up to there keep naming
+//! their events, the numbers after it are the new epoch's, and no id ever
+//! names two events. The checks run in Lua ([`scripts`]).
+//!
+//! With Sentinel (`redis+sentinel://`), loop 0 finds the primary through
+//! the Sentinels and follows it ([`watch`], [`sentinel`]); every
+//! connection of every loop goes to the primary it names, and checks with
+//! `ROLE` that it is one.
 //!
 //! # In a node
 //!
@@ -29,9 +41,10 @@
 //! a loop's publish for that loop's publishing connection, a thread's for
 //! loop 0's ([`writer`]), where the script adds it; it is answered with
 //! its id only once Redis has stored it ([`Offer::Pending`], then
-//! [`Message::Confirmed`]); with the connection down the answer is 503
+//! [`Message::Confirmed`]) and, with `--redis-replicas N`, once `WAIT`
+//! says N replicas have it; with the connection down the answer is 503
 //! ([`PublishError::Unavailable`], also for publishes in flight: those may
-//! or may not have been stored).
+//! or may not have been stored), and after `--publish-timeout` too.
 //!
 //! Loop 0's bus also has the node's one reader: `XREAD BLOCK` from the
 //! last entry it read, each entry encoded once into a frame and handed,
@@ -63,54 +76,56 @@
 //!
 //! Rooms: [`scripts`] (what is asked of Redis), [`epoch`] (the epochs a
 //! node saw), [`writer`] (a loop's publishing connection), [`reader`]
-//! (the reader's decisions), [`entry`] (replies decoded), [`conn`] (one
-//! connection); here, the sequencer and each loop's bus that drives them.
+//! (the reader's decisions) and [`reading`] (its connection),
+//! [`sentinel`] (the discovery's decisions) and [`watch`] (its
+//! connections), [`entry`] (replies decoded), [`conn`] (one connection),
+//! [`events`] (what it tells its owner) and [`login`], [`side`] (a loop's
+//! bus, which drives them); here, the sequencer.
 
 pub mod conn;
 pub mod entry;
 pub mod epoch;
+pub mod events;
+pub mod login;
 pub mod reader;
+pub mod reading;
 pub mod scripts;
+pub mod sentinel;
+pub mod side;
+pub mod watch;
 pub mod writer;
 
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mio::event::Event as Readiness;
-use mio::{Registry, Token};
-
-use self::conn::{ConnEvent, Login, REPLY_TIMEOUT, RedisConn};
+use self::conn::Login;
 use self::epoch::Epochs;
-use self::reader::{Reader, Step};
-use self::scripts::Commands;
-use self::writer::{Answer, Unsent, Writer};
-use crate::bus::id::{Epoch, ResetReason, Run};
-use crate::bus::inbox::{Inbox, Inboxes};
+use self::scripts::{Commands, MAX_ENTRY_BYTES};
+pub use self::side::RedisBus;
+use self::watch::Sentinels;
+use self::writer::{Answer, Unsent};
+use crate::bus::inbox::Inboxes;
 use crate::bus::resp::Limits;
-use crate::bus::{
-    Asker, BUS_TOKENS, Bus, Delivery, History, Message, Offer, Publish, PublishError, Sequencer,
-    Tally,
-};
-use crate::config::{Cluster, Config};
+use crate::bus::{Asker, Bus, Offer, Publish, PublishError, Sequencer, Tally};
+use crate::config::{Cluster, Config, RedisTarget};
 
 /// Least length the stream is capped at, whatever `--history` says: every
 /// node's reader must find each entry there, however briefly it was away.
 pub const STREAM_MIN_LEN: usize = 1024;
-/// How long one `XREAD` waits for entries; an idle reader checks the epoch
-/// this often.
-const READ_BLOCK: Duration = Duration::from_secs(1);
-/// Entries one `XREAD` asks for at most (fewer for large events; see
-/// [`RedisSequencer::new`]).
-const READ_BATCH: usize = 256;
 /// Bytes one reply may hold, bounding the reader's buffer.
 const MAX_REPLY: usize = 32 << 20;
-/// How long the reader waits before reading on while a loop is far behind.
-const BEHIND_PAUSE: Duration = Duration::from_millis(5);
+/// Entries one read asks for: as many as fit in a reply at the largest
+/// an entry may be.
+const READ_BATCH: usize = MAX_REPLY / (MAX_ENTRY_BYTES + 1024);
+/// Elements one array of a reply may hold: a read's entries, an entry's
+/// fields and values. An entry with more fields is read carefully.
+const MAX_ARRAY: usize = 256;
 /// How far ahead of what this node has seen an id of the current epoch
 /// may be and still be placed (as an event on its way here): another node
 /// may have issued it a moment ago. Further ahead, it is `invalid`.
@@ -119,18 +134,32 @@ pub const CLUSTER_LEAD: u64 = 1 << 16;
 const THREAD_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The cluster's sequencer, and what every loop of a node shares about the
-/// cluster: where Redis is, the keys, the epochs, the publishes waiting for
-/// each loop's connection, and the inboxes the reader hands deliveries to.
+/// cluster: where the primary is, the keys, the epochs, the publishes
+/// waiting for each loop's connection, and the inboxes the reader hands
+/// deliveries to.
 #[derive(Debug)]
 pub struct RedisSequencer {
-    addr: SocketAddr,
+    /// The primary every connection uses; `None` while it is not known.
+    primary: Mutex<Option<SocketAddr>>,
+    /// How many times the primary changed: each loop follows when this
+    /// moves.
+    moves: AtomicU64,
+    /// A data connection found this primary failing (with Sentinel, for
+    /// loop 0's watch).
+    failed: Mutex<Option<SocketAddr>>,
+    /// The Sentinels, when the primary is found through them.
+    sentinels: Option<Sentinels>,
+    /// Whether it is (a shorthand for `sentinels.is_some()`).
+    sentinel: bool,
     login: Login,
     commands: Commands,
     /// Events each loop keeps for replay.
     history: usize,
+    /// Replicas a publish waits for (`WAIT`).
+    replicas: usize,
+    /// Longest a publish waits for Redis.
+    publish_timeout: Duration,
     limits: Limits,
-    /// Entries one read asks for.
-    batch: usize,
     inboxes: Arc<Inboxes>,
     epochs: Epochs,
     /// Publishes for each loop's connection to send, by loop index
@@ -140,33 +169,42 @@ pub struct RedisSequencer {
 }
 
 impl RedisSequencer {
-    /// The hub of `cluster` for the loops behind `inboxes`; `addr` is
-    /// Redis's address (resolved once, by the caller).
+    /// The hub of `cluster` for the loops behind `inboxes`: Redis at
+    /// `primary` (resolved once, by the caller), or found through
+    /// `sentinels`.
     pub fn new(
         cluster: &Cluster,
-        addr: SocketAddr,
+        primary: Option<SocketAddr>,
+        sentinels: Option<Sentinels>,
         config: &Config,
         inboxes: Arc<Inboxes>,
     ) -> Self {
-        // An entry's fields beside its data: type, topics and names.
-        let bulk = config.max_event_size.max(64 << 10) + (64 << 10);
-        let batch = (MAX_REPLY / bulk).clamp(1, READ_BATCH);
+        let (user, password, db) = cluster.redis.login();
         RedisSequencer {
-            addr,
+            primary: Mutex::new(primary),
+            moves: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            sentinel: sentinels.is_some(),
+            sentinels,
             login: Login {
-                user: cluster.redis.user.clone(),
-                password: cluster.redis.password.clone(),
-                db: cluster.redis.db,
+                user: user.map(str::to_owned),
+                password: password.map(str::to_owned),
+                db,
+                // A server the Sentinels named may have been demoted since.
+                primary_only: matches!(cluster.redis, RedisTarget::Sentinel(_)),
             },
             commands: Commands::new(&cluster.key, config.history.max(STREAM_MIN_LEN)),
             history: config.history,
+            replicas: cluster.replicas,
+            publish_timeout: cluster.publish_timeout,
+            // Whatever this node's own limits: any entry another node was
+            // allowed to store (or a stub of one that is larger).
             limits: Limits {
-                bulk,
-                array: READ_BATCH.max(64),
+                bulk: MAX_ENTRY_BYTES,
+                array: MAX_ARRAY,
                 depth: 8,
-                value: batch * (bulk + 1024) + (64 << 10),
+                value: MAX_REPLY + (64 << 10),
             },
-            batch,
             inboxes,
             epochs: Epochs::default(),
             unsent: (0..config.loops)
@@ -174,6 +212,52 @@ impl RedisSequencer {
                 .collect(),
             tally: Tally::default(),
         }
+    }
+
+    /// The primary every connection uses, if known.
+    pub fn primary(&self) -> Option<SocketAddr> {
+        *self.primary.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every loop's connections go to `primary` from now on (`None`:
+    /// nowhere; publishes are refused until the next).
+    pub fn set_primary(&self, primary: Option<SocketAddr>) {
+        let mut current = self.primary.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current == primary {
+            return;
+        }
+        *current = primary;
+        drop(current);
+        self.moves.fetch_add(1, Ordering::AcqRel);
+        self.inboxes.wake_all();
+    }
+
+    /// A data connection found the primary at `addr` failing (a connect
+    /// refused or late, or it is no longer the primary): with Sentinel,
+    /// loop 0 asks the Sentinels again.
+    pub fn primary_failed(&self, addr: Option<SocketAddr>) {
+        if !self.sentinel || addr.is_none() || addr != self.primary() {
+            return;
+        }
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = addr;
+        self.inboxes.get(0).wake();
+    }
+
+    /// Whether a data connection found the primary in use failing since
+    /// the last look.
+    fn take_failed(&self) -> bool {
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        failed.is_some() && failed == self.primary()
+    }
+
+    /// Where Redis is, for the log.
+    fn shown_addr(&self) -> String {
+        self.primary()
+            .map_or_else(|| "(no primary known)".to_owned(), |a| a.to_string())
     }
 
     /// Queues a publish for loop `index`'s connection.
@@ -198,18 +282,28 @@ impl Sequencer for RedisSequencer {
         if self.inboxes.is_closed() {
             return Offer::Refused(PublishError::Closed);
         }
-        let event = publish.event;
+        let due = Instant::now() + self.publish_timeout;
         match asker {
             // The loop sends it before it polls next.
             Asker::Loop(ticket) => {
                 let answer = Answer::Loop(ticket);
-                self.queue(ticket.loop_index, Unsent { event, answer });
+                let unsent = Unsent {
+                    publish,
+                    answer,
+                    due,
+                };
+                self.queue(ticket.loop_index, unsent);
                 Offer::Pending
             }
             Asker::Thread => {
                 let (answer, answered) = mpsc::sync_channel(1);
                 let answer = Answer::Thread(answer);
-                self.queue(0, Unsent { event, answer });
+                let unsent = Unsent {
+                    publish,
+                    answer,
+                    due,
+                };
+                self.queue(0, unsent);
                 self.inboxes.get(0).wake();
                 match answered.recv_timeout(THREAD_PUBLISH_TIMEOUT) {
                     Ok(Ok(id)) => Offer::Published(id),
@@ -234,26 +328,40 @@ impl Sequencer for RedisSequencer {
 pub type Connected = (Arc<RedisSequencer>, Vec<Box<dyn Bus>>);
 
 /// A node of `cluster` with `config.loops` loops behind `inboxes`: resolves
-/// Redis's address and makes the sequencer and every loop's bus (loop 0's
-/// with the node's reader). Nothing connects before a bus is registered
-/// in its loop's poll.
+/// Redis's address (or the Sentinels') and makes the sequencer and every
+/// loop's bus (loop 0's with the node's reader, and the watch of the
+/// Sentinels). Nothing connects before a bus is registered in its loop's
+/// poll.
 pub fn connect(
     cluster: &Cluster,
     config: &Config,
     inboxes: &Arc<Inboxes>,
 ) -> io::Result<Connected> {
-    let host = (cluster.redis.host.as_str(), cluster.redis.port);
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&host)?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} resolves to no address", cluster.redis.host),
-            )
-        })?;
+    let (primary, sentinels) = match &cluster.redis {
+        RedisTarget::Direct(url) => (Some(resolve(&url.host, url.port)?), None),
+        RedisTarget::Sentinel(url) => {
+            let addrs = url
+                .sentinels
+                .iter()
+                .map(|(host, port)| resolve(host, *port))
+                .collect::<io::Result<Vec<_>>>()?;
+            let sentinels = Sentinels {
+                addrs,
+                service: url.service.clone(),
+                login: Login {
+                    user: url.sentinel_user.clone(),
+                    password: url.sentinel_password.clone(),
+                    db: 0,
+                    primary_only: false,
+                },
+            };
+            (None, Some(sentinels))
+        }
+    };
     let hub = Arc::new(RedisSequencer::new(
         cluster,
-        addr,
+        primary,
+        sentinels,
         config,
         Arc::clone(inboxes),
     ));
@@ -263,331 +371,14 @@ pub fn connect(
     Ok((hub, buses))
 }
 
-/// What a command on the reader's connection was for.
-enum ReadTag {
-    Sync,
-    Read,
-}
-
-/// The node's one reader of the stream (on loop 0): its connection, and
-/// its decisions carried out.
-struct ReaderConn {
-    conn: RedisConn<ReadTag>,
-    events: Vec<ConnEvent<ReadTag>>,
-    reader: Reader,
-    /// The reader's decisions, carried out as soon as made.
-    steps: Vec<Step>,
-    /// Waiting for a loop far behind before reading on.
-    paused_until: Option<Instant>,
-}
-
-/// One loop's side of the cluster's hub.
-pub struct RedisBus {
-    index: usize,
-    hub: Arc<RedisSequencer>,
-    inbox: Arc<Inbox>,
-    /// Messages taken out of the inbox in one go and not yet handed out.
-    taken: VecDeque<Message>,
-    history: History,
-    /// How many epochs the history has seen begin.
-    epochs_seen: usize,
-    writer: Writer,
-    reader: Option<ReaderConn>,
-    /// Redis refused what this node is configured with (a login, a key
-    /// holding something else).
-    refused: Option<String>,
-    /// The bus was ready: the loop serves.
-    started: bool,
-}
-
-impl RedisBus {
-    /// Loop `index`'s side of `hub`; loop 0's also reads the stream for
-    /// the node.
-    pub fn new(index: usize, hub: Arc<RedisSequencer>) -> RedisBus {
-        let token = |n: usize| Token(BUS_TOKENS.start + n);
-        let limits = Limits {
-            value: 1 << 20,
-            ..hub.limits
-        };
-        let writer = Writer::new(index, hub.addr, hub.login.clone(), token(0), limits);
-        let reader = (index == 0).then(|| ReaderConn {
-            conn: RedisConn::new("reader", hub.addr, hub.login.clone(), token(1), hub.limits),
-            events: Vec::new(),
-            reader: Reader::new(hub.addr, hub.history),
-            steps: Vec::new(),
-            paused_until: None,
-        });
-        RedisBus {
-            index,
-            inbox: Arc::clone(hub.inboxes.get(index)),
-            taken: VecDeque::new(),
-            // Named by the node's first epoch once it is known.
-            history: History::new(Epoch::new(Run::NONE, 0), hub.history),
-            epochs_seen: 0,
-            writer,
-            reader,
-            refused: None,
-            started: false,
-            hub,
-        }
-    }
-
-    /// What Redis refused since the last look, the writer's or the
-    /// reader's.
-    fn take_refusal(&mut self) -> Option<String> {
-        self.writer.take_refusal().or_else(|| self.refused.take())
-    }
-
-    /// Writes what both connections buffered; the nearest deadline.
-    fn flush_all(&mut self) -> Option<Instant> {
-        self.writer.flush(&self.hub);
-        if let Some(side) = &mut self.reader {
-            side.conn.flush(&mut side.events);
-        }
-        self.drive_reader();
-        let reader = self.reader.as_ref().and_then(|side| {
-            [side.conn.deadline(), side.paused_until]
-                .into_iter()
-                .flatten()
-                .min()
-        });
-        [self.writer.deadline(), reader].into_iter().flatten().min()
-    }
-
-    /// Sends the publishes queued for this loop's connection.
-    fn send_unsent(&mut self) {
-        for unsent in self.hub.take_unsent(self.index) {
-            self.writer.send(unsent, &self.hub);
-        }
-    }
-
-    /// Carries out what the reader decided on what its connection
-    /// reported.
-    fn drive_reader(&mut self) {
-        let Some(side) = &mut self.reader else {
-            return;
-        };
-        let hub = &*self.hub;
-        while !side.events.is_empty() {
-            for event in mem::take(&mut side.events) {
-                let current = hub.epochs.current();
-                match event {
-                    ConnEvent::Up => side.reader.on_connected(&mut side.steps),
-                    ConnEvent::Reply(ReadTag::Sync, value) => {
-                        let synced = entry::synced(value);
-                        side.reader.on_sync(current, synced, &mut side.steps);
-                    }
-                    ConnEvent::Reply(ReadTag::Read, value) => {
-                        let read = entry::read(value);
-                        side.reader.on_read(current, read, &mut side.steps);
-                    }
-                    ConnEvent::Down(_) => side.paused_until = None,
-                    ConnEvent::Refused(why) => self.refused = Some(why),
-                }
-                for step in mem::take(&mut side.steps) {
-                    side.carry_out(step, hub, self.index, &mut self.refused);
-                }
-            }
-        }
-        if let Some(through) = side.reader.started_through()
-            && hub.epochs.started().is_none()
-        {
-            hub.epochs.started_through(through);
-            // Each loop looks whether it is ready now.
-            hub.inboxes.wake_all();
-        }
-    }
-
-    /// Records a delivery in the loop's history, moving the history to the
-    /// epoch it belongs to when that is a new one.
-    fn record(&mut self, delivery: &Delivery) {
-        if self.epochs_seen != self.hub.epochs.begun()
-            && let Some((epoch, begun)) = self.hub.epochs.of(delivery.seq)
-        {
-            if epoch != self.history.epoch() {
-                self.history.rebase(epoch);
-            }
-            self.epochs_seen = begun;
-        }
-        self.history.record(delivery);
-    }
-}
-
-impl ReaderConn {
-    /// Does what the reader decided.
-    fn carry_out(
-        &mut self,
-        step: Step,
-        hub: &RedisSequencer,
-        index: usize,
-        refused: &mut Option<String>,
-    ) {
-        match step {
-            Step::Begin { epoch, known } => hub.epochs.begin(epoch, known),
-            // The loop takes its own messages right after: not woken.
-            Step::HandOut(delivery) => hub.inboxes.hand_out(&delivery, Some(index)),
-            Step::Stored { run, seq } => hub.epochs.note_stored(run, seq),
-            Step::Log(level, text) => log::log!(level, "{text}"),
-            Step::Sync => {
-                let known = hub.epochs.current().map(|c| (c.epoch.run(), c.known));
-                let _ = hub.commands.sync(Run::draw(), known, |args| {
-                    self.conn
-                        .send(args, ReadTag::Sync, REPLY_TIMEOUT, Instant::now())
-                });
-            }
-            Step::Read { .. } if hub.inboxes.any_full() => {
-                self.paused_until = Some(Instant::now() + BEHIND_PAUSE);
-            }
-            Step::Read { after } => self.read(after, hub),
-            Step::Reset(why) => self.conn.reset(&why, &mut self.events),
-            Step::Refuse(why) => *refused = Some(why),
-        }
-    }
-
-    fn read(&mut self, after: u64, hub: &RedisSequencer) {
-        let _ = hub.commands.read(after, hub.batch, READ_BLOCK, |args| {
-            self.conn.send(
-                args,
-                ReadTag::Read,
-                READ_BLOCK + REPLY_TIMEOUT,
-                Instant::now(),
+/// The first address `host` resolves to (once, at start).
+fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} resolves to no address"),
             )
-        });
-    }
-}
-
-impl Bus for RedisBus {
-    fn ready(&mut self) -> io::Result<bool> {
-        if self.started {
-            return Ok(true);
-        }
-        if let Some(why) = self.take_refusal() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("Redis at {}: {why}", self.hub.addr),
-            ));
-        }
-        let Some(through) = self.hub.epochs.started() else {
-            return Ok(false);
-        };
-        if self.epochs_seen == 0
-            && let Some((first, begun)) = self.hub.epochs.of(0)
-        {
-            // Nothing delivered yet: the history is named by the first
-            // epoch (a later one comes with its first delivery).
-            self.history.rebase(first);
-            self.epochs_seen = begun;
-        }
-        self.started = self.writer.is_ready() && self.history.newest() >= through;
-        Ok(self.started)
-    }
-
-    fn begin_drain(&mut self) {
-        self.inbox.begin_drain();
-    }
-
-    fn next(&mut self) -> Option<Message> {
-        if self.taken.is_empty() {
-            self.inbox.take_all(&mut self.taken);
-        }
-        let Some(message) = self.taken.pop_front() else {
-            return self.writer.next_answer();
-        };
-        if let Message::Delivery(delivery) = &message {
-            self.record(delivery);
-        }
-        Some(message)
-    }
-
-    fn history(&self) -> &History {
-        &self.history
-    }
-
-    fn resume_point(&self, last_event_id: &str) -> Result<u64, ResetReason> {
-        self.history
-            .resume_point(last_event_id, self.issued().saturating_add(CLUSTER_LEAD))
-    }
-
-    fn issued(&self) -> u64 {
-        let newest = self.history.newest();
-        self.hub
-            .epochs
-            .current()
-            .map_or(newest, |c| c.issued().max(newest))
-    }
-
-    fn register(&mut self, registry: &Registry) -> io::Result<()> {
-        self.writer.register(registry, &self.hub)?;
-        if let Some(side) = &mut self.reader {
-            side.conn.register(registry, &mut side.events)?;
-        }
-        self.drive_reader();
-        Ok(())
-    }
-
-    fn on_ready(&mut self, token: Token, readiness: &Readiness) {
-        if token.0 == BUS_TOKENS.start {
-            self.writer.on_ready(readiness, &self.hub);
-        } else if let Some(side) = &mut self.reader {
-            side.conn.on_ready(readiness, &mut side.events);
-            self.drive_reader();
-        }
-    }
-
-    fn before_poll(&mut self) -> Option<Instant> {
-        // Until the loop serves, a refusal is `ready`'s to report, and
-        // threads' publishes wait.
-        if self.started {
-            if let Some(why) = self.take_refusal() {
-                log::error!("Redis at {}: {why}", self.hub.addr);
-            }
-            self.send_unsent();
-        }
-        let deadline = self.flush_all();
-        // Answers given meanwhile (a publish refused at once, a connection
-        // lost as it was written) are taken now, not at the next wake-up.
-        if self.writer.has_answers() {
-            Some(Instant::now())
-        } else {
-            deadline
-        }
-    }
-
-    fn on_deadline(&mut self, now: Instant) {
-        self.writer.on_deadline(now, &self.hub);
-        let Some(side) = &mut self.reader else {
-            return;
-        };
-        side.conn.on_deadline(now, &mut side.events);
-        let resume = side.paused_until.is_some_and(|at| at <= now);
-        if resume {
-            side.paused_until = None;
-            let after = side.reader.position();
-            side.carry_out(
-                Step::Read { after },
-                &self.hub,
-                self.index,
-                &mut self.refused,
-            );
-        }
-        self.drive_reader();
-    }
-}
-
-impl Drop for RedisBus {
-    /// A stopped loop stops the hub: threads publishing or waiting for room
-    /// are told so.
-    fn drop(&mut self) {
-        self.hub.inboxes.close();
-    }
-}
-
-impl std::fmt::Debug for RedisBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBus")
-            .field("index", &self.index)
-            .field("writer", &self.writer)
-            .field("reader", &self.reader.as_ref().map(|r| &r.conn))
-            .finish_non_exhaustive()
-    }
+        })
 }

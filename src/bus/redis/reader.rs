@@ -1,25 +1,44 @@
 //! The node's reader of the stream, as decisions: given what it knows
-//! (where it read up to, whether it caught up with the start) and one
-//! decoded reply, what to hand out to the loops, what to ask Redis next
-//! and what to log. No I/O and no shared state: the current epoch comes
-//! in as an argument and a new one goes out as a [`Step`], so every case
-//! (a gap, a new epoch, trimmed entries, an entry of another epoch or not
-//! an event at all) is a unit test.
+//! (where it read up to, the epoch it hands events out in, the epoch the
+//! last check named) and one decoded reply, what to hand out to the loops,
+//! what to ask Redis next and what to log. No I/O and no shared state: a
+//! new epoch goes out as a [`Step`], so every case (a gap, a new epoch, a
+//! failover, trimmed entries, an entry of another epoch or not an event at
+//! all) is a unit test.
 //!
 //! The reader reads from the last entry it read, each entry becoming a
-//! [`Delivery`] numbered `base + seq` in the node's order. At the node's
-//! start it reads the last `history` entries already there (a gap before
-//! them is nobody's news); later, entries trimmed before it got to them
-//! become one `reset` (`stale`) in their place, and a new epoch begins
-//! with a `reset` (`other-run`) at its base.
+//! [`Delivery`] numbered `base + seq` in the node's order ([`Era`]). At
+//! the node's start it reads the last `history` entries of the current
+//! epoch already there (a gap before them is nobody's news); later,
+//! entries trimmed before it got to them become one `reset` (`stale`) in
+//! their place.
+//!
+//! A new epoch (see `epoch`) begins with a `reset` (`other-run`) in the
+//! order, named by the new epoch's id of the entry it began after. One
+//! that begins the stream anew does so at once. One that continues the
+//! stream (Redis restored an older copy, or a failover) does so once the
+//! reader has read the old epoch's entries up to where the new one began,
+//! and at once if it had read past that: those entries are gone (the new
+//! primary never had them), and the reader reads on from where the new
+//! epoch began, so that every id it hands out names one event only.
+//!
+//! No entry stops it. One that is not an event, or is over the bound of
+//! an entry, is skipped: counted, logged, and a `reset` (`stale`) in its
+//! place for the subscribers of its topics (everyone's, when it has none
+//! that can be read). One of another epoch (or none) sends it to the
+//! epoch check first: if the epoch is still the same, the entry is
+//! another program's, and skipped. One whose id sseloop does not number
+//! is counted and the epoch check, which removes such entries, runs
+//! before the next read. A reply it could not read (over the limits of a
+//! reply) makes its next read a careful one, which hands over entries over
+//! the bound as stubs and leaves out fields sseloop does not use.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use log::Level;
 
-use super::entry::{Entry, Read, Synced};
-use super::epoch::Current;
+use super::entry::{Entry, Item, Read, Synced};
+use super::epoch::{Current, Era};
 use crate::bus::Delivery;
 use crate::bus::id::{Epoch, ResetReason, Run};
 use crate::sse::Frame;
@@ -27,13 +46,10 @@ use crate::sse::Frame;
 /// What the reader decided, in order.
 #[derive(Debug)]
 pub enum Step {
-    /// An epoch begins, with entries up to `known` stored in it.
-    Begin {
-        /// The epoch.
-        epoch: Epoch,
-        /// The stream's last entry.
-        known: u64,
-    },
+    /// The epoch check named this epoch: publishes go in it.
+    Current(Current),
+    /// The order enters this era: deliveries from its start on are its.
+    Era(Era),
     /// Hand this to every loop.
     HandOut(Delivery),
     /// Entries of epoch `run` up to `seq` are stored.
@@ -45,12 +61,17 @@ pub enum Step {
     },
     /// Log this.
     Log(Level, String),
+    /// An entry was skipped (counted; logged within a bound): why.
+    Skipped(String),
     /// Ask for the epoch check next.
     Sync,
     /// Read the entries after `after` next.
     Read {
         /// The last entry read.
         after: u64,
+        /// With the careful read ([`super::scripts::READ_SCRIPT`]): the
+        /// last read's reply could not be read.
+        careful: bool,
     },
     /// End the connection: the reply cannot be used. It connects again
     /// and checks the epoch.
@@ -63,12 +84,14 @@ pub enum Step {
 /// What the reader knows.
 #[derive(Debug)]
 pub struct Reader {
-    /// Redis's address, for the log.
-    addr: SocketAddr,
     /// Events each loop keeps for replay: how far back the start reads.
     history: u64,
-    /// The last sequence number read, in the current epoch; `None` before
-    /// the first epoch check.
+    /// The epoch whose entries it hands out, numbered in the order.
+    reading: Option<Epoch>,
+    /// The epoch the last check named, and the stream's sequence number
+    /// it began after.
+    current: Option<(Run, u64)>,
+    /// The last sequence number read; `None` before the first epoch check.
     position: Option<u64>,
     /// Entries missing before the next ones are not news (the start).
     quiet_gap: bool,
@@ -78,20 +101,36 @@ pub struct Reader {
     caught_up: bool,
     /// The newest sequence number in the order handed out.
     handed_out: u64,
+    /// An entry of another epoch was read here: the epoch check runs
+    /// before it is taken for another program's.
+    suspect: Option<u64>,
+    /// The epoch check found the epoch unchanged since `suspect` was
+    /// read: an entry of another epoch here is skipped.
+    confirmed: Option<u64>,
+    /// The last foreign id counted, so that one read again (before the
+    /// check removed it) is counted once.
+    foreign: Option<String>,
+    /// The last read's reply could not be read: read carefully next.
+    careful: bool,
 }
 
 impl Reader {
     /// The reader of a node starting now, whose loops keep `history`
     /// events.
-    pub fn new(addr: SocketAddr, history: usize) -> Reader {
+    pub fn new(history: usize) -> Reader {
         Reader {
-            addr,
             history: history as u64,
+            reading: None,
+            current: None,
             position: None,
             quiet_gap: true,
             target: 0,
             caught_up: false,
             handed_out: 0,
+            suspect: None,
+            confirmed: None,
+            foreign: None,
+            careful: false,
         }
     }
 
@@ -106,15 +145,46 @@ impl Reader {
         self.caught_up.then_some(self.handed_out)
     }
 
+    /// The connection ended on a reply it could not read while a read
+    /// was asked: the next read is a careful one.
+    pub fn on_unreadable(&mut self) {
+        self.careful = true;
+    }
+
     /// The connection is up: check the epoch first.
     pub fn on_connected(&self, out: &mut Vec<Step>) {
         out.push(Step::Sync);
     }
 
-    /// The epoch check answered; `current` is the epoch the node is in.
-    pub fn on_sync(&mut self, current: Option<Current>, reply: Synced, out: &mut Vec<Step>) {
-        let (run, last) = match reply {
-            Synced::Epoch { run, last } => (run, last),
+    /// The next read, after the last entry read.
+    fn read_next(&self, out: &mut Vec<Step>) {
+        out.push(Step::Read {
+            after: self.position(),
+            careful: self.careful,
+        });
+    }
+
+    /// The epoch check answered.
+    pub fn on_sync(&mut self, reply: Synced, out: &mut Vec<Step>) {
+        let (value, run, from, last) = match reply {
+            Synced::Epoch {
+                value,
+                run,
+                from,
+                last,
+                removed,
+            } => {
+                if removed > 0 {
+                    out.push(Step::Log(
+                        Level::Warn,
+                        format!(
+                            "Redis: removed {removed} entries with ids sseloop does not number \
+                             (another program's XADD *) from the stream"
+                        ),
+                    ));
+                }
+                (value, run, from, last)
+            }
             Synced::Failed { why, transient } => {
                 if !transient && self.position.is_none() {
                     // At start: the configuration is wrong, say so and stop.
@@ -126,57 +196,86 @@ impl Reader {
                 return;
             }
         };
-        match current {
+        out.push(Step::Current(Current {
+            value,
+            run,
+            from,
+            known: last,
+        }));
+        match self.current {
             None => {
-                // The node's start: the history is the stream's last entries.
+                // The node's start: the history is the stream's last
+                // entries of this epoch.
                 out.push(Step::Log(
                     Level::Info,
-                    format!(
-                        "cluster on Redis at {}: epoch {run}, {last} events so far",
-                        self.addr
-                    ),
+                    format!("cluster on Redis: epoch {run}, {last} events so far"),
                 ));
-                out.push(Step::Begin {
-                    epoch: Epoch::new(run, 0),
-                    known: last,
-                });
-                let position = last.saturating_sub(self.history);
+                let epoch = Epoch::new(run, 0);
+                out.push(Step::Era(Era {
+                    epoch,
+                    start: 0,
+                    before_valid: None,
+                }));
+                self.reading = Some(epoch);
+                self.current = Some((run, from));
+                let position = last.saturating_sub(self.history).max(from);
                 self.position = Some(position);
                 self.target = last;
                 self.caught_up = position >= last;
             }
             // Reconnected, or idle: read on from where the reader was.
-            Some(current) if current.epoch.run() == run => {
+            Some((known, _)) if known == run => {
                 out.push(Step::Stored { run, seq: last });
+                self.confirmed = self.suspect.take();
             }
-            Some(current) => {
-                let old = current.epoch.run();
+            Some((old, _)) => {
+                let how = if from == 0 {
+                    "Redis lost this cluster's events"
+                } else {
+                    "Redis's primary changed, or it went back to an older copy"
+                };
                 out.push(Step::Log(
                     Level::Warn,
                     format!(
-                        "Redis lost this cluster's events (its epoch is now {run}, was {old}): \
-                         ids of {old} get reset"
+                        "{how}: epoch {run} begins after event {from} (was {old}); \
+                         ids of {old} after {from} get reset"
                     ),
                 ));
-                let epoch = Epoch::new(run, current.issued() + 1);
-                out.push(Step::Begin { epoch, known: last });
-                out.push(Step::HandOut(reset(
-                    epoch,
-                    epoch.base(),
-                    ResetReason::OtherRun,
-                )));
-                self.handed_out = epoch.base();
-                self.position = Some(0);
-                self.quiet_gap = false;
+                self.current = Some((run, from));
+                self.suspect = None;
+                self.confirmed = None;
+                // What the new epoch lacks was read already: begin it now.
+                // Else the old epoch's entries up to `from` come first.
+                if from == 0 || self.position() > from {
+                    self.switch(run, from, out);
+                }
             }
         }
-        out.push(Step::Read {
-            after: self.position(),
-        });
+        self.read_next(out);
     }
 
-    /// A read answered; `current` is the epoch the node is in.
-    pub fn on_read(&mut self, current: Option<Current>, reply: Read, out: &mut Vec<Step>) {
+    /// The order enters epoch `run`, which began after stream entry
+    /// `from`: a `reset` (`other-run`) first, named by its id of `from`;
+    /// the reader reads on after `from`.
+    fn switch(&mut self, run: Run, from: u64, out: &mut Vec<Step>) {
+        let start = (self.handed_out + 1).max(from);
+        let epoch = Epoch::new(run, start - from);
+        let before_valid = (from > 0).then(|| from.min(self.position()));
+        out.push(Step::Era(Era {
+            epoch,
+            start,
+            before_valid,
+        }));
+        out.push(Step::HandOut(reset(epoch, start, ResetReason::OtherRun)));
+        self.reading = Some(epoch);
+        self.handed_out = start;
+        self.position = Some(from);
+        self.quiet_gap = false;
+    }
+
+    /// A read answered.
+    pub fn on_read(&mut self, reply: Read, out: &mut Vec<Step>) {
+        self.careful = false;
         let entries = match reply {
             Read::Entries(entries) => entries,
             Read::Idle => {
@@ -192,43 +291,103 @@ impl Reader {
                 return;
             }
         };
-        let Some(current) = current else {
+        let (Some((run, from)), Some(_)) = (self.current, self.reading) else {
             debug_assert!(false, "a read before the first epoch check");
             return out.push(Step::Sync);
         };
-        let epoch = current.epoch;
-        let mut newest = None;
-        for entry in entries {
-            let Some(entry) = entry else {
-                out.push(Step::Log(
-                    Level::Warn,
-                    "Redis reader: an entry that is not an event; skipped".into(),
-                ));
-                continue;
+        for item in entries {
+            let entry = match item {
+                Item::Event(entry) => entry,
+                Item::Unreadable { seq, why } => {
+                    if seq > self.position() {
+                        self.skip(seq, Arc::from([]), &why, out);
+                    }
+                    continue;
+                }
+                Item::Foreign(id) => {
+                    // The epoch check removes it: nothing after it can be
+                    // read before that.
+                    if self.foreign.as_ref() != Some(&id) {
+                        out.push(Step::Skipped(format!(
+                            "entry {id}: an id sseloop does not number (another program's XADD *)"
+                        )));
+                        self.foreign = Some(id);
+                    }
+                    self.stored(out);
+                    return out.push(Step::Sync);
+                }
             };
-            if entry.epoch != Some(epoch.run()) {
-                // Another epoch's entry: the epoch changed under this
-                // reader. The check finds out which, and where to read from.
-                stored(epoch, newest, out);
-                return out.push(Step::Sync);
-            }
-            if self.position.is_some_and(|p| entry.seq <= p) {
+            if entry.seq <= self.position() {
                 continue; // read already
             }
-            self.hand_out(epoch, entry, out);
-            newest = Some(self.position());
+            let reading = self.reading.map(|e| e.run());
+            let of_current = entry.epoch == Some(run) && entry.seq > from;
+            if of_current && reading != Some(run) {
+                // The first entry of the epoch it was waiting for.
+                self.stored(out);
+                self.switch(run, from, out);
+            }
+            let of_reading = entry.epoch.is_some() && entry.epoch == reading;
+            if of_current || (of_reading && entry.seq <= from) {
+                self.hand_out(entry, out);
+                continue;
+            }
+            if self.confirmed == Some(entry.seq) {
+                // The epoch is the same as before it was read: it is not
+                // one of this hub's events.
+                let why = match entry.epoch {
+                    Some(other) => format!("of epoch {other}, not {run}"),
+                    None => "no epoch".into(),
+                };
+                self.skip(entry.seq, entry.topics, &why, out);
+                continue;
+            }
+            // Another epoch's entry: the epoch may have changed under this
+            // reader. The check finds out which, and where to read from.
+            self.suspect = Some(entry.seq);
+            self.stored(out);
+            return out.push(Step::Sync);
         }
-        stored(epoch, newest, out);
+        self.stored(out);
         self.quiet_gap = false;
         self.caught_up |= self.position() >= self.target;
-        out.push(Step::Read {
-            after: self.position(),
-        });
+        self.read_next(out);
+    }
+
+    /// Entries of the current epoch up to the position are stored.
+    fn stored(&self, out: &mut Vec<Step>) {
+        if let (Some((run, from)), Some(reading)) = (self.current, self.reading)
+            && reading.run() == run
+            && self.position() > from
+        {
+            out.push(Step::Stored {
+                run,
+                seq: self.position(),
+            });
+        }
+    }
+
+    /// Skips entry `seq`: counted and logged, and a `reset` (`stale`) in
+    /// its place for the subscribers of `topics` (everyone, when none).
+    fn skip(&mut self, seq: u64, topics: Arc<[Box<str>]>, why: &str, out: &mut Vec<Step>) {
+        let Some(epoch) = self.reading else {
+            return;
+        };
+        out.push(Step::Skipped(format!("entry 0-{seq}: {why}")));
+        let at = (epoch.base() + seq).max(self.handed_out + 1);
+        let mut reset = reset(epoch, at, ResetReason::Stale);
+        reset.topics = topics;
+        out.push(Step::HandOut(reset));
+        self.position = Some(seq);
+        self.handed_out = at;
     }
 
     /// Hands out one entry, after a `reset` (`stale`) when entries before
     /// it were trimmed away unread.
-    fn hand_out(&mut self, epoch: Epoch, entry: Entry, out: &mut Vec<Step>) {
+    fn hand_out(&mut self, entry: Entry, out: &mut Vec<Step>) {
+        let Some(epoch) = self.reading else {
+            return;
+        };
         let position = self.position();
         debug_assert!(entry.seq > position);
         if entry.seq > position + 1 && !self.quiet_gap {
@@ -268,16 +427,6 @@ fn reset(epoch: Epoch, seq: u64, reason: ResetReason) -> Delivery {
     }
 }
 
-/// Entries of `epoch` up to `newest`, if any was read, are stored.
-fn stored(epoch: Epoch, newest: Option<u64>, out: &mut Vec<Step>) {
-    if let Some(seq) = newest {
-        out.push(Step::Stored {
-            run: epoch.run(),
-            seq,
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,11 +439,11 @@ mod tests {
     }
 
     fn reader(history: usize) -> Reader {
-        Reader::new("127.0.0.1:6379".parse().unwrap(), history)
+        Reader::new(history)
     }
 
-    fn event(epoch: &str, seq: u64) -> Option<Entry> {
-        Some(Entry {
+    fn event(epoch: &str, seq: u64) -> Item {
+        Item::Event(Entry {
             seq,
             epoch: Some(run(epoch)),
             data: format!("e{seq}"),
@@ -303,11 +452,12 @@ mod tests {
         })
     }
 
-    /// The node's state as the glue keeps it: the epochs begun and the
-    /// newest stored, applied from the steps.
+    /// The node's state as the glue keeps it: the current epoch and the
+    /// newest stored in it, and the eras begun, applied from the steps.
     #[derive(Default)]
     struct Node {
         current: Option<Current>,
+        eras: Vec<Era>,
     }
 
     impl Node {
@@ -318,12 +468,11 @@ mod tests {
             let mut shown = Vec::new();
             for step in steps {
                 match step {
-                    Step::Begin { epoch, known } => {
-                        self.current = Some(Current { epoch, known });
-                    }
+                    Step::Current(current) => self.current = Some(current),
+                    Step::Era(era) => self.eras.push(era),
                     Step::Stored { run, seq } => {
                         let current = self.current.as_mut().unwrap();
-                        assert_eq!(current.epoch.run(), run);
+                        assert_eq!(current.run, run);
                         current.known = current.known.max(seq);
                     }
                     Step::HandOut(d) => {
@@ -337,8 +486,16 @@ mod tests {
                         shown.push(format!("{} {id}{shown_as}", d.seq).trim().to_string());
                     }
                     Step::Log(level, _) => shown.push(format!("log:{level}")),
+                    Step::Skipped(_) => shown.push("skipped".into()),
                     Step::Sync => shown.push("sync".into()),
-                    Step::Read { after } => shown.push(format!("read {after}")),
+                    Step::Read {
+                        after,
+                        careful: false,
+                    } => shown.push(format!("read {after}")),
+                    Step::Read {
+                        after,
+                        careful: true,
+                    } => shown.push(format!("careful read {after}")),
                     Step::Reset(_) => shown.push("reset".into()),
                     Step::Refuse(_) => shown.push("refuse".into()),
                 }
@@ -347,18 +504,32 @@ mod tests {
         }
 
         fn sync(&mut self, reader: &mut Reader, epoch: &str, last: u64) -> Vec<String> {
+            self.sync_from(reader, epoch, 0, last)
+        }
+
+        /// The check names `epoch`, begun after entry `from`.
+        fn sync_from(
+            &mut self,
+            reader: &mut Reader,
+            epoch: &str,
+            from: u64,
+            last: u64,
+        ) -> Vec<String> {
             let mut out = Vec::new();
             let reply = Synced::Epoch {
+                value: format!("{epoch} {from}").into(),
                 run: run(epoch),
+                from,
                 last,
+                removed: 0,
             };
-            reader.on_sync(self.current, reply, &mut out);
+            reader.on_sync(reply, &mut out);
             self.apply(out)
         }
 
         fn read(&mut self, reader: &mut Reader, reply: Read) -> Vec<String> {
             let mut out = Vec::new();
-            reader.on_read(self.current, reply, &mut out);
+            reader.on_read(reply, &mut out);
             self.apply(out)
         }
     }
@@ -376,7 +547,15 @@ mod tests {
             [format!("4 {A}-4"), format!("5 {A}-5"), "read 5".into()]
         );
         assert_eq!(r.started_through(), Some(5));
-        assert_eq!(node.current.unwrap().known, 5);
+        assert_eq!(node.current.as_ref().unwrap().known, 5);
+        assert_eq!(
+            node.eras,
+            [Era {
+                epoch: Epoch::new(run(A), 0),
+                start: 0,
+                before_valid: None
+            }]
+        );
     }
 
     #[test]
@@ -417,18 +596,26 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_that_is_not_an_event_does_not_stop_the_ones_after_it() {
+    fn an_entry_that_is_not_an_event_is_skipped_with_a_reset_in_its_place() {
         let mut r = reader(8);
         let mut node = Node::default();
         node.sync(&mut r, A, 0);
-        let got = node.read(&mut r, Read::Entries(vec![event(A, 1), None, event(A, 2)]));
+        let unreadable = Item::Unreadable {
+            seq: 2,
+            why: "over the bound".into(),
+        };
+        let got = node.read(
+            &mut r,
+            Read::Entries(vec![event(A, 1), unreadable, event(A, 3)]),
+        );
         assert_eq!(
             got,
             [
                 format!("1 {A}-1"),
-                "log:WARN".into(),
-                format!("2 {A}-2"),
-                "read 2".into()
+                "skipped".into(),
+                format!("2 {A}-2reset:stale"),
+                format!("3 {A}-3"),
+                "read 3".into()
             ]
         );
     }
@@ -440,10 +627,70 @@ mod tests {
         node.sync(&mut r, A, 0);
         let got = node.read(
             &mut r,
-            Read::Entries(vec![event(A, 1), event(B, 1), event(A, 2)]),
+            Read::Entries(vec![event(A, 1), event(B, 2), event(A, 3)]),
         );
         assert_eq!(got, [format!("1 {A}-1"), "sync".into()]);
-        assert_eq!(node.current.unwrap().known, 1);
+        assert_eq!(node.current.as_ref().unwrap().known, 1);
+        // The epoch is still A: entry 2 is not one of this hub's events.
+        assert_eq!(node.sync(&mut r, A, 3), ["read 1"]);
+        let mut no_epoch = event(A, 2);
+        if let Item::Event(e) = &mut no_epoch {
+            e.epoch = None;
+        }
+        for bad in [event(B, 2), no_epoch] {
+            let mut r = reader(8);
+            let mut node = Node::default();
+            node.sync(&mut r, A, 0);
+            node.read(&mut r, Read::Entries(vec![event(A, 1)]));
+            let suspect = node.read(&mut r, Read::Entries(vec![bad.clone()]));
+            assert_eq!(suspect, ["sync"]);
+            node.sync(&mut r, A, 3);
+            let got = node.read(&mut r, Read::Entries(vec![bad, event(A, 3)]));
+            assert_eq!(
+                got,
+                [
+                    "skipped".to_string(),
+                    format!("2 {A}-2reset:stale"),
+                    format!("3 {A}-3"),
+                    "read 3".into()
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_foreign_id_is_counted_once_and_sends_the_reader_to_the_epoch_check() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        let foreign = || Item::Foreign("1712345678901-0".into());
+        let got = node.read(&mut r, Read::Entries(vec![event(A, 1), foreign()]));
+        assert_eq!(got, [format!("1 {A}-1"), "skipped".into(), "sync".into()]);
+        // Read again before the check removed it: not counted again.
+        assert_eq!(node.read(&mut r, Read::Entries(vec![foreign()])), ["sync"]);
+        let mut out = Vec::new();
+        let removed = Synced::Epoch {
+            value: A.into(),
+            run: run(A),
+            from: 0,
+            last: 1,
+            removed: 1,
+        };
+        r.on_sync(removed, &mut out);
+        assert_eq!(node.apply(out), ["log:WARN", "read 1"]);
+    }
+
+    #[test]
+    fn a_reply_that_could_not_be_read_is_read_again_carefully() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        node.read(&mut r, Read::Entries(vec![event(A, 1)]));
+        r.on_unreadable();
+        // The connection came back: the epoch check, then the careful read.
+        assert_eq!(node.sync(&mut r, A, 2), ["careful read 1"]);
+        let got = node.read(&mut r, Read::Entries(vec![event(A, 2)]));
+        assert_eq!(got, [format!("2 {A}-2"), "read 2".into()]);
     }
 
     #[test]
@@ -462,12 +709,95 @@ mod tests {
                 "read 0".into()
             ]
         );
-        let current = node.current.unwrap();
-        assert_eq!((current.epoch.run(), current.epoch.base()), (run(B), 3));
+        let era = node.eras.last().unwrap();
+        assert_eq!(
+            (era.epoch, era.start, era.before_valid),
+            (Epoch::new(run(B), 3), 3, None)
+        );
+        assert_eq!(node.current.as_ref().unwrap().run, run(B));
         let got = node.read(&mut r, Read::Entries(vec![event(B, 1)]));
         assert_eq!(got, [format!("4 {B}-1"), "read 1".into()]);
         // The same epoch again (a reconnect): read on from where it was.
         assert_eq!(node.sync(&mut r, B, 1), ["read 1"]);
+    }
+
+    /// A failover to a primary that lacks entries 4 and 5, which this
+    /// node read: the new epoch begins at once, after 3, and the reader
+    /// reads on from there; ids of A after 3 are another run's.
+    #[test]
+    fn an_epoch_that_continues_before_what_was_read_begins_at_once() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        let five = (1..=5).map(|n| event(A, n)).collect();
+        node.read(&mut r, Read::Entries(five));
+        let got = node.sync_from(&mut r, B, 3, 3);
+        assert_eq!(
+            got,
+            [
+                "log:WARN".to_string(),
+                format!("6 {B}-3reset:other-run"),
+                "read 3".into()
+            ]
+        );
+        let era = *node.eras.last().unwrap();
+        assert_eq!(
+            (era.epoch, era.start, era.before_valid),
+            (Epoch::new(run(B), 3), 6, Some(3))
+        );
+        let got = node.read(&mut r, Read::Entries(vec![event(B, 4)]));
+        assert_eq!(got, [format!("7 {B}-4"), "read 4".into()]);
+        assert_eq!(node.current.as_ref().unwrap().known, 4);
+    }
+
+    /// A new epoch that continues after entry 4 when this node has read
+    /// only 2: entries 3 and 4 of A come first, then the reset, then B's.
+    #[test]
+    fn an_epoch_that_continues_after_what_was_read_begins_with_its_first_entry() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        node.read(&mut r, Read::Entries(vec![event(A, 1), event(A, 2)]));
+        assert_eq!(node.sync_from(&mut r, B, 4, 5), ["log:WARN", "read 2"]);
+        let got = node.read(
+            &mut r,
+            Read::Entries(vec![event(A, 3), event(A, 4), event(B, 5)]),
+        );
+        assert_eq!(
+            got,
+            [
+                format!("3 {A}-3"),
+                format!("4 {A}-4"),
+                format!("5 {B}-4reset:other-run"),
+                format!("6 {B}-5"),
+                "read 5".into()
+            ]
+        );
+        let era = *node.eras.last().unwrap();
+        assert_eq!(
+            (era.epoch, era.start, era.before_valid),
+            (Epoch::new(run(B), 1), 5, Some(4))
+        );
+        // An entry of A past where B began is not A's to hand out.
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        node.sync_from(&mut r, B, 1, 2);
+        let got = node.read(&mut r, Read::Entries(vec![event(A, 1), event(A, 2)]));
+        assert_eq!(got, [format!("1 {A}-1"), "sync".into()]);
+    }
+
+    #[test]
+    fn a_start_after_a_failover_reads_only_the_current_epoch() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        assert_eq!(node.sync_from(&mut r, B, 10, 12), ["log:INFO", "read 10"]);
+        let got = node.read(&mut r, Read::Entries(vec![event(B, 11), event(B, 12)]));
+        assert_eq!(
+            got,
+            [format!("11 {B}-11"), format!("12 {B}-12"), "read 12".into()]
+        );
+        assert_eq!(r.started_through(), Some(12));
     }
 
     #[test]
@@ -517,14 +847,14 @@ mod tests {
         let mut r = reader(8);
         let mut node = Node::default();
         let mut out = Vec::new();
-        r.on_sync(None, busy(), &mut out);
+        r.on_sync(busy(), &mut out);
         assert_eq!(node.apply(out), ["log:WARN", "reset"]);
         let mut out = Vec::new();
-        r.on_sync(None, refused(), &mut out);
+        r.on_sync(refused(), &mut out);
         assert_eq!(node.apply(out), ["refuse"]);
         node.sync(&mut r, A, 0);
         let mut out = Vec::new();
-        r.on_sync(node.current, refused(), &mut out);
+        r.on_sync(refused(), &mut out);
         assert_eq!(node.apply(out), ["log:WARN", "reset"]);
         assert_eq!(
             node.read(&mut r, Read::Failed("read: ERR".into())),

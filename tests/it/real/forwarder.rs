@@ -147,7 +147,6 @@ impl Forwarder {
     /// Waits until some connection has passed on `text` to the server
     /// (among the first bytes it sent): it is in the server's socket.
     /// Panics after `timeout`.
-    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
     pub fn wait_sent(&self, text: &str, timeout: Duration) {
         self.wait(
             &format!("{text:?} sent"),

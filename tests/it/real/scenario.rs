@@ -340,7 +340,6 @@ pub fn resume_after_cut(
 /// `Idempotency-Key`, trying again (on a new connection) after a 503 or a
 /// broken connection until it is acknowledged: what a publisher does
 /// through a Redis failover. Panics after `within`.
-#[cfg(sseloop_pending)]
 pub fn publish_until_stored(
     addr: std::net::SocketAddr,
     topic: &str,
@@ -387,9 +386,10 @@ pub fn publish_until_stored(
 /// Waits until the client has reported every event of `sent`; asserts it
 /// saw each once, in order, intact, allowing besides them only events
 /// that repeat the data of one of `sent` (the first try of a publish
-/// whose answer was lost, read by a node before the primary was lost).
-/// Returns those extra reports.
-#[cfg(sseloop_pending)]
+/// whose answer was lost, read by a node before the primary was lost),
+/// and the `reset` (`other-run`) that a new epoch begins with: one before
+/// the first event of each new epoch, none elsewhere. Returns the extra
+/// events.
 pub fn assert_received_through_retries(
     who: &str,
     collector: &Collector,
@@ -403,6 +403,42 @@ pub fn assert_received_through_retries(
             .iter()
             .all(|s| received.iter().any(|r| r.get("id") == Some(s.id.as_str())));
         if all_there {
+            let run = |r: &Report| {
+                let id = r.get("id").unwrap_or("");
+                id.split_once('-').map_or(id, |(run, _)| run).to_string()
+            };
+            let mut last_run: Option<String> = None;
+            let mut after_reset = false;
+            for report in &received {
+                if report.get("type") == Some("reset") {
+                    assert!(
+                        report
+                            .get("data")
+                            .is_some_and(|d| d.contains("\"other-run\"")),
+                        "{who}: a reset other than a new epoch's: {report:?}"
+                    );
+                    assert!(!after_reset, "{who}: two resets in a row: {report:?}");
+                    after_reset = true;
+                    continue;
+                }
+                let this = run(report);
+                if let Some(last) = &last_run {
+                    assert!(
+                        *last == this || after_reset,
+                        "{who}: {report:?} of a new epoch after {last} with no reset between"
+                    );
+                    assert!(
+                        *last != this || !after_reset,
+                        "{who}: a reset inside one epoch, before {report:?}"
+                    );
+                }
+                last_run = Some(this);
+                after_reset = false;
+            }
+            let received: Vec<Report> = received
+                .into_iter()
+                .filter(|r| r.get("type") != Some("reset"))
+                .collect();
             let (acked, extra): (Vec<Report>, Vec<Report>) = received
                 .into_iter()
                 .partition(|r| sent.iter().any(|s| r.get("id") == Some(s.id.as_str())));

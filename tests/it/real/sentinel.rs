@@ -112,7 +112,6 @@ impl RedisHa {
 
     /// The Sentinels' URL, as `--redis` takes it:
     /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/mymaster`.
-    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .sentinels
@@ -214,6 +213,35 @@ impl RedisHa {
     }
 }
 
+/// One Sentinel that needs `password`, watching `primary`, which needs
+/// `primary_password`: its URL, `redis+sentinel://:PRIMARY@…/mymaster
+/// ?sentinel_password=PASSWORD`, and its process (ended when dropped).
+pub struct GuardedSentinel {
+    sentinel: Sentinel,
+}
+
+impl GuardedSentinel {
+    /// Starts it.
+    pub fn start(primary: SocketAddr, primary_password: &str, password: &str) -> GuardedSentinel {
+        let settings = [
+            format!("sentinel auth-pass {SERVICE} {primary_password}"),
+            format!("requirepass {password}"),
+        ];
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        GuardedSentinel {
+            sentinel: Sentinel::start_with(primary, &settings),
+        }
+    }
+
+    /// The URL `--redis` takes, with the passwords given.
+    pub fn url(&self, primary_password: &str, password: &str) -> String {
+        format!(
+            "redis+sentinel://:{primary_password}@{}/{SERVICE}?sentinel_password={password}",
+            self.sentinel.addr()
+        )
+    }
+}
+
 /// The `+switch-master` of every Sentinel, awaited.
 pub struct Watch {
     answers: mpsc::Receiver<(Instant, (SocketAddr, SocketAddr))>,
@@ -268,6 +296,11 @@ struct Sentinel {
 impl Sentinel {
     /// Starts a Sentinel on a free port, monitoring `primary`.
     fn start(primary: SocketAddr) -> Sentinel {
+        Sentinel::start_with(primary, &[])
+    }
+
+    /// `start`, with more lines of its config file (after the `monitor`).
+    fn start_with(primary: SocketAddr, settings: &[&str]) -> Sentinel {
         let program = redis_program("redis-sentinel", "redis-sentinel");
         let mut failures = String::new();
         // The port is chosen before the Sentinel binds it: try again
@@ -295,6 +328,9 @@ impl Sentinel {
                 format!("sentinel failover-timeout {SERVICE} 5000"),
                 format!("sentinel parallel-syncs {SERVICE} 1"),
             ]
+            .into_iter()
+            .chain(settings.iter().map(|s| s.to_string()))
+            .collect::<Vec<_>>()
             .join("\n");
             // Writable: the Sentinel rewrites it at start and on every
             // change it learns of.
@@ -313,9 +349,13 @@ impl Sentinel {
                     break;
                 }
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                if let Ok(Reply::Simple(pong)) = command_at(addr, &["PING"])
-                    && pong == "PONG"
-                {
+                // With `requirepass`, NOAUTH is the answer of a Sentinel up.
+                let answered = match command_at(addr, &["PING"]) {
+                    Ok(Reply::Simple(pong)) => pong == "PONG",
+                    Ok(Reply::Error(e)) => e.starts_with("NOAUTH"),
+                    _ => false,
+                };
+                if answered {
                     return Sentinel {
                         group,
                         _dir: dir,

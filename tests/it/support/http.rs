@@ -202,7 +202,6 @@ impl HttpConn {
 
     /// `read_response`, or why no response head came: the connection
     /// ended (`Stop::Eof`) or broke before one did, or the deadline passed.
-    #[cfg_attr(not(sseloop_pending), allow(dead_code))]
     pub fn try_read_response(&mut self, deadline: Instant) -> Result<Response, Stop> {
         let head = self.try_read_head(deadline)?;
         Ok(self.read_body(head, deadline))

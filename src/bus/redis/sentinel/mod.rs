@@ -30,8 +30,6 @@
 //! Also here, as pure functions of replies: what a Sentinel's and a
 //! server's answers mean ([`named`], [`role`], [`switched`]), and whether
 //! `WAIT` confirmed a publish ([`replicated`]).
-//!
-//! (This module moves under the Redis bus when the bus takes it into use.)
 
 #![cfg_attr(
     not(test),
@@ -40,8 +38,6 @@
         reason = "the Redis bus takes the discovery into use with Sentinel support"
     )
 )]
-
-pub mod url;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -181,6 +177,12 @@ impl Discovery {
             Phase::Following { addr, .. } | Phase::Confirming { addr, .. } => Some(addr),
             _ => None,
         }
+    }
+
+    /// Whether a whole round of asking found no primary, and it waits
+    /// before the next.
+    pub fn pausing(&self) -> bool {
+        matches!(self.phase, Phase::Pausing { .. })
     }
 
     /// When [`Discovery::on_deadline`] is next due.

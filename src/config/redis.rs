@@ -1,4 +1,6 @@
-//! The Sentinel form of `--redis`:
+//! What `--redis` takes: one Redis (`redis://[user:password@]host[:port][/db]`,
+//! [`RedisUrl`]) or the Sentinels that name the primary ([`SentinelUrl`]),
+//! in the form
 //!
 //! ```text
 //! redis+sentinel://[user:password@]host1[:port1][,host2[:port2]…]/service[/db]
@@ -19,9 +21,119 @@
 //! unknown parameter is an error, not silently ignored.
 //!
 //! Parsing only: resolving the hosts and asking the Sentinels is the
-//! discovery's ([`super::Discovery`]).
+//! cluster bus's.
 
-use crate::config::{RedisUrl, parse_plain_number, percent_decode};
+use super::{parse_plain_number, percent_decode};
+
+/// `redis://[user:password@]host[:port][/db]`, as `--redis` takes it. Its
+/// `Debug` and `Display` forms hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// Host name or IP address (without brackets for IPv6).
+    pub host: String,
+    /// TCP port; 6379 when not given.
+    pub port: u16,
+    /// ACL user name (Redis 6 and later); `None`: the default user.
+    pub user: Option<String>,
+    /// Password for `AUTH`; `None`: no `AUTH`.
+    pub password: Option<String>,
+    /// Database number for `SELECT`.
+    pub db: u32,
+}
+
+/// Redis's port when a URL gives none.
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
+
+impl RedisUrl {
+    /// Parses `redis://[user:password@]host[:port][/db]`; user and password
+    /// may be percent-encoded. The error says what is wrong.
+    pub fn parse(url: &str) -> Result<RedisUrl, String> {
+        let rest = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => rest,
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rediss") => {
+                return Err("TLS (rediss://) is not supported".into());
+            }
+            _ => return Err("must start with redis://".into()),
+        };
+        if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("takes no query, fragment or spaces".into());
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let db = match path {
+            "" => 0,
+            n => parse_plain_number(n)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("database {n:?} is not a number"))?,
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(info) => {
+                let (user, password) = info.split_once(':').unwrap_or((info, ""));
+                let user = percent_decode(user).ok_or("the user is badly percent-encoded")?;
+                let password =
+                    percent_decode(password).ok_or("the password is badly percent-encoded")?;
+                if password.is_empty() {
+                    return Err("a user needs a password (redis://user:password@host)".into());
+                }
+                ((!user.is_empty()).then_some(user), Some(password))
+            }
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or("an IPv6 address needs its ]")?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() || host.contains(['[', ']', '@', ':']) && !hostport.starts_with('[') {
+            return Err("needs a host".into());
+        }
+        let port = match port {
+            None => DEFAULT_REDIS_PORT,
+            Some(p) => parse_plain_number(p)
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("port {p:?} is not a port number"))?,
+        };
+        Ok(RedisUrl {
+            host: host.to_owned(),
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("redis://")?;
+        if self.password.is_some() {
+            write!(f, "{}:***@", self.user.as_deref().unwrap_or(""))?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)?;
+        } else {
+            write!(f, "{}:{}", self.host, self.port)?;
+        }
+        if self.db != 0 {
+            write!(f, "/{}", self.db)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
 
 /// The Sentinels' port when a host gives none.
 pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
@@ -50,6 +162,23 @@ impl RedisTarget {
             SentinelUrl::parse(url).map(RedisTarget::Sentinel)
         } else {
             RedisUrl::parse(url).map(RedisTarget::Direct)
+        }
+    }
+
+    /// The data nodes' ACL user, password and database.
+    pub fn login(&self) -> (Option<&str>, Option<&str>, u32) {
+        match self {
+            RedisTarget::Direct(url) => (url.user.as_deref(), url.password.as_deref(), url.db),
+            RedisTarget::Sentinel(url) => (url.user.as_deref(), url.password.as_deref(), url.db),
+        }
+    }
+}
+
+impl std::fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Direct(url) => url.fmt(f),
+            RedisTarget::Sentinel(url) => url.fmt(f),
         }
     }
 }

@@ -55,6 +55,11 @@ pub const MIN_JWT_KEY_LEN: usize = crate::auth::MIN_KEY_LEN;
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub use crate::sse::Framing;
+pub use redis::{
+    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, MAX_SENTINELS, RedisTarget, RedisUrl, SentinelUrl,
+};
+
+mod redis;
 
 /// Everything the server needs to know; `Config::default()` is what the
 /// binary runs with when given no options.
@@ -196,10 +201,19 @@ impl Config {
         {
             return Err(ConfigError::PublicTopic(topic.clone()));
         }
-        if let Some(cluster) = &self.cluster
-            && !valid_redis_key(&cluster.key)
-        {
-            return Err(ConfigError::RedisKey(cluster.key.clone()));
+        if let Some(cluster) = &self.cluster {
+            if !valid_redis_key(&cluster.key) {
+                return Err(ConfigError::RedisKey(cluster.key.clone()));
+            }
+            if cluster.replicas > MAX_REDIS_REPLICAS {
+                return Err(ConfigError::RedisReplicas(cluster.replicas));
+            }
+            if cluster.publish_timeout.is_zero() || cluster.publish_timeout > MAX_PUBLISH_TIMEOUT {
+                return Err(ConfigError::PublishTimeout(cluster.publish_timeout));
+            }
+            if self.max_event_size > MAX_CLUSTER_EVENT_SIZE {
+                return Err(ConfigError::ClusterEventSize(self.max_event_size));
+            }
         }
         if let Some(key) = &self.jwt_key
             && key.len() < MIN_JWT_KEY_LEN
@@ -235,6 +249,13 @@ pub enum ConfigError {
     PublicTopic(String),
     /// The cluster's key is not one [`valid_redis_key`] takes.
     RedisKey(String),
+    /// The cluster waits for more than [`MAX_REDIS_REPLICAS`] replicas.
+    RedisReplicas(usize),
+    /// The cluster's `publish_timeout` is 0 or over [`MAX_PUBLISH_TIMEOUT`].
+    PublishTimeout(Duration),
+    /// A cluster node's `max_event_size` is over
+    /// [`MAX_CLUSTER_EVENT_SIZE`].
+    ClusterEventSize(usize),
     /// `jwt_key` is this many bytes, fewer than [`MIN_JWT_KEY_LEN`].
     ShortJwtKey(usize),
     /// `public_topics` without `jwt_key`, where every topic is public.
@@ -265,6 +286,19 @@ impl std::fmt::Display for ConfigError {
             ConfigError::RedisKey(key) => write!(
                 f,
                 "the Redis key {key:?} is not 1 to {MAX_REDIS_KEY_LEN} letters, digits or _-.:{{}}"
+            ),
+            ConfigError::RedisReplicas(n) => write!(
+                f,
+                "a publish may wait for at most {MAX_REDIS_REPLICAS} replicas, not {n}"
+            ),
+            ConfigError::PublishTimeout(d) => write!(
+                f,
+                "the publish timeout must be more than 0 and at most {MAX_PUBLISH_TIMEOUT:?}, not {d:?}"
+            ),
+            ConfigError::ClusterEventSize(size) => write!(
+                f,
+                "a cluster node's largest event is at most {MAX_CLUSTER_EVENT_SIZE} bytes (1MiB), not {size}: \
+                 every node must read what any node stores"
             ),
             ConfigError::ShortJwtKey(len) => write!(
                 f,
@@ -317,24 +351,48 @@ pub const DEFAULT_REDIS_KEY: &str = "sseloop";
 /// Longest `--redis-key`.
 pub const MAX_REDIS_KEY_LEN: usize = 64;
 
-/// A node's place in a cluster: the Redis every node shares, and the prefix
-/// of the hub's keys there (`<key>:events`, the stream of events, and
-/// `<key>:epoch`, the run part of the ids). Nodes with the same Redis and
-/// key share one hub; another key is another hub.
+/// Longest a publish waits for Redis by default (to reach it, to store
+/// the event and, with replicas asked for, for them to have it) before it
+/// is refused with 503.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest `publish_timeout` taken.
+pub const MAX_PUBLISH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most replicas a publish may wait for.
+pub const MAX_REDIS_REPLICAS: usize = 16;
+/// Largest `max_event_size` a cluster node takes. Every node reads every
+/// entry any node stored, up to one bound for all of them (this plus room
+/// for the entry's other fields): so no node's own limit can make it
+/// refuse what another node was allowed to store.
+pub const MAX_CLUSTER_EVENT_SIZE: usize = 1 << 20;
+
+/// A node's place in a cluster: the Redis every node shares, the prefix of
+/// the hub's keys there (`<key>:events`, the stream of events,
+/// `<key>:epoch`, the run part of the ids, and `<key>:keys`, the keys
+/// publishers gave their events), and how publishes wait for Redis. Nodes
+/// with the same Redis and key share one hub; another key is another hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cluster {
-    /// Where Redis is and how to log in.
-    pub redis: RedisUrl,
+    /// Where Redis is (one server, or the Sentinels that name the
+    /// primary) and how to log in.
+    pub redis: RedisTarget,
     /// The prefix of the hub's keys.
     pub key: String,
+    /// A publish is acknowledged only once this many replicas of the
+    /// primary have it (`WAIT`); 0 acknowledges once the primary has it.
+    pub replicas: usize,
+    /// Longest a publish waits for Redis before it gets 503.
+    pub publish_timeout: Duration,
 }
 
 impl Cluster {
-    /// A cluster on `redis` with the default key.
-    pub fn new(redis: RedisUrl) -> Cluster {
+    /// A cluster on `redis` with the default key, acknowledging once the
+    /// primary has an event, waiting [`DEFAULT_PUBLISH_TIMEOUT`].
+    pub fn new(redis: RedisTarget) -> Cluster {
         Cluster {
             redis,
             key: DEFAULT_REDIS_KEY.to_owned(),
+            replicas: 0,
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
         }
     }
 }
@@ -346,116 +404,6 @@ pub fn valid_redis_key(key: &str) -> bool {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.:{}".contains(&b))
-}
-
-/// `redis://[user:password@]host[:port][/db]`, as `--redis` takes it. Its
-/// `Debug` and `Display` forms hide the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl {
-    /// Host name or IP address (without brackets for IPv6).
-    pub host: String,
-    /// TCP port; 6379 when not given.
-    pub port: u16,
-    /// ACL user name (Redis 6 and later); `None`: the default user.
-    pub user: Option<String>,
-    /// Password for `AUTH`; `None`: no `AUTH`.
-    pub password: Option<String>,
-    /// Database number for `SELECT`.
-    pub db: u32,
-}
-
-/// Redis's port when a URL gives none.
-pub const DEFAULT_REDIS_PORT: u16 = 6379;
-
-impl RedisUrl {
-    /// Parses `redis://[user:password@]host[:port][/db]`; user and password
-    /// may be percent-encoded. The error says what is wrong.
-    pub fn parse(url: &str) -> Result<RedisUrl, String> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rediss") => {
-                return Err("TLS (rediss://) is not supported".into());
-            }
-            _ => return Err("must start with redis://".into()),
-        };
-        if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("takes no query, fragment or spaces".into());
-        }
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let db = match path {
-            "" => 0,
-            n => parse_plain_number(n)
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("database {n:?} is not a number"))?,
-        };
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
-        };
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(info) => {
-                let (user, password) = info.split_once(':').unwrap_or((info, ""));
-                let user = percent_decode(user).ok_or("the user is badly percent-encoded")?;
-                let password =
-                    percent_decode(password).ok_or("the password is badly percent-encoded")?;
-                if password.is_empty() {
-                    return Err("a user needs a password (redis://user:password@host)".into());
-                }
-                ((!user.is_empty()).then_some(user), Some(password))
-            }
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or("an IPv6 address needs its ]")?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (hostport, None),
-            }
-        };
-        if host.is_empty() || host.contains(['[', ']', '@', ':']) && !hostport.starts_with('[') {
-            return Err("needs a host".into());
-        }
-        let port = match port {
-            None => DEFAULT_REDIS_PORT,
-            Some(p) => parse_plain_number(p)
-                .and_then(|n| u16::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("port {p:?} is not a port number"))?,
-        };
-        Ok(RedisUrl {
-            host: host.to_owned(),
-            port,
-            user,
-            password,
-            db,
-        })
-    }
-}
-
-impl std::fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("redis://")?;
-        if self.password.is_some() {
-            write!(f, "{}:***@", self.user.as_deref().unwrap_or(""))?;
-        }
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)?;
-        } else {
-            write!(f, "{}:{}", self.host, self.port)?;
-        }
-        if self.db != 0 {
-            write!(f, "/{}", self.db)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RedisUrl({self})")
-    }
 }
 
 /// `%XX` escapes decoded; `None` for a broken escape or bytes that are not
@@ -639,12 +587,42 @@ mod tests {
             keyed.validate(),
             Err(ConfigError::ShortJwtKey(MIN_JWT_KEY_LEN - 1))
         );
-        let redis = RedisUrl::parse("redis://h").unwrap();
+        let redis = RedisTarget::parse("redis://h").unwrap();
         let mut clustered = Config {
             cluster: Some(Cluster::new(redis)),
             ..Config::default()
         };
         assert_eq!(clustered.validate(), Ok(()));
+        let cluster = clustered.cluster.clone().unwrap();
+        let broken = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config {
+                cluster: Some(cluster.clone()),
+                ..Config::default()
+            };
+            change(&mut config);
+            config.validate()
+        };
+        assert_eq!(
+            broken(&|c| c.max_event_size = MAX_CLUSTER_EVENT_SIZE),
+            Ok(())
+        );
+        assert_eq!(
+            broken(&|c| c.max_event_size = MAX_CLUSTER_EVENT_SIZE + 1),
+            Err(ConfigError::ClusterEventSize(MAX_CLUSTER_EVENT_SIZE + 1))
+        );
+        assert_eq!(
+            broken(&|c| c.cluster.as_mut().unwrap().replicas = MAX_REDIS_REPLICAS + 1),
+            Err(ConfigError::RedisReplicas(MAX_REDIS_REPLICAS + 1))
+        );
+        for timeout in [
+            Duration::ZERO,
+            MAX_PUBLISH_TIMEOUT + Duration::from_millis(1),
+        ] {
+            assert_eq!(
+                broken(&|c| c.cluster.as_mut().unwrap().publish_timeout = timeout),
+                Err(ConfigError::PublishTimeout(timeout))
+            );
+        }
         clustered.cluster.as_mut().unwrap().key = "a b".into();
         assert_eq!(
             clustered.validate(),
