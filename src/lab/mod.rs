@@ -29,7 +29,6 @@
 //! | `blocks` | a buffer sent only when full: unflushed writes (pure) |
 //! | `relay` | a relay that buffers as nginx does by default (pure) |
 //! | `deflate` | a zlib stream that holds output as zlib does (pure) |
-//! | `inflate` | its decoder, for the terminal client (pure) |
 //! | `idle` | heartbeats and a proxy's read timeout (pure) |
 //! | `pipeline` | the application and the cause between the hub and a viewer (pure) |
 //! | `upstream` | the hub's event stream, parsed as the application reads it (pure) |
@@ -51,7 +50,6 @@ mod answer;
 mod blocks;
 mod deflate;
 mod idle;
-mod inflate;
 mod lesson;
 mod nagle;
 mod pipeline;
@@ -71,6 +69,8 @@ use mio::{Poll, Waker};
 
 use crate::process::{Admission, Shared};
 
+#[cfg(test)]
+pub(crate) use deflate::Deflate;
 pub use lesson::{Lesson, StreamRequest, parse_rate};
 pub(crate) use thread::Lab;
 pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, summary, watch};
@@ -81,9 +81,6 @@ pub const MAX_RUNS: usize = 4;
 pub const MAX_VIEWER_QUEUE: usize = 256 << 10;
 /// Most connections handed over and not yet taken by the lab.
 pub const MAX_WAITING: usize = 64;
-
-/// The lab's page, served at `GET /lab`.
-pub const PAGE: &str = include_str!("../lab.html");
 
 /// A connection handed over by a loop: its socket, what it asked for, the
 /// bytes the loop had not written to it yet, and its place against

@@ -9,10 +9,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::inflate::Inflate;
 use super::lesson::{Lesson, MAX_RUN};
 use super::run::{END_TYPE, epoch_ms};
 use super::upstream::{Said, Upstream};
+use crate::http::inflate::Inflate;
 
 /// What a browser waits before it reconnects, when the stream set no
 /// `retry:`.

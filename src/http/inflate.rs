@@ -1,10 +1,10 @@
-//! Decodes, as it arrives, the zlib stream the lab's compression lesson
-//! sends, for the terminal client, which must see when each event became
-//! decodable as a browser does. Only what [`super::deflate::Deflate`]
-//! emits is understood (stored blocks and blocks with the fixed Huffman
-//! codes); anything else is an error. Pure.
-
-use super::deflate::reverse;
+//! A small deflate decoder for what sseloop itself compresses: the zlib
+//! stream of the lab's compression lesson, decoded as it arrives for the
+//! terminal client (which must see when each event became decodable, as a
+//! browser does), and the pages compressed at build time (`build.rs`),
+//! decoded once for a client that does not take gzip. Only stored blocks
+//! and blocks with the fixed Huffman codes are understood (what the lab's
+//! encoder and `build.rs` emit); anything else is an error. Pure.
 
 const LEN_BASE: [u16; 29] = [
     3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
@@ -49,6 +49,14 @@ enum State {
 pub struct Unreadable(pub &'static str);
 
 impl Inflate {
+    /// A decoder of raw deflate data (no zlib header).
+    pub fn raw() -> Inflate {
+        Inflate {
+            state: State::Block,
+            ..Inflate::default()
+        }
+    }
+
     /// Takes `bytes` and returns what they made decodable.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<u8>, Unreadable> {
         self.input.extend_from_slice(bytes);
@@ -122,7 +130,7 @@ impl Inflate {
                         let Some(code) = r.bits(5) else {
                             return Ok(false);
                         };
-                        let j = reverse(code, 5) as usize;
+                        let j = (code.reverse_bits() >> 27) as usize;
                         if j >= 30 {
                             return Err(Unreadable("bad distance code"));
                         }
@@ -140,12 +148,23 @@ impl Inflate {
                     _ => return Err(Unreadable("bad literal/length code")),
                 }
             }
-            // The trailer (Adler-32) and anything after it are not read.
+            // The trailer (Adler-32, or gzip's) and anything after it are
+            // not read.
             State::Done => return Ok(false),
         }
         self.at = r.at;
         Ok(true)
     }
+}
+
+/// The data of a gzip member as `build.rs` makes them (no optional
+/// fields; fixed-code blocks), checked against its length; `None` when it
+/// is not one.
+pub fn gunzip(member: &[u8]) -> Option<Vec<u8>> {
+    let deflated = member.strip_prefix(&[0x1f, 0x8b, 8, 0])?.get(6..)?;
+    let (_, size) = member.split_last_chunk::<4>()?;
+    let data = Inflate::raw().feed(deflated).ok()?;
+    (data.len() as u32 == u32::from_le_bytes(*size)).then_some(data)
 }
 
 /// Reads bits least significant first from a byte slice.
@@ -185,8 +204,8 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::deflate::Deflate;
     use super::*;
+    use crate::lab::Deflate;
 
     #[test]
     fn decodes_what_the_encoder_made_as_soon_as_it_can() {
