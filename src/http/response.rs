@@ -44,7 +44,7 @@ pub fn ok_response(
     keep_alive: bool,
     cors: Option<&str>,
 ) -> Vec<u8> {
-    let mut out = ok_head(content_type, body.len(), "", keep_alive, cors);
+    let mut out = ok_head(content_type, body, keep_alive, cors);
     out.push_str(body);
     out.into_bytes()
 }
@@ -57,7 +57,18 @@ pub fn head_response(
     keep_alive: bool,
     cors: Option<&str>,
 ) -> Vec<u8> {
-    ok_head(content_type, body.len(), "", keep_alive, cors).into_bytes()
+    ok_head(content_type, body, keep_alive, cors).into_bytes()
+}
+
+fn ok_head(content_type: &str, body: &str, keep_alive: bool, cors: Option<&str>) -> String {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n",
+        body.len()
+    );
+    cors_headers(&mut out, cors);
+    out.push_str("\r\n");
+    out
 }
 
 /// A page's answer (`text/html`): `body` gzip-coded when `gzip`, the head
@@ -69,38 +80,18 @@ pub fn page_response(
     keep_alive: bool,
     cors: Option<&str>,
 ) -> Vec<u8> {
-    let coding = if gzip {
-        "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
-    } else {
-        "Vary: Accept-Encoding\r\n"
-    };
-    let head = ok_head(
-        "text/html; charset=utf-8",
-        body.len(),
-        coding,
-        keep_alive,
-        cors,
-    );
-    let mut out = head.into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    out
-}
-
-fn ok_head(
-    content_type: &str,
-    length: usize,
-    fields: &str,
-    keep_alive: bool,
-    cors: Option<&str>,
-) -> String {
+    let coding = if gzip { "Content-Encoding: gzip\r\n" } else { "" };
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n{fields}Cache-Control: no-cache\r\nConnection: {connection}\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n{coding}Vary: Accept-Encoding\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n",
+        body.len()
     );
     cors_headers(&mut out, cors);
     out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
     out
 }
 
