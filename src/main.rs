@@ -137,9 +137,9 @@ fn lab(command: cli::LabCommand) -> ExitCode {
         );
         let watched = lab::watch(addr, &options, |sight| match sight {
             lab::Sight::Event(w) => println!(
-                "  event {:>3}  {:>8.1} ms   ({} read{}, {} bytes so far)",
+                "  event {:>3}  {:>8} ms   ({} read{}, {} bytes so far)",
                 w.n,
-                w.delay_ms,
+                lab::Fixed(w.delay_ms, 1),
                 w.reads,
                 if w.reads == 1 { "" } else { "s" },
                 w.bytes

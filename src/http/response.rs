@@ -80,7 +80,11 @@ pub fn page_response(
     keep_alive: bool,
     cors: Option<&str>,
 ) -> Vec<u8> {
-    let coding = if gzip { "Content-Encoding: gzip\r\n" } else { "" };
+    let coding = if gzip {
+        "Content-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut out = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n{coding}Vary: Accept-Encoding\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n",

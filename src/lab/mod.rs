@@ -72,6 +72,7 @@ use crate::process::{Admission, Shared};
 #[cfg(test)]
 pub(crate) use deflate::Deflate;
 pub use lesson::{Lesson, StreamRequest, parse_rate};
+pub use run::Fixed;
 pub(crate) use thread::Lab;
 pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, summary, watch};
 

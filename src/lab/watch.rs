@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::lesson::{Lesson, MAX_RUN};
-use super::run::{END_TYPE, epoch_ms};
+use super::run::{END_TYPE, Fixed, epoch_ms};
 use super::upstream::{Said, Upstream};
 use crate::http::inflate::Inflate;
 
@@ -279,15 +279,15 @@ pub fn summary(lesson: Lesson, trials: &[Trial]) -> String {
         let median = delays.get(delays.len() / 2).copied().unwrap_or(f64::NAN);
         let max = delays.last().copied().unwrap_or(f64::NAN);
         out.push_str(&format!(
-            "  {:<14} {:>7} {:>10.1} {:>10.1} {:>11}\n",
+            "  {:<14} {:>7} {:>10} {:>10} {:>11}\n",
             if trial.fix {
                 "with the fix"
             } else {
                 "with the cause"
             },
             trial.events.len(),
-            median,
-            max,
+            Fixed(median, 1),
+            Fixed(max, 1),
             trial.reconnects.len()
         ));
     }
