@@ -1,9 +1,11 @@
 //! The `sseloop` binary: the command line becomes a `Config`, and the
 //! library does the rest. `cli` parses the options; `feeds` runs `--stdin`
-//! and `--demo` beside the loop.
+//! and `--demo` beside the loop; `logging` stamps simple_logger's lines
+//! with their time.
 
 mod cli;
 mod feeds;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -38,13 +40,13 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    // Only fails when a logger is already set, which cannot happen here.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(options.log_level)
-        // The poll library's own trace lines would drown the wire bytes.
-        .with_module_level("mio", log::LevelFilter::Info)
-        .env()
-        .init();
+    logging::init(
+        simple_logger::SimpleLogger::new()
+            .with_level(options.log_level)
+            // The poll library's own trace lines would drown the wire bytes.
+            .with_module_level("mio", log::LevelFilter::Info)
+            .env(),
+    );
     let listen = options.config.listen;
     let lab = options.config.lab;
     let max_line = options.config.max_event_size;
@@ -95,10 +97,11 @@ fn main() -> ExitCode {
 /// as it arrives and a summary at the end.
 fn lab(command: cli::LabCommand) -> ExitCode {
     use sseloop::lab;
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Warn)
-        .env()
-        .init();
+    logging::init(
+        simple_logger::SimpleLogger::new()
+            .with_level(log::LevelFilter::Warn)
+            .env(),
+    );
     let mut own = None;
     let addr = match command.addr {
         Some(addr) => addr,
