@@ -95,7 +95,8 @@ mod tests {
 
     #[test]
     fn every_day_follows_the_one_before() {
-        let leap = |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+        let leap =
+            |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
         let mut date = (1970, 1, 1);
         for days in 0..200 * 366 {
             assert_eq!(civil_date(days), date, "day {days}");

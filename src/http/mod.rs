@@ -9,11 +9,9 @@
 //! | `chunked` | the chunked request-body decoder |
 //! | `response` | the bytes of every answer and stream head |
 //! | `page` | the two pages served, embedded compressed |
-//! | `inflate` | a small deflate decoder: the pages, the lab's compressed stream |
 
 mod chunked;
 mod host;
-pub(crate) mod inflate;
 mod page;
 mod parse;
 mod response;

@@ -2,11 +2,12 @@
 //! failure lab's (`GET /lab`): embedded gzip-compressed by `build.rs`
 //! (65 KB of HTML are 24 KB in the binary), sent so to clients that take
 //! gzip (every browser, `curl --compressed`), and decoded once, on the
-//! first request that does not, for the others.
+//! first request that does not, for the others (by the lab's small
+//! decoder, `sseloop_lab::inflate`).
 
 use std::sync::OnceLock;
 
-use super::inflate::gunzip;
+use sseloop_lab::inflate::gunzip;
 
 /// A page: its gzip member, and its text once a client needed it.
 #[derive(Debug)]

@@ -9,10 +9,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::inflate::Inflate;
 use super::lesson::{Lesson, MAX_RUN};
 use super::run::{END_TYPE, Fixed, epoch_ms};
 use super::upstream::{Said, Upstream};
-use crate::http::inflate::Inflate;
 
 /// What a browser waits before it reconnects, when the stream set no
 /// `retry:`.
@@ -83,6 +83,18 @@ pub fn watch(
     addr: SocketAddr,
     options: &Options,
     mut seen: impl FnMut(Sight<'_>),
+) -> io::Result<Trial> {
+    watch_with(addr, options, &mut seen)
+}
+
+/// `watch`, compiled here once (and so for size) whatever the caller's
+/// closure.
+// Not inlined into the server's code: compiled here, for size.
+#[inline(never)]
+fn watch_with(
+    addr: SocketAddr,
+    options: &Options,
+    seen: &mut dyn FnMut(Sight<'_>),
 ) -> io::Result<Trial> {
     let run = format!("t{:x}", (epoch_ms() * 1000.0) as u64);
     let mut query = format!(
@@ -260,6 +272,8 @@ fn feed(
 
 /// The summary of runs of one lesson: events, median and maximum delay,
 /// reconnects, for each.
+// Not inlined into the server's code: compiled here, for size.
+#[inline(never)]
 pub fn summary(lesson: Lesson, trials: &[Trial]) -> String {
     let mut out = format!(
         "{}: {}\n                  events  median ms     max ms  reconnects\n",
