@@ -12,6 +12,11 @@
 //!   addresses at run time (position-independent, ASLR as before). The
 //!   linker marks the binary as needing glibc's `GLIBC_ABI_DT_RELR`, so it
 //!   is done only when the glibc it is built on has it.
+//! - Where the binaries link with rust-lld (x86_64 Linux with Rust 1.90 or
+//!   later, no linker of the user's choosing), identical functions are
+//!   folded into one (`--icf=all`): 6.5 KB less. Rust promises no
+//!   distinct addresses for distinct functions (rustc marks every function
+//!   `unnamed_addr`), and lld folds no data.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,6 +40,9 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     if glibc_runs_relr() {
         println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+    if links_with_rust_lld() {
+        println!("cargo::rustc-link-arg-bins=-Wl,--icf=all");
     }
 }
 
@@ -93,4 +101,29 @@ fn glibc_runs_relr() -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     out.status.success() && (major, minor) >= (2, 36)
+}
+
+/// Whether the binaries link with rust-lld: Rust 1.90 made it the linker
+/// of x86_64 Linux (glibc), unless a linker was chosen (cargo's `linker`
+/// setting, or rustc flags that name one).
+fn links_with_rust_lld() -> bool {
+    let var = |name| env::var(name).unwrap_or_default();
+    if var("CARGO_CFG_TARGET_ARCH") != "x86_64"
+        || var("CARGO_CFG_TARGET_OS") != "linux"
+        || var("CARGO_CFG_TARGET_ENV") != "gnu"
+        || env::var_os("RUSTC_LINKER").is_some()
+        || var("CARGO_ENCODED_RUSTFLAGS").contains("link")
+    {
+        return false;
+    }
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc).arg("-V").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split(' ').nth(1).unwrap_or("");
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    out.status.success() && (major, minor) >= (1, 90)
 }
