@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 pub use sseloop_lab::{
     Fixed, Lesson, MAX_RUNS, MAX_VIEWER_QUEUE, MAX_WAITING, Options, RECONNECT_DELAY, Sight,
-    StreamRequest, Trial, Watched, parse_rate, summary, watch,
+    StreamRequest, Trial, Watched, parse_rate, print_runs, summary, watch,
 };
 pub(crate) use sseloop_lab::{Handed, LabDoor};
 

@@ -125,42 +125,10 @@ fn lab(command: cli::LabCommand) -> ExitCode {
             addr
         }
     };
-    let lesson = command.options.lesson;
-    let mut trials = Vec::new();
-    for fix in command.runs {
-        let options = lab::Options {
-            fix,
-            ..command.options.clone()
-        };
-        println!(
-            "{} ({}), with the {}:",
-            lesson.name(),
-            lesson.title(),
-            if fix { "fix" } else { "cause" }
-        );
-        let watched = lab::watch(addr, &options, |sight| match sight {
-            lab::Sight::Event(w) => println!(
-                "  event {:>3}  {:>8} ms   ({} read{}, {} bytes so far)",
-                w.n,
-                lab::Fixed(w.delay_ms, 1),
-                w.reads,
-                if w.reads == 1 { "" } else { "s" },
-                w.bytes
-            ),
-            lab::Sight::Cut(id) => println!(
-                "  the stream ended before the run: back in {} s with Last-Event-ID: {id}",
-                lab::RECONNECT_DELAY.as_secs()
-            ),
-        });
-        match watched {
-            Ok(trial) => trials.push(trial),
-            Err(e) => {
-                eprintln!("sseloop lab: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+    if let Err(e) = lab::print_runs(addr, &command.options, &command.runs) {
+        eprintln!("sseloop lab: {e}");
+        return ExitCode::FAILURE;
     }
-    print!("{}", lab::summary(lesson, &trials));
     if let Some((serving, publisher)) = own {
         publisher.shutdown();
         let _ = serving.join();

@@ -82,7 +82,7 @@ use mio::{Poll, Waker};
 pub use lesson::{Lesson, StreamRequest, parse_rate};
 pub use run::Fixed;
 pub use thread::Lab;
-pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, summary, watch};
+pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, print_runs, summary, watch};
 
 /// Most runs at once.
 pub const MAX_RUNS: usize = 4;

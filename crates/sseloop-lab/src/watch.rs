@@ -270,6 +270,44 @@ fn feed(
     Ok(reader.feed(&plain, said).is_ok())
 }
 
+/// `sseloop lab`'s runs, printed: `options` on the lab at `addr` with
+/// the cause, the fix or both, in the order of `runs`, each event's delay
+/// as it arrives, and the summary at the end.
+// Not inlined into the server's code: compiled here, for size.
+#[inline(never)]
+pub fn print_runs(addr: SocketAddr, options: &Options, runs: &[bool]) -> io::Result<()> {
+    let lesson = options.lesson;
+    let mut trials = Vec::new();
+    for &fix in runs {
+        let options = Options {
+            fix,
+            ..options.clone()
+        };
+        println!(
+            "{} ({}), with the {}:",
+            lesson.name(),
+            lesson.title(),
+            if fix { "fix" } else { "cause" }
+        );
+        trials.push(watch_with(addr, &options, &mut |sight| match sight {
+            Sight::Event(w) => println!(
+                "  event {:>3}  {:>8} ms   ({} read{}, {} bytes so far)",
+                w.n,
+                Fixed(w.delay_ms, 1),
+                w.reads,
+                if w.reads == 1 { "" } else { "s" },
+                w.bytes
+            ),
+            Sight::Cut(id) => println!(
+                "  the stream ended before the run: back in {} s with Last-Event-ID: {id}",
+                RECONNECT_DELAY.as_secs()
+            ),
+        })?);
+    }
+    print!("{}", summary(lesson, &trials));
+    Ok(())
+}
+
 /// The summary of runs of one lesson: events, median and maximum delay,
 /// reconnects, for each.
 // Not inlined into the server's code: compiled here, for size.
