@@ -120,7 +120,14 @@ fn lab(command: cli::LabCommand) -> ExitCode {
             };
             let addr = server.local_addr();
             let publisher = server.publisher();
-            own = Some((std::thread::spawn(move || server.run()), publisher));
+            let serving = match feeds::spawn("sseloop", Box::new(move || drop(server.run()))) {
+                Ok(serving) => serving,
+                Err(e) => {
+                    eprintln!("sseloop lab: cannot start a server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            own = Some((serving, publisher));
             println!("a server of its own on {addr}");
             addr
         }
