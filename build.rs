@@ -17,6 +17,16 @@
 //!   folded into one (`--icf=all`): 6.5 KB less. Rust promises no
 //!   distinct addresses for distinct functions (rustc marks every function
 //!   `unnamed_addr`), and lld folds no data.
+//! - There too, a release binary (`panic = "abort"`) is linked without
+//!   unwind tables (`.eh_frame`, its index, and the landing pads' tables):
+//!   72 KB. Nothing in it unwinds: a panic aborts, and only the panic
+//!   message's backtrace reads them, which in this stripped binary has
+//!   no names to show (with `RUST_BACKTRACE=1` it shows none; with `full`
+//!   it now shows the first frame's address only). Gone with them: a
+//!   debugger's or `perf --call-graph dwarf`'s unwinding of the release
+//!   binary; build with `--profile dev` (or a profile of your own) for
+//!   that. A profile inheriting from release that unwinds would need it
+//!   back (`PROFILE` says release for it too).
 
 use std::path::Path;
 use std::process::Command;
@@ -43,6 +53,14 @@ fn main() {
     }
     if links_with_rust_lld() {
         println!("cargo::rustc-link-arg-bins=-Wl,--icf=all");
+        if env::var("PROFILE").as_deref() == Ok("release") {
+            // Added to lld's own layout (INSERT), not in place of it.
+            let script = Path::new(&out_dir).join("no-unwind-tables.ld");
+            let text = "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame_hdr) \
+                        *(.gcc_except_table .gcc_except_table.*) } } INSERT AFTER .text;\n";
+            fs::write(&script, text).expect("OUT_DIR is writable");
+            println!("cargo::rustc-link-arg-bins=-Wl,-T,{}", script.display());
+        }
     }
 }
 
