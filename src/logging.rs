@@ -14,10 +14,12 @@ use simple_logger::SimpleLogger;
 pub fn init(logger: SimpleLogger) {
     log::set_max_level(logger.max_level());
     // Only fails when a logger is already set, which cannot happen here.
-    let _ = log::set_boxed_logger(Box::new(Stamped(logger)));
+    let _ = log::set_boxed_logger(Box::new(Stamped(Box::new(logger))));
 }
 
-struct Stamped(SimpleLogger);
+/// simple_logger behind a trait object: its code stays its own (compiled
+/// for size), not copied into this one's.
+struct Stamped(Box<dyn Log>);
 
 impl Log for Stamped {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
