@@ -11,9 +11,6 @@ use crate::auth::{Access, Credentials, Grant, Refusal};
 use crate::http::{self, Head, Policy, Reject, Route, Status};
 use crate::sse::{Event, Framing};
 
-/// The wire inspector served at `GET /`: one self-contained page.
-pub const INSPECTOR_PAGE: &str = include_str!("inspector.html");
-
 /// `retry:` sent with a stream refused for now, when `--retry` is not set.
 const RETRY_LATER: Duration = Duration::from_secs(1);
 
@@ -139,9 +136,9 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             head_only,
             ctx,
         ),
-        Route::Index => ok(
-            "text/html; charset=utf-8",
-            INSPECTOR_PAGE,
+        Route::Index => page(
+            &http::INSPECTOR,
+            head.accepts_gzip,
             keep_alive,
             head_only,
             ctx,
@@ -154,13 +151,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             Status::NOT_FOUND,
             "no such path (the lab needs --lab)",
         )),
-        Route::Lab => ok(
-            "text/html; charset=utf-8",
-            crate::lab::PAGE,
-            keep_alive,
-            head_only,
-            ctx,
-        ),
+        Route::Lab => page(&http::LAB, head.accepts_gzip, keep_alive, head_only, ctx),
         Route::LabStream(request) => Action::Lab(request),
         Route::Publish { topics, event_type } => {
             let Ok(data) = String::from_utf8(body) else {
@@ -282,6 +273,18 @@ fn ok(content_type: &str, body: &str, keep_alive: bool, head_only: bool, ctx: &C
     } else {
         http::ok_response(content_type, body, keep_alive, ctx.allow_origin)
     };
+    Action::Answer { bytes, keep_alive }
+}
+
+/// A page, gzip-coded for a client that takes it.
+fn page(page: &http::Page, gzip: bool, keep_alive: bool, head_only: bool, ctx: &Context) -> Action {
+    let bytes = http::page_response(
+        page.body(gzip),
+        gzip,
+        head_only,
+        keep_alive,
+        ctx.allow_origin,
+    );
     Action::Answer { bytes, keep_alive }
 }
 

@@ -78,14 +78,24 @@ fn publish_until_stored(publisher: &Publisher, event: Event) -> bool {
 
 /// Runs [`publish_lines`] over standard input on a thread.
 pub fn spawn_stdin(publisher: Publisher, topic: Option<String>, max_line: usize) -> io::Result<()> {
-    thread::Builder::new().name("stdin".into()).spawn(move || {
-        let stdin = io::stdin().lock();
-        match publish_lines(stdin, &publisher, topic.as_deref(), max_line) {
-            Ok(n) => info!("stdin: end of input after {n} lines; still serving"),
-            Err(e) => warn!("stdin: {e}; still serving"),
-        }
-    })?;
+    spawn(
+        "stdin",
+        Box::new(move || {
+            let stdin = io::stdin().lock();
+            match publish_lines(stdin, &publisher, topic.as_deref(), max_line) {
+                Ok(n) => info!("stdin: end of input after {n} lines; still serving"),
+                Err(e) => warn!("stdin: {e}; still serving"),
+            }
+        }),
+    )?;
     Ok(())
+}
+
+/// Starts `work` on a thread named `name`: the binary's threads all go
+/// through here, so the standard library's thread start is compiled
+/// once for them.
+pub fn spawn(name: &str, work: Box<dyn FnOnce() + Send>) -> io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new().name(name.into()).spawn(work)
 }
 
 /// Topic of the demo's events.
@@ -108,47 +118,50 @@ struct Job {
 /// `percent` and `ts`, the publish time in ms since the Unix epoch, so a
 /// page can show the delay), then `complete`, or `error` for one in four.
 pub fn spawn_demo(publisher: Publisher) -> io::Result<()> {
-    thread::Builder::new().name("demo".into()).spawn(move || {
-        let mut rng = XorShift(RandomState::new().hash_one(0u8) | 1);
-        let mut jobs: Vec<Job> = Vec::new();
-        let mut next_id = 1;
-        let steps_per_job = (JOB_EVERY.as_millis() / STEP.as_millis()) as u64;
-        for tick in 0u64.. {
-            if tick.is_multiple_of(steps_per_job) {
-                let fails_at = rng.next().is_multiple_of(4).then(|| 20 + rng.next() % 60);
-                jobs.push(Job {
-                    id: next_id,
-                    percent: 0,
-                    fails_at,
+    spawn(
+        "demo",
+        Box::new(move || {
+            let mut rng = XorShift(RandomState::new().hash_one(0u8) | 1);
+            let mut jobs: Vec<Job> = Vec::new();
+            let mut next_id = 1;
+            let steps_per_job = (JOB_EVERY.as_millis() / STEP.as_millis()) as u64;
+            for tick in 0u64.. {
+                if tick.is_multiple_of(steps_per_job) {
+                    let fails_at = rng.next().is_multiple_of(4).then(|| 20 + rng.next() % 60);
+                    jobs.push(Job {
+                        id: next_id,
+                        percent: 0,
+                        fails_at,
+                    });
+                    next_id += 1;
+                }
+                let mut alive = true;
+                jobs.retain_mut(|job| {
+                    job.percent = (job.percent + 1 + rng.next() % 4).min(100);
+                    let (kind, done) = match job.fails_at {
+                        Some(at) if job.percent >= at => ("error", true),
+                        _ if job.percent == 100 => ("complete", true),
+                        _ => ("progress", false),
+                    };
+                    let data = format!(
+                        "{{\"job\":{},\"percent\":{},\"ts\":{}}}",
+                        job.id,
+                        job.percent,
+                        unix_millis()
+                    );
+                    let event = Event::new(data).with_type(kind).with_topic(DEMO_TOPIC);
+                    // While a cluster's Redis is away the demo's events are
+                    // dropped: it only shows progress.
+                    alive &= !matches!(publisher.publish(event), Err(PublishError::Closed));
+                    !done
                 });
-                next_id += 1;
+                if !alive {
+                    return; // the server stopped
+                }
+                thread::sleep(STEP);
             }
-            let mut alive = true;
-            jobs.retain_mut(|job| {
-                job.percent = (job.percent + 1 + rng.next() % 4).min(100);
-                let (kind, done) = match job.fails_at {
-                    Some(at) if job.percent >= at => ("error", true),
-                    _ if job.percent == 100 => ("complete", true),
-                    _ => ("progress", false),
-                };
-                let data = format!(
-                    "{{\"job\":{},\"percent\":{},\"ts\":{}}}",
-                    job.id,
-                    job.percent,
-                    unix_millis()
-                );
-                let event = Event::new(data).with_type(kind).with_topic(DEMO_TOPIC);
-                // While a cluster's Redis is away the demo's events are
-                // dropped: it only shows progress.
-                alive &= !matches!(publisher.publish(event), Err(PublishError::Closed));
-                !done
-            });
-            if !alive {
-                return; // the server stopped
-            }
-            thread::sleep(STEP);
-        }
-    })?;
+        }),
+    )?;
     Ok(())
 }
 

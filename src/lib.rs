@@ -122,12 +122,12 @@
 //! | `timers` | the deadline set and the heartbeat grid |
 //! | `net` | every `io::ErrorKind` decision; `Transport`, what a connection reads and writes through; the listeners |
 //! | `request` | input bytes → requests: the head/body state machine (pure) |
-//! | `http` | heads, routing, chunked bodies, responses (pure) |
+//! | `http` | heads, routing, chunked bodies, responses, the two pages (pure) |
 //! | `sse` | [`Event`] and its wire encoding (pure) |
 //! | `metrics` | [`Stats`] and the `/metrics` text |
 //! | `config` | [`Config`], its defaults as constants, duration and size values, and `Config::validate`, the rules the binary and the library share; `redis`: the `--redis` URLs (`redis://`, `redis+sentinel://`) |
 //! | `fdlimit` | raising the open-file limit |
-//! | [`lab`] | the failure lab (`--lab`): each classic cause of late events made for real, on a thread of its own, and its terminal client |
+//! | [`lab`] | the failure lab (`--lab`, the crate `crates/sseloop-lab`, compiled for size): each classic cause of late events made for real, on a thread of its own, and its terminal client |
 //!
 //! The `sseloop` binary (`src/main.rs`) adds the command line (`cli/`)
 //! and the `--stdin` and `--demo` feeds (`feeds.rs`).

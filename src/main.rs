@@ -1,9 +1,11 @@
 //! The `sseloop` binary: the command line becomes a `Config`, and the
 //! library does the rest. `cli` parses the options; `feeds` runs `--stdin`
-//! and `--demo` beside the loop.
+//! and `--demo` beside the loop; `logging` stamps simple_logger's lines
+//! with their time.
 
 mod cli;
 mod feeds;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -38,13 +40,13 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    // Only fails when a logger is already set, which cannot happen here.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(options.log_level)
-        // The poll library's own trace lines would drown the wire bytes.
-        .with_module_level("mio", log::LevelFilter::Info)
-        .env()
-        .init();
+    logging::init(
+        simple_logger::SimpleLogger::new()
+            .with_level(options.log_level)
+            // The poll library's own trace lines would drown the wire bytes.
+            .with_module_level("mio", log::LevelFilter::Info)
+            .env(),
+    );
     let listen = options.config.listen;
     let lab = options.config.lab;
     let max_line = options.config.max_event_size;
@@ -95,10 +97,11 @@ fn main() -> ExitCode {
 /// as it arrives and a summary at the end.
 fn lab(command: cli::LabCommand) -> ExitCode {
     use sseloop::lab;
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Warn)
-        .env()
-        .init();
+    logging::init(
+        simple_logger::SimpleLogger::new()
+            .with_level(log::LevelFilter::Warn)
+            .env(),
+    );
     let mut own = None;
     let addr = match command.addr {
         Some(addr) => addr,
@@ -117,47 +120,22 @@ fn lab(command: cli::LabCommand) -> ExitCode {
             };
             let addr = server.local_addr();
             let publisher = server.publisher();
-            own = Some((std::thread::spawn(move || server.run()), publisher));
+            let serving = match feeds::spawn("sseloop", Box::new(move || drop(server.run()))) {
+                Ok(serving) => serving,
+                Err(e) => {
+                    eprintln!("sseloop lab: cannot start a server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            own = Some((serving, publisher));
             println!("a server of its own on {addr}");
             addr
         }
     };
-    let lesson = command.options.lesson;
-    let mut trials = Vec::new();
-    for fix in command.runs {
-        let options = lab::Options {
-            fix,
-            ..command.options.clone()
-        };
-        println!(
-            "{} ({}), with the {}:",
-            lesson.name(),
-            lesson.title(),
-            if fix { "fix" } else { "cause" }
-        );
-        let watched = lab::watch(addr, &options, |sight| match sight {
-            lab::Sight::Event(w) => println!(
-                "  event {:>3}  {:>8.1} ms   ({} read{}, {} bytes so far)",
-                w.n,
-                w.delay_ms,
-                w.reads,
-                if w.reads == 1 { "" } else { "s" },
-                w.bytes
-            ),
-            lab::Sight::Cut(id) => println!(
-                "  the stream ended before the run: back in {} s with Last-Event-ID: {id}",
-                lab::RECONNECT_DELAY.as_secs()
-            ),
-        });
-        match watched {
-            Ok(trial) => trials.push(trial),
-            Err(e) => {
-                eprintln!("sseloop lab: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+    if let Err(e) = lab::print_runs(addr, &command.options, &command.runs) {
+        eprintln!("sseloop lab: {e}");
+        return ExitCode::FAILURE;
     }
-    print!("{}", lab::summary(lesson, &trials));
     if let Some((serving, publisher)) = own {
         publisher.shutdown();
         let _ = serving.join();

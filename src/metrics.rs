@@ -10,6 +10,11 @@ use std::time::Duration;
 
 /// Upper bounds of the write-delay buckets, in seconds.
 const DELAY_BOUNDS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+/// The same bounds as `/metrics` writes them (written out here, the
+/// binary needs no float formatting code for them).
+const DELAY_LABELS: [&str; 10] = [
+    "0.0005", "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "10",
+];
 
 /// A counter one thread writes and any thread reads. The owner's update is
 /// a plain load and store (no locked instruction on the delivery path);
@@ -152,14 +157,15 @@ impl WriteDelay {
             "# HELP {name} Time bytes the kernel refused waited in a connection's queue until written or the connection closed.\n\
              # TYPE {name} histogram"
         );
-        for (bound, cumulative) in self.buckets() {
-            if bound.is_finite() {
-                let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-            } else {
-                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-            }
+        let labels = DELAY_LABELS.iter().chain(&["+Inf"]);
+        for (bound, (_, cumulative)) in labels.zip(self.buckets()) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
-        let _ = writeln!(out, "{name}_sum {}", self.sum.as_secs_f64());
+        // Seconds, exactly: the nanoseconds' digits, trailing zeros off.
+        let nanos = format!("{:09}", self.sum.subsec_nanos());
+        let nanos = nanos.trim_end_matches('0');
+        let point = if nanos.is_empty() { "" } else { "." };
+        let _ = writeln!(out, "{name}_sum {}{point}{nanos}", self.sum.as_secs());
         let _ = writeln!(out, "{name}_count {}", self.count());
     }
 }
@@ -328,6 +334,12 @@ mod tests {
         assert!(text.contains("sseloop_write_delay_seconds_count 3\n"));
         assert!(text.contains("sseloop_write_delay_seconds_sum 60.0032\n"));
         assert_eq!(stats.write_delay.count(), 3);
+        for (bound, label) in DELAY_BOUNDS.iter().zip(DELAY_LABELS) {
+            assert_eq!(bound.to_string(), label);
+        }
+        let mut whole = Stats::default();
+        whole.write_delay.sum = Duration::from_secs(2);
+        assert!(render(&whole, &[]).contains("sseloop_write_delay_seconds_sum 2\n"));
     }
 
     #[test]

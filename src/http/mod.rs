@@ -8,15 +8,18 @@
 //! | `route` | what a request asks for: paths, methods, query and percent decoding, topic names |
 //! | `chunked` | the chunked request-body decoder |
 //! | `response` | the bytes of every answer and stream head |
+//! | `page` | the two pages served, embedded compressed |
 
 mod chunked;
 mod host;
+mod page;
 mod parse;
 mod response;
 mod route;
 
 pub use chunked::ChunkedDecoder;
 pub use host::{Authority, canonical_host, is_loopback_host, parse_authority, valid_origin};
+pub use page::{INSPECTOR, LAB, Page};
 pub use parse::{BodyLength, Head, HeadParse, Policy, parse_head};
 pub use response::*;
 pub use route::{MAX_TOPIC_LEN, Route, percent_decode, query_pairs, route, valid_topic};

@@ -78,6 +78,8 @@ pub struct Head {
     /// A publish's `Idempotency-Key`: a second publish with the same key
     /// is answered with the first one's id and publishes nothing.
     pub idempotency_key: Option<String>,
+    /// Its `Accept-Encoding` takes gzip (the pages are sent so).
+    pub accepts_gzip: bool,
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -222,6 +224,7 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             bears_publish_token,
             foreign_origin,
             idempotency_key,
+            accepts_gzip: fields.accepts_gzip,
         },
         len,
     )
@@ -343,6 +346,8 @@ struct Fields<'a> {
     /// How many `Idempotency-Key` fields, and the first one's value.
     idempotency_keys: usize,
     idempotency_key: Option<&'a [u8]>,
+    /// Some `Accept-Encoding` takes gzip.
+    accepts_gzip: bool,
     /// With `--jwt-key`: tokens are taken into `credentials`.
     keep_tokens: bool,
     credentials: Credentials,
@@ -403,6 +408,8 @@ impl<'a> Fields<'a> {
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            self.accepts_gzip |= value_str.is_ok_and(takes_gzip);
         }
         Ok(())
     }
@@ -417,6 +424,34 @@ impl<'a> Fields<'a> {
                 .forwarded_proto
                 .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"))
     }
+}
+
+/// Whether an `Accept-Encoding` value takes gzip (RFC 9110 §12.5.3):
+/// `gzip` (or `x-gzip`) listed without `q=0`, or else `*` without it.
+fn takes_gzip(value: &str) -> bool {
+    let (mut gzip, mut any) = (None, None);
+    for item in value.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let refused = parts.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                // q=0, 0., 0.0, 0.00, 0.000
+                let zero = v.trim().strip_prefix('0').is_some_and(|rest| {
+                    rest.is_empty()
+                        || rest
+                            .strip_prefix('.')
+                            .is_some_and(|z| z.bytes().all(|b| b == b'0'))
+                });
+                k.trim().eq_ignore_ascii_case("q") && zero
+            })
+        });
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(!refused);
+        } else if coding == "*" {
+            any = Some(!refused);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// True when `authorization` is `Bearer <token>`.
@@ -463,6 +498,39 @@ mod tests {
         assert!(h.expect_continue);
         let h = head("POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(h.body, BodyLength::Empty);
+    }
+
+    #[test]
+    fn accept_encoding() {
+        let gzip = |value: &str| {
+            head(&format!(
+                "GET / HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: {value}\r\n\r\n"
+            ))
+            .accepts_gzip
+        };
+        for yes in [
+            "gzip",
+            "gzip, deflate, br, zstd",
+            "deflate,GZIP;q=0.5",
+            "x-gzip",
+            "*",
+            "br;q=0, *;q=0.1",
+        ] {
+            assert!(gzip(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "identity",
+            "deflate, br",
+            "gzip;q=0",
+            "gzip; q=0.000, br",
+            "*;q=0",
+            "gzip;q=0, *",
+            "gzipped",
+        ] {
+            assert!(!gzip(no), "{no}");
+        }
+        assert!(!head("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").accepts_gzip);
     }
 
     #[test]

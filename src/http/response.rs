@@ -71,6 +71,34 @@ fn ok_head(content_type: &str, body: &str, keep_alive: bool, cors: Option<&str>)
     out
 }
 
+/// A page's answer (`text/html`): `body` gzip-coded when `gzip`, the head
+/// alone for a `HEAD`. Caches keep one per `Accept-Encoding`.
+pub fn page_response(
+    body: &[u8],
+    gzip: bool,
+    head_only: bool,
+    keep_alive: bool,
+    cors: Option<&str>,
+) -> Vec<u8> {
+    let coding = if gzip {
+        "Content-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n{coding}Vary: Accept-Encoding\r\nCache-Control: no-cache\r\nConnection: {connection}\r\n",
+        body.len()
+    );
+    cors_headers(&mut out, cors);
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
 /// The answer to a CORS preflight from an allowed origin: the methods, and
 /// the request headers an EventSource or a publishing page sends.
 pub fn preflight_response(allow: &str, origin: &str, keep_alive: bool) -> Vec<u8> {

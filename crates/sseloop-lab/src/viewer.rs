@@ -17,7 +17,6 @@ use super::run::END_TYPE;
 use super::thread::{DOWN, MAX_DISCARD, Room, UP, token};
 use super::upstream::{Said, Upstream};
 use super::{MAX_VIEWER_QUEUE, Place};
-use crate::config::LINGER_TIMEOUT;
 
 /// One viewer: the client's socket, the lab's subscription to the hub for
 /// it, and the lesson's stages between them.
@@ -76,7 +75,9 @@ impl Room {
             warn!("lab: register: {e}");
             return;
         }
-        if let Err(e) = crate::net::Transport::limit_send_buffer(&down, self.send_buffer) {
+        if self.send_buffer > 0
+            && let Err(e) = socket2::SockRef::from(&down).set_send_buffer_size(self.send_buffer)
+        {
             debug!("lab: SO_SNDBUF: {e}");
         }
         let run = &mut self.runs[run_key];
@@ -217,7 +218,7 @@ impl Room {
             if viewer.down.shutdown(Shutdown::Write).is_err() {
                 return self.close_viewer(key, "done");
             }
-            viewer.linger = Some(now + LINGER_TIMEOUT);
+            viewer.linger = Some(now + self.linger);
         }
     }
 

@@ -13,7 +13,7 @@
 //!
 //! In a run the lab is three ordinary clients of the hub and one server:
 //! it publishes the lesson's events on a topic of the run's own
-//! (`lab-<run>`), through the server's [`crate::Publisher`], or, in the
+//! (`lab-<run>`), through the server's publisher ([`Publish`]), or, in the
 //! Nagle lesson, by `POST /publish` over real loopback TCP; each viewer
 //! (a browser's `EventSource`, its `fetch()` reader, the terminal client)
 //! gets its own subscription to `/events` over real loopback TCP, as any
@@ -29,7 +29,6 @@
 //! | `blocks` | a buffer sent only when full: unflushed writes (pure) |
 //! | `relay` | a relay that buffers as nginx does by default (pure) |
 //! | `deflate` | a zlib stream that holds output as zlib does (pure) |
-//! | `inflate` | its decoder, for the terminal client (pure) |
 //! | `idle` | heartbeats and a proxy's read timeout (pure) |
 //! | `pipeline` | the application and the cause between the hub and a viewer (pure) |
 //! | `upstream` | the hub's event stream, parsed as the application reads it (pure) |
@@ -39,6 +38,16 @@
 //! | `viewer` | one viewer's sockets: the client's and the lab's subscription |
 //! | `answer` | the short answers (204, 400, 429, 503) to connections not served |
 //! | `watch` | the terminal client of `sseloop lab` |
+//! | `inflate` | a small deflate decoder: the terminal client's, and the server's for its pages (pure) |
+//!
+//! # A crate of its own
+//!
+//! The lab is a crate of the workspace beside the server, which it knows
+//! only through [`Settings`], [`Publish`] and [`Seat`], so that it can be
+//! optimised for size (`opt-level = "z"` in the workspace's release
+//! profile): nothing of it is on the server's publish or delivery path,
+//! and its code is half as large so. The server re-exports it as
+//! `sseloop::lab`.
 //!
 //! # Bounds
 //!
@@ -51,7 +60,7 @@ mod answer;
 mod blocks;
 mod deflate;
 mod idle;
-mod inflate;
+pub mod inflate;
 mod lesson;
 mod nagle;
 mod pipeline;
@@ -65,15 +74,15 @@ mod watch;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
-use crate::process::{Admission, Shared};
-
 pub use lesson::{Lesson, StreamRequest, parse_rate};
-pub(crate) use thread::Lab;
-pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, summary, watch};
+pub use run::Fixed;
+pub use thread::Lab;
+pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, print_runs, summary, watch};
 
 /// Most runs at once.
 pub const MAX_RUNS: usize = 4;
@@ -82,14 +91,11 @@ pub const MAX_VIEWER_QUEUE: usize = 256 << 10;
 /// Most connections handed over and not yet taken by the lab.
 pub const MAX_WAITING: usize = 64;
 
-/// The lab's page, served at `GET /lab`.
-pub const PAGE: &str = include_str!("../lab.html");
-
 /// A connection handed over by a loop: its socket, what it asked for, the
 /// bytes the loop had not written to it yet, and its place against
 /// `--max-connections`.
 #[derive(Debug)]
-pub(crate) struct Handed {
+pub struct Handed {
     socket: TcpStream,
     request: StreamRequest,
     unsent: Vec<u8>,
@@ -97,30 +103,73 @@ pub(crate) struct Handed {
 }
 
 impl Handed {
-    /// A connection the loop let in (so it holds a served place).
-    pub(crate) fn new(
+    /// A connection the loop let in: it holds a served place of `seat`'s.
+    pub fn new(
         socket: TcpStream,
         request: StreamRequest,
         unsent: Vec<u8>,
-        shared: Arc<Shared>,
+        seat: Arc<impl Seat + 'static>,
     ) -> Handed {
         Handed {
             socket,
             request,
             unsent,
-            place: Place(shared),
+            place: Place(seat),
         }
     }
 }
 
-/// A served place against `--max-connections`, given back when dropped
-/// (with the socket that held it).
+/// What the server counts `--max-connections` with: a connection handed
+/// over holds one served place until the lab closes it.
+pub trait Seat: Send + Sync {
+    /// A served connection has closed: its place is free.
+    fn give_back(&self);
+}
+
+/// How the lab publishes its events into the server it is part of.
+pub trait Publish: Send {
+    /// Publishes `data` on `topic`, with `event_type` when given.
+    fn publish(&self, topic: &str, event_type: Option<&str>, data: String) -> Result<(), Refused>;
+}
+
+/// Why a publish was not taken.
 #[derive(Debug)]
-struct Place(Arc<Shared>);
+pub enum Refused {
+    /// The hub cannot store events now (Redis away): this event is lost to
+    /// the run, the next may not be.
+    Unavailable,
+    /// Anything else, said in words: the run cannot go on.
+    Other(String),
+}
+
+/// What the lab takes from the server's configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// `--publish-token`: the Nagle lesson's publisher sends it.
+    pub token: Option<String>,
+    /// `--jwt-key` is set: the lab's subscriptions would need tokens.
+    pub private: bool,
+    /// `--max-event-size`.
+    pub max_data: usize,
+    /// `--send-buffer`: the viewers' sockets get it too.
+    pub send_buffer: usize,
+    /// How long a closed answer lingers for the client's FIN.
+    pub linger: Duration,
+}
+
+/// A served place, given back when dropped (with the socket that held
+/// it).
+struct Place(Arc<dyn Seat>);
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Place")
+    }
+}
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.0.leave(Admission::Served);
+        self.0.give_back();
     }
 }
 
@@ -128,7 +177,7 @@ impl Drop for Place {
 /// connections on their way (which bounds the queue). Kept in what the
 /// loops share; only a lab request touches it.
 #[derive(Debug)]
-pub(crate) struct LabDoor {
+pub struct LabDoor {
     queue: Arc<Mutex<Queue>>,
     waker: Waker,
     waiting: Arc<AtomicUsize>,
@@ -138,7 +187,7 @@ pub(crate) struct LabDoor {
 /// A reserved place in the lab's channel.
 #[must_use]
 #[derive(Debug)]
-pub(crate) struct Ticket<'a> {
+pub struct Ticket<'a> {
     door: &'a LabDoor,
     used: bool,
 }
@@ -146,7 +195,7 @@ pub(crate) struct Ticket<'a> {
 impl LabDoor {
     /// A place for one connection, unless [`MAX_WAITING`] are already on
     /// their way (the lab is not keeping up): then the loop answers 503.
-    pub(crate) fn reserve(&self) -> Option<Ticket<'_>> {
+    pub fn reserve(&self) -> Option<Ticket<'_>> {
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return None;
@@ -158,7 +207,7 @@ impl LabDoor {
     }
 
     /// Tells the lab to close everything and end its thread.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.waker.wake();
     }
@@ -167,7 +216,7 @@ impl LabDoor {
 impl Ticket<'_> {
     /// Hands the connection over; should the lab have stopped, the
     /// connection is closed here (and its place given back).
-    pub(crate) fn send(mut self, handed: Handed) {
+    pub fn send(mut self, handed: Handed) {
         self.used = true;
         let mut queue = self
             .door

@@ -7,9 +7,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use mio::net::TcpStream;
@@ -24,11 +23,7 @@ use super::nagle::{Answered, TcpPublisher};
 use super::pipeline::Tick;
 use super::run::{END_TYPE, Phase, Schedule, Step, epoch_ms, event_data};
 use super::viewer::Viewer;
-use super::{Handed, Inbox, LabDoor, MAX_RUNS};
-use crate::config::Config;
-use crate::process::Shared;
-use crate::publisher::{PublishError, Publisher};
-use crate::sse::Event;
+use super::{Handed, Inbox, LabDoor, MAX_RUNS, Publish, Refused, Settings};
 
 /// The waker's token.
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -50,34 +45,33 @@ pub(super) fn token(kind: usize, key: usize) -> Token {
 }
 
 /// A lab whose thread has not started yet.
-pub(crate) struct Lab {
+pub struct Lab {
     poll: Poll,
     inbox: Inbox,
-    token: Option<String>,
-    private: bool,
-    max_data: usize,
-    send_buffer: usize,
+    settings: Settings,
 }
 
 impl Lab {
-    /// A lab for a server configured with `config`, and the door the
-    /// loops reach it through.
-    pub(crate) fn new(config: &Config) -> io::Result<(Lab, LabDoor)> {
+    /// A lab for a server configured so, and the door the loops reach it
+    /// through.
+    // Not inlined into the server's code: compiled here, for size.
+    #[inline(never)]
+    pub fn new(settings: Settings) -> io::Result<(Lab, LabDoor)> {
         let poll = Poll::new()?;
         let (door, inbox) = super::channel(&poll)?;
         let lab = Lab {
             poll,
             inbox,
-            token: config.publish_token.clone(),
-            private: config.jwt_key.is_some(),
-            max_data: config.max_event_size,
-            send_buffer: config.send_buffer,
+            settings,
         };
         Ok((lab, door))
     }
 
-    /// Starts the lab's thread for the server at `hub`.
-    pub(crate) fn spawn(self, shared: Arc<Shared>, hub: SocketAddr) -> io::Result<JoinHandle<()>> {
+    /// Starts the lab's thread for the server at `hub`, which it
+    /// publishes into through `publisher`.
+    // Not inlined into the server's code: compiled here, for size.
+    #[inline(never)]
+    pub fn spawn(self, publisher: Box<dyn Publish>, hub: SocketAddr) -> io::Result<JoinHandle<()>> {
         let hub = match hub.ip() {
             ip if ip.is_unspecified() && ip.is_ipv4() => {
                 SocketAddr::from(([127, 0, 0, 1], hub.port()))
@@ -90,12 +84,13 @@ impl Lab {
         let mut room = Room {
             poll: self.poll,
             inbox: self.inbox,
-            publisher: Publisher::new(Arc::clone(&shared)),
+            publisher,
             hub,
-            token: self.token,
-            private: self.private,
-            max_data: self.max_data,
-            send_buffer: self.send_buffer,
+            token: self.settings.token,
+            private: self.settings.private,
+            max_data: self.settings.max_data,
+            send_buffer: self.settings.send_buffer,
+            linger: self.settings.linger,
             runs: Slab::new(),
             viewers: Slab::new(),
             answers: Slab::new(),
@@ -112,13 +107,15 @@ impl Lab {
 pub(super) struct Room {
     pub(super) poll: Poll,
     pub(super) inbox: Inbox,
-    pub(super) publisher: Publisher,
+    pub(super) publisher: Box<dyn Publish>,
     pub(super) hub: SocketAddr,
     pub(super) token: Option<String>,
     /// `--jwt-key`: the lab's subscriptions would need tokens.
     pub(super) private: bool,
     pub(super) max_data: usize,
     pub(super) send_buffer: usize,
+    /// How long a closed answer or viewer lingers for the client's FIN.
+    pub(super) linger: Duration,
     pub(super) runs: Slab<Run>,
     pub(super) viewers: Slab<Viewer>,
     pub(super) answers: Slab<Answer>,
@@ -151,7 +148,7 @@ impl Room {
             let timeout = self
                 .deadline()
                 .map(|at| at.saturating_duration_since(Instant::now()));
-            if let Err(e) = crate::net::poll(&mut self.poll, &mut events, timeout) {
+            if let Err(e) = poll(&mut self.poll, &mut events, timeout) {
                 warn!("lab: poll failed: {e}; the lab stops");
                 break;
             }
@@ -371,15 +368,11 @@ impl Room {
                 warn!("lab: publish: {e}");
             });
         }
-        let mut event = Event::new(data).with_topic(run.topic.clone());
-        if let Some(t) = event_type {
-            event = event.with_type(t);
-        }
-        match self.publisher.publish(event) {
-            Ok(_) => Ok(()),
+        match self.publisher.publish(&run.topic, event_type, data) {
+            Ok(()) => Ok(()),
             // Redis away: this event is lost to the run, the next may not be.
-            Err(PublishError::Unavailable) => Ok(()),
-            Err(e) => {
+            Err(Refused::Unavailable) => Ok(()),
+            Err(Refused::Other(e)) => {
                 warn!("lab: publish: {e}");
                 Err(())
             }
@@ -426,5 +419,15 @@ impl Room {
             }
         }
         self.answers.retain(|_, a| a.until > now);
+    }
+}
+
+/// Waits for readiness, retrying when a signal interrupted the wait.
+fn poll(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    loop {
+        match poll.poll(events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
     }
 }

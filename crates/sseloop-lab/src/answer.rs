@@ -12,7 +12,6 @@ use mio::net::TcpStream;
 use super::Place;
 use super::thread::{ANSWER, MAX_DISCARD, Room, token};
 use super::viewer::write_some;
-use crate::config::LINGER_TIMEOUT;
 
 /// Most answers being written at once; past it a connection is closed
 /// unanswered.
@@ -58,7 +57,7 @@ impl Room {
                 out,
                 shut: false,
                 discarded: 0,
-                until: now + LINGER_TIMEOUT,
+                until: now + self.linger,
             });
             self.on_answer(key);
         }

@@ -153,6 +153,8 @@ pub struct StreamRequest {
 impl StreamRequest {
     /// Reads a lab stream request from its decoded query pairs and the
     /// `Last-Event-ID` header; the error says what is wrong.
+    // Not inlined into the server's code: compiled here, for size.
+    #[inline(never)]
     pub fn from_query(
         pairs: &[(String, String)],
         last_event_id: Option<String>,
@@ -236,6 +238,8 @@ fn flag(value: &str) -> Option<bool> {
 /// A rate in events per second, a plain decimal number (`10`, `2.5`,
 /// `0.125`: no sign, no exponent, at most three decimals) from 0.1 to 50,
 /// in thousandths of an event per second.
+// Not inlined into the server's code: compiled here, for size.
+#[inline(never)]
 pub fn parse_rate(text: &str) -> Option<u32> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());

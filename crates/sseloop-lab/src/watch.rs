@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::inflate::Inflate;
 use super::lesson::{Lesson, MAX_RUN};
-use super::run::{END_TYPE, epoch_ms};
+use super::run::{END_TYPE, Fixed, epoch_ms};
 use super::upstream::{Said, Upstream};
 
 /// What a browser waits before it reconnects, when the stream set no
@@ -83,6 +83,18 @@ pub fn watch(
     addr: SocketAddr,
     options: &Options,
     mut seen: impl FnMut(Sight<'_>),
+) -> io::Result<Trial> {
+    watch_with(addr, options, &mut seen)
+}
+
+/// `watch`, compiled here once (and so for size) whatever the caller's
+/// closure.
+// Not inlined into the server's code: compiled here, for size.
+#[inline(never)]
+fn watch_with(
+    addr: SocketAddr,
+    options: &Options,
+    seen: &mut dyn FnMut(Sight<'_>),
 ) -> io::Result<Trial> {
     let run = format!("t{:x}", (epoch_ms() * 1000.0) as u64);
     let mut query = format!(
@@ -258,8 +270,48 @@ fn feed(
     Ok(reader.feed(&plain, said).is_ok())
 }
 
+/// `sseloop lab`'s runs, printed: `options` on the lab at `addr` with
+/// the cause, the fix or both, in the order of `runs`, each event's delay
+/// as it arrives, and the summary at the end.
+// Not inlined into the server's code: compiled here, for size.
+#[inline(never)]
+pub fn print_runs(addr: SocketAddr, options: &Options, runs: &[bool]) -> io::Result<()> {
+    let lesson = options.lesson;
+    let mut trials = Vec::new();
+    for &fix in runs {
+        let options = Options {
+            fix,
+            ..options.clone()
+        };
+        println!(
+            "{} ({}), with the {}:",
+            lesson.name(),
+            lesson.title(),
+            if fix { "fix" } else { "cause" }
+        );
+        trials.push(watch_with(addr, &options, &mut |sight| match sight {
+            Sight::Event(w) => println!(
+                "  event {:>3}  {:>8} ms   ({} read{}, {} bytes so far)",
+                w.n,
+                Fixed(w.delay_ms, 1),
+                w.reads,
+                if w.reads == 1 { "" } else { "s" },
+                w.bytes
+            ),
+            Sight::Cut(id) => println!(
+                "  the stream ended before the run: back in {} s with Last-Event-ID: {id}",
+                RECONNECT_DELAY.as_secs()
+            ),
+        })?);
+    }
+    print!("{}", summary(lesson, &trials));
+    Ok(())
+}
+
 /// The summary of runs of one lesson: events, median and maximum delay,
 /// reconnects, for each.
+// Not inlined into the server's code: compiled here, for size.
+#[inline(never)]
 pub fn summary(lesson: Lesson, trials: &[Trial]) -> String {
     let mut out = format!(
         "{}: {}\n                  events  median ms     max ms  reconnects\n",
@@ -279,15 +331,15 @@ pub fn summary(lesson: Lesson, trials: &[Trial]) -> String {
         let median = delays.get(delays.len() / 2).copied().unwrap_or(f64::NAN);
         let max = delays.last().copied().unwrap_or(f64::NAN);
         out.push_str(&format!(
-            "  {:<14} {:>7} {:>10.1} {:>10.1} {:>11}\n",
+            "  {:<14} {:>7} {:>10} {:>10} {:>11}\n",
             if trial.fix {
                 "with the fix"
             } else {
                 "with the cause"
             },
             trial.events.len(),
-            median,
-            max,
+            Fixed(median, 1),
+            Fixed(max, 1),
             trial.reconnects.len()
         ));
     }
