@@ -265,3 +265,20 @@ hook_failover() {
     bg_jobs=("${kept[@]}")
     say "before the failover $before, after it $after; the subscriber got the reset and $after"
 }
+
+# The failure lab in the terminal: the summary of `sseloop lab proxy` shows
+# the cause holding events back by hundreds of milliseconds and the fix
+# delivering them at once (coarse bounds a busy machine keeps).
+hook_failure_lab() {
+    local n got="" cause fix
+    for n in "${section_blocks[@]}"; do
+        if [ "${b_kind[$n]}" = console-run ]; then got=$sdir/console$n.1.got; fi
+    done
+    [ -n "$got" ] && [ -s "$got" ] || fail "the lab's terminal block printed nothing"
+    cause=$(awk '$1 == "with" && $3 == "cause" { print $5 }' "$got")
+    fix=$(awk '$1 == "with" && $3 == "fix" { print $5 }' "$got")
+    [ -n "$cause" ] && [ -n "$fix" ] || fail "no summary in what \`sseloop lab\` printed: $(tail -c 400 "$got")"
+    awk -v c="$cause" -v f="$fix" 'BEGIN { exit !(c >= 100 && f <= 30) }' ||
+        fail "the lab's medians are $cause ms with the cause and $fix ms with the fix, not >= 100 and <= 30"
+    say "sseloop lab proxy: median $cause ms with the cause, $fix ms with the fix"
+}
