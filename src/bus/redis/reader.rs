@@ -63,6 +63,12 @@ pub enum Step {
     Log(Level, String),
     /// An entry was skipped (counted; logged within a bound): why.
     Skipped(String),
+    /// An entry with an id sseloop does not number was found (logged within
+    /// a bound); the epoch check removes it, and the node whose script
+    /// removes it counts it, so each is counted once in the cluster.
+    Foreign(String),
+    /// This node's epoch check removed that many foreign entries: counted.
+    Removed(u64),
     /// Ask for the epoch check next.
     Sync,
     /// Read the entries after `after` next.
@@ -182,6 +188,7 @@ impl Reader {
                              (another program's XADD *) from the stream"
                         ),
                     ));
+                    out.push(Step::Removed(removed));
                 }
                 (value, run, from, last)
             }
@@ -308,7 +315,7 @@ impl Reader {
                     // The epoch check removes it: nothing after it can be
                     // read before that.
                     if self.foreign.as_ref() != Some(&id) {
-                        out.push(Step::Skipped(format!(
+                        out.push(Step::Foreign(format!(
                             "entry {id}: an id sseloop does not number (another program's XADD *)"
                         )));
                         self.foreign = Some(id);
@@ -487,6 +494,8 @@ mod tests {
                     }
                     Step::Log(level, _) => shown.push(format!("log:{level}")),
                     Step::Skipped(_) => shown.push("skipped".into()),
+                    Step::Foreign(_) => shown.push("foreign".into()),
+                    Step::Removed(n) => shown.push(format!("removed {n}")),
                     Step::Sync => shown.push("sync".into()),
                     Step::Read {
                         after,
@@ -659,14 +668,14 @@ mod tests {
     }
 
     #[test]
-    fn a_foreign_id_is_counted_once_and_sends_the_reader_to_the_epoch_check() {
+    fn a_foreign_id_is_counted_where_it_is_removed_and_sends_the_reader_to_the_epoch_check() {
         let mut r = reader(8);
         let mut node = Node::default();
         node.sync(&mut r, A, 0);
         let foreign = || Item::Foreign("1712345678901-0".into());
         let got = node.read(&mut r, Read::Entries(vec![event(A, 1), foreign()]));
-        assert_eq!(got, [format!("1 {A}-1"), "skipped".into(), "sync".into()]);
-        // Read again before the check removed it: not counted again.
+        assert_eq!(got, [format!("1 {A}-1"), "foreign".into(), "sync".into()]);
+        // Read again before the check removed it: not said again.
         assert_eq!(node.read(&mut r, Read::Entries(vec![foreign()])), ["sync"]);
         let mut out = Vec::new();
         let removed = Synced::Epoch {
@@ -677,7 +686,8 @@ mod tests {
             removed: 1,
         };
         r.on_sync(removed, &mut out);
-        assert_eq!(node.apply(out), ["log:WARN", "read 1"]);
+        // Counted where it is removed.
+        assert_eq!(node.apply(out), ["log:WARN", "removed 1", "read 1"]);
     }
 
     #[test]

@@ -178,6 +178,12 @@ impl Reading {
                 hub.tally.skip();
                 self.skips.note(&why, Instant::now());
             }
+            Step::Foreign(why) => self.skips.note(&why, Instant::now()),
+            Step::Removed(removed) => {
+                for _ in 0..removed {
+                    hub.tally.skip();
+                }
+            }
             Step::Sync => {
                 let current = hub.epochs.current();
                 let known = current.as_ref().map(|c| (&*c.value, c.known));

@@ -504,6 +504,10 @@ impl Writer {
                         "Redis: removed {removed} entries with ids sseloop does not number \
                          (another program's XADD *) from the stream"
                     );
+                    // Gone before any reader could skip them: this node says so.
+                    for _ in 0..removed {
+                        hub.tally.skip();
+                    }
                 }
                 hub.epochs.note_stored(run, seq);
                 let id = EventId::new(run, seq);
