@@ -40,7 +40,8 @@
 //! reactor hands it to `Hub::publish` for its connection (a ticket); a
 //! thread's [`Publisher::publish`] hands it to the same door and waits
 //! there. In process, `LocalSequencer` numbers the event under its lock
-//! (its id, a `bus::id::EventId`, is `<run>-<seq>`), encodes it once and
+//! (its id, a `bus::id::EventId`, is `urn:sseloop:<run>-<seq>`, or its
+//! publisher's), encodes it once and
 //! hands the same `Delivery` to every loop's inbox; loop L gets the id
 //! back at once, queues the answer, then drains its own inbox, and the
 //! other loops are woken through their wakers, once per batch. In a

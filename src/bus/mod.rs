@@ -42,15 +42,16 @@ use log::{debug, trace};
 use mio::event::Event as Readiness;
 use mio::{Registry, Token};
 
-use crate::sse::{Event, Frame, valid_event_type, valid_topic};
+use crate::sse::{Event, Frame, valid_event_type, valid_id, valid_topic};
 
 pub use history::{History, Retained};
 pub use id::{EventId, ResetReason};
 pub use inbox::Inboxes;
 
 /// One event in the hub's order, as every loop receives it: its sequence
-/// number, the frame every subscriber's queue points at, and its topics
-/// (none: a broadcast). Cloning shares, never copies.
+/// number, the frame every subscriber's queue points at, its topics (none:
+/// a broadcast), the id its publisher gave it (which a `Last-Event-ID`
+/// names it by) and whether it is private. Cloning shares, never copies.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     /// Position in the hub's order, from 1.
@@ -59,6 +60,25 @@ pub struct Delivery {
     pub frame: Arc<Frame>,
     /// Where it goes; empty for everyone.
     pub topics: Arc<[Box<str>]>,
+    /// Its publisher's id, when it has one.
+    pub name: Option<Arc<str>>,
+    /// Only for subscribers allowed one of its topics (Mercure's
+    /// `private`).
+    pub private: bool,
+}
+
+impl Delivery {
+    /// Event `seq` of the order, encoded in `frame`, to `topics`, public
+    /// and unnamed (a `reset`, a test's event).
+    pub fn plain(seq: u64, frame: Arc<Frame>, topics: Arc<[Box<str>]>) -> Delivery {
+        Delivery {
+            seq,
+            frame,
+            topics,
+            name: None,
+            private: false,
+        }
+    }
 }
 
 /// A publish as it comes to the door.
@@ -66,17 +86,21 @@ pub struct Delivery {
 pub struct Publish {
     /// The event.
     pub event: Event,
-    /// The name its publisher gave it (a Mercure `id`, an
-    /// `Idempotency-Key`), for a second publish of the same name to be
-    /// answered with the first one's id. Not given by any publisher yet.
-    #[expect(dead_code, reason = "no publisher names its events yet")]
-    pub name: Option<Arc<str>>,
+    /// The key its publisher gave it (a Mercure `id`, an
+    /// `Idempotency-Key`), for a second publish with the same key within
+    /// the history to be answered with the first one's id instead of
+    /// making a second event.
+    #[expect(
+        dead_code,
+        reason = "set by the Mercure publish; the sequencers' exactly-once tables read it"
+    )]
+    pub key: Option<Arc<str>>,
 }
 
 impl Publish {
-    /// A publish of `event` with no name.
+    /// A publish of `event` with no key.
     pub fn new(event: Event) -> Publish {
-        Publish { event, name: None }
+        Publish { event, key: None }
     }
 }
 
@@ -126,6 +150,8 @@ pub enum PublishError {
     /// A topic is empty, longer than 128 bytes or holds a control character
     /// (no subscriber could name it).
     InvalidTopic,
+    /// The id is empty, longer than 1 024 bytes, or holds CR, LF or NUL.
+    InvalidId,
     /// In a cluster: Redis cannot be reached now, so the event was not
     /// stored (or, if Redis failed while storing it, may have been). Retry
     /// later.
@@ -139,6 +165,7 @@ impl PublishError {
             PublishError::Closed => "the server has stopped",
             PublishError::InvalidType => "event type must not contain CR, LF or NUL",
             PublishError::InvalidTopic => "topic must be 1 to 128 bytes with no control characters",
+            PublishError::InvalidId => "id must be 1 to 1024 bytes with no CR, LF or NUL",
             PublishError::Unavailable => "the cluster's Redis cannot be reached; retry later",
         }
     }
@@ -223,8 +250,14 @@ impl Hub {
         Hub { sequencer }
     }
 
-    /// Publishes for `asker`, if the event is one a subscriber can receive.
-    pub fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+    /// Publishes for `asker`, if the event is one a subscriber can
+    /// receive. An id in the hub's own form is dropped: the sequencer
+    /// makes one.
+    pub fn publish(&self, mut publish: Publish, asker: Asker) -> Offer {
+        if publish.event.id().is_some_and(id::is_hub_form) {
+            debug!("a publisher's id in the hub's form is replaced by the hub's");
+            publish.event.drop_id();
+        }
         if let Err(refused) = check(&publish.event) {
             debug!("publish refused: {refused}");
             return Offer::Refused(refused);
@@ -255,6 +288,9 @@ fn check(event: &Event) -> Result<(), PublishError> {
     }
     if !event.topics().iter().all(|t| valid_topic(t)) {
         return Err(PublishError::InvalidTopic);
+    }
+    if event.id().is_some_and(|id| !valid_id(id)) {
+        return Err(PublishError::InvalidId);
     }
     Ok(())
 }
@@ -375,6 +411,12 @@ mod tests {
             assert_eq!(
                 refused(Event::new("x").with_topic("fine").with_topic(topic)),
                 PublishError::InvalidTopic
+            );
+        }
+        for id in ["", "a\nb", "nul\0"] {
+            assert_eq!(
+                refused(Event::new("x").with_id(id)),
+                PublishError::InvalidId
             );
         }
         assert_eq!(hub.published(), 0);

@@ -61,11 +61,14 @@ impl Clearance {
 }
 
 impl Stream {
-    /// Whether it may receive an event with these private topics.
-    fn cleared_for(&self, private: &[&str]) -> bool {
-        self.clearance
-            .as_ref()
-            .is_some_and(|c| private.iter().all(|t| c.allowed.covers(t)))
+    /// Whether it may receive an event with these private topics, and
+    /// when the event is private (`update` holds its topics), a token that
+    /// allows one of them.
+    fn cleared_for(&self, private: &[&str], update: Option<&[Box<str>]>) -> bool {
+        self.clearance.as_ref().is_some_and(|c| {
+            private.iter().all(|t| c.allowed.covers(t))
+                && update.is_none_or(|topics| topics.iter().any(|t| c.allowed.covers(t)))
+        })
     }
 
     pub(super) fn token_until(&self) -> Option<Instant> {
@@ -127,7 +130,8 @@ impl<S: Transport> Conn<S> {
     /// A live event for this subscriber, numbered `seq` in the hub's order
     /// and `fan_out` among the loop's fan-outs; `private` are the event's private
     /// topics (none without `--jwt-key`), each of which it must be cleared
-    /// for.
+    /// for; `update`, the topics of a private event, one of which it must
+    /// be cleared for.
     pub fn deliver(
         &mut self,
         frame: &Arc<Frame>,
@@ -135,6 +139,7 @@ impl<S: Transport> Conn<S> {
         fan_out: u64,
         limit: usize,
         private: &[&str],
+        update: Option<&[Box<str>]>,
     ) -> Delivered {
         let State::Stream(s) = &self.state else {
             return Delivered::Skipped;
@@ -147,7 +152,7 @@ impl<S: Transport> Conn<S> {
             return Delivered::Skipped;
         }
         self.last_fan_out = fan_out;
-        if !private.is_empty() && !s.cleared_for(private) {
+        if (!private.is_empty() || update.is_some()) && !s.cleared_for(private, update) {
             return Delivered::Skipped;
         }
         self.queue.push_frame(frame, s.framing);
@@ -181,8 +186,11 @@ impl<S: Transport> Conn<S> {
                 break 'top_up ReplayThen::Live;
             };
             let allowed = s.clearance.as_deref().map(|c| &c.allowed);
-            let may_receive =
-                |topics: &[Box<str>]| access.is_none_or(|a| a.may_receive(allowed, topics));
+            let may_receive = |d: &crate::bus::Delivery| {
+                let private_ok =
+                    !d.private || allowed.is_some_and(|a| d.topics.iter().any(|t| a.covers(t)));
+                private_ok && access.is_none_or(|a| a.may_receive(allowed, &d.topics))
+            };
             while self.queue.len() < allowance.fill_to {
                 match history.next_retained(after, &s.subscription, may_receive, &mut units_left) {
                     Retained::Event(seq, frame) => {

@@ -249,7 +249,7 @@ fn requests_then_a_stream_then_closing() {
 
     let frame = event(1);
     assert_eq!(
-        conn.deliver(&frame, 1, 1, LIMIT, &[]),
+        conn.deliver(&frame, 1, 1, LIMIT, &[], None),
         Delivered::Queued { list: true }
     );
     assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
@@ -294,7 +294,7 @@ fn a_stream_gets_heartbeats_only_when_idle() {
     // Bytes the kernel refuses are not idleness: no heartbeat joins them.
     wire.set_room(Some(0));
     assert_eq!(
-        conn.deliver(&event(1), 1, 1, LIMIT, &[]),
+        conn.deliver(&event(1), 1, 1, LIMIT, &[], None),
         Delivered::Queued { list: true }
     );
     assert!(matches!(flush(&mut conn, due), AfterFlush::Done));
@@ -311,7 +311,7 @@ fn a_subscriber_past_the_queue_limit_is_cut_off_with_what_it_began_whole() {
     wire.set_room(Some(5));
     let first = event(1);
     assert!(matches!(
-        conn.deliver(&first, 1, 1, LIMIT, &[]),
+        conn.deliver(&first, 1, 1, LIMIT, &[], None),
         Delivered::Queued { list: true }
     ));
     assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
@@ -319,7 +319,7 @@ fn a_subscriber_past_the_queue_limit_is_cut_off_with_what_it_began_whole() {
     let mut seq = 1;
     let over = loop {
         seq += 1;
-        match conn.deliver(&event(seq), seq, seq, LIMIT, &[]) {
+        match conn.deliver(&event(seq), seq, seq, LIMIT, &[], None) {
             // Waiting for writable readiness: not listed again.
             Delivered::Queued { list } => assert!(!list),
             Delivered::OverLimit => break conn.queued(),
@@ -399,7 +399,7 @@ fn a_half_close_keeps_the_stream_and_a_reset_ends_it() {
     assert_eq!(conn.on_hangup(false, true), Next::Wait);
     // Events still flow to it.
     assert!(matches!(
-        conn.deliver(&event(1), 1, 1, LIMIT, &[]),
+        conn.deliver(&event(1), 1, 1, LIMIT, &[], None),
         Delivered::Queued { list: true }
     ));
     assert_eq!(conn.on_hangup(true, true), Next::Close("peer gone"));
@@ -434,21 +434,24 @@ fn a_delivery_reaches_a_subscriber_once_and_only_when_it_is_live() {
     let (mut conn, _wire, _) = streaming(t0, None);
     let frame = event(1);
     assert!(matches!(
-        conn.deliver(&frame, 1, 1, LIMIT, &[]),
+        conn.deliver(&frame, 1, 1, LIMIT, &[], None),
         Delivered::Queued { .. }
     ));
     // The same fan-out again (a second topic of the same event): skipped.
-    assert_eq!(conn.deliver(&frame, 1, 1, LIMIT, &[]), Delivered::Skipped);
+    assert_eq!(
+        conn.deliver(&frame, 1, 1, LIMIT, &[], None),
+        Delivered::Skipped
+    );
     // A private topic it has no clearance for.
     assert_eq!(
-        conn.deliver(&event(2), 2, 2, LIMIT, &["secret"]),
+        conn.deliver(&event(2), 2, 2, LIMIT, &["secret"], None),
         Delivered::Skipped
     );
     // Resumed after 5: 5 and before are not sent again.
     let (mut resumed, _, _) = streaming(t0, Some(5));
     assert!(resumed.replaying());
     assert_eq!(
-        resumed.deliver(&event(6), 6, 1, LIMIT, &[]),
+        resumed.deliver(&event(6), 6, 1, LIMIT, &[], None),
         Delivered::Skipped,
         "live events wait for the replay"
     );
@@ -460,11 +463,7 @@ fn a_replay_queues_what_was_missed_then_goes_live() {
     let mut history = History::new(Epoch::new(Run::NONE, 0), 16);
     let topics: Arc<[Box<str>]> = Arc::from(vec![Box::from("t")]);
     for seq in 1..=3 {
-        history.record(&Delivery {
-            seq,
-            frame: event(seq),
-            topics: Arc::clone(&topics),
-        });
+        history.record(&Delivery::plain(seq, event(seq), Arc::clone(&topics)));
     }
     let (mut conn, wire, _) = streaming(t0, Some(0));
     let room = event(1).wire(Framing::Chunked).len();
@@ -497,11 +496,11 @@ fn a_replay_queues_what_was_missed_then_goes_live() {
     );
     // Live now: what it replayed is not sent twice, what follows is.
     assert_eq!(
-        conn.deliver(&event(3), 3, 1, LIMIT, &[]),
+        conn.deliver(&event(3), 3, 1, LIMIT, &[], None),
         Delivered::Skipped
     );
     assert!(matches!(
-        conn.deliver(&event(4), 4, 2, LIMIT, &[]),
+        conn.deliver(&event(4), 4, 2, LIMIT, &[], None),
         Delivered::Queued { .. }
     ));
 }
@@ -581,7 +580,7 @@ fn a_failed_write_is_reported_with_how_long_it_waited() {
     let t0 = Instant::now();
     let (mut conn, wire, _) = streaming(t0, None);
     wire.set_room(Some(0));
-    let _ = conn.deliver(&event(1), 1, 1, LIMIT, &[]);
+    let _ = conn.deliver(&event(1), 1, 1, LIMIT, &[], None);
     assert!(matches!(flush(&mut conn, t0), AfterFlush::Done));
     wire.0.borrow_mut().broken = Some(io::ErrorKind::BrokenPipe);
     let later = t0 + Duration::from_millis(30);

@@ -153,7 +153,7 @@ impl Reactor {
     /// could receive (`app` lets none through), else 503.
     fn refuse_publish(&mut self, key: usize, refused: PublishError) {
         let action = match refused {
-            PublishError::InvalidType | PublishError::InvalidTopic => {
+            PublishError::InvalidType | PublishError::InvalidTopic | PublishError::InvalidId => {
                 Action::Reject(Reject::new(Status::BAD_REQUEST, refused.reason()))
             }
             PublishError::Closed | PublishError::Unavailable => app::unavailable(),
@@ -270,12 +270,14 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
+            let update = delivery.private.then_some(&*delivery.topics);
             match conn.deliver(
                 &delivery.frame,
                 delivery.seq,
                 self.fan_outs,
                 limit,
                 &private,
+                update,
             ) {
                 Delivered::Skipped => {}
                 Delivered::Queued { list } => {
