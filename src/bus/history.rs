@@ -16,7 +16,6 @@ use std::sync::Arc;
 use crate::bus::Delivery;
 use crate::bus::id::{Epoch, EventId, ResetReason};
 use crate::sse::Frame;
-use crate::topics::Subscription;
 
 /// The next retained event a resuming subscriber should get.
 #[derive(Debug)]
@@ -166,18 +165,18 @@ impl History {
             .place(id, issued.max(self.newest), self.oldest_kept())
     }
 
-    /// The first kept event after `after` that `sub` should get: one of its
-    /// topics, or a broadcast, and one that `allowed` says it may receive
-    /// (the private-topic and private-update checks). Each event
-    /// looked at costs `budget` what matching it costs: one unit, plus one
-    /// per pair of its topics and the subscriber's. When the budget runs out
-    /// first, says how far the look got; the first event of a look is
-    /// always looked at, so every look moves on.
+    /// The first kept event after `after` that `wanted` says a subscriber
+    /// should get (its selectors, and the private-topic and private-update
+    /// rules). Each event looked at costs `budget` one unit plus
+    /// `per_topic` per topic it has (what matching it costs: the
+    /// subscriber's matchers against each of its topics). When the budget
+    /// runs out first, says how far the look got; the first event of a
+    /// look is always looked at, so every look moves on.
     pub fn next_retained(
         &self,
         after: u64,
-        sub: &Subscription,
-        allowed: impl Fn(&Delivery) -> bool,
+        per_topic: usize,
+        mut wanted: impl FnMut(&Delivery) -> bool,
         budget: &mut usize,
     ) -> Retained<'_> {
         if after >= self.newest {
@@ -187,14 +186,14 @@ impl History {
             return Retained::Lost;
         }
         let start = self.kept.partition_point(|d| d.seq <= after);
-        let pairs_per_topic = sub.topic_count().max(1);
+        let per_topic = per_topic.max(1);
         for (looked, d) in self.kept.range(start..).enumerate() {
-            let cost = 1 + d.topics.len() * pairs_per_topic;
+            let cost = 1 + d.topics.len() * per_topic;
             if *budget < cost && looked > 0 {
                 return Retained::Scanned(d.seq - 1);
             }
             *budget = budget.saturating_sub(cost);
-            if sub.wants(d.topics.iter().map(|t| &**t)) && allowed(d) {
+            if wanted(d) {
                 return Retained::Event(d.seq, &d.frame);
             }
         }
@@ -206,7 +205,15 @@ impl History {
 mod tests {
     use super::*;
     use crate::bus::id::Run;
-    use crate::topics::Topics;
+    use crate::mercure::matcher::EventTopics;
+    use crate::mercure::url::Url;
+    use crate::topics::{Subscription, Topics};
+
+    /// What a subscriber of `sub` wants, as the stream asks it.
+    fn wants(sub: &Subscription) -> impl FnMut(&Delivery) -> bool + '_ {
+        let hub = Url::parse("http://localhost/.well-known/mercure", None).unwrap();
+        move |d: &Delivery| sub.wants(&mut EventTopics::new(&d.topics, &hub))
+    }
 
     fn run(text: &str) -> Run {
         Run::parse(text.as_bytes()).unwrap()
@@ -240,7 +247,12 @@ mod tests {
         let sub = index.subscribe(99, &topics);
         let mut out = Vec::new();
         loop {
-            match h.next_retained(after, &sub, |_| true, &mut usize::MAX.clone()) {
+            match h.next_retained(
+                after,
+                sub.matcher_count(),
+                wants(&sub),
+                &mut usize::MAX.clone(),
+            ) {
                 Retained::Event(seq, frame) => {
                     out.push(String::from_utf8(frame.payload().to_vec()).unwrap());
                     after = seq;
@@ -313,21 +325,21 @@ mod tests {
         let sub = index.subscribe(1, &[]);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(1, _)
         ));
         deliver(&mut h, "2", &[]);
         deliver(&mut h, "3", &[]);
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Lost
         ));
         assert!(matches!(
-            h.next_retained(1, &sub, |_| true, &mut budget),
+            h.next_retained(1, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(2, _)
         ));
         assert!(matches!(
-            h.next_retained(3, &sub, |_| true, &mut budget),
+            h.next_retained(3, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::CaughtUp
         ));
     }
@@ -344,13 +356,13 @@ mod tests {
         // Each event costs 3 (itself and two topics): 30 units look at 10.
         let mut budget = 30;
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Scanned(10)
         ));
         assert_eq!(budget, 0);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(10, &sub, |_| true, &mut budget),
+            h.next_retained(10, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(51, _)
         ));
     }
@@ -402,13 +414,13 @@ mod tests {
         // 1 + 100 topics x 2 = 201 units for the first, with 10 to spend.
         let mut budget = 10;
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Scanned(1)
         ));
         assert_eq!(budget, 0);
         let mut budget = 10;
         assert!(matches!(
-            h.next_retained(1, &sub, |_| true, &mut budget),
+            h.next_retained(1, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(2, _)
         ));
     }

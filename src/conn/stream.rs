@@ -10,8 +10,10 @@ use super::{
     Conn, Delivered, EndedStream, Lane, Next, ReplayAllowance, ReplayThen, Replayed, State,
 };
 use crate::auth::{Access, Grant, Selectors};
-use crate::bus::{History, ResetReason, Retained};
+use crate::bus::{Delivery, History, ResetReason, Retained};
 use crate::config::LINGER_TIMEOUT;
+use crate::mercure::matcher::EventTopics;
+use crate::mercure::url::Url;
 use crate::net::Transport;
 use crate::sse::{self, Frame, Framing};
 use crate::timers::HeartbeatGrid;
@@ -166,14 +168,19 @@ impl<S: Transport> Conn<S> {
 
     /// While it replays: queues kept events after its cursor until its
     /// queue holds `allowance.fill_to` bytes, the history is exhausted, or
-    /// the allowance's units run out (see `History::next_retained`); with
-    /// `access`, only events whose private topics it is cleared for. Once
-    /// caught up it is live.
+    /// the allowance's units run out (see `History::next_retained`); only
+    /// events its selectors want (topics resolved against `hub` for its
+    /// URL patterns) and, with `access`, whose private topics it is
+    /// cleared for. Once caught up it is live. One that fell behind the
+    /// history meanwhile gets a `reset` and goes live, or on the Mercure
+    /// endpoint (which has no such event) is ended, so that its reconnect
+    /// learns from `Mercure-Last-Event-ID` that events were lost.
     pub fn replay(
         &mut self,
         history: &History,
         allowance: ReplayAllowance,
         access: Option<&Access>,
+        hub: &Url,
     ) -> Replayed {
         let queued_before = self.queue.len();
         let mut units_left = allowance.units;
@@ -186,13 +193,17 @@ impl<S: Transport> Conn<S> {
                 break 'top_up ReplayThen::Live;
             };
             let allowed = s.clearance.as_deref().map(|c| &c.allowed);
-            let may_receive = |d: &crate::bus::Delivery| {
+            let subscription = &s.subscription;
+            let wanted = |d: &Delivery| {
                 let private_ok =
                     !d.private || allowed.is_some_and(|a| d.topics.iter().any(|t| a.covers(t)));
-                private_ok && access.is_none_or(|a| a.may_receive(allowed, &d.topics))
+                private_ok
+                    && access.is_none_or(|a| a.may_receive(allowed, &d.topics))
+                    && subscription.wants(&mut EventTopics::new(&d.topics, hub))
             };
+            let per_topic = subscription.matcher_count();
             while self.queue.len() < allowance.fill_to {
-                match history.next_retained(after, &s.subscription, may_receive, &mut units_left) {
+                match history.next_retained(after, per_topic, wanted, &mut units_left) {
                     Retained::Event(seq, frame) => {
                         self.queue.push_frame(frame, s.framing);
                         events += 1;
@@ -206,6 +217,10 @@ impl<S: Transport> Conn<S> {
                         s.replay = None;
                         s.skip_through = s.skip_through.max(after);
                         break 'top_up ReplayThen::Live;
+                    }
+                    Retained::Lost if s.subscription.is_mercure() => {
+                        s.replay = None;
+                        break 'top_up ReplayThen::Lost;
                     }
                     Retained::Lost => {
                         // It fell behind the history while catching up: say

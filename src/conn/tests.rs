@@ -208,6 +208,10 @@ fn streaming(now: Instant, resume: Option<u64>) -> (Conn<Mem>, Mem, HeartbeatGri
     (conn, wire, grid)
 }
 
+fn hub() -> crate::mercure::url::Url {
+    crate::mercure::url::Url::parse("http://localhost/.well-known/mercure", None).unwrap()
+}
+
 fn event(seq: u64) -> Arc<Frame> {
     Arc::new(Frame::event(&format!("r-{seq}"), None, &format!("e{seq}")))
 }
@@ -473,7 +477,7 @@ fn a_replay_queues_what_was_missed_then_goes_live() {
         units: plenty,
         fill_to: room,
     };
-    let once = conn.replay(&history, allowance, None);
+    let once = conn.replay(&history, allowance, None, &hub());
     assert_eq!((once.events, once.bytes), (1, room));
     assert_eq!(once.then, ReplayThen::WhenWritten);
     assert!(conn.replaying());
@@ -482,7 +486,7 @@ fn a_replay_queues_what_was_missed_then_goes_live() {
         units: plenty,
         fill_to: plenty,
     };
-    let rest = conn.replay(&history, allowance, None);
+    let rest = conn.replay(&history, allowance, None, &hub());
     assert_eq!(rest.events, 2);
     assert_eq!(rest.then, ReplayThen::Live);
     assert!(!conn.replaying());

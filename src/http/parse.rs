@@ -75,6 +75,9 @@ pub struct Head {
     /// request's authority) nor the `--allow-origin` one; a second `Origin`
     /// field makes it foreign.
     pub foreign_origin: bool,
+    /// `Content-Type: application/x-www-form-urlencoded` (parameters
+    /// allowed): a Mercure publish's or `QUERY`'s body.
+    pub form_body: bool,
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -181,7 +184,7 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         }
     }
     // What only a publish is asked for.
-    let publish = matches!(route, Ok(Route::Publish { .. }));
+    let publish = matches!(route, Ok(Route::Publish { .. } | Route::MercurePublish));
     let bears_publish_token = publish
         && policy
             .publish_token
@@ -207,6 +210,7 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             credentials,
             bears_publish_token,
             foreign_origin,
+            form_body: fields.form_body,
         },
         len,
     )
@@ -284,6 +288,8 @@ struct Fields<'a> {
     /// scheme a proxy in front was asked with.
     forwarded_protos: usize,
     forwarded_proto: Option<&'a [u8]>,
+    /// `Content-Type` is the form encoding.
+    form_body: bool,
     /// With `--jwt-key`: tokens are taken into `credentials`.
     keep_tokens: bool,
     credentials: Credentials,
@@ -338,6 +344,11 @@ impl<'a> Fields<'a> {
         } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
             self.forwarded_protos += 1;
             self.forwarded_proto.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            let media = value_str.unwrap_or("").split(';').next().unwrap_or("");
+            self.form_body = media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded");
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
@@ -401,6 +412,11 @@ mod tests {
         assert!(h.expect_continue);
         let h = head("POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(h.body, BodyLength::Empty);
+        assert!(!h.form_body);
+        let h = head(
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Type: Application/X-WWW-Form-Urlencoded ; charset=UTF-8\r\n\r\n",
+        );
+        assert!(h.form_body);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod sockets;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +36,11 @@ use slab::Slab;
 use self::books::{Listening, Owed, Polls, Replays, Shutdown};
 use crate::auth::Access;
 use crate::bus::{self, Bus, Message};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::conn::{Conn, EndedStream, Expired, Lane, Next};
 use crate::http::{Policy, Reject, Status};
+use crate::mercure::matcher::Patterns;
+use crate::mercure::url::HubUrl;
 use crate::metrics::Counters;
 use crate::net;
 use crate::process::{Admission, Shared};
@@ -86,6 +89,13 @@ pub(crate) struct Reactor {
     policy: Policy,
     conns: Slab<Conn<TcpStream>>,
     topics: Topics,
+    /// The Mercure hub's URL: topics and URL patterns resolve against it.
+    hub: HubUrl,
+    /// The URL patterns this loop's subscribers and tokens use, compiled
+    /// once each; borrowed while an answer's context is.
+    patterns: RefCell<Patterns>,
+    /// Recipients found through URL patterns, for one fan-out.
+    pattern_recipients: Vec<usize>,
     bus: Box<dyn Bus>,
     /// What every loop and handle of the server shares (for `/metrics`).
     shared: Arc<Shared>,
@@ -139,6 +149,12 @@ impl Reactor {
             access: Access::configured(config.jwt_key.as_deref(), &config.public_topics)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         };
+        let hub = config
+            .hub_url
+            .as_deref()
+            .map(HubUrl::parse)
+            .unwrap_or_else(|| HubUrl::parse(&config::hub_url(None, local_addr)))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let now = Instant::now();
         Ok(Reactor {
             index,
@@ -147,6 +163,9 @@ impl Reactor {
             policy,
             conns: Slab::new(),
             topics: Topics::default(),
+            patterns: RefCell::new(Patterns::new(hub.url().clone())),
+            hub,
+            pattern_recipients: Vec::new(),
             bus,
             shared,
             counters,

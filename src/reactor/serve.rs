@@ -11,6 +11,7 @@ use crate::app::{self, Action, Context, StreamStart};
 use crate::bus::{Asker, Delivery, EventId, Offer, Publish, PublishError, Ticket};
 use crate::conn::{Clearance, Delivered, Next, ReplayThen};
 use crate::http::{Head, Reject, Status};
+use crate::mercure::matcher::EventTopics;
 use crate::request::Step;
 
 impl Reactor {
@@ -85,7 +86,12 @@ impl Reactor {
     }
 
     fn carry_out(&mut self, key: usize, head: Head, body: Vec<u8>) {
-        let action = app::respond(head, body, &self.context(key));
+        let action = app::respond(
+            head,
+            body,
+            &self.context(key),
+            &mut self.patterns.borrow_mut(),
+        );
         self.act(key, action);
     }
 
@@ -178,10 +184,18 @@ impl Reactor {
         self.owed.reads.push(ticket.key);
     }
 
-    fn subscribe(&mut self, key: usize, start: StreamStart) {
-        let resume = match &start.last_event_id {
-            None => Ok(None),
-            Some(id) => match self.bus.resume_point(id) {
+    fn subscribe(&mut self, key: usize, mut start: StreamStart) {
+        let resume = match (&start.last_event_id, start.matchers.is_some()) {
+            (None, _) => Ok(None),
+            (Some(id), true) => {
+                // Mercure: no in-band reset; the head says where it resumed.
+                let placed = self.place(id).ok();
+                let earliest = self.bus.history().earliest();
+                let (after, said) = app::mercure::resume(id, earliest, placed);
+                app::mercure::with_last_event_id(&mut start.head, said);
+                Ok(after)
+            }
+            (Some(id), false) => match self.place(id) {
                 Ok(seq) => Ok(Some(seq)),
                 Err(reason) => {
                     debug!("connection {key}: Last-Event-ID {id:?} cannot be resumed: {reason:?}");
@@ -192,8 +206,22 @@ impl Reactor {
         if let Err(e) = self.conns[key].limit_send_buffer(self.config.send_buffer) {
             debug!("connection {key}: SO_SNDBUF: {e}");
         }
-        let subscription = self.topics.subscribe(key, &start.topics);
-        debug!("connection {key}: subscribed to {:?}", start.topics);
+        let subscription = match start.matchers {
+            None => {
+                debug!("connection {key}: subscribed to {:?}", start.topics);
+                self.topics.subscribe(key, &start.topics)
+            }
+            Some(m) => {
+                debug!(
+                    "connection {key}: Mercure subscriber of {:?}, {} URL patterns{}",
+                    m.exact,
+                    m.patterns.len(),
+                    if m.wildcard { " and *" } else { "" }
+                );
+                self.topics
+                    .subscribe_matchers(key, &m.exact, m.wildcard, m.patterns)
+            }
+        };
         let clearance = start.grant.map(|grant| Clearance::new(grant, self.now));
         let next = self.conns[key].start_stream(
             start.head,
@@ -212,6 +240,18 @@ impl Reactor {
         self.replay(key);
     }
 
+    /// Places a `Last-Event-ID`. An id its publisher gave an event this
+    /// loop has not received yet (just published, its delivery still in
+    /// the inbox) is looked for again once the inbox is drained.
+    fn place(&mut self, id: &str) -> Result<u64, crate::bus::ResetReason> {
+        let placed = self.bus.resume_point(id);
+        if placed.is_err() && !crate::bus::id::is_hub_form(id) {
+            self.take_messages();
+            return self.bus.resume_point(id);
+        }
+        placed
+    }
+
     /// Tops up a resuming subscriber's replay within what the pass's budget
     /// allows; the flush that drains its queue calls again, and what a
     /// budget stopped goes on in a later pass. Returns the events queued.
@@ -228,7 +268,7 @@ impl Reactor {
             return 0;
         };
         let access = self.policy.access.as_deref();
-        let replayed = conn.replay(self.bus.history(), allowance, access);
+        let replayed = conn.replay(self.bus.history(), allowance, access, self.hub.url());
         self.replays.budget.charge(&replayed);
         self.counters.replayed.add(replayed.events);
         self.counters.deliveries.add(replayed.events);
@@ -244,6 +284,16 @@ impl Reactor {
             ReplayThen::Live => {
                 self.replays.ended();
                 self.update_gauges();
+            }
+            ReplayThen::Lost => {
+                debug!("connection {key}: fell behind the history while replaying: ended");
+                self.replays.ended();
+                self.after(key, next);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    let ending = conn.end_stream(self.now);
+                    self.after_ending(key, ending);
+                }
+                return replayed.events;
             }
         }
         self.after(key, next);
@@ -262,7 +312,15 @@ impl Reactor {
             Some(access) => access.private(&delivery.topics).collect(),
             None => Vec::new(),
         };
-        for key in self.topics.recipients(&delivery.topics) {
+        // Who its topics name: by exact topic, then (only where Mercure
+        // subscribers have a `*` or URL patterns) by pattern.
+        let mut by_pattern = std::mem::take(&mut self.pattern_recipients);
+        if self.topics.has_patterns() {
+            let mut event = EventTopics::new(&delivery.topics, self.hub.url());
+            self.topics.pattern_recipients(&mut event, &mut by_pattern);
+        }
+        let recipients = self.topics.recipients(&delivery.topics);
+        for key in recipients.chain(by_pattern.drain(..)) {
             debug_assert!(
                 self.conns.contains(key),
                 "close() takes a subscriber out of the index"
@@ -292,6 +350,7 @@ impl Reactor {
                 }
             }
         }
+        self.pattern_recipients = by_pattern;
         self.counters.deliveries.add(deliveries);
         self.cut_over_limit();
     }

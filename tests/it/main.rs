@@ -31,6 +31,7 @@ mod inspector;
 mod library;
 mod limits;
 mod loops;
+mod mercure;
 mod metrics;
 mod nginx;
 mod nodelay;

@@ -3,16 +3,22 @@
 //! to carry out; and who may publish ([`may_publish`], asked as soon as a
 //! head is here) and subscribe (`may_subscribe`), from what the request
 //! presents. No sockets, no connections, no bus, no clock (the time is a
-//! parameter): unit-tested on its own.
+//! parameter): unit-tested on its own. `mercure` answers the Mercure
+//! endpoint.
+
+pub mod mercure;
 
 use std::time::Duration;
 
 use crate::auth::{Access, Credentials, Grant, Refusal};
 use crate::http::{self, Head, Policy, Reject, Route, Status};
+use crate::mercure::matcher::Patterns;
 use crate::sse::{Event, Framing};
 
+pub use self::mercure::Matchers;
+
 /// The wire inspector served at `GET /`: one self-contained page.
-pub const INSPECTOR_PAGE: &str = include_str!("inspector.html");
+pub const INSPECTOR_PAGE: &str = include_str!("../inspector.html");
 
 /// `retry:` sent with a stream refused for now, when `--retry` is not set.
 const RETRY_LATER: Duration = Duration::from_secs(1);
@@ -52,6 +58,9 @@ pub struct StreamStart {
     /// What its token allows, when it came with one (and `--jwt-key` is
     /// set).
     pub grant: Option<Grant>,
+    /// A Mercure subscriber's matchers (its exact topics are here, not in
+    /// `topics`); `None` for `/events`.
+    pub matchers: Option<Matchers>,
 }
 
 /// What the loop should do with a request.
@@ -87,8 +96,9 @@ pub enum Action {
     Subscribe(StreamStart),
 }
 
-/// Chooses the action for a request whose head and body have arrived.
-pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
+/// Chooses the action for a request whose head and body have arrived;
+/// URL patterns a Mercure subscriber names are interned in `patterns`.
+pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns) -> Action {
     let route = match head.route {
         Ok(route) => route,
         Err(reject) => return Action::Reject(reject),
@@ -104,7 +114,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
         // An EventSource gives up for good on a 503, so a subscribe is told
         // to come back instead; anything else gets the 503.
         return match route {
-            Route::Subscribe { .. } => {
+            Route::Subscribe { .. } | Route::MercureSubscribe { .. } => {
                 let chunked = stream_framing(head.http11, ctx) == Framing::Chunked;
                 let retry = ctx.retry.unwrap_or(RETRY_LATER);
                 Action::RefuseStream(http::refused_stream(chunked, retry, why, ctx.allow_origin))
@@ -120,11 +130,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 bytes: http::preflight_response(allow, origin, keep_alive),
                 keep_alive,
             },
-            None => Action::Reject(Reject {
-                status: Status::METHOD_NOT_ALLOWED,
-                reason: "method not allowed (CORS is off)",
-                allow: Some(allow),
-            }),
+            None => Action::Reject(Reject::method("method not allowed (CORS is off)", allow)),
         },
         Route::Health => ok(
             "text/plain; charset=utf-8",
@@ -157,6 +163,24 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             }
             Action::Publish { event, keep_alive }
         }
+        Route::MercureSubscribe { in_body, .. } if in_body && !head.form_body => {
+            Action::Reject(Reject::new(
+                Status::BAD_REQUEST,
+                "a QUERY body must be application/x-www-form-urlencoded",
+            ))
+        }
+        Route::MercureSubscribe {
+            query,
+            last_event_id,
+            in_body,
+        } => {
+            let body = in_body.then_some(&body[..]);
+            mercure::subscribe(&query, body, last_event_id, head.http11, ctx, patterns)
+        }
+        Route::MercurePublish => Action::Reject(Reject::new(
+            Status::NOT_IMPLEMENTED,
+            "publishing on the Mercure endpoint is not implemented yet",
+        )),
         Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => Action::Reject(
             Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
         ),
@@ -176,6 +200,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 topics,
                 last_event_id,
                 grant,
+                matchers: None,
             })
         }
     }
@@ -306,6 +331,19 @@ mod tests {
         access: None,
         unix_now: 0,
     };
+
+    /// `super::respond` with the URL patterns of a loop whose hub is at
+    /// the default address.
+    fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
+        super::respond(head, body, ctx, &mut patterns())
+    }
+
+    fn patterns() -> Patterns {
+        let hub = crate::mercure::url::Url::parse(HUB, None).unwrap();
+        Patterns::new(hub)
+    }
+
+    const HUB: &str = "http://localhost:8080/.well-known/mercure";
 
     /// The head of `raw`, given a `Host` (which HTTP/1.1 requires).
     fn head(raw: &str) -> Head {
