@@ -1,15 +1,18 @@
 //! What the Mercure endpoint (`/.well-known/mercure`) answers: a
 //! subscription's matchers from its query (and a `QUERY`'s form body),
-//! where it resumes from. Pure, as the rest of `app`: the loop's URL
-//! patterns are interned in the [`Patterns`] it is given.
+//! where it resumes from; a publish's form body as an event. Pure, as the
+//! rest of `app`: the loop's URL patterns are interned in the
+//! [`Patterns`] it is given.
 
 use std::sync::Arc;
 
 use super::{Action, Context, StreamStart, stream_framing};
-use crate::http::{self, Reject};
+use crate::http::{self, Reject, Status};
 use crate::mercure::matcher::Patterns;
+use crate::mercure::publish::{self, Limits};
 use crate::mercure::selector;
 use crate::mercure::urlpattern::UrlPattern;
+use crate::sse::Event;
 
 /// A Mercure subscriber's matchers, for the loop's topic index.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,6 +59,58 @@ pub fn subscribe(
             patterns: selection.patterns,
         }),
     })
+}
+
+/// A publish: its form body as an event (its topics without repeats, the
+/// canonical one first). The publisher's `id` is the event's id and its
+/// exactly-once key; the answer is the id (see [`super::published`]).
+pub fn publish(body: &[u8], form_body: bool, keep_alive: bool, ctx: &Context) -> Action {
+    if !form_body {
+        return Action::Reject(Reject::new(
+            Status::BAD_REQUEST,
+            "a publish body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let limits = Limits {
+        max_body: usize::MAX, // the request reader bounded it: --max-event-size
+        max_topics: ctx.max_topics,
+    };
+    let update = match publish::parse(body, ctx.hub, limits) {
+        Ok(update) => update,
+        Err(e) if e.status() == 413 => {
+            return Action::Reject(Reject {
+                status: Status::PAYLOAD_TOO_LARGE,
+                ..Reject::bad_request(e.to_string())
+            });
+        }
+        Err(e) => return Action::Reject(Reject::bad_request(e.to_string())),
+    };
+    let mut event = Event::new(update.data);
+    let mut seen: Vec<&str> = Vec::with_capacity(update.topics.len());
+    for topic in &update.topics {
+        if !seen.contains(&&**topic) {
+            seen.push(topic);
+            event = event.with_topic(&**topic);
+        }
+    }
+    if let Some(t) = update.event_type {
+        event = event.with_type(t);
+    }
+    if let Some(ms) = update.retry {
+        event = event.with_retry(std::time::Duration::from_millis(ms));
+    }
+    if update.private {
+        event = event.private();
+    }
+    let key: Option<Arc<str>> = update.id.map(Arc::from);
+    if let Some(id) = &key {
+        event = event.with_id(&**id);
+    }
+    Action::Publish {
+        event,
+        keep_alive,
+        key,
+    }
 }
 
 /// Where a Mercure subscriber resumes, and what `Mercure-Last-Event-ID`

@@ -8,11 +8,13 @@
 
 pub mod mercure;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{Access, Credentials, Grant, Refusal};
 use crate::http::{self, Head, Policy, Reject, Route, Status};
 use crate::mercure::matcher::Patterns;
+use crate::mercure::url::HubUrl;
 use crate::sse::{Event, Framing};
 
 pub use self::mercure::Matchers;
@@ -42,6 +44,8 @@ pub struct Context<'a> {
     pub access: Option<&'a Access>,
     /// The Unix time tokens are checked at (only read with `access`).
     pub unix_now: i64,
+    /// The Mercure hub's URL: published topics resolve against it.
+    pub hub: &'a HubUrl,
 }
 
 /// How a subscriber's stream begins.
@@ -91,6 +95,8 @@ pub enum Action {
         event: Event,
         /// The connection stays open after the answer.
         keep_alive: bool,
+        /// Its exactly-once key (a Mercure `id`).
+        key: Option<Arc<str>>,
     },
     /// Start streaming to this connection.
     Subscribe(StreamStart),
@@ -161,7 +167,11 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns
             for t in topics {
                 event = event.with_topic(t);
             }
-            Action::Publish { event, keep_alive }
+            Action::Publish {
+                event,
+                keep_alive,
+                key: None,
+            }
         }
         Route::MercureSubscribe { in_body, .. } if in_body && !head.form_body => {
             Action::Reject(Reject::new(
@@ -177,10 +187,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns
             let body = in_body.then_some(&body[..]);
             mercure::subscribe(&query, body, last_event_id, head.http11, ctx, patterns)
         }
-        Route::MercurePublish => Action::Reject(Reject::new(
-            Status::NOT_IMPLEMENTED,
-            "publishing on the Mercure endpoint is not implemented yet",
-        )),
+        Route::MercurePublish => mercure::publish(&body, head.form_body, keep_alive, ctx),
         Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => Action::Reject(
             Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
         ),
@@ -214,8 +221,10 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns
 /// goes along with any request a browser makes) whose `publish` claim
 /// covers every topic named, checked at `unix_now`.
 pub fn may_publish(head: &Head, policy: &Policy, unix_now: i64) -> Result<(), Reject> {
-    let Ok(Route::Publish { topics, .. }) = &head.route else {
-        return Ok(());
+    let topics = match &head.route {
+        Ok(Route::Publish { topics, .. }) => Some(topics),
+        Ok(Route::MercurePublish) => None,
+        _ => return Ok(()),
     };
     if head.foreign_origin {
         return Err(Reject::new(
@@ -227,12 +236,14 @@ pub fn may_publish(head: &Head, policy: &Policy, unix_now: i64) -> Result<(), Re
     if open || head.bears_publish_token {
         return Ok(());
     }
-    let refusal = match &policy.access {
-        Some(access) => match access.publish(head.credentials.publish_token(), topics, unix_now) {
-            Ok(()) => return Ok(()),
-            Err(refusal) => refusal,
-        },
-        None => Refusal::PublishMissing,
+    let refusal = match (&policy.access, topics) {
+        (Some(access), Some(topics)) => {
+            match access.publish(head.credentials.publish_token(), topics, unix_now) {
+                Ok(()) => return Ok(()),
+                Err(refusal) => refusal,
+            }
+        }
+        _ => Refusal::PublishMissing,
     };
     Err(refused(refusal))
 }
@@ -321,16 +332,21 @@ mod tests {
     use super::*;
     use crate::http::{HeadParse, Policy, parse_head};
 
-    const CTX: Context = Context {
-        shutting_down: false,
-        over_capacity: false,
-        allow_origin: None,
-        retry: None,
-        framing: Framing::Chunked,
-        max_topics: 3,
-        access: None,
-        unix_now: 0,
-    };
+    /// The context of most tests: the defaults, at most 3 topics.
+    fn ctx() -> Context<'static> {
+        static HUB_URL: std::sync::OnceLock<HubUrl> = std::sync::OnceLock::new();
+        Context {
+            shutting_down: false,
+            over_capacity: false,
+            allow_origin: None,
+            retry: None,
+            framing: Framing::Chunked,
+            max_topics: 3,
+            access: None,
+            unix_now: 0,
+            hub: HUB_URL.get_or_init(|| HubUrl::parse(HUB).unwrap()),
+        }
+    }
 
     /// `super::respond` with the URL patterns of a loop whose hub is at
     /// the default address.
@@ -371,17 +387,17 @@ mod tests {
     #[test]
     fn health_and_index_are_answered_and_kept_alive() {
         let Action::Answer { bytes, keep_alive } =
-            respond(head("GET /health HTTP/1.1\r\n\r\n"), vec![], &CTX)
+            respond(head("GET /health HTTP/1.1\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
         assert!(keep_alive && text(&bytes).ends_with("\r\n\r\nok"));
-        let Action::Answer { bytes, .. } = respond(head("GET / HTTP/1.1\r\n\r\n"), vec![], &CTX)
+        let Action::Answer { bytes, .. } = respond(head("GET / HTTP/1.1\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
         assert!(text(&bytes).contains("text/html"));
-        let action = respond(head("GET /metrics HTTP/1.0\r\n\r\n"), vec![], &CTX);
+        let action = respond(head("GET /metrics HTTP/1.0\r\n\r\n"), vec![], &ctx());
         assert_eq!(
             action,
             Action::Metrics {
@@ -390,7 +406,7 @@ mod tests {
             }
         );
         let Action::Answer { bytes, .. } =
-            respond(head("HEAD /health HTTP/1.1\r\n\r\n"), vec![], &CTX)
+            respond(head("HEAD /health HTTP/1.1\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
@@ -411,20 +427,57 @@ mod tests {
             .with_topic("a")
             .with_topic("b");
         assert_eq!(
-            respond(h.clone(), b"50".to_vec(), &CTX),
+            respond(h.clone(), b"50".to_vec(), &ctx()),
             Action::Publish {
                 event: want,
-                keep_alive: true
+                keep_alive: true,
+                key: None,
             }
         );
-        let Action::Reject(reject) = respond(h.clone(), vec![0xff], &CTX) else {
+        let Action::Reject(reject) = respond(h.clone(), vec![0xff], &ctx()) else {
             panic!()
         };
         assert_eq!(reject.status, Status::BAD_REQUEST);
-        let Action::Answer { bytes, keep_alive } = published("r-1", true, &CTX) else {
+        let Action::Answer { bytes, keep_alive } = published("r-1", true, &ctx()) else {
             panic!()
         };
         assert!(keep_alive && text(&bytes).ends_with("\r\n\r\nr-1"));
+    }
+
+    /// A Mercure publish: the form body as an event, the `id` its key;
+    /// the draft's 400 and 413, and a body that is not a form.
+    #[test]
+    fn a_mercure_publish_builds_the_event_or_refuses() {
+        let raw = "POST /.well-known/mercure HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n";
+        let h = head(raw);
+        let body =
+            b"topic=a&topic=b&topic=a&data=x%0Ay&id=urn%3Auuid%3A1&type=t&retry=10&private=on";
+        let want = Event::new("x\ny")
+            .with_topic("a")
+            .with_topic("b")
+            .with_type("t")
+            .with_retry(Duration::from_millis(10))
+            .private()
+            .with_id("urn:uuid:1");
+        assert_eq!(
+            respond(h.clone(), body.to_vec(), &ctx()),
+            Action::Publish {
+                event: want,
+                keep_alive: true,
+                key: Some("urn:uuid:1".into()),
+            }
+        );
+        let status = |h: &Head, body: &str| match respond(h.clone(), body.into(), &ctx()) {
+            Action::Reject(reject) => reject.status.0,
+            Action::Publish { .. } => 200,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(status(&h, "data=no+topic"), 400);
+        assert_eq!(status(&h, "topic=%2F.well-known%2Fmercure%2Fx"), 400);
+        assert_eq!(status(&h, "topic=a&topic=b&topic=c&topic=d"), 413);
+        assert_eq!(status(&h, &format!("topic={}", "t".repeat(129))), 413);
+        let text = head("POST /.well-known/mercure HTTP/1.1\r\n\r\n");
+        assert_eq!(status(&text, "topic=a"), 400);
     }
 
     #[test]
@@ -432,7 +485,7 @@ mod tests {
         let Action::Subscribe(start) = respond(
             head("GET /events?topic=t HTTP/1.1\r\nLast-Event-ID: x-1\r\n\r\n"),
             vec![],
-            &CTX,
+            &ctx(),
         ) else {
             panic!()
         };
@@ -440,14 +493,15 @@ mod tests {
         assert_eq!(start.topics, ["t"]);
         assert_eq!(start.last_event_id.as_deref(), Some("x-1"));
         assert!(text(&start.head).contains("Transfer-Encoding: chunked"));
-        let Action::Subscribe(start) = respond(head("GET /events HTTP/1.0\r\n\r\n"), vec![], &CTX)
+        let Action::Subscribe(start) =
+            respond(head("GET /events HTTP/1.0\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
         assert_eq!(start.framing, Framing::Close);
         let close = Context {
             framing: Framing::Close,
-            ..CTX
+            ..ctx()
         };
         let Action::Subscribe(start) =
             respond(head("GET /events HTTP/1.1\r\n\r\n"), vec![], &close)
@@ -462,13 +516,13 @@ mod tests {
         let three = respond(
             head("GET /events?topic=a&topic=b&topic=c HTTP/1.1\r\n\r\n"),
             vec![],
-            &CTX,
+            &ctx(),
         );
         assert!(matches!(three, Action::Subscribe(_)));
         let Action::Reject(reject) = respond(
             head("GET /events?topic=a&topic=b&topic=c&topic=d HTTP/1.1\r\n\r\n"),
             vec![],
-            &CTX,
+            &ctx(),
         ) else {
             panic!()
         };
@@ -483,11 +537,11 @@ mod tests {
         for ctx in [
             Context {
                 over_capacity: true,
-                ..CTX
+                ..ctx()
             },
             Context {
                 shutting_down: true,
-                ..CTX
+                ..ctx()
             },
         ] {
             let Action::RefuseStream(bytes) =
@@ -539,7 +593,7 @@ mod tests {
             let ctx = Context {
                 access: Some(&access),
                 unix_now: now,
-                ..CTX
+                ..ctx()
             };
             match respond(h, vec![], &ctx) {
                 Action::Reject(reject) => {
@@ -574,13 +628,13 @@ mod tests {
     #[test]
     fn preflight_needs_an_allowed_origin() {
         let h = head("OPTIONS /publish HTTP/1.1\r\n\r\n");
-        let Action::Reject(reject) = respond(h.clone(), vec![], &CTX) else {
+        let Action::Reject(reject) = respond(h.clone(), vec![], &ctx()) else {
             panic!()
         };
         assert_eq!(reject.allow, Some("POST"));
         let cors = Context {
             allow_origin: Some("https://app.example"),
-            ..CTX
+            ..ctx()
         };
         let Action::Answer { bytes, .. } = respond(h.clone(), vec![], &cors) else {
             panic!()

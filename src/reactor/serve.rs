@@ -26,6 +26,7 @@ impl Reactor {
             max_topics: self.config.max_topics,
             access: self.policy.access.as_deref(),
             unix_now: self.unix_now(),
+            hub: &self.hub,
         }
     }
 
@@ -119,18 +120,19 @@ impl Reactor {
                 let next = self.conns[key].reject(bytes, self.now);
                 self.after(key, next);
             }
-            Action::Publish { event, keep_alive } => {
+            Action::Publish {
+                event,
+                keep_alive,
+                key: name,
+            } => {
                 self.tickets += 1;
                 let ticket = Ticket {
                     loop_index: self.index,
                     key,
                     serial: self.tickets,
                 };
-                match self
-                    .shared
-                    .hub
-                    .publish(Publish::new(event), Asker::Loop(ticket))
-                {
+                let publish = Publish { event, key: name };
+                match self.shared.hub.publish(publish, Asker::Loop(ticket)) {
                     Offer::Published(id) => {
                         // The answer first, then the event, which is in
                         // the inbox now; what else the inbox holds may

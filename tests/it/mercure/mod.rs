@@ -1,8 +1,10 @@
 //! The Mercure hub at `/.well-known/mercure`, tested from the draft
 //! (draft-dunglas-mercure, as `docs/mercure-conformance.md` lists its
-//! MUSTs) over raw sockets: `subscribe` (matchers, resume), `shared` (one
-//! hub with `/events` and `/publish`). What they share: the requests.
+//! MUSTs) over raw sockets: `subscribe` (matchers, resume), `publish`
+//! (the form publish), `shared` (one hub with `/events` and `/publish`).
+//! What they share: the requests.
 
+mod publish;
 mod shared;
 mod subscribe;
 
@@ -15,6 +17,16 @@ pub const HUB: &str = "/.well-known/mercure";
 /// and extra header lines (each ending in CRLF).
 pub fn subscribe_request(query: &str, headers: &str) -> Vec<u8> {
     format!("GET {HUB}?{query} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n").into_bytes()
+}
+
+/// A form publish of `body` (already encoded) with extra header lines.
+pub fn publish_request(body: &str, headers: &str) -> Vec<u8> {
+    format!(
+        "POST {HUB} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Subscribes with `query`, up to the `: connected` comment.

@@ -2,8 +2,8 @@
 //! order and one id sequence for the subscribers of both endpoints, on one
 //! loop and on two.
 
-use super::subscribe;
-use crate::support::{Subscriber, TestServer, id_seq};
+use super::{publish_request, subscribe};
+use crate::support::{Subscriber, TestServer, assert_publish_ok, deadline, id_seq};
 
 /// The (id, data) of every event `sub` receives through `last`.
 fn through(sub: &mut Subscriber, last: &str) -> Vec<(String, String)> {
@@ -19,9 +19,9 @@ fn through(sub: &mut Subscriber, last: &str) -> Vec<(String, String)> {
 }
 
 /// `/events` subscribers of a topic and Mercure subscribers of the same
-/// topic (exact) and of everything (`*`) see the same events, with the
-/// same ids, in the same order, on whichever loop they landed; the ids
-/// count up without a gap.
+/// topic (exact) and of everything (`*`) see the same events, published
+/// on `/publish` and on the hub, with the same ids, in the same order, on
+/// whichever loop they landed; the ids count up without a gap.
 #[test]
 fn events_and_mercure_subscribers_share_one_order_and_one_id_sequence() {
     for loops in ["1", "2"] {
@@ -33,8 +33,15 @@ fn events_and_mercure_subscribers_share_one_order_and_one_id_sequence() {
             subs.push(subscribe(&server, "match=*"));
         }
         let mut publishers: Vec<_> = (0..3).map(|_| server.publisher()).collect();
+        let mut hub = server.http();
         let mut ids = Vec::new();
         for n in 0..30 {
+            // Every fourth on the hub, the others on /publish.
+            if n % 4 == 3 {
+                hub.send(&publish_request(&format!("topic=t&data=e{n}"), ""));
+                ids.push(assert_publish_ok(&hub.read_response(deadline())));
+                continue;
+            }
             let p = &mut publishers[n % 3];
             ids.push(p.publish_ok("?topic=t", format!("e{n}").as_bytes()));
         }
