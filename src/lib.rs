@@ -233,4 +233,15 @@ pub mod _internals {
     pub mod resp {
         pub use crate::bus::resp::*;
     }
+
+    /// `mercure`: what requests and tokens need of the Mercure hub.
+    pub mod mercure {
+        pub use crate::mercure::matcher::Patterns;
+        pub use crate::mercure::url::Url;
+
+        /// The URL patterns of a loop whose hub is at `hub`.
+        pub fn patterns(hub: &str) -> Patterns {
+            Patterns::new(Url::parse(hub, None).expect("an absolute URL"))
+        }
+    }
 }

@@ -11,7 +11,7 @@ pub mod mercure;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Access, Credentials, Grant, Refusal};
+use crate::auth::{Access, Credentials, Grants, Refusal};
 use crate::http::{self, Head, Policy, Reject, Route, Status};
 use crate::mercure::matcher::Patterns;
 use crate::mercure::url::HubUrl;
@@ -61,7 +61,7 @@ pub struct StreamStart {
     pub last_event_id: Option<String>,
     /// What its token allows, when it came with one (and `--jwt-key` is
     /// set).
-    pub grant: Option<Grant>,
+    pub grant: Option<Grants>,
     /// A Mercure subscriber's matchers (its exact topics are here, not in
     /// `topics`); `None` for `/events`.
     pub matchers: Option<Matchers>,
@@ -104,8 +104,9 @@ pub enum Action {
 
 /// Chooses the action for a request whose head and body have arrived;
 /// URL patterns a Mercure subscriber names are interned in `patterns`.
-pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns) -> Action {
-    let route = match head.route {
+pub fn respond(mut head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns) -> Action {
+    // Taken out: the rest of the head is still asked about.
+    let route = match std::mem::replace(&mut head.route, Ok(Route::Health)) {
         Ok(route) => route,
         Err(reject) => return Action::Reject(reject),
     };
@@ -184,10 +185,20 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns
             last_event_id,
             in_body,
         } => {
+            let grants = match mercure::grants(&head, ctx, patterns) {
+                Ok(grants) => grants,
+                Err(reject) => return Action::Reject(reject),
+            };
             let body = in_body.then_some(&body[..]);
-            mercure::subscribe(&query, body, last_event_id, head.http11, ctx, patterns)
+            let request = mercure::Request {
+                query: &query,
+                body,
+                last_event_id,
+                http11: head.http11,
+            };
+            mercure::subscribe(request, grants, ctx, patterns)
         }
-        Route::MercurePublish => mercure::publish(&body, head.form_body, keep_alive, ctx),
+        Route::MercurePublish => mercure::publish(&head, &body, keep_alive, ctx, patterns),
         Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => Action::Reject(
             Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
         ),
@@ -195,7 +206,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns
             topics,
             last_event_id,
         } => {
-            let grant = match may_subscribe(&head.credentials, &topics, ctx) {
+            let grant = match may_subscribe(&head.credentials, &topics, ctx, patterns) {
                 Ok(grant) => grant,
                 Err(reject) => return Action::Reject(reject),
             };
@@ -217,35 +228,49 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns
 /// body is read (a refused publish is answered without it); `Ok` for any
 /// other request. A page of another origin may not, token or not (a
 /// text/plain POST needs no preflight). Then, when a publish token or a JWT
-/// key is set: the publish token, or a JWT in `Authorization` (a cookie
-/// goes along with any request a browser makes) whose `publish` claim
-/// covers every topic named, checked at `unix_now`.
-pub fn may_publish(head: &Head, policy: &Policy, unix_now: i64) -> Result<(), Reject> {
+/// key is set: the publish token, or on `/publish` a JWT in
+/// `Authorization` (a cookie goes along with any request a browser makes)
+/// whose `publish` grants cover every topic named, checked at `unix_now`
+/// (URL patterns interned in `patterns`); on the Mercure hub, whose topics
+/// are in the body, a token to check once it is read (see
+/// [`mercure::may_publish`]).
+pub fn may_publish(
+    head: &Head,
+    policy: &Policy,
+    unix_now: i64,
+    patterns: &mut Patterns,
+) -> Result<(), Reject> {
     let topics = match &head.route {
-        Ok(Route::Publish { topics, .. }) => Some(topics),
-        Ok(Route::MercurePublish) => None,
+        Ok(Route::Publish { topics, .. }) => topics,
+        Ok(Route::MercurePublish) => return mercure::may_publish(head, policy),
         _ => return Ok(()),
     };
     if head.foreign_origin {
-        return Err(Reject::new(
-            Status::FORBIDDEN,
-            "publishing from another origin is refused (see --allow-origin)",
-        ));
+        return Err(foreign_origin());
     }
     let open = policy.publish_token.is_none() && policy.access.is_none();
     if open || head.bears_publish_token {
         return Ok(());
     }
-    let refusal = match (&policy.access, topics) {
-        (Some(access), Some(topics)) => {
-            match access.publish(head.credentials.publish_token(), topics, unix_now) {
+    let refusal = match &policy.access {
+        Some(access) => {
+            let token = head.credentials.publish_token();
+            match access.publish(token, topics, unix_now, patterns) {
                 Ok(()) => return Ok(()),
                 Err(refusal) => refusal,
             }
         }
-        _ => Refusal::PublishMissing,
+        None => Refusal::PublishMissing,
     };
     Err(refused(refusal))
+}
+
+/// A publish from a page of another origin.
+fn foreign_origin() -> Reject {
+    Reject::new(
+        Status::FORBIDDEN,
+        "publishing from another origin is refused (see --allow-origin)",
+    )
 }
 
 /// Whether a subscriber presenting `credentials` may subscribe to `topics`
@@ -255,12 +280,18 @@ fn may_subscribe(
     credentials: &Credentials,
     topics: &[String],
     ctx: &Context,
-) -> Result<Option<Grant>, Reject> {
+    patterns: &mut Patterns,
+) -> Result<Option<Grants>, Reject> {
     let Some(access) = ctx.access else {
         return Ok(None);
     };
     access
-        .subscribe(credentials.subscribe_token(), topics, ctx.unix_now)
+        .subscribe(
+            credentials.subscribe_token(),
+            topics,
+            ctx.unix_now,
+            patterns,
+        )
         .map_err(refused)
 }
 
@@ -360,6 +391,14 @@ mod tests {
     }
 
     const HUB: &str = "http://localhost:8080/.well-known/mercure";
+
+    fn token_policy() -> crate::auth::TokenPolicy {
+        crate::auth::TokenPolicy {
+            audience: HUB.into(),
+            issuer: None,
+            anonymous: false,
+        }
+    }
 
     /// The head of `raw`, given a `Host` (which HTTP/1.1 requires).
     fn head(raw: &str) -> Head {
@@ -562,7 +601,7 @@ mod tests {
     #[test]
     fn private_topics_need_a_token_that_covers_them() {
         let key = "k".repeat(32);
-        let access = Access::new(key.as_bytes(), &["news"]).unwrap();
+        let access = Access::new(key.as_bytes(), &["news"], token_policy()).unwrap();
         let policy = Policy {
             max_head_size: 8192,
             max_headers: 64,
@@ -609,7 +648,7 @@ mod tests {
                     text[9..12].to_string()
                 }
                 Action::Subscribe(start) => {
-                    format!("200 {:?}", start.grant.and_then(|g| g.refused_from))
+                    format!("200 {:?}", start.grant.and_then(|g| g.expires()))
                 }
                 other => panic!("{other:?}"),
             }
@@ -659,7 +698,7 @@ mod tests {
     fn admitted(raw: &str, policy: &Policy) -> Result<Route, Reject> {
         match parse_head(raw.as_bytes(), policy) {
             HeadParse::Complete(h, _) => {
-                may_publish(&h, policy, crate::auth::unix_now()).and(h.route)
+                may_publish(&h, policy, crate::auth::unix_now(), &mut patterns()).and(h.route)
             }
             other => panic!("{other:?}"),
         }
@@ -767,7 +806,7 @@ mod tests {
 
     #[test]
     fn a_jwt_key_makes_publishing_need_a_jwt_or_the_publish_token() {
-        let access = Access::configured(Some(&"k".repeat(32)), &[]).unwrap();
+        let access = Access::configured(Some(&"k".repeat(32)), &[], token_policy()).unwrap();
         let policy = Policy { access, ..POLICY };
         // Publishing needs a token now, and a cookie is not one.
         let status = |raw: &str| admitted(raw, &policy).map(|_| ()).map_err(|r| r.status);

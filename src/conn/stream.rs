@@ -4,12 +4,12 @@
 
 use std::mem;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::{
     Conn, Delivered, EndedStream, Lane, Next, ReplayAllowance, ReplayThen, Replayed, State,
 };
-use crate::auth::{Access, Grant, Selectors};
+use crate::auth::{self, Access, Audience, Grants};
 use crate::bus::{Delivery, History, ResetReason, Retained};
 use crate::config::LINGER_TIMEOUT;
 use crate::mercure::matcher::EventTopics;
@@ -40,37 +40,28 @@ pub(super) struct Stream {
 /// What a subscriber's token allows it to receive, and until when.
 #[derive(Debug)]
 pub struct Clearance {
-    /// Its `subscribe` selectors.
-    allowed: Selectors,
+    /// Its grants.
+    grants: Grants,
     /// When the token stops being accepted: the stream ends then, and the
     /// client comes back with a fresh one.
     until: Option<Instant>,
 }
 
 impl Clearance {
-    /// The clearance of `grant` for a stream starting at `now`; an expiry
+    /// The clearance of `grants` for a stream starting at `now`; an expiry
     /// too far off for the clock to hold is none.
-    pub fn new(grant: Grant, now: Instant) -> Clearance {
-        let until = grant.valid_until().and_then(|at| {
-            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-            now.checked_add(left)
-        });
+    pub fn new(grants: Grants, now: Instant) -> Clearance {
         Clearance {
-            allowed: grant.subscribe,
-            until,
+            until: auth::stream_end(&grants, now),
+            grants,
         }
     }
 }
 
 impl Stream {
-    /// Whether it may receive an event with these private topics, and
-    /// when the event is private (`update` holds its topics), a token that
-    /// allows one of them.
-    fn cleared_for(&self, private: &[&str], update: Option<&[Box<str>]>) -> bool {
-        self.clearance.as_ref().is_some_and(|c| {
-            private.iter().all(|t| c.allowed.covers(t))
-                && update.is_none_or(|topics| topics.iter().any(|t| c.allowed.covers(t)))
-        })
+    /// What its token allows, if it came with one.
+    fn grants(&self) -> Option<&Grants> {
+        self.clearance.as_deref().map(|c| &c.grants)
     }
 
     pub(super) fn token_until(&self) -> Option<Instant> {
@@ -130,18 +121,15 @@ impl<S: Transport> Conn<S> {
     }
 
     /// A live event for this subscriber, numbered `seq` in the hub's order
-    /// and `fan_out` among the loop's fan-outs; `private` are the event's private
-    /// topics (none without `--jwt-key`), each of which it must be cleared
-    /// for; `update`, the topics of a private event, one of which it must
-    /// be cleared for.
+    /// and `fan_out` among the loop's fan-outs, if it is in the event's
+    /// `audience`.
     pub fn deliver(
         &mut self,
         frame: &Arc<Frame>,
         seq: u64,
         fan_out: u64,
         limit: usize,
-        private: &[&str],
-        update: Option<&[Box<str>]>,
+        audience: &mut Audience<'_>,
     ) -> Delivered {
         let State::Stream(s) = &self.state else {
             return Delivered::Skipped;
@@ -154,7 +142,7 @@ impl<S: Transport> Conn<S> {
             return Delivered::Skipped;
         }
         self.last_fan_out = fan_out;
-        if (!private.is_empty() || update.is_some()) && !s.cleared_for(private, update) {
+        if !audience.is_everyone() && !audience.admits(s.grants()) {
             return Delivered::Skipped;
         }
         self.queue.push_frame(frame, s.framing);
@@ -192,14 +180,11 @@ impl<S: Transport> Conn<S> {
             let Some(mut after) = s.replay else {
                 break 'top_up ReplayThen::Live;
             };
-            let allowed = s.clearance.as_deref().map(|c| &c.allowed);
+            let grants = s.clearance.as_deref().map(|c| &c.grants);
             let subscription = &s.subscription;
             let wanted = |d: &Delivery| {
-                let private_ok =
-                    !d.private || allowed.is_some_and(|a| d.topics.iter().any(|t| a.covers(t)));
-                private_ok
-                    && access.is_none_or(|a| a.may_receive(allowed, &d.topics))
-                    && subscription.wants(&mut EventTopics::new(&d.topics, hub))
+                subscription.wants(&mut EventTopics::new(&d.topics, hub))
+                    && Audience::of(access, &d.topics, d.private, hub).admits(grants)
             };
             let per_topic = subscription.matcher_count();
             while self.queue.len() < allowance.fill_to {

@@ -10,6 +10,7 @@ use super::host::{Authority, host_matches, is_loopback_host, origin_allowed, par
 use super::route::{query_pairs, route};
 use super::{Reject, Route, Status};
 use crate::auth::{self, Access, Credentials};
+use crate::mercure::bearer::Carriers;
 
 /// What requests must satisfy: size bounds and the Host names served, for
 /// the parser; the publish token, the allowed origin and the JWT policy,
@@ -78,6 +79,13 @@ pub struct Head {
     /// `Content-Type: application/x-www-form-urlencoded` (parameters
     /// allowed): a Mercure publish's or `QUERY`'s body.
     pub form_body: bool,
+    /// The tokens it carries to the Mercure hub (kept only with
+    /// `--jwt-key`): `Authorization: Bearer`, then Mercure's cookies.
+    pub carriers: Carriers,
+    /// A publish whose `Origin` (or, without one, `Referer`) is the
+    /// server's own or the `--allow-origin` one (not `*`): a token in a
+    /// cookie may authorize it (the draft's CSRF rule).
+    pub same_site_publish: bool,
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -199,6 +207,16 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
                 policy.allow_origin.as_deref(),
             )
         });
+    let referer_origin = fields.referer.map(origin_of_url);
+    let same_site_publish = publish
+        && fields.origin.or(referer_origin).is_some_and(|origin| {
+            origin_allowed(
+                origin,
+                authority.as_ref(),
+                fields.forwarded_https(),
+                policy.allow_origin.as_deref().filter(|o| *o != "*"),
+            )
+        });
     HeadParse::Complete(
         Head {
             route,
@@ -211,6 +229,8 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             bears_publish_token,
             foreign_origin,
             form_body: fields.form_body,
+            carriers: std::mem::take(&mut fields.carriers),
+            same_site_publish,
         },
         len,
     )
@@ -290,9 +310,13 @@ struct Fields<'a> {
     forwarded_proto: Option<&'a [u8]>,
     /// `Content-Type` is the form encoding.
     form_body: bool,
-    /// With `--jwt-key`: tokens are taken into `credentials`.
+    /// The `Referer` value.
+    referer: Option<&'a [u8]>,
+    /// With `--jwt-key`: tokens are taken into `credentials` and
+    /// `carriers`.
     keep_tokens: bool,
     credentials: Credentials,
+    carriers: Carriers,
 }
 
 impl<'a> Fields<'a> {
@@ -332,9 +356,13 @@ impl<'a> Fields<'a> {
             self.authorization = Some(value);
             if self.keep_tokens {
                 self.credentials.authorization(value);
+                self.carriers.authorization(value);
             }
         } else if name.eq_ignore_ascii_case("cookie") && self.keep_tokens {
             self.credentials.cookies(value);
+            self.carriers.cookies(value);
+        } else if name.eq_ignore_ascii_case("referer") {
+            self.referer = Some(value);
         } else if name.eq_ignore_ascii_case("host") {
             self.hosts += 1;
             self.host.get_or_insert(value);
@@ -366,6 +394,21 @@ impl<'a> Fields<'a> {
                 .forwarded_proto
                 .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"))
     }
+}
+
+/// The origin part of an absolute URL (`https://host:port/path` →
+/// `https://host:port`); what is not one is left as it is (and matches no
+/// origin).
+fn origin_of_url(url: &[u8]) -> &[u8] {
+    let Some(scheme_end) = url.windows(3).position(|w| w == b"://") else {
+        return url;
+    };
+    let rest = &url[scheme_end + 3..];
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .map_or(url.len(), |i| scheme_end + 3 + i);
+    &url[..end]
 }
 
 /// True when `authorization` is `Bearer <token>`.
@@ -612,7 +655,12 @@ mod tests {
         let raw = "GET /events?topic=t&access_token=q HTTP/1.1\r\nHost: localhost\r\nCookie: sseloop_token=c\r\n\
                    Authorization: Bearer h\r\n\r\n";
         assert!(!head(raw).credentials.any());
-        let access = Access::configured(Some(&"k".repeat(32)), &[]).unwrap();
+        let policy = auth::TokenPolicy {
+            audience: "http://localhost/.well-known/mercure".into(),
+            issuer: None,
+            anonymous: false,
+        };
+        let access = Access::configured(Some(&"k".repeat(32)), &[], policy).unwrap();
         let policy = Policy { access, ..POLICY };
         let parsed = |raw: &str| match parse_head(raw.as_bytes(), &policy) {
             HeadParse::Complete(h, _) => h,

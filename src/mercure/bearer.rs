@@ -63,6 +63,28 @@ impl AuthError {
         }
     }
 
+    /// The `WWW-Authenticate` field value without `resource_metadata`.
+    pub fn bare_challenge(self) -> &'static str {
+        match self {
+            AuthError::Missing => "Bearer",
+            AuthError::InvalidToken => "Bearer error=\"invalid_token\"",
+            AuthError::InsufficientScope => "Bearer error=\"insufficient_scope\"",
+            AuthError::InvalidRequest => "Bearer error=\"invalid_request\"",
+        }
+    }
+
+    /// The answer's text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::Missing => "an access token is needed",
+            AuthError::InvalidToken => "the access token is not valid",
+            AuthError::InsufficientScope => "the access token does not allow this",
+            AuthError::InvalidRequest => {
+                "the access token is presented more than once, empty, or in a cookie of a cross-site request"
+            }
+        }
+    }
+
     /// The `WWW-Authenticate` field value: `Bearer`, the error code when
     /// there is one, and `resource_metadata` (RFC 9728) when the hub
     /// publishes its metadata at that URL.
@@ -84,12 +106,7 @@ impl AuthError {
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AuthError::Missing => "an access token is needed",
-            AuthError::InvalidToken => "the access token is not valid",
-            AuthError::InsufficientScope => "the access token does not allow this",
-            AuthError::InvalidRequest => "the access token is presented more than once",
-        })
+        f.write_str(self.reason())
     }
 }
 
@@ -226,6 +243,7 @@ mod tests {
         ] {
             assert_eq!(e.status(), status);
             assert_eq!(e.challenge(None), bare);
+            assert_eq!(e.bare_challenge(), bare);
             assert_eq!(e.challenge(Some(meta)), with_meta);
         }
         assert_eq!(

@@ -389,10 +389,13 @@ fn the_old_mercure_claim() {
     // A URI Template is only its own text here.
     assert!(!receives(&g, &["https://example.com/books/1"]));
     assert!(receives(&g, &["https://example.com/books/{id}"]));
+    // exp with the leeway of sseloop's old tokens (5 s here).
     assert_eq!(
-        check(&plain, &with(old.clone(), "exp", Some(json!(NOW)))).unwrap_err(),
+        check(&plain, &with(old.clone(), "exp", Some(json!(NOW - 5)))).unwrap_err(),
         TokenError::Expired
     );
+    let late = check(&plain, &with(old.clone(), "exp", Some(json!(NOW - 4)))).unwrap();
+    assert_eq!(late.expires(), Some(NOW + 1));
     assert_eq!(
         check(&plain, &with(old.clone(), "nbf", Some(json!(NOW + 60)))).unwrap_err(),
         TokenError::NotYetValid

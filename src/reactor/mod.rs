@@ -34,7 +34,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use self::books::{Listening, Owed, Polls, Replays, Shutdown};
-use crate::auth::Access;
+use crate::auth::{Access, TokenPolicy};
 use crate::bus::{self, Bus, Message};
 use crate::config::{self, Config};
 use crate::conn::{Conn, EndedStream, Expired, Lane, Next};
@@ -138,6 +138,12 @@ impl Reactor {
         counters: Arc<Counters>,
     ) -> io::Result<Reactor> {
         let local_addr = listener.local_addr()?;
+        let hub = config
+            .hub_url
+            .as_deref()
+            .map(HubUrl::parse)
+            .unwrap_or_else(|| HubUrl::parse(&config::hub_url(None, local_addr)))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let policy = Policy {
             max_head_size: config.max_head_size,
             max_headers: config.max_headers,
@@ -146,15 +152,13 @@ impl Reactor {
             loopback_hosts: config.listen.ip().is_loopback(),
             allow_hosts: config.allow_hosts.clone(),
             allow_origin: config.allow_origin.clone(),
-            access: Access::configured(config.jwt_key.as_deref(), &config.public_topics)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            access: Access::configured(
+                config.jwt_key.as_deref(),
+                &config.public_topics,
+                token_policy(&config, &hub),
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         };
-        let hub = config
-            .hub_url
-            .as_deref()
-            .map(HubUrl::parse)
-            .unwrap_or_else(|| HubUrl::parse(&config::hub_url(None, local_addr)))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let now = Instant::now();
         Ok(Reactor {
             index,
@@ -490,6 +494,19 @@ impl Reactor {
             Some(at) => self.conns.is_empty() || self.now >= at,
             None => false,
         }
+    }
+}
+
+/// What an `at+jwt` must say to this hub: `--jwt-audience` (by default
+/// the hub URL) and `--jwt-issuer`.
+fn token_policy(config: &Config, hub: &HubUrl) -> TokenPolicy {
+    TokenPolicy {
+        audience: config
+            .jwt_audience
+            .clone()
+            .unwrap_or_else(|| hub.as_str().to_owned()),
+        issuer: config.jwt_issuer.clone(),
+        anonymous: config.anonymous,
     }
 }
 

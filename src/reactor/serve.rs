@@ -8,6 +8,7 @@ use log::{debug, warn};
 
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
+use crate::auth::Audience;
 use crate::bus::{Asker, Delivery, EventId, Offer, Publish, PublishError, Ticket};
 use crate::conn::{Clearance, Delivered, Next, ReplayThen};
 use crate::http::{Head, Reject, Status};
@@ -54,7 +55,11 @@ impl Reactor {
         let unix_now = self.unix_now();
         let mut used = 0;
         while let Some(conn) = self.conns.get_mut(key) {
-            let Some((n, step)) = conn.next_request(&bytes[used..], &self.policy, unix_now) else {
+            let next = {
+                let patterns = &mut self.patterns.borrow_mut();
+                conn.next_request(&bytes[used..], &self.policy, unix_now, patterns)
+            };
+            let Some((n, step)) = next else {
                 break;
             };
             used += n;
@@ -308,12 +313,15 @@ impl Reactor {
         self.fan_outs += 1;
         let limit = self.config.queue_limit;
         let mut deliveries = 0;
-        // Its private topics, once per delivery: none (and no allocation)
-        // without --jwt-key or for an event on public topics only.
-        let private: Vec<&str> = match &self.policy.access {
-            Some(access) => access.private(&delivery.topics).collect(),
-            None => Vec::new(),
-        };
+        // Who may receive it, once per delivery: everyone (and no
+        // allocation) without --jwt-key for a public event, or for one on
+        // public topics only.
+        let mut audience = Audience::of(
+            self.policy.access.as_deref(),
+            &delivery.topics,
+            delivery.private,
+            self.hub.url(),
+        );
         // Who its topics name: by exact topic, then (only where Mercure
         // subscribers have a `*` or URL patterns) by pattern.
         let mut by_pattern = std::mem::take(&mut self.pattern_recipients);
@@ -330,14 +338,12 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            let update = delivery.private.then_some(&*delivery.topics);
             match conn.deliver(
                 &delivery.frame,
                 delivery.seq,
                 self.fan_outs,
                 limit,
-                &private,
-                update,
+                &mut audience,
             ) {
                 Delivered::Skipped => {}
                 Delivered::Queued { list } => {

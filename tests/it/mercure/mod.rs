@@ -7,6 +7,7 @@
 mod publish;
 mod shared;
 mod subscribe;
+mod tokens;
 
 use crate::support::{HttpConn, Response, Subscriber, TestServer, deadline};
 
