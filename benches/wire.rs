@@ -61,7 +61,8 @@ fn parsing(c: &mut Criterion) {
         b.iter(|| parse_head(black_box(subscribe), &POLICY))
     });
     group.throughput(Throughput::Bytes(publish.len() as u64));
-    let mut patterns = sseloop::_internals::mercure::patterns("http://localhost/.well-known/mercure");
+    let mut patterns =
+        sseloop::_internals::mercure::patterns("http://localhost/.well-known/mercure");
     group.bench_function("publish_request", |b| {
         b.iter(|| {
             let mut reader = RequestReader::default();

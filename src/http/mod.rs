@@ -21,7 +21,9 @@ pub use chunked::ChunkedDecoder;
 pub use host::{Authority, canonical_host, is_loopback_host, parse_authority, valid_origin};
 pub use parse::{BodyLength, Head, HeadParse, Policy, parse_head};
 pub use response::*;
-pub use route::{MAX_TOPIC_LEN, Route, percent_decode, query_pairs, route, valid_topic};
+pub use route::{
+    MAX_TOPIC_LEN, Route, is_mercure, percent_decode, query_pairs, route, valid_topic,
+};
 
 /// A status code with its reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -139,8 +139,12 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         ));
     }
     let http11 = req.version == Some(1);
+    // Tokens are kept (copied) only with a JWT key, and only in the
+    // carriers of the endpoint they are for.
+    let mercure = super::is_mercure(req.path.unwrap_or(""));
     let mut fields = Fields {
-        keep_tokens: policy.access.is_some(),
+        keep_tokens: policy.access.is_some() && !mercure,
+        keep_mercure_tokens: policy.access.is_some() && mercure,
         ..Fields::default()
     };
     for h in req.headers.iter() {
@@ -312,9 +316,10 @@ struct Fields<'a> {
     form_body: bool,
     /// The `Referer` value.
     referer: Option<&'a [u8]>,
-    /// With `--jwt-key`: tokens are taken into `credentials` and
-    /// `carriers`.
+    /// With `--jwt-key`: tokens are taken into `credentials` (not the
+    /// Mercure hub's) or `carriers` (the hub's).
     keep_tokens: bool,
+    keep_mercure_tokens: bool,
     credentials: Credentials,
     carriers: Carriers,
 }
@@ -356,11 +361,17 @@ impl<'a> Fields<'a> {
             self.authorization = Some(value);
             if self.keep_tokens {
                 self.credentials.authorization(value);
+            }
+            if self.keep_mercure_tokens {
                 self.carriers.authorization(value);
             }
-        } else if name.eq_ignore_ascii_case("cookie") && self.keep_tokens {
-            self.credentials.cookies(value);
-            self.carriers.cookies(value);
+        } else if name.eq_ignore_ascii_case("cookie") {
+            if self.keep_tokens {
+                self.credentials.cookies(value);
+            }
+            if self.keep_mercure_tokens {
+                self.carriers.cookies(value);
+            }
         } else if name.eq_ignore_ascii_case("referer") {
             self.referer = Some(value);
         } else if name.eq_ignore_ascii_case("host") {

@@ -150,8 +150,12 @@ pub fn insert_field(head: &mut Vec<u8>, name: &str, value: &str) {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(head.len(), |i| i + 2);
-    let field = format!("{name}: {value}\r\n");
-    head.splice(end..end, field.into_bytes());
+    let rest = head.split_off(end);
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(&rest);
 }
 
 /// A stream refused for now: the head, `retry:` and a comment saying why,

@@ -119,6 +119,12 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
     }
 }
 
+/// Whether `target` is the Mercure hub's (its tokens are the hub's).
+pub fn is_mercure(target: &str) -> bool {
+    let target = strip_absolute_form(target);
+    target.split_once('?').map_or(target, |(path, _)| path) == MERCURE_PATH
+}
+
 /// `http://host:port/path` (as a proxy may send) becomes `/path`.
 fn strip_absolute_form(target: &str) -> &str {
     for scheme in ["http://", "https://"] {

@@ -198,8 +198,8 @@ pub struct EventTopics<'a> {
     /// Each topic as a URL, parsed the first time a pattern asks.
     parsed: Vec<Option<Option<TopicUrl>>>,
     /// Each pattern's answer for this event, by its address and the topic
-    /// (`usize::MAX`: any of them).
-    memo: HashMap<(usize, usize), bool>,
+    /// (`usize::MAX`: any of them): few patterns meet one event, so a list.
+    memo: Vec<(usize, usize, bool)>,
     evaluations: usize,
 }
 
@@ -210,7 +210,7 @@ impl<'a> EventTopics<'a> {
             topics,
             hub,
             parsed: Vec::new(),
-            memo: HashMap::new(),
+            memo: Vec::new(),
             evaluations: 0,
         }
     }
@@ -228,24 +228,28 @@ impl<'a> EventTopics<'a> {
     /// Whether `pattern` matches one of the topics; evaluated once per
     /// event and pattern.
     pub fn matches(&mut self, pattern: &Arc<UrlPattern>) -> bool {
-        let key = (Arc::as_ptr(pattern) as usize, usize::MAX);
-        if let Some(&known) = self.memo.get(&key) {
-            return known;
-        }
-        let hit = (0..self.topics.len()).any(|i| self.matches_topic(pattern, i));
-        self.memo.insert(key, hit);
-        hit
+        self.memoized(pattern, usize::MAX)
     }
 
     /// Whether `pattern` matches topic `i`; evaluated once per event,
     /// pattern and topic.
     pub fn matches_one(&mut self, pattern: &Arc<UrlPattern>, i: usize) -> bool {
-        let key = (Arc::as_ptr(pattern) as usize, i);
-        if let Some(&known) = self.memo.get(&key) {
+        self.memoized(pattern, i)
+    }
+
+    /// `pattern` against topic `i` (`usize::MAX`: any), from the memo when
+    /// it was asked before.
+    fn memoized(&mut self, pattern: &Arc<UrlPattern>, i: usize) -> bool {
+        let at = Arc::as_ptr(pattern) as usize;
+        if let Some(&(_, _, known)) = self.memo.iter().find(|m| m.0 == at && m.1 == i) {
             return known;
         }
-        let hit = self.matches_topic(pattern, i);
-        self.memo.insert(key, hit);
+        let hit = if i == usize::MAX {
+            (0..self.topics.len()).any(|i| self.matches_topic(pattern, i))
+        } else {
+            self.matches_topic(pattern, i)
+        };
+        self.memo.push((at, i, hit));
         hit
     }
 

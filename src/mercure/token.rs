@@ -110,7 +110,6 @@ struct Detail {
     publish: bool,
     subscribe: bool,
     topics: Vec<Matcher>,
-    payload: Option<Value>,
 }
 
 /// What a valid token allows, and until when.
@@ -168,18 +167,6 @@ impl Grants {
             .iter()
             .filter(|d| d.subscribe)
             .any(|d| d.topics.iter().any(|m| m.matches(event)))
-    }
-
-    /// The `payload` of the first `subscribe` detail whose matchers match
-    /// a subscription's own matcher text taken as a topic.
-    pub fn payload(&self, matcher: &str, hub: &super::url::Url) -> Option<&Value> {
-        let topic: [Box<str>; 1] = [matcher.into()];
-        let mut event = EventTopics::new(&topic, hub);
-        self.details
-            .iter()
-            .filter(|d| d.subscribe)
-            .find(|d| d.topics.iter().any(|m| m.matches(&mut event)))
-            .and_then(|d| d.payload.as_ref())
     }
 }
 
@@ -340,7 +327,6 @@ fn mercure_details(details: &Value, patterns: &mut Patterns) -> Result<Vec<Detai
             publish,
             subscribe,
             topics,
-            payload: entry.get("payload").cloned(),
         });
     }
     Ok(out)
@@ -395,19 +381,16 @@ fn legacy_details(claim: &Value, patterns: &mut Patterns) -> Result<Vec<Detail>,
     };
     let publish = list("publish")?;
     let subscribe = list("subscribe")?;
-    let payload = claim.get("payload").cloned();
     Ok(vec![
         Detail {
             publish: true,
             subscribe: false,
             topics: publish,
-            payload: None,
         },
         Detail {
             publish: false,
             subscribe: true,
             topics: subscribe,
-            payload,
         },
     ])
 }

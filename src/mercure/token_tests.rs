@@ -352,31 +352,6 @@ fn the_drafts_grant_examples() {
     assert!(!receives(&publisher, &["urn:x"]));
 }
 
-#[test]
-fn payloads_first_matching_subscribe_detail() {
-    let hub = Url::parse(AUD, None).unwrap();
-    let c = claims(json!([
-        {"type": DETAIL_TYPE, "actions": ["subscribe"], "topics": [{"match": "https://example.com/foo"}], "payload": {"custom1": 1}},
-        {"type": DETAIL_TYPE, "actions": ["subscribe"], "topics": [{"match": "https://example.com/bar/:id", "match_type": "urlpattern"}], "payload": {"custom2": 2}},
-        {"type": DETAIL_TYPE, "actions": ["publish"], "topics": [{"match": "*"}], "payload": {"no": 0}},
-        {"type": DETAIL_TYPE, "actions": ["subscribe"], "topics": [{"match": "*"}], "payload": {"custom3": 3}}
-    ]));
-    let g = check(&at(), &c).unwrap();
-    assert_eq!(
-        g.payload("https://example.com/foo", &hub),
-        Some(&json!({"custom1": 1}))
-    );
-    assert_eq!(
-        g.payload("https://example.com/bar/:id", &hub),
-        Some(&json!({"custom2": 2}))
-    );
-    assert_eq!(
-        g.payload("https://example.com/bar/9", &hub),
-        Some(&json!({"custom2": 2}))
-    );
-    assert_eq!(g.payload("other", &hub), Some(&json!({"custom3": 3})));
-}
-
 /// The old `mercure` claim, as the reference hub's compatibility mode
 /// takes it: no typ, aud or iss, exp optional but enforced.
 #[test]

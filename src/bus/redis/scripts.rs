@@ -139,7 +139,7 @@ impl Commands {
         if !topics.is_empty() {
             args.extend([&b"topics"[..], topics.as_bytes()]);
         }
-        let retry = event.retry().map(|r| r.as_millis().to_string());
+        let retry = event.retry().map(|r| (r.as_millis() as u64).to_string());
         if let Some(id) = event.id() {
             args.extend([&b"id"[..], id.as_bytes()]);
         }

@@ -255,7 +255,10 @@ fn private_updates_reach_only_subscribers_granted_one_of_their_topics() {
     let alt = "topic=https%3A%2F%2Fexample.com%2Fbooks%2F2&topic=https%3A%2F%2Fexample.com%2Fusers%2F42%2Fbooks%2F2";
     let private2 = publish_ok(&server, &format!("{alt}&private&data=p2"), &auth);
     let public = publish_ok(&server, &format!("{b1}&data=public"), &auth);
-    assert_eq!(ids_through(&mut anonymous, &public), std::slice::from_ref(&public));
+    assert_eq!(
+        ids_through(&mut anonymous, &public),
+        std::slice::from_ref(&public)
+    );
     assert_eq!(
         ids_through(&mut reader1, &public),
         [private1.clone(), public.clone()]
