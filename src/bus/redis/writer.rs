@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
@@ -58,8 +59,13 @@ pub struct Unsent {
 enum Tag {
     /// Loading the publish script.
     Script,
-    /// A publish, in epoch `run`.
-    Publish { answer: Answer, run: Run },
+    /// A publish, in epoch `run`, of an event its publisher named `name`
+    /// (its id), if it did.
+    Publish {
+        answer: Answer,
+        run: Run,
+        name: Option<Arc<str>>,
+    },
 }
 
 /// One loop's publishing connection.
@@ -108,7 +114,8 @@ impl Writer {
             return answer.send(Err(PublishError::Unavailable), &mut self.answers);
         };
         let run = current.epoch.run();
-        let tag = Tag::Publish { answer, run };
+        let name = event.id().map(Arc::from);
+        let tag = Tag::Publish { answer, run, name };
         let sent = hub
             .commands
             .publish(sha, run, current.known, &event, |args| {
@@ -176,8 +183,8 @@ impl Writer {
                             self.conn.reset(&why, &mut self.events);
                         }
                     },
-                    ConnEvent::Reply(Tag::Publish { answer, run }, value) => {
-                        let stored = self.stored(run, entry::stored(&value), hub);
+                    ConnEvent::Reply(Tag::Publish { answer, run, name }, value) => {
+                        let stored = self.stored(run, name, entry::stored(&value), hub);
                         answer.send(stored, &mut self.answers);
                     }
                     ConnEvent::Down(lost) => {
@@ -194,17 +201,19 @@ impl Writer {
         }
     }
 
-    /// The id of a publish Redis answered, if it was stored.
+    /// The id of a publish Redis answered, if it was stored: its
+    /// publisher's, or the hub's of its entry.
     fn stored(
         &mut self,
         run: Run,
+        name: Option<Arc<str>>,
         stored: Stored,
         hub: &RedisSequencer,
     ) -> Result<EventId, PublishError> {
         match stored {
             Stored::At(seq) => {
                 hub.epochs.note_stored(run, seq);
-                let id = EventId::new(run, seq);
+                let id = name.map_or(EventId::new(run, seq), EventId::named);
                 hub.tally.count(&id);
                 return Ok(id);
             }

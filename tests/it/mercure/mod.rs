@@ -4,6 +4,7 @@
 //! (the form publish), `shared` (one hub with `/events` and `/publish`).
 //! What they share: the requests.
 
+mod cluster;
 mod publish;
 mod shared;
 mod subscribe;
