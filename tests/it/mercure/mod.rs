@@ -1,9 +1,12 @@
 //! The Mercure hub at `/.well-known/mercure`, tested from the draft
 //! (draft-dunglas-mercure, as `docs/mercure-conformance.md` lists its
 //! MUSTs) over raw sockets: `subscribe` (matchers, resume), `publish`
-//! (the form publish), `shared` (one hub with `/events` and `/publish`).
-//! What they share: the requests.
+//! (the form publish), `tokens` (authorization, private updates, the one
+//! rule with sseloop's private topics), `shared` (one hub with `/events`
+//! and `/publish`), `cluster` (on Redis), `browsers` (Chromium and Firefox
+//! on a page that shares the hub's origin). What they share: the requests.
 
+mod browsers;
 mod cluster;
 mod publish;
 mod shared;

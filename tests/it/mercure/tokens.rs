@@ -26,7 +26,7 @@ fn server(extra: &[&str]) -> TestServer {
 
 /// An RFC 9068 token's spec: `at+jwt`, every claim RFC 9068 asks for,
 /// these authorization details, valid for `ttl` seconds.
-fn at_jwt(details: Value, ttl: i64) -> Value {
+pub(super) fn at_jwt(details: Value, ttl: i64) -> Value {
     let now = unix_now();
     json!({
         "claims": {
@@ -46,7 +46,7 @@ fn at_jwt(details: Value, ttl: i64) -> Value {
 }
 
 /// One Mercure authorization detail.
-fn detail(actions: &[&str], topics: Value) -> Value {
+pub(super) fn detail(actions: &[&str], topics: Value) -> Value {
     json!({"type": "https://mercure.rocks/authorization-detail", "actions": actions, "topics": topics})
 }
 
