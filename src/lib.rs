@@ -91,7 +91,7 @@
 //!        ▼
 //!    Requests ◄──┐  head (→ body) → answer, kept alive; a publish may
 //!     │   │ └────┘  wait for the bus's answer before the next request
-//!     │   │ GET /events
+//!     │   │ GET /events, GET /.well-known/mercure
 //!     │   ▼
 //!     │  Stream ── events, heartbeats, replay
 //!     │   │
@@ -112,10 +112,11 @@
 //! | `process` | `Shared`: what the loops and handles of one process share (the hub's door, each loop's counters, the connection limit) |
 //! | `publisher` | [`Publisher`]: other threads' handle: publish through the hub's door, shut down, counters |
 //! | `reactor` | the poll loop: poll, listener, slab, budgets, flush lists; `serve`: carrying out requests, fan-out, replay |
-//! | `app` | what to answer: request + context → action (pure) |
-//! | `auth` | private topics: HS256 JWTs → grants, who may subscribe to, receive and publish what (pure) |
+//! | `app` | what to answer: request + context → action (pure); `app::mercure`: the Mercure hub's subscribe, publish and who may do either |
+//! | `auth` | tokens and who receives what: HS256 JWTs verified into Mercure's grants, the private topics, the one rule per delivery (`Audience`) (pure) |
+//! | `mercure` | the Mercure protocol's pure parts: form parsing, the character rule, a WHATWG URL parser, URL Pattern as automata, matchers and the per-loop pattern index, the subscribe query, the form publish, RFC 9068 token checks, bearer carriers |
 //! | `conn` | one connection: its states as enum variants that own their data; `queue`: the write queue of shared frames |
-//! | `topics` | per loop: topic → connections |
+//! | `topics` | per loop: topic → connections (`/events` topics and Mercure exact matchers), and the Mercure wildcard and URL-pattern subscribers |
 //! | `bus` | the seam: `Hub`, the one door every publish goes through, in front of a `Sequencer`; `Bus`, a loop's receiving side; `id`: event ids, epochs, placing a `Last-Event-ID`, `reset`s; `inbox`: every loop's inbox; `history`: a loop's copy of the history; `local`: the in-process sequencer and bus; `resp`: the Redis protocol (pure) |
 //! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll |
 //! | `sentinel` | the cluster's Redis found through Sentinel: the `redis+sentinel://` URL (`url`), the discovery and failover state machine, replies read (pure; the Redis bus takes it into use) |
@@ -179,9 +180,6 @@ mod bus;
 mod conn;
 mod fdlimit;
 mod http;
-// The Mercure endpoint's pure parts; the loop calls them once the endpoint is
-// wired in (routing, the topic index, the publish door).
-#[allow(dead_code)]
 mod mercure;
 mod metrics;
 mod net;
@@ -205,7 +203,7 @@ pub use config::{Config, Framing};
 pub use metrics::{Stats, WriteDelay};
 pub use publisher::{PublishError, Publisher};
 pub use server::Server;
-pub use sse::{Event, MAX_TOPIC_LEN, valid_event_type, valid_topic};
+pub use sse::{Event, MAX_ID_LEN, MAX_TOPIC_LEN, valid_event_type, valid_id, valid_topic};
 
 /// Internals the benches, fuzz targets and tests reach into. Not a
 /// supported API: it changes without notice.

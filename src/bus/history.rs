@@ -139,7 +139,6 @@ impl History {
     }
 
     /// The sequence number to resume after to replay every kept event.
-    #[allow(dead_code)] // the Mercure endpoint's `earliest`, next
     pub fn earliest(&self) -> u64 {
         self.oldest_kept() - 1
     }

@@ -119,6 +119,7 @@ impl PatternIndex {
     }
 
     /// Distinct patterns subscribed to on this loop.
+    #[cfg(test)]
     pub fn patterns(&self) -> usize {
         self.entries.len()
     }

@@ -30,6 +30,7 @@ pub enum MatchType {
 
 impl MatchType {
     /// Its canonical name (`exact`, `urlpattern`).
+    #[cfg(test)]
     pub fn name(self) -> &'static str {
         match self {
             MatchType::Exact => "exact",
