@@ -41,6 +41,7 @@ fi
 filters=()
 if [ "${SSELOOP_SKIP_REAL_CLIENTS:-}" = 1 ]; then
     echo "test.sh: SSELOOP_SKIP_REAL_CLIENTS=1: the real-client tests are left out" >&2
+    # browsers:: covers private::browsers:: and mercure::browsers:: too.
     filters=(--skip browsers:: --skip nginx:: --skip clients:: --skip inspector:: --skip corpus:: --skip service::)
 else
     packages=()

@@ -61,10 +61,12 @@ fn parsing(c: &mut Criterion) {
         b.iter(|| parse_head(black_box(subscribe), &POLICY))
     });
     group.throughput(Throughput::Bytes(publish.len() as u64));
+    let mut patterns =
+        sseloop::_internals::mercure::patterns("http://localhost/.well-known/mercure");
     group.bench_function("publish_request", |b| {
         b.iter(|| {
             let mut reader = RequestReader::default();
-            let (_, step) = reader.next_request(black_box(publish), &POLICY, 0);
+            let (_, step) = reader.next_request(black_box(publish), &POLICY, 0, &mut patterns);
             assert!(matches!(step, Step::Request(..)));
             step
         })

@@ -112,6 +112,53 @@ print(sseloop_token(42, os.environ["SSELOOP_CHECK_KEY"]))' "$work/block.${python
     say "the claims shown and the token Python mints subscribe to user/42 and to nothing else"
 }
 
+# Mercure: the publisher's command, run with a token the Python block mints
+# for the section's hub (with the key its shell exported), is answered with
+# the id it gives, and a subscriber of the topic on the hub gets the event
+# as published; without a token, the same command is refused.
+partial_mercure() {
+    local n=$1 m python= key hub token cmd id answer stream
+    for m in "${section_blocks[@]}"; do
+        [ "${b_kind[$m]}" = python ] && python=$m
+    done
+    [ -n "$python" ] || fail "the Mercure section shows no Python block to mint the token with"
+    [ "${#servers[@]}" -ge 1 ] || fail "the Mercure section started no hub before the publisher's command"
+    key=$(shell_capture 'printf %s "$SSELOOP_JWT_KEY"') || fail "the section's shell has no SSELOOP_JWT_KEY"
+    [ -n "$key" ] || fail "the section's shell has no SSELOOP_JWT_KEY"
+    hub="http://${servers[0]}/.well-known/mercure"
+    token=$(SSELOOP_CHECK_KEY=$key SSELOOP_CHECK_HUB=$hub "$(pyjwt_python)" -c '
+import os, sys
+exec(open(sys.argv[1]).read())
+print(mercure_token(["publish"], ["https://example.com/books/:id"], os.environ["SSELOOP_CHECK_KEY"], os.environ["SSELOOP_CHECK_HUB"]))' \
+        "$work/block.$python") || fail "the Python block's mercure_token(...) failed"
+    cmd=$(commands_of "$n" | subst)
+    id=$(printf '%s' "$cmd" | grep -o "id=[^']*" | head -n 1)
+    id=${id#id=}
+    [ -n "$id" ] || fail "the publisher's command gives no id"
+    open_stream "$hub?match=https%3A%2F%2Fexample.com%2Fbooks%2F1"
+    stream=$stream_handle
+    answer=$(shell_capture "TOKEN=$(printf '%q' "$token"); $cmd") || fail "\`$cmd\` failed"
+    [ "$answer" = "$id" ] || fail "the publish was answered \"$answer\", not its id $id"
+    stream_until "$stream" "id: $id"
+    stream_until "$stream" "event: book.updated"
+    stream_until "$stream" 'data: {"title": "The Hub", "stock": 3}'
+    close_stream "$stream"
+    answer=$(shell_capture "TOKEN=; $cmd -o /dev/null -w '%{http_code}'") || true
+    case $answer in 400 | 401) ;; *) fail "without a token the publish got ${answer:-nothing}, not 400 or 401" ;; esac
+    say "published with the token the Python block mints: answered $id, received on the hub; refused ($answer) without a token"
+}
+
+# Mercure: the hub serves an anonymous subscriber (--anonymous), and
+# resuming from an unknown id says so in Mercure-Last-Event-ID.
+hook_mercure() {
+    local hub=http://${servers[0]:?the Mercure section started no hub}/.well-known/mercure said
+    expect_status "$hub?match=anything" "" 200
+    said=$(curl -s --max-time 2 -D - -o /dev/null -H 'Last-Event-ID: unknown' "$hub?match=x" |
+        tr -d '\r' | sed -n 's/^Mercure-Last-Event-ID: //p') || true
+    [ "$said" = earliest ] || fail "a resume from an unknown id said Mercure-Last-Event-ID: ${said:-nothing}, not earliest"
+    say "an anonymous subscriber is served; an unknown id resumes as earliest"
+}
+
 # Cluster: an event published on the first node reaches a subscriber of the
 # second.
 hook_cluster() {

@@ -40,7 +40,8 @@
 //! reactor hands it to `Hub::publish` for its connection (a ticket); a
 //! thread's [`Publisher::publish`] hands it to the same door and waits
 //! there. In process, `LocalSequencer` numbers the event under its lock
-//! (its id, a `bus::id::EventId`, is `<run>-<seq>`), encodes it once and
+//! (its id, a `bus::id::EventId`, is `urn:sseloop:<run>-<seq>`, or its
+//! publisher's), encodes it once and
 //! hands the same `Delivery` to every loop's inbox; loop L gets the id
 //! back at once, queues the answer, then drains its own inbox, and the
 //! other loops are woken through their wakers, once per batch. In a
@@ -90,7 +91,7 @@
 //!        ▼
 //!    Requests ◄──┐  head (→ body) → answer, kept alive; a publish may
 //!     │   │ └────┘  wait for the bus's answer before the next request
-//!     │   │ GET /events
+//!     │   │ GET /events, GET /.well-known/mercure
 //!     │   ▼
 //!     │  Stream ── events, heartbeats, replay
 //!     │   │
@@ -112,10 +113,10 @@
 //! | `process` | `Shared`: what the loops and handles of one process share (the hub's door, each loop's counters, the connection limit) |
 //! | `publisher` | [`Publisher`]: other threads' handle: publish through the hub's door, shut down, counters |
 //! | `reactor` | the poll loop: poll, slab, deadlines; `books`: what it owes (flush lists, backlogs), replays and their budget, polls, the listener, the shutdown; `sockets`: accept, read, flush; `serve`: carrying out requests, fan-out, replay |
-//! | `app` | what to answer: request + context → action, and who may publish and subscribe (pure) |
-//! | `auth` | private topics: HS256 JWTs → grants, who may subscribe to, receive and publish what (pure) |
+//! | `app` | what to answer: request + context → action, and who may publish and subscribe (pure); `app::mercure`: the Mercure hub's subscribe, publish and who may do either |
+//! | `auth` | tokens and who receives what: HS256 JWTs verified into Mercure's grants, the private topics, the one rule per delivery (`Audience`) (pure) |
 //! | `conn` | one connection over a `net::Transport` (a socket, or an in-memory stream in its tests): its states as enum variants that own their data (`requests`, `stream`); `queue`: the write queue of shared frames |
-//! | `topics` | per loop: topic → connections |
+//! | `topics` | per loop: topic → connections (`/events` topics and Mercure exact matchers), and the Mercure wildcard and URL-pattern subscribers |
 //! | `bus` | the seam: `Hub`, the one door every publish goes through, in front of a `Sequencer`; `Bus`, a loop's receiving side; `id`: event ids, epochs, placing a `Last-Event-ID`, `reset`s; `inbox`: every loop's inbox; `history`: a loop's copy of the history; `local`: the in-process sequencer and bus; `resp`: the Redis protocol (pure) |
 //! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll; `sentinel`: finding and following the primary through Sentinel (pure) |
 //! | `mercure` | the Mercure protocol's pieces (pure): form parsing, the character rule, URLs and URL Patterns, matchers and their per-loop index, the subscribe query, the form publish, tokens and their carriers |
@@ -180,9 +181,6 @@ mod bus;
 mod conn;
 mod fdlimit;
 mod http;
-// The Mercure endpoint's pure parts; the loop calls them once the endpoint is
-// wired in (routing, the topic index, the publish door).
-#[allow(dead_code)]
 mod mercure;
 mod metrics;
 mod net;
@@ -205,7 +203,7 @@ pub use config::{Config, Framing};
 pub use metrics::{Stats, WriteDelay};
 pub use publisher::{PublishError, Publisher};
 pub use server::Server;
-pub use sse::{Event, MAX_TOPIC_LEN, valid_event_type, valid_topic};
+pub use sse::{Event, MAX_ID_LEN, MAX_TOPIC_LEN, valid_event_type, valid_id, valid_topic};
 
 /// Internals the benches, fuzz targets and tests reach into. Not a
 /// supported API: it changes without notice.
@@ -232,5 +230,16 @@ pub mod _internals {
     /// `resp`: the Redis protocol of the cluster bus.
     pub mod resp {
         pub use crate::bus::resp::*;
+    }
+
+    /// `mercure`: what requests and tokens need of the Mercure hub.
+    pub mod mercure {
+        pub use crate::mercure::matcher::Patterns;
+        pub use crate::mercure::url::Url;
+
+        /// The URL patterns of a loop whose hub is at `hub`.
+        pub fn patterns(hub: &str) -> Patterns {
+            Patterns::new(Url::parse(hub, None).expect("an absolute URL"))
+        }
     }
 }

@@ -46,7 +46,7 @@ impl Publisher {
     /// publish with that `Idempotency-Key` does. So a publish whose answer
     /// was lost ([`PublishError::Unavailable`] in a cluster: Redis may
     /// have stored it) can be retried with its key without publishing it
-    /// twice. The key is 1 to 256 bytes with no control characters
+    /// twice. The key is 1 to 1 024 bytes with no control characters
     /// ([`PublishError::InvalidKey`] otherwise).
     ///
     /// ```

@@ -6,6 +6,7 @@
 
 use crate::app;
 use crate::http::{self, BodyLength, ChunkedDecoder, Head, HeadParse, Policy, Reject, Status};
+use crate::mercure::matcher::Patterns;
 
 /// What the next bytes of input made.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,10 +67,17 @@ impl RequestReader {
     }
 
     /// Takes the next request out of `input` (the unconsumed bytes, in
-    /// order), a publish's tokens checked at Unix time `unix_now`. Returns
+    /// order), a publish's tokens checked at Unix time `unix_now` (their URL
+    /// patterns interned in `patterns`). Returns
     /// how many bytes it used and what they made; the bytes left over after
     /// `NeedMore` must be offered again with more input.
-    pub fn next_request(&mut self, input: &[u8], policy: &Policy, unix_now: i64) -> (usize, Step) {
+    pub fn next_request(
+        &mut self,
+        input: &[u8],
+        policy: &Policy,
+        unix_now: i64,
+        patterns: &mut Patterns,
+    ) -> (usize, Step) {
         let mut used = 0;
         loop {
             match &mut self.state {
@@ -78,7 +86,7 @@ impl RequestReader {
                     HeadParse::Invalid(reject) => return (used, Step::Reject(reject)),
                     HeadParse::Complete(mut head, len) => {
                         used += len;
-                        if let Err(reject) = app::may_publish(&head, policy, unix_now) {
+                        if let Err(reject) = app::may_publish(&head, policy, unix_now, patterns) {
                             head.route = Err(reject);
                         }
                         let reader = match head.body {
@@ -156,6 +164,8 @@ fn too_large() -> Reject {
 /// the bound on kept bytes and panics if it is broken.
 pub fn read_in_pieces(input: &[u8], pieces: &[usize], policy: &Policy) -> Vec<Step> {
     let unix_now = crate::auth::unix_now();
+    let hub = crate::mercure::url::Url::parse("http://localhost/.well-known/mercure", None);
+    let mut patterns = Patterns::new(hub.expect("a URL"));
     let mut reader = RequestReader::default();
     let mut steps = Vec::new();
     let mut rest = input;
@@ -168,7 +178,7 @@ pub fn read_in_pieces(input: &[u8], pieces: &[usize], policy: &Policy) -> Vec<St
         buf.extend_from_slice(piece);
         let mut used = 0;
         loop {
-            let (n, step) = reader.next_request(&buf[used..], policy, unix_now);
+            let (n, step) = reader.next_request(&buf[used..], policy, unix_now, &mut patterns);
             used += n;
             let stop = matches!(step, Step::NeedMore | Step::Reject(_));
             let rejected = matches!(step, Step::Reject(_));
@@ -272,17 +282,20 @@ mod tests {
 
     #[test]
     fn in_progress_tracks_partial_requests() {
+        let hub = crate::mercure::url::Url::parse("http://localhost/.well-known/mercure", None);
+        let mut patterns = Patterns::new(hub.unwrap());
         let mut reader = RequestReader::default();
         assert!(!reader.in_progress());
         let (used, step) = reader.next_request(
             b"POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nab",
             &POLICY,
             0,
+            &mut patterns,
         );
         assert_eq!(step, Step::NeedMore);
         assert_eq!(used, 64);
         assert!(reader.in_progress());
-        let (_, step) = reader.next_request(b"cd", &POLICY, 0);
+        let (_, step) = reader.next_request(b"cd", &POLICY, 0, &mut patterns);
         assert!(
             matches!(step, Step::Request(ref h, ref b) if b == b"abcd" && matches!(h.route, Ok(Route::Publish { .. })))
         );

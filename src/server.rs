@@ -13,7 +13,7 @@ use mio::{Poll, Waker};
 use crate::bus::inbox::{Inbox, Inboxes};
 use crate::bus::local::{LocalBus, LocalSequencer};
 use crate::bus::{Bus, Hub, Sequencer, redis};
-use crate::config::{Config, OVERFLOW_CONNECTIONS};
+use crate::config::{self, Config, OVERFLOW_CONNECTIONS};
 use crate::metrics::Counters;
 use crate::process::Shared;
 use crate::publisher::Publisher;
@@ -54,6 +54,11 @@ impl Server {
         raise_open_files(&config);
         let listeners = net::listeners(config.listen, config.loops)?;
         let local_addr = listeners[0].local_addr()?;
+        // The Mercure hub's URL, with the port the system picked for port 0.
+        let config = Config {
+            hub_url: Some(config::hub_url(config.hub_url.as_deref(), local_addr)),
+            ..config
+        };
         let mut polls = Vec::with_capacity(config.loops);
         let mut inboxes = Vec::with_capacity(config.loops);
         for _ in 0..config.loops {

@@ -14,13 +14,17 @@ pub enum Framing {
     Close,
 }
 
-/// An event to publish: its data, an optional type, and the topics it goes to
-/// (none: every subscriber).
+/// An event to publish: its data, an optional type, the topics it goes to
+/// (none: every subscriber), and optionally the id its publisher chose, a
+/// reconnection time for clients and the private flag.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     data: String,
     event_type: Option<String>,
     topics: Vec<String>,
+    id: Option<String>,
+    retry: Option<u64>,
+    private: bool,
 }
 
 impl Event {
@@ -44,9 +48,51 @@ impl Event {
         self
     }
 
+    /// Names the event: `id` is its id on the wire, the answer to its
+    /// publish and a `Last-Event-ID` to resume after (instead of one the
+    /// hub makes). An id in the hub's own form (`urn:sseloop:…`, or a
+    /// run and a number) is not taken: the hub makes its own, so that no
+    /// publisher can forge a cursor. At most [`MAX_ID_LEN`] bytes, no
+    /// CR, LF or NUL.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the `retry:` field: clients that receive the event reconnect
+    /// after `retry` when the stream ends.
+    pub fn with_retry(mut self, retry: std::time::Duration) -> Self {
+        self.retry = Some(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Marks the event private (Mercure's `private`): it reaches only
+    /// subscribers whose token allows one of its topics (with
+    /// `Config::jwt_key`; without a key, no subscriber has a token and a
+    /// private event reaches nobody).
+    pub fn private(mut self) -> Self {
+        self.private = true;
+        self
+    }
+
     /// The data, as published.
     pub fn data(&self) -> &str {
         &self.data
+    }
+
+    /// The id its publisher chose, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The reconnection time, if set.
+    pub fn retry(&self) -> Option<std::time::Duration> {
+        self.retry.map(std::time::Duration::from_millis)
+    }
+
+    /// Whether it is private.
+    pub fn is_private(&self) -> bool {
+        self.private
     }
 
     /// The event type, if any.
@@ -61,8 +107,23 @@ impl Event {
 
     /// Encodes the event with the id the server assigned.
     pub fn encode(&self, id: &str) -> Frame {
-        Frame::event(id, self.event_type.as_deref(), &self.data)
+        Frame::encode(id, self.event_type.as_deref(), self.retry, &self.data)
     }
+
+    /// Drops the id its publisher chose (the hub makes its own).
+    pub(crate) fn drop_id(&mut self) {
+        self.id = None;
+    }
+}
+
+/// Longest id a publisher may give an event, in bytes.
+pub const MAX_ID_LEN: usize = 1024;
+
+/// True when `id` can be sent as an `id:` field and come back in a
+/// `Last-Event-ID`: 1 to [`MAX_ID_LEN`] bytes, no CR or LF (they would end
+/// the field early) and no NUL (browsers ignore such an id).
+pub fn valid_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len()) && !id.contains(['\r', '\n', '\0'])
 }
 
 /// True when `event_type` can be sent as an `event:` field: no line break
@@ -100,12 +161,18 @@ impl Frame {
     /// field of its own or end the event early; an empty body still yields one
     /// `data:` line, so the browser dispatches it.
     pub fn event(id: &str, event_type: Option<&str>, data: &str) -> Frame {
+        Frame::encode(id, event_type, None, data)
+    }
+
+    /// [`Frame::event`] with a `retry:` field (milliseconds) when given.
+    pub fn encode(id: &str, event_type: Option<&str>, retry: Option<u64>, data: &str) -> Frame {
         let data = data.as_bytes();
         let breaks = data.iter().filter(|&&b| b == b'\n' || b == b'\r').count();
         let capacity = CHUNK_HEAD_ROOM
             + "id: \n".len()
             + id.len()
             + event_type.map_or(0, |t| "event: \n".len() + t.len())
+            + retry.map_or(0, |_| "retry: \n".len() + 20)
             + data.len()
             + (breaks + 1) * "data: \n".len()
             + "\n\r\n".len();
@@ -117,6 +184,11 @@ impl Frame {
         if let Some(t) = event_type {
             out.extend_from_slice(b"event: ");
             out.extend_from_slice(t.as_bytes());
+            out.push(b'\n');
+        }
+        if let Some(ms) = retry {
+            out.extend_from_slice(b"retry: ");
+            push_decimal(&mut out, ms);
             out.push(b'\n');
         }
         for line in DataLines::new(data) {
@@ -176,6 +248,21 @@ impl Frame {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+}
+
+/// Appends `n` in decimal, without `format!`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn format_chunk_head(len: usize) -> String {
@@ -314,6 +401,35 @@ mod tests {
         assert_eq!(&hb[3..hb.len() - 2], heartbeat(Framing::Close));
         assert_eq!(hb[0], b"d"[0]);
         assert_eq!(heartbeat(Framing::Close).len(), 0xd);
+    }
+
+    #[test]
+    fn retry_follows_the_type_and_the_fields_of_an_event() {
+        let event = Event::new("a\nb")
+            .with_type("t")
+            .with_retry(std::time::Duration::from_millis(1500))
+            .with_id("ignored here");
+        assert_eq!(
+            text(&event.encode("urn:x")),
+            "id: urn:x\nevent: t\nretry: 1500\ndata: a\ndata: b\n\n"
+        );
+        assert_eq!(
+            text(&Frame::encode("1", None, Some(0), "")),
+            "id: 1\nretry: 0\ndata: \n\n"
+        );
+        let max = Frame::encode("1", None, Some(u64::MAX), "");
+        assert_eq!(text(&max), "id: 1\nretry: 18446744073709551615\ndata: \n\n");
+        assert_eq!(event.id(), Some("ignored here"));
+        assert!(!event.is_private() && event.clone().private().is_private());
+    }
+
+    #[test]
+    fn ids_a_publisher_may_give() {
+        assert!(valid_id("urn:uuid:1") && valid_id(&"x".repeat(MAX_ID_LEN)));
+        for bad in ["", "a\nb", "a\rb", "a\0b"] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        assert!(!valid_id(&"x".repeat(MAX_ID_LEN + 1)));
     }
 
     #[test]

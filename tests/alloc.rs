@@ -2,8 +2,10 @@
 //! loop thread counts its own heap allocations publishes the same events to
 //! 1 and to 300 subscribers over real sockets, and the count per event must
 //! not grow with the fan-out; the same for a private topic (`jwt_key`),
-//! whose subscribers came with tokens and are checked on each delivery. Its
-//! own test binary, because it installs a counting global allocator.
+//! whose subscribers came with tokens and are checked on each delivery, and
+//! for Mercure subscribers of a URL pattern (evaluated once per event, not
+//! per subscriber). Its own test binary, because it installs a counting
+//! global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -154,17 +156,34 @@ fn publish(addr: SocketAddr, data: &str) {
     assert!(answer.starts_with("HTTP/1.1 200"), "publish: {answer:?}");
 }
 
+/// Who subscribes, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    /// `/events?topic=t`.
+    Events,
+    /// `/events?topic=t`, a private topic, with a token.
+    Private,
+    /// The Mercure hub, by the URL pattern `/.well-known/:topic` (topic
+    /// `t` resolves against the hub URL to
+    /// `http://<address>/.well-known/t`).
+    Pattern,
+}
+
 /// Heap allocations the loop made for `COUNTED_EVENTS` publishes, each
-/// delivered to `subscribers` streams, after a warm-up; to a private topic
-/// when `private`.
-fn allocations_for(subscribers: usize, private: bool) -> u64 {
+/// delivered to `subscribers` streams, after a warm-up.
+fn allocations_for(subscribers: usize, case: Case) -> u64 {
+    let private = case == Case::Private;
     let server = Counted::start(private);
     let auth = if private {
         format!("Authorization: Bearer {}\r\n", token())
     } else {
         String::new()
     };
-    let subscribe = format!("GET /events?topic=t HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n");
+    let target = match case {
+        Case::Pattern => "/.well-known/mercure?match_urlpattern=%2F.well-known%2F%3Atopic",
+        _ => "/events?topic=t",
+    };
+    let subscribe = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n");
     let mut streams: Vec<_> = (0..subscribers)
         .map(|_| {
             let mut reader = connect(server.addr);
@@ -192,16 +211,17 @@ fn allocations_for(subscribers: usize, private: bool) -> u64 {
 /// once would count each other's allocations.
 #[test]
 fn publishing_allocates_nothing_per_subscriber() {
-    assert_nothing_per_subscriber(false);
-    assert_nothing_per_subscriber(true);
+    assert_nothing_per_subscriber(Case::Events);
+    assert_nothing_per_subscriber(Case::Private);
+    assert_nothing_per_subscriber(Case::Pattern);
 }
 
-fn assert_nothing_per_subscriber(private: bool) {
-    let narrow = allocations_for(1, private);
-    let wide = allocations_for(WIDE, private);
+fn assert_nothing_per_subscriber(case: Case) {
+    let narrow = allocations_for(1, case);
+    let wide = allocations_for(WIDE, case);
     let extra_deliveries = (COUNTED_EVENTS * (WIDE - 1)) as u64;
     eprintln!(
-        "allocations for {COUNTED_EVENTS} events (private: {private}): {narrow} to 1 \
+        "allocations for {COUNTED_EVENTS} events ({case:?}): {narrow} to 1 \
          subscriber, {wide} to {WIDE} subscribers ({extra_deliveries} more deliveries)"
     );
     assert!(

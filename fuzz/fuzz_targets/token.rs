@@ -11,7 +11,8 @@
 //! - a token is accepted only if its signature is the HMAC-SHA-256 of its
 //!   first two parts with the key, computed here with `hmac` (so no input
 //!   forges one), its header says exactly `"alg":"HS256"`, and, with `exp`,
-//!   only before `exp` plus the leeway (tried at several times);
+//!   only before `exp` plus the leeway (an old-claim token's; an `at+jwt`
+//!   has none) (tried at several times);
 //! - what `base64url_decode` accepts is the one canonical unpadded base64url
 //!   encoding of what it returns (re-encoded with the `base64` crate);
 //! - a token taken from a `Cookie`, `Authorization` or query value never
@@ -24,7 +25,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;
-use sseloop::_internals::auth::{Access, Credentials, LEEWAY_SECS, base64url_decode};
+use sseloop::_internals::auth::{Access, Credentials, LEEWAY_SECS, TokenPolicy, base64url_decode};
+use sseloop::_internals::mercure::patterns;
 
 /// The key of the seeds in seeds/token (minted with PyJWT).
 const KEY: &[u8] = b"sseloop-fuzz-key-0123456789abcdef0123456789";
@@ -38,10 +40,14 @@ fn mac(input: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The hub these tokens are for (their audience).
+const HUB: &str = "https://hub.example/.well-known/mercure";
+
 /// Verifies `token` at each time; checks what was accepted.
 fn verify(access: &Access, token: &str) {
+    let mut patterns = patterns(HUB);
     for now in NOWS {
-        let Ok(grant) = access.verify(token, now) else {
+        let Ok(grants) = access.verify(token, now, &mut patterns) else {
             continue;
         };
         let parts: Vec<&str> = token.split('.').collect();
@@ -66,12 +72,17 @@ fn verify(access: &Access, token: &str) {
                 "accepted at {now} a token with exp {exp}"
             );
         }
-        assert!(grant.refused_from.is_none_or(|at| now < at));
+        assert!(grants.expires().is_none_or(|at| now < at));
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let access = Access::new(KEY, &["news"]).unwrap();
+    let policy = TokenPolicy {
+        audience: HUB.into(),
+        issuer: None,
+        anonymous: false,
+    };
+    let access = Access::new(KEY, &["news"], policy).unwrap();
     let raw = String::from_utf8_lossy(data);
     verify(&access, &raw);
     if let Some((header, claims)) = raw.split_once('\n') {

@@ -1,16 +1,21 @@
 //! A loop's copy of the hub's history: the last events of the order, kept
-//! as the very frames that went out live (shared, not copied), and the
-//! epoch whose ids name them. Placing a `Last-Event-ID` and finding what a
-//! resuming subscriber missed happen here, with a budget, so that one
-//! resume cannot hold the loop.
+//! as the very frames that went out live (shared, not copied), the epoch
+//! whose ids name them, and an index of the ids their publishers gave
+//! them. Placing a `Last-Event-ID` and finding what a resuming subscriber
+//! missed happen here, with a budget, so that one resume cannot hold the
+//! loop.
+//!
+//! A publisher's id names the earliest kept event that bears it (as
+//! Mercure asks, should a publisher reuse an id); a second publish with
+//! the same id within the history is the same event (exactly-once
+//! publishing), so in practice each id names one event.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::bus::Delivery;
 use crate::bus::id::{Epoch, EventId, ResetReason, Run};
 use crate::sse::Frame;
-use crate::topics::Subscription;
 
 /// The next retained event a resuming subscriber should get.
 #[derive(Debug)]
@@ -43,6 +48,9 @@ pub struct History {
     cap: usize,
     /// The newest sequence number delivered (kept or not).
     newest: u64,
+    /// Each publisher's id among the kept events: the sequence number of
+    /// the earliest that bears it, and how many do.
+    names: HashMap<Arc<str>, (u64, u32)>,
 }
 
 impl History {
@@ -54,6 +62,7 @@ impl History {
             kept: VecDeque::with_capacity(cap.min(4096)),
             cap,
             newest: 0,
+            names: HashMap::new(),
         }
     }
 
@@ -102,10 +111,41 @@ impl History {
         if self.cap == 0 {
             return;
         }
-        if self.kept.len() == self.cap {
-            self.kept.pop_front();
+        if self.kept.len() == self.cap
+            && let Some(old) = self.kept.pop_front()
+            && let Some(name) = &old.name
+        {
+            self.forget_name(name, old.seq);
+        }
+        if let Some(name) = &delivery.name {
+            let entry = self
+                .names
+                .entry(Arc::clone(name))
+                .or_insert((delivery.seq, 0));
+            entry.1 += 1;
         }
         self.kept.push_back(delivery.clone());
+    }
+
+    /// The kept event `seq`, named `name`, has left the history: the name
+    /// now names the next kept event bearing it, if any.
+    fn forget_name(&mut self, name: &Arc<str>, seq: u64) {
+        let Some(entry) = self.names.get_mut(name) else {
+            return;
+        };
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            self.names.remove(name);
+        } else if entry.0 == seq {
+            // Only a reused id gets here: look for its next use.
+            let next = self.kept.iter().find(|d| d.name.as_ref() == Some(name));
+            entry.0 = next.map_or(u64::MAX, |d| d.seq);
+        }
+    }
+
+    /// The sequence number to resume after to replay every kept event.
+    pub fn earliest(&self) -> u64 {
+        self.oldest_kept() - 1
     }
 
     /// Sequence number of the oldest event still kept (one past the newest
@@ -118,7 +158,13 @@ impl History {
     /// why it cannot be resumed from. `issued` is the newest sequence
     /// number assigned anywhere: an id past what this loop has delivered
     /// but not past that is on its way here, and resumes after it.
+    ///
+    /// An id its publisher gave names the earliest kept event that bears
+    /// it; one that names no kept event is `Invalid`.
     pub fn resume_point(&self, id: &str, issued: u64) -> Result<u64, ResetReason> {
+        if let Some(&(seq, _)) = self.names.get(id) {
+            return Ok(seq);
+        }
         let oldest_kept = self.oldest_kept();
         match self.epoch.place(id, issued.max(self.newest), oldest_kept) {
             Err(ResetReason::OtherRun) => {
@@ -139,18 +185,18 @@ impl History {
         }
     }
 
-    /// The first kept event after `after` that `sub` should get: one of its
-    /// topics, or a broadcast, and one that `allowed` says it may receive
-    /// (given the event's topics: the private-topic check). Each event
-    /// looked at costs `budget` what matching it costs: one unit, plus one
-    /// per pair of its topics and the subscriber's. When the budget runs out
-    /// first, says how far the look got; the first event of a look is
-    /// always looked at, so every look moves on.
+    /// The first kept event after `after` that `wanted` says a subscriber
+    /// should get (its selectors, and the private-topic and private-update
+    /// rules). Each event looked at costs `budget` one unit plus
+    /// `per_topic` per topic it has (what matching it costs: the
+    /// subscriber's matchers against each of its topics). When the budget
+    /// runs out first, says how far the look got; the first event of a
+    /// look is always looked at, so every look moves on.
     pub fn next_retained(
         &self,
         after: u64,
-        sub: &Subscription,
-        allowed: impl Fn(&[Box<str>]) -> bool,
+        per_topic: usize,
+        mut wanted: impl FnMut(&Delivery) -> bool,
         budget: &mut usize,
     ) -> Retained<'_> {
         if after >= self.newest {
@@ -160,14 +206,14 @@ impl History {
             return Retained::Lost;
         }
         let start = self.kept.partition_point(|d| d.seq <= after);
-        let pairs_per_topic = sub.topic_count().max(1);
+        let per_topic = per_topic.max(1);
         for (looked, d) in self.kept.range(start..).enumerate() {
-            let cost = 1 + d.topics.len() * pairs_per_topic;
+            let cost = 1 + d.topics.len() * per_topic;
             if *budget < cost && looked > 0 {
                 return Retained::Scanned(d.seq - 1);
             }
             *budget = budget.saturating_sub(cost);
-            if sub.wants(d.topics.iter().map(|t| &**t)) && allowed(&d.topics) {
+            if wanted(d) {
                 return Retained::Event(d.seq, &d.frame);
             }
         }
@@ -179,7 +225,15 @@ impl History {
 mod tests {
     use super::*;
     use crate::bus::id::Run;
-    use crate::topics::Topics;
+    use crate::mercure::matcher::EventTopics;
+    use crate::mercure::url::Url;
+    use crate::topics::{Subscription, Topics};
+
+    /// What a subscriber of `sub` wants, as the stream asks it.
+    fn wants(sub: &Subscription) -> impl FnMut(&Delivery) -> bool + '_ {
+        let hub = Url::parse("http://localhost/.well-known/mercure", None).unwrap();
+        move |d: &Delivery| sub.wants(&mut EventTopics::new(&d.topics, &hub))
+    }
 
     fn run(text: &str) -> Run {
         Run::parse(text.as_bytes()).unwrap()
@@ -190,21 +244,35 @@ mod tests {
     }
 
     fn deliver(h: &mut History, data: &str, topics: &[&str]) {
+        deliver_named(h, None, data, topics);
+    }
+
+    fn deliver_named(h: &mut History, name: Option<&str>, data: &str, topics: &[&str]) {
         let seq = h.newest() + 1;
         let frame = Arc::new(Frame::event(&h.id(seq).text(), None, data));
         let topics: Arc<[Box<str>]> = topics.iter().map(|&t| t.into()).collect();
-        h.record(&Delivery { seq, frame, topics });
+        let mut delivery = Delivery::plain(seq, frame, topics);
+        delivery.name = name.map(Arc::from);
+        h.record(&delivery);
     }
 
     /// Everything a subscriber of `t` resuming after `id` would be replayed.
     fn replayed(h: &History, id: &str, t: &[&str]) -> Vec<String> {
-        let mut after = h.resume_point(id, h.newest()).expect("resumable");
+        replayed_after(h, h.resume_point(id, h.newest()).expect("resumable"), t)
+    }
+
+    fn replayed_after(h: &History, mut after: u64, t: &[&str]) -> Vec<String> {
         let mut index = Topics::default();
         let topics: Vec<String> = t.iter().map(|s| s.to_string()).collect();
         let sub = index.subscribe(99, &topics);
         let mut out = Vec::new();
         loop {
-            match h.next_retained(after, &sub, |_| true, &mut usize::MAX.clone()) {
+            match h.next_retained(
+                after,
+                sub.matcher_count(),
+                wants(&sub),
+                &mut usize::MAX.clone(),
+            ) {
                 Retained::Event(seq, frame) => {
                     out.push(String::from_utf8(frame.payload().to_vec()).unwrap());
                     after = seq;
@@ -277,21 +345,21 @@ mod tests {
         let sub = index.subscribe(1, &[]);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(1, _)
         ));
         deliver(&mut h, "2", &[]);
         deliver(&mut h, "3", &[]);
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Lost
         ));
         assert!(matches!(
-            h.next_retained(1, &sub, |_| true, &mut budget),
+            h.next_retained(1, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(2, _)
         ));
         assert!(matches!(
-            h.next_retained(3, &sub, |_| true, &mut budget),
+            h.next_retained(3, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::CaughtUp
         ));
     }
@@ -308,13 +376,13 @@ mod tests {
         // Each event costs 3 (itself and two topics): 30 units look at 10.
         let mut budget = 30;
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Scanned(10)
         ));
         assert_eq!(budget, 0);
         let mut budget = usize::MAX;
         assert!(matches!(
-            h.next_retained(10, &sub, |_| true, &mut budget),
+            h.next_retained(10, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(51, _)
         ));
     }
@@ -329,17 +397,13 @@ mod tests {
         let old = h.epoch().run();
         h.rebase(Epoch::new(run("ba5eba5eba5e"), 10), None);
         let frame = Arc::new(Frame::event(&h.id(11).text(), None, "new"));
-        h.record(&Delivery {
-            seq: 11,
-            frame,
-            topics: Arc::from([]),
-        });
-        assert_eq!(h.id(11).to_string(), "ba5eba5eba5e-1");
+        h.record(&Delivery::plain(11, frame, Arc::from([])));
+        assert_eq!(h.id(11).to_string(), "urn:sseloop:ba5eba5eba5e-1");
         let reset = h.reset_frame(ResetReason::Stale);
         assert!(
             reset
                 .payload()
-                .starts_with(b"id: ba5eba5eba5e-1\nevent: reset\n")
+                .starts_with(b"id: urn:sseloop:ba5eba5eba5e-1\nevent: reset\n")
         );
         assert_eq!(h.resume_point("ba5eba5eba5e-0", 11), Ok(10));
         assert_eq!(h.resume_point("ba5eba5eba5e-1", 11), Ok(11));
@@ -374,13 +438,13 @@ mod tests {
         // number 3 (base 3).
         let new = Epoch::new(run("ba5eba5eba5e"), 3);
         h.rebase(new, Some(3));
-        h.record(&Delivery {
-            seq: 6,
-            frame: Arc::new(new.id(6).reset(ResetReason::OtherRun)),
-            topics: Arc::from([]),
-        });
+        h.record(&Delivery::plain(
+            6,
+            Arc::new(new.id(6).reset(ResetReason::OtherRun)),
+            Arc::from([]),
+        ));
         deliver(&mut h, "new", &[]);
-        assert_eq!(h.id(7).to_string(), "ba5eba5eba5e-4");
+        assert_eq!(h.id(7).to_string(), "urn:sseloop:ba5eba5eba5e-4");
         assert_eq!(h.resume_point(&format!("{old}-2"), 7), Ok(2));
         assert_eq!(h.resume_point(&format!("{old}-3"), 7), Ok(3));
         assert_eq!(
@@ -416,15 +480,40 @@ mod tests {
         // 1 + 100 topics x 2 = 201 units for the first, with 10 to spend.
         let mut budget = 10;
         assert!(matches!(
-            h.next_retained(0, &sub, |_| true, &mut budget),
+            h.next_retained(0, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Scanned(1)
         ));
         assert_eq!(budget, 0);
         let mut budget = 10;
         assert!(matches!(
-            h.next_retained(1, &sub, |_| true, &mut budget),
+            h.next_retained(1, sub.matcher_count(), wants(&sub), &mut budget),
             Retained::Event(2, _)
         ));
+    }
+
+    /// A publisher's id resumes after the earliest kept event that bears
+    /// it, and after the next one once that has left the history.
+    #[test]
+    fn a_publishers_id_names_its_earliest_kept_use() {
+        let mut h = history(3);
+        deliver_named(&mut h, Some("book-1"), "first", &["a"]);
+        deliver_named(&mut h, Some("other"), "x", &["a"]);
+        deliver_named(&mut h, Some("book-1"), "again", &["a"]);
+        assert_eq!(h.resume_point("book-1", 3), Ok(1));
+        assert_eq!(replayed(&h, "book-1", &["a"]).len(), 2);
+        assert_eq!(h.resume_point("unknown", 3), Err(ResetReason::Invalid));
+        // The first use leaves: the id names its second use.
+        deliver(&mut h, "4", &["a"]);
+        assert_eq!(h.resume_point("book-1", 4), Ok(3));
+        assert_eq!(h.resume_point("other", 4), Ok(2));
+        deliver(&mut h, "5", &["a"]);
+        assert_eq!(h.resume_point("other", 5), Err(ResetReason::Invalid));
+        deliver(&mut h, "6", &["a"]);
+        assert_eq!(h.resume_point("book-1", 6), Err(ResetReason::Invalid));
+        assert!(h.names.is_empty());
+        // Every kept event can be replayed from `earliest`.
+        assert_eq!(h.earliest(), 3);
+        assert_eq!(replayed_after(&h, h.earliest(), &["a"]).len(), 3);
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! Event ids: the one module that makes, writes, reads and places them.
 //!
-//! An id the hub assigns is `<run>-<seq>`: `run` is 12 hex digits that
-//! tell this hub's ids from any other's ([`Run`]: drawn at start-up in
-//! process, or the cluster's epoch kept in Redis), `seq` a decimal number
-//! that counts from 1 in its run and only grows. So an id from another
-//! run (or not ours at all) is told apart from one that can be placed.
+//! An id the hub assigns is `urn:sseloop:<run>-<seq>`: `run` is 12 hex
+//! digits that tell this hub's ids from any other's ([`Run`]: drawn at
+//! start-up in process, or the cluster's epoch kept in Redis), `seq` a
+//! decimal number that counts from 1 in its run and only grows. So an id
+//! from another run (or not ours at all) is told apart from one that can
+//! be placed. The `urn:` form makes it an IRI, as Mercure asks of the
+//! ids a hub makes; the bare `<run>-<seq>` of earlier versions is still
+//! read, so that clients holding one resume.
+//!
+//! An event its publisher named (Mercure's `id`, `Event::with_id`) has
+//! that name as its id ([`EventId::named`]); a name in the hub's own
+//! form ([`is_hub_form`]) is never taken, so that no publisher can make
+//! an id that reads as a cursor into the order. A name is placed by the
+//! history's index of names, not here.
 //!
 //! An [`Epoch`] is one run as a loop sees it: its ids, and where their
 //! numbers start in the hub's order (its base; 0 but for a cluster whose
@@ -14,22 +23,24 @@
 //! subscriber resumes, or why it cannot ([`ResetReason`]); the `reset`
 //! event that says so is made here too ([`EventId::reset`]).
 //!
-//! [`EventId`] keeps its form private: ids named by their publisher, and
-//! other ways of writing the hub's own ids, are added in this module
-//! alone. [`IdText`] is an id written out without a heap allocation.
+//! [`EventId`] keeps its form private. [`IdText`] is an id written out
+//! without a heap allocation.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::{self, Write as _};
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::sse::Frame;
 
 /// Hex digits in a run.
 const RUN_LEN: usize = 12;
-/// Longest id the hub writes: a run, a dash and a `u64`.
-const MAX_HUB_ID: usize = RUN_LEN + 1 + 20;
+/// What the hub's ids begin with.
+pub const HUB_PREFIX: &str = "urn:sseloop:";
+/// Longest id the hub writes: the prefix, a run, a dash and a `u64`.
+const MAX_HUB_ID: usize = HUB_PREFIX.len() + RUN_LEN + 1 + 20;
 
 /// The run part of the hub's ids: 12 hex digits, kept as written (an
 /// epoch read from Redis keeps its letters' case).
@@ -82,12 +93,13 @@ impl fmt::Display for Run {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EventId(Form);
 
-/// The forms an id takes. Only the hub's own for now; a publisher-chosen
-/// name becomes a second variant.
+/// The forms an id takes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Form {
-    /// `<run>-<seq>`, assigned by the hub.
+    /// `urn:sseloop:<run>-<seq>`, assigned by the hub.
     Hub { run: Run, seq: u64 },
+    /// The name its publisher gave the event.
+    Named(Arc<str>),
 }
 
 impl EventId {
@@ -96,8 +108,15 @@ impl EventId {
         EventId(Form::Hub { run, seq })
     }
 
-    /// Reads an id the hub could have assigned: `<12 hex digits>-<digits>`,
-    /// the number within `u64`.
+    /// The id of an event its publisher named `name` (never in the hub's
+    /// form: see [`is_hub_form`]).
+    pub fn named(name: Arc<str>) -> EventId {
+        debug_assert!(!is_hub_form(&name), "{name:?} reads as a hub id");
+        EventId(Form::Named(name))
+    }
+
+    /// Reads an id the hub could have assigned:
+    /// `[urn:sseloop:]<12 hex digits>-<digits>`, the number within `u64`.
     #[cfg(test)]
     pub fn parse(text: &str) -> Option<EventId> {
         let (run, digits) = split(text)?;
@@ -109,6 +128,7 @@ impl EventId {
     pub fn run(&self) -> Run {
         match &self.0 {
             Form::Hub { run, .. } => *run,
+            Form::Named(_) => Run::NONE,
         }
     }
 
@@ -117,20 +137,22 @@ impl EventId {
     pub fn seq(&self) -> u64 {
         match &self.0 {
             Form::Hub { seq, .. } => *seq,
+            Form::Named(_) => 0,
         }
     }
 
     /// The id as written on the wire, without a heap allocation.
     pub fn text(&self) -> IdText {
-        let mut text = IdText {
-            bytes: [0; MAX_HUB_ID],
-            len: 0,
+        let (run, seq) = match &self.0 {
+            Form::Hub { run, seq } => (run, seq),
+            Form::Named(name) => return IdText(Text::Named(Arc::clone(name))),
         };
-        let mut out = Cursor::new(&mut text.bytes);
-        // Never too long: a run, a dash and a u64 fit `MAX_HUB_ID`.
-        let _ = write!(out, "{self}");
-        text.len = out.len as u8;
-        text
+        let mut bytes = [0; MAX_HUB_ID];
+        let mut out = Cursor::new(&mut bytes);
+        // Never too long: the prefix, a run, a dash and a u64 fit `MAX_HUB_ID`.
+        let _ = write!(out, "{HUB_PREFIX}{run}-{seq}");
+        let len = out.len as u8;
+        IdText(Text::Hub { bytes, len })
     }
 
     /// The `reset` event named by this id, saying `reason`. A client's
@@ -143,25 +165,32 @@ impl EventId {
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Form::Hub { run, seq } => write!(f, "{run}-{seq}"),
-        }
+        f.write_str(&self.text())
     }
 }
 
-/// An id written out, on the stack; derefs to `str`.
-#[derive(Clone, Copy)]
-pub struct IdText {
-    bytes: [u8; MAX_HUB_ID],
-    len: u8,
+/// An id written out: the hub's on the stack, a name shared; derefs to
+/// `str`.
+#[derive(Clone)]
+pub struct IdText(Text);
+
+#[derive(Clone)]
+enum Text {
+    Hub { bytes: [u8; MAX_HUB_ID], len: u8 },
+    Named(Arc<str>),
 }
 
 impl Deref for IdText {
     type Target = str;
 
     fn deref(&self) -> &str {
-        // Written by `Display`, so UTF-8.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+        match &self.0 {
+            // Written by `write!`, so UTF-8.
+            Text::Hub { bytes, len } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Text::Named(name) => name,
+        }
     }
 }
 
@@ -193,8 +222,16 @@ impl<const N: usize> fmt::Write for Cursor<'_, N> {
     }
 }
 
+/// Whether `text` reads as an id of the hub's (with the `urn:sseloop:`
+/// prefix, whatever follows, or in the bare `<run>-<seq>` form): a
+/// publisher may not name an event so.
+pub fn is_hub_form(text: &str) -> bool {
+    text.starts_with(HUB_PREFIX) || split(text).is_some()
+}
+
 /// The run and the digits of a well-formed id, the number not yet read.
 fn split(text: &str) -> Option<(Run, &str)> {
+    let text = text.strip_prefix(HUB_PREFIX).unwrap_or(text);
     let (run, digits) = text.split_once('-')?;
     let run = Run::parse(run.as_bytes())?;
     let digits_ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
@@ -315,14 +352,42 @@ mod tests {
     }
 
     #[test]
-    fn the_wire_form_is_the_run_a_dash_and_the_number() {
+    fn the_wire_form_is_a_urn_of_the_run_and_the_number() {
         let id = EventId::new(run("0123456789ab"), 42);
-        assert_eq!(id.to_string(), "0123456789ab-42");
-        assert_eq!(&*id.text(), "0123456789ab-42");
+        assert_eq!(id.to_string(), "urn:sseloop:0123456789ab-42");
+        assert_eq!(&*id.text(), "urn:sseloop:0123456789ab-42");
         let longest = EventId::new(run("ffffffffffff"), u64::MAX);
-        assert_eq!(&*longest.text(), "ffffffffffff-18446744073709551615");
+        assert_eq!(
+            &*longest.text(),
+            "urn:sseloop:ffffffffffff-18446744073709551615"
+        );
+        assert_eq!(
+            EventId::parse("urn:sseloop:0123456789ab-42"),
+            Some(id.clone())
+        );
+        // The bare form of earlier versions is still read.
         assert_eq!(EventId::parse("0123456789ab-42"), Some(id.clone()));
         assert_eq!((id.run(), id.seq()), (run("0123456789ab"), 42));
+    }
+
+    #[test]
+    fn a_named_id_is_its_name_and_names_in_the_hubs_form_are_told_apart() {
+        let id = EventId::named("urn:uuid:1".into());
+        assert_eq!(&*id.text(), "urn:uuid:1");
+        assert_eq!(id.to_string(), "urn:uuid:1");
+        let long: Arc<str> = "x".repeat(2000).into();
+        assert_eq!(&*EventId::named(long.clone()).text(), &*long);
+        for hub in [
+            "urn:sseloop:0123456789ab-1",
+            "urn:sseloop:",
+            "urn:sseloop:anything",
+            "0123456789ab-1",
+        ] {
+            assert!(is_hub_form(hub), "{hub}");
+        }
+        for name in ["urn:uuid:1", "urn:sseloo:x", "0123456789ab", "book-1", "#1"] {
+            assert!(!is_hub_form(name), "{name}");
+        }
     }
 
     #[test]
@@ -357,10 +422,12 @@ mod tests {
         ] {
             assert_eq!(EventId::parse(bad), None, "{bad:?}");
         }
+        assert_eq!(EventId::parse("urn:sseloop:0123456789ab-x"), None);
+        assert_eq!(EventId::parse("URN:SSELOOP:0123456789ab-1"), None);
         // A run's letters keep their case: another case is another run.
         let upper = EventId::parse("0123456789AB-1").unwrap();
         assert_ne!(upper.run(), run("0123456789ab"));
-        assert_eq!(upper.to_string(), "0123456789AB-1");
+        assert_eq!(upper.to_string(), "urn:sseloop:0123456789AB-1");
     }
 
     #[test]
@@ -368,6 +435,7 @@ mod tests {
         let epoch = Epoch::new(run("0123456789ab"), 0);
         // Events 4 and 5 are kept (oldest kept 4, newest 5).
         assert_eq!(epoch.place("0123456789ab-3", 5, 4), Ok(3));
+        assert_eq!(epoch.place("urn:sseloop:0123456789ab-3", 5, 4), Ok(3));
         assert_eq!(epoch.place("0123456789ab-5", 5, 4), Ok(5));
         assert_eq!(epoch.place("0123456789ab-2", 5, 4), Err(ResetReason::Stale));
         assert_eq!(
@@ -397,8 +465,8 @@ mod tests {
     #[test]
     fn a_later_epoch_counts_its_ids_from_its_base() {
         let epoch = Epoch::new(run("ba5eba5eba5e"), 10);
-        assert_eq!(epoch.id(10).to_string(), "ba5eba5eba5e-0");
-        assert_eq!(epoch.id(11).to_string(), "ba5eba5eba5e-1");
+        assert_eq!(epoch.id(10).to_string(), "urn:sseloop:ba5eba5eba5e-0");
+        assert_eq!(epoch.id(11).to_string(), "urn:sseloop:ba5eba5eba5e-1");
         assert_eq!(epoch.place("ba5eba5eba5e-0", 11, 11), Ok(10));
         assert_eq!(epoch.place("ba5eba5eba5e-1", 11, 11), Ok(11));
         assert_eq!(
@@ -440,7 +508,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "id: 0123456789ab-7\nevent: reset\ndata: {}\n\n",
+                "id: urn:sseloop:0123456789ab-7\nevent: reset\ndata: {}\n\n",
                 ResetReason::Stale.data()
             )
         );

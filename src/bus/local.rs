@@ -42,7 +42,8 @@ pub fn keys_window(history: usize) -> usize {
 /// Publishers' keys of the last events, and their sequence numbers.
 #[derive(Debug, Default)]
 struct Keys {
-    seqs: HashMap<Arc<str>, u64>,
+    /// Each key's event's id.
+    ids: HashMap<Arc<str>, EventId>,
     /// Oldest first, to forget them in order.
     order: VecDeque<(u64, Arc<str>)>,
     /// How many events back a key is remembered.
@@ -50,22 +51,21 @@ struct Keys {
 }
 
 impl Keys {
-    /// The sequence number of `key`'s event, if it is in the window ending
-    /// at `newest`.
-    fn find(&mut self, key: &str, newest: u64) -> Option<u64> {
+    /// The id of `key`'s event, if it is in the window ending at `newest`.
+    fn find(&mut self, key: &str, newest: u64) -> Option<EventId> {
         while let Some((seq, _)) = self.order.front() {
             if seq + self.window > newest {
                 break;
             }
             if let Some((_, old)) = self.order.pop_front() {
-                self.seqs.remove(&old);
+                self.ids.remove(&old);
             }
         }
-        self.seqs.get(key).copied()
+        self.ids.get(key).cloned()
     }
 
-    fn insert(&mut self, key: Arc<str>, seq: u64) {
-        self.seqs.insert(Arc::clone(&key), seq);
+    fn insert(&mut self, key: Arc<str>, seq: u64, id: EventId) {
+        self.ids.insert(Arc::clone(&key), id);
         self.order.push_back((seq, key));
     }
 }
@@ -171,20 +171,26 @@ impl LocalSequencer {
     pub fn number(&self, publish: &Publish, from: Option<usize>) -> EventId {
         let event = &publish.event;
         let topics: Arc<[Box<str>]> = event.topics().iter().map(|t| t.as_str().into()).collect();
+        let name: Option<Arc<str>> = event.id().map(Arc::from);
         let mut keys = self.order.lock().unwrap_or_else(PoisonError::into_inner);
         let newest = self.issued.load(Ordering::Relaxed);
+        let seq = newest + 1;
+        let id = match &name {
+            Some(name) => EventId::named(Arc::clone(name)),
+            None => self.epoch.id(seq),
+        };
         if let Some(key) = &publish.key {
             if let Some(first) = keys.find(key, newest) {
-                return self.epoch.id(first);
+                return first;
             }
-            keys.insert(Arc::clone(key), newest + 1);
+            keys.insert(Arc::clone(key), seq, id.clone());
         }
-        let seq = newest + 1;
-        let id = self.epoch.id(seq);
         let delivery = Delivery {
             seq,
             frame: Arc::new(event.encode(&id.text())),
             topics,
+            name,
+            private: event.is_private(),
         };
         self.issued.store(seq, Ordering::Release);
         self.inboxes.hand_out(&delivery, from);
@@ -330,7 +336,7 @@ mod tests {
         let Offer::Published(id) = offer(&seq, 0, 0, "x") else {
             panic!("the local bus answers at once");
         };
-        assert_eq!(id.to_string(), format!("{}-1", seq.run()));
+        assert_eq!(id.to_string(), format!("urn:sseloop:{}-1", seq.run()));
         let from_thread = seq.publish(Publish::new(Event::new("y")), Asker::Thread);
         assert_eq!(from_thread, Offer::Published(EventId::new(seq.run(), 2)));
         offer(&seq, 1, 0, "z");
@@ -338,6 +344,44 @@ mod tests {
         assert_eq!(drain(&mut b), [1, 2, 3]);
         assert_eq!(a.history().newest(), 3);
         assert_eq!(a.issued(), 3);
+    }
+
+    /// A publisher's id is the event's id, on the wire and in the answer,
+    /// and goes with the delivery; one in the hub's form is not taken at
+    /// the door.
+    #[test]
+    fn a_named_event_is_answered_and_sent_under_its_name() {
+        let (_polls, seq) = hub(1);
+        let door = crate::bus::Hub::new(Arc::clone(&seq) as Arc<dyn Sequencer>);
+        let mut bus = LocalBus::new(0, Arc::clone(&seq), 8);
+        let event = Event::new("x")
+            .with_id("urn:uuid:7")
+            .with_retry(std::time::Duration::from_secs(2))
+            .private();
+        let Offer::Published(id) = door.publish(Publish::new(event), Asker::Thread) else {
+            panic!("published");
+        };
+        assert_eq!(id.to_string(), "urn:uuid:7");
+        let forged = Event::new("y").with_id(format!("urn:sseloop:{}-1", seq.run()));
+        let Offer::Published(made) = door.publish(Publish::new(forged), Asker::Thread) else {
+            panic!("published");
+        };
+        assert_eq!(made, EventId::new(seq.run(), 2));
+        bus.begin_drain();
+        let Some(Message::Delivery(named)) = bus.next() else {
+            panic!("a delivery");
+        };
+        assert_eq!(named.name.as_deref(), Some("urn:uuid:7"));
+        assert!(named.private);
+        assert_eq!(
+            named.frame.payload(),
+            b"id: urn:uuid:7\nretry: 2000\ndata: x\n\n"
+        );
+        let Some(Message::Delivery(plain)) = bus.next() else {
+            panic!("a delivery");
+        };
+        assert_eq!(plain.name, None);
+        assert_eq!(bus.history().resume_point("urn:uuid:7", 2), Ok(1));
     }
 
     /// A loop's publish while another loop is far behind is held, not
@@ -376,9 +420,9 @@ mod tests {
             answers,
             [
                 format!("event {a}"),
-                format!("1 {run}-{a}"),
+                format!("1 urn:sseloop:{run}-{a}"),
                 format!("event {b}"),
-                format!("2 {run}-{b}")
+                format!("2 urn:sseloop:{run}-{b}")
             ]
         );
         assert_eq!(
@@ -473,7 +517,7 @@ mod tests {
             Offer::Published(EventId::new(seq.run(), 4 + MIN_KEYS_WINDOW as u64))
         );
         assert_eq!(
-            seq.order.lock().unwrap().seqs.len(),
+            seq.order.lock().unwrap().ids.len(),
             1,
             "forgotten keys are dropped"
         );

@@ -42,15 +42,16 @@ use log::{debug, trace};
 use mio::event::Event as Readiness;
 use mio::{Registry, Token};
 
-use crate::sse::{Event, Frame, valid_event_type, valid_topic};
+use crate::sse::{Event, Frame, valid_event_type, valid_id, valid_topic};
 
 pub use history::{History, Retained};
 pub use id::{EventId, ResetReason};
 pub use inbox::Inboxes;
 
 /// One event in the hub's order, as every loop receives it: its sequence
-/// number, the frame every subscriber's queue points at, and its topics
-/// (none: a broadcast). Cloning shares, never copies.
+/// number, the frame every subscriber's queue points at, its topics (none:
+/// a broadcast), the id its publisher gave it (which a `Last-Event-ID`
+/// names it by) and whether it is private. Cloning shares, never copies.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     /// Position in the hub's order, from 1.
@@ -59,6 +60,25 @@ pub struct Delivery {
     pub frame: Arc<Frame>,
     /// Where it goes; empty for everyone.
     pub topics: Arc<[Box<str>]>,
+    /// Its publisher's id, when it has one.
+    pub name: Option<Arc<str>>,
+    /// Only for subscribers allowed one of its topics (Mercure's
+    /// `private`).
+    pub private: bool,
+}
+
+impl Delivery {
+    /// Event `seq` of the order, encoded in `frame`, to `topics`, public
+    /// and unnamed (a `reset`, a test's event).
+    pub fn plain(seq: u64, frame: Arc<Frame>, topics: Arc<[Box<str>]>) -> Delivery {
+        Delivery {
+            seq,
+            frame,
+            topics,
+            name: None,
+            private: false,
+        }
+    }
 }
 
 /// A publish as it comes to the door.
@@ -131,6 +151,8 @@ pub enum PublishError {
     /// A topic is empty, longer than 128 bytes or holds a control character
     /// (no subscriber could name it).
     InvalidTopic,
+    /// The id is empty, longer than 1 024 bytes, or holds CR, LF or NUL.
+    InvalidId,
     /// In a cluster: Redis cannot be reached now, so the event was not
     /// stored (or, if Redis failed while storing it, may have been). Retry
     /// later (with the same key, a retry cannot publish it twice).
@@ -138,7 +160,7 @@ pub enum PublishError {
     /// In a cluster: the event is larger than a cluster stores
     /// ([`MAX_CLUSTER_EVENT_SIZE`](crate::config::MAX_CLUSTER_EVENT_SIZE)).
     TooLarge,
-    /// The key is empty, longer than 256 bytes or holds a control
+    /// The key is empty, longer than 1 024 bytes (a Mercure id's bound) or holds a control
     /// character.
     InvalidKey,
 }
@@ -150,10 +172,11 @@ impl PublishError {
             PublishError::Closed => "the server has stopped",
             PublishError::InvalidType => "event type must not contain CR, LF or NUL",
             PublishError::InvalidTopic => "topic must be 1 to 128 bytes with no control characters",
+            PublishError::InvalidId => "id must be 1 to 1024 bytes with no CR, LF or NUL",
             PublishError::Unavailable => "the cluster's Redis cannot be reached; retry later",
             PublishError::TooLarge => "the event is larger than a cluster stores (1 MiB)",
             PublishError::InvalidKey => {
-                "the idempotency key must be 1 to 256 bytes with no control characters"
+                "the idempotency key must be 1 to 1024 bytes with no control characters"
             }
         }
     }
@@ -250,8 +273,14 @@ impl Hub {
         Hub { sequencer }
     }
 
-    /// Publishes for `asker`, if the event is one a subscriber can receive.
-    pub fn publish(&self, publish: Publish, asker: Asker) -> Offer {
+    /// Publishes for `asker`, if the event is one a subscriber can
+    /// receive. An id in the hub's own form is dropped: the sequencer
+    /// makes one.
+    pub fn publish(&self, mut publish: Publish, asker: Asker) -> Offer {
+        if publish.event.id().is_some_and(id::is_hub_form) {
+            debug!("a publisher's id in the hub's form is replaced by the hub's");
+            publish.event.drop_id();
+        }
         if let Err(refused) = check(&publish) {
             debug!("publish refused: {refused}");
             return Offer::Refused(refused);
@@ -281,7 +310,7 @@ impl Hub {
 }
 
 /// Longest key a publish may carry.
-pub const MAX_KEY_LEN: usize = 256;
+pub const MAX_KEY_LEN: usize = crate::sse::MAX_ID_LEN;
 
 /// Whether `key` can name a publish: 1 to [`MAX_KEY_LEN`] bytes, no
 /// control characters.
@@ -300,6 +329,9 @@ fn check(publish: &Publish) -> Result<(), PublishError> {
     }
     if !event.topics().iter().all(|t| valid_topic(t)) {
         return Err(PublishError::InvalidTopic);
+    }
+    if event.id().is_some_and(|id| !valid_id(id)) {
+        return Err(PublishError::InvalidId);
     }
     Ok(())
 }
@@ -425,6 +457,12 @@ mod tests {
             assert_eq!(
                 refused(Event::new("x").with_topic("fine").with_topic(topic)),
                 PublishError::InvalidTopic
+            );
+        }
+        for id in ["", "a\nb", "nul\0"] {
+            assert_eq!(
+                refused(Event::new("x").with_id(id)),
+                PublishError::InvalidId
             );
         }
         assert_eq!(hub.published(), 0);

@@ -88,6 +88,12 @@ usage: sseloop [OPTIONS]
   --jwt-key KEY           private topics: subscribing needs an HS256 JWT signed with KEY, at least
                           32 bytes (or env SSELOOP_JWT_KEY); publishing needs a token too
   --public-topic NAME     with --jwt-key: a topic anyone may subscribe to (repeatable; * = all)
+  --hub-url URL           the Mercure hub's URL as clients reach it: topics and URL patterns resolve
+                          against it; the default token audience
+                          (default http://<listen address>/.well-known/mercure)
+  --jwt-issuer ISS        with --jwt-key: the iss an RFC 9068 (at+jwt) token must name (default: any)
+  --jwt-audience AUD      with --jwt-key: the aud an at+jwt token must hold (default: the hub URL)
+  --anonymous             with --jwt-key: serve Mercure subscribers without a token (public updates)
   --allow-origin ORIGIN   CORS: allow this origin (or *) and answer preflights; its pages may publish
   --allow-host NAME       repeatable: answer requests for Host NAME (any port) besides the loopback names
   --insecure-open-publish allow a non-loopback --listen with no publish token
@@ -167,6 +173,10 @@ where
             }
             "--lab" => {
                 config.lab = true;
+                continue;
+            }
+            "--anonymous" => {
+                config.anonymous = true;
                 continue;
             }
             "--stdin" => {
@@ -261,6 +271,9 @@ where
                 jwt_key_from = "--jwt-key";
             }
             "--public-topic" => config.public_topics.push(value()?),
+            "--hub-url" => config.hub_url = Some(value()?),
+            "--jwt-issuer" => config.jwt_issuer = Some(value()?),
+            "--jwt-audience" => config.jwt_audience = Some(value()?),
             "--allow-origin" => config.allow_origin = Some(value()?),
             "--allow-host" => {
                 let text = value()?;

@@ -205,6 +205,42 @@ fn jwt_key_from_env_and_flag_at_least_32_bytes() {
 }
 
 #[test]
+fn mercure_options() {
+    let key = "k".repeat(32);
+    let o = ok(&[
+        "--jwt-key",
+        &key,
+        "--hub-url",
+        "https://hub.example/.well-known/mercure",
+        "--jwt-issuer",
+        "https://app.example",
+        "--jwt-audience=https://hub.example",
+        "--anonymous",
+    ]);
+    assert_eq!(
+        o.config.hub_url.as_deref(),
+        Some("https://hub.example/.well-known/mercure")
+    );
+    assert_eq!(o.config.jwt_issuer.as_deref(), Some("https://app.example"));
+    assert_eq!(
+        o.config.jwt_audience.as_deref(),
+        Some("https://hub.example")
+    );
+    assert!(o.config.anonymous);
+    assert_eq!(ok(&[]).config.hub_url, None);
+    for bad in ["/.well-known/mercure", "ftp://hub/", "http://", "not a url"] {
+        let e = err(&["--hub-url", bad]);
+        assert!(e.contains("--hub-url takes an absolute http"), "{bad}: {e}");
+    }
+    for option in ["--jwt-issuer", "--jwt-audience"] {
+        assert!(err(&[option, "x"]).contains(&format!("{option} needs --jwt-key")));
+        assert!(err(&["--jwt-key", &key, option, ""]).contains(option));
+    }
+    assert!(err(&["--anonymous"]).contains("--anonymous needs --jwt-key"));
+    assert!(USAGE.contains("--hub-url URL") && USAGE.contains("--anonymous"));
+}
+
+#[test]
 fn redis_url_and_key() {
     assert_eq!(ok(&[]).config.cluster, None);
     let cluster = ok(&["--redis", "redis://:pw@127.0.0.1:6380/2"])

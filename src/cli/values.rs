@@ -64,6 +64,26 @@ pub(super) fn invalid(broken: ConfigError, jwt_key_from: &str) -> CliError {
             "--public-topic",
             "needs --jwt-key (without it every topic is public)",
         ),
+        ConfigError::HubUrl(url) => usage(
+            "--hub-url",
+            &format!("takes an absolute http:// or https:// URL, not {url:?}"),
+        ),
+        ConfigError::TokenClaim(name, _) => usage(
+            if name == "issuer" {
+                "--jwt-issuer"
+            } else {
+                "--jwt-audience"
+            },
+            "takes a non-empty value without control characters",
+        ),
+        ConfigError::NeedsJwtKey(what) => {
+            let option = match what {
+                "a token issuer" => "--jwt-issuer",
+                "a token audience" => "--jwt-audience",
+                _ => "--anonymous",
+            };
+            usage(option, "needs --jwt-key (without it there are no tokens)")
+        }
         ConfigError::OpenPublish(listen) => CliError::Usage(format!(
             "sseloop: --listen {listen} is reachable from the network and anyone could publish: \
              set --publish-token TOKEN (or SSELOOP_PUBLISH_TOKEN), or pass --insecure-open-publish"

@@ -126,6 +126,20 @@ pub struct Config {
     pub jwt_key: Option<String>,
     /// With `jwt_key`: the topics anyone may subscribe to (`*`: all).
     pub public_topics: Vec<String>,
+    /// The Mercure hub's URL, as its clients reach it: topics and
+    /// relative URL patterns resolve against it, and it is the default
+    /// token audience. `None`: `http://<listen address>/.well-known/mercure`
+    /// (the bound address, so the port port 0 picked).
+    pub hub_url: Option<String>,
+    /// With `jwt_key`: the issuer (`iss`) an RFC 9068 token must name;
+    /// `None` takes any issuer (whoever holds the key issues tokens).
+    pub jwt_issuer: Option<String>,
+    /// With `jwt_key`: the audience (`aud`) an RFC 9068 token must hold;
+    /// `None`: the hub URL.
+    pub jwt_audience: Option<String>,
+    /// With `jwt_key`: Mercure subscribers without a token are served (the
+    /// public updates only) instead of refused with 401.
+    pub anonymous: bool,
     /// When set, this server is a node of a cluster sharing one hub
     /// through Redis (see [`Cluster`]).
     pub cluster: Option<Cluster>,
@@ -160,6 +174,10 @@ impl Default for Config {
             loops: 1,
             jwt_key: None,
             public_topics: Vec::new(),
+            hub_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            anonymous: false,
             cluster: None,
             lab: false,
         }
@@ -223,6 +241,31 @@ impl Config {
         if self.jwt_key.is_none() && !self.public_topics.is_empty() {
             return Err(ConfigError::PublicTopicsWithoutKey);
         }
+        if let Some(url) = &self.hub_url
+            && !valid_hub_url(url)
+        {
+            return Err(ConfigError::HubUrl(url.clone()));
+        }
+        for (name, value) in [
+            ("issuer", &self.jwt_issuer),
+            ("audience", &self.jwt_audience),
+        ] {
+            if let Some(value) = value
+                && (value.is_empty() || value.chars().any(char::is_control))
+            {
+                return Err(ConfigError::TokenClaim(name, value.clone()));
+            }
+        }
+        if self.jwt_key.is_none() {
+            let needing = [
+                (self.jwt_issuer.is_some(), "a token issuer"),
+                (self.jwt_audience.is_some(), "a token audience"),
+                (self.anonymous, "anonymous subscribers"),
+            ];
+            if let Some((_, what)) = needing.iter().find(|(set, _)| *set) {
+                return Err(ConfigError::NeedsJwtKey(what));
+            }
+        }
         if self.loops == 0 {
             return Err(ConfigError::NoLoops);
         }
@@ -260,6 +303,13 @@ pub enum ConfigError {
     ShortJwtKey(usize),
     /// `public_topics` without `jwt_key`, where every topic is public.
     PublicTopicsWithoutKey,
+    /// `hub_url` is not an absolute `http://` or `https://` URL.
+    HubUrl(String),
+    /// `jwt_issuer` or `jwt_audience` (named) is empty or holds a
+    /// control character.
+    TokenClaim(&'static str, String),
+    /// This setting (named) means something only with `jwt_key`.
+    NeedsJwtKey(&'static str),
     /// `loops` is 0.
     NoLoops,
     /// `listen` is reachable from the network and anyone could publish
@@ -307,6 +357,17 @@ impl std::fmt::Display for ConfigError {
             ConfigError::PublicTopicsWithoutKey => {
                 f.write_str("public topics need a JWT key (without one every topic is public)")
             }
+            ConfigError::HubUrl(url) => write!(
+                f,
+                "the hub URL {url:?} is not an absolute http:// or https:// URL"
+            ),
+            ConfigError::TokenClaim(name, value) => write!(
+                f,
+                "the token {name} {value:?} is empty or holds a control character"
+            ),
+            ConfigError::NeedsJwtKey(what) => {
+                write!(f, "{what} need a JWT key (without one there are no tokens)")
+            }
             ConfigError::NoLoops => f.write_str("a server needs at least one loop"),
             ConfigError::OpenPublish(listen) => write!(
                 f,
@@ -343,6 +404,22 @@ pub fn parse_host_name(text: &str) -> Option<String> {
 /// `allow_origin` takes besides `*`.
 pub fn valid_origin(text: &str) -> bool {
     crate::http::valid_origin(text)
+}
+
+/// True for a hub URL `hub_url` takes: an absolute `http://` or
+/// `https://` URL, as the WHATWG URL parser reads it.
+pub fn valid_hub_url(text: &str) -> bool {
+    crate::mercure::url::HubUrl::parse(text)
+        .is_ok_and(|hub| matches!(hub.url().scheme(), "http" | "https"))
+}
+
+/// The hub URL of a server whose configured one is `configured`, bound to
+/// `local`: the configured one, or `http://<local>/.well-known/mercure`.
+pub fn hub_url(configured: Option<&str>, local: SocketAddr) -> String {
+    match configured {
+        Some(url) => url.to_owned(),
+        None => format!("http://{local}/.well-known/mercure"),
+    }
 }
 
 /// Prefix of a cluster's keys in Redis when none is given.

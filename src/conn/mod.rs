@@ -169,6 +169,9 @@ pub enum ReplayThen {
     NextPass,
     /// It has caught up (or lost its place, and said so): it is live.
     Live,
+    /// A Mercure subscriber lost its place: end its stream (its
+    /// reconnect learns of the loss).
+    Lost,
 }
 
 /// What a stream leaves when it ends: its place in the topic index, to be

@@ -10,6 +10,7 @@ use super::{Conn, Lane, Next, PAUSE_READING_AT, State};
 use crate::bus::Ticket;
 use crate::config::{Config, LINGER_DISCARD_LIMIT};
 use crate::http::{self, Policy};
+use crate::mercure::matcher::Patterns;
 use crate::net::Transport;
 use crate::request::{RequestReader, Step};
 
@@ -85,10 +86,11 @@ impl<S: Transport> Conn<S> {
         input: &[u8],
         policy: &Policy,
         unix_now: i64,
+        patterns: &mut Patterns,
     ) -> Option<(usize, Step)> {
         match &mut self.state {
             State::Requests(r) if r.waiting == Waiting::Nothing => {
-                Some(r.reader.next_request(input, policy, unix_now))
+                Some(r.reader.next_request(input, policy, unix_now, patterns))
             }
             _ => None,
         }

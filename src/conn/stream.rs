@@ -4,14 +4,16 @@
 
 use std::mem;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::{
     Conn, Delivered, EndedStream, Lane, Next, ReplayAllowance, ReplayThen, Replayed, State,
 };
-use crate::auth::{Access, Grant, Selectors};
-use crate::bus::{History, ResetReason, Retained};
+use crate::auth::{self, Access, Audience, Grants};
+use crate::bus::{Delivery, History, ResetReason, Retained};
 use crate::config::LINGER_TIMEOUT;
+use crate::mercure::matcher::EventTopics;
+use crate::mercure::url::Url;
 use crate::net::Transport;
 use crate::sse::{self, Frame, Framing};
 use crate::timers::HeartbeatGrid;
@@ -38,34 +40,28 @@ pub(super) struct Stream {
 /// What a subscriber's token allows it to receive, and until when.
 #[derive(Debug)]
 pub struct Clearance {
-    /// Its `subscribe` selectors.
-    allowed: Selectors,
+    /// Its grants.
+    grants: Grants,
     /// When the token stops being accepted: the stream ends then, and the
     /// client comes back with a fresh one.
     until: Option<Instant>,
 }
 
 impl Clearance {
-    /// The clearance of `grant` for a stream starting at `now`; an expiry
+    /// The clearance of `grants` for a stream starting at `now`; an expiry
     /// too far off for the clock to hold is none.
-    pub fn new(grant: Grant, now: Instant) -> Clearance {
-        let until = grant.valid_until().and_then(|at| {
-            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-            now.checked_add(left)
-        });
+    pub fn new(grants: Grants, now: Instant) -> Clearance {
         Clearance {
-            allowed: grant.subscribe,
-            until,
+            until: auth::stream_end(&grants, now),
+            grants,
         }
     }
 }
 
 impl Stream {
-    /// Whether it may receive an event with these private topics.
-    fn cleared_for(&self, private: &[&str]) -> bool {
-        self.clearance
-            .as_ref()
-            .is_some_and(|c| private.iter().all(|t| c.allowed.covers(t)))
+    /// What its token allows, if it came with one.
+    fn grants(&self) -> Option<&Grants> {
+        self.clearance.as_deref().map(|c| &c.grants)
     }
 
     pub(super) fn token_until(&self) -> Option<Instant> {
@@ -125,16 +121,15 @@ impl<S: Transport> Conn<S> {
     }
 
     /// A live event for this subscriber, numbered `seq` in the hub's order
-    /// and `fan_out` among the loop's fan-outs; `private` are the event's private
-    /// topics (none without `--jwt-key`), each of which it must be cleared
-    /// for.
+    /// and `fan_out` among the loop's fan-outs, if it is in the event's
+    /// `audience`.
     pub fn deliver(
         &mut self,
         frame: &Arc<Frame>,
         seq: u64,
         fan_out: u64,
         limit: usize,
-        private: &[&str],
+        audience: &mut Audience<'_>,
     ) -> Delivered {
         let State::Stream(s) = &self.state else {
             return Delivered::Skipped;
@@ -147,7 +142,7 @@ impl<S: Transport> Conn<S> {
             return Delivered::Skipped;
         }
         self.last_fan_out = fan_out;
-        if !private.is_empty() && !s.cleared_for(private) {
+        if !audience.is_everyone() && !audience.admits(s.grants()) {
             return Delivered::Skipped;
         }
         self.queue.push_frame(frame, s.framing);
@@ -161,14 +156,19 @@ impl<S: Transport> Conn<S> {
 
     /// While it replays: queues kept events after its cursor until its
     /// queue holds `allowance.fill_to` bytes, the history is exhausted, or
-    /// the allowance's units run out (see `History::next_retained`); with
-    /// `access`, only events whose private topics it is cleared for. Once
-    /// caught up it is live.
+    /// the allowance's units run out (see `History::next_retained`); only
+    /// events its selectors want (topics resolved against `hub` for its
+    /// URL patterns) and, with `access`, whose private topics it is
+    /// cleared for. Once caught up it is live. One that fell behind the
+    /// history meanwhile gets a `reset` and goes live, or on the Mercure
+    /// endpoint (which has no such event) is ended, so that its reconnect
+    /// learns from `Mercure-Last-Event-ID` that events were lost.
     pub fn replay(
         &mut self,
         history: &History,
         allowance: ReplayAllowance,
         access: Option<&Access>,
+        hub: &Url,
     ) -> Replayed {
         let queued_before = self.queue.len();
         let mut units_left = allowance.units;
@@ -180,11 +180,15 @@ impl<S: Transport> Conn<S> {
             let Some(mut after) = s.replay else {
                 break 'top_up ReplayThen::Live;
             };
-            let allowed = s.clearance.as_deref().map(|c| &c.allowed);
-            let may_receive =
-                |topics: &[Box<str>]| access.is_none_or(|a| a.may_receive(allowed, topics));
+            let grants = s.clearance.as_deref().map(|c| &c.grants);
+            let subscription = &s.subscription;
+            let wanted = |d: &Delivery| {
+                subscription.wants(&mut EventTopics::new(&d.topics, hub))
+                    && Audience::of(access, &d.topics, d.private, hub).admits(grants)
+            };
+            let per_topic = subscription.matcher_count();
             while self.queue.len() < allowance.fill_to {
-                match history.next_retained(after, &s.subscription, may_receive, &mut units_left) {
+                match history.next_retained(after, per_topic, wanted, &mut units_left) {
                     Retained::Event(seq, frame) => {
                         self.queue.push_frame(frame, s.framing);
                         events += 1;
@@ -198,6 +202,10 @@ impl<S: Transport> Conn<S> {
                         s.replay = None;
                         s.skip_through = s.skip_through.max(after);
                         break 'top_up ReplayThen::Live;
+                    }
+                    Retained::Lost if s.subscription.is_mercure() => {
+                        s.replay = None;
+                        break 'top_up ReplayThen::Lost;
                     }
                     Retained::Lost => {
                         // It fell behind the history while catching up: say

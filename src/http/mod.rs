@@ -10,6 +10,8 @@
 //! | `response` | the bytes of every answer and stream head |
 //! | `page` | the two pages served, embedded compressed |
 
+use std::borrow::Cow;
+
 mod chunked;
 mod host;
 mod page;
@@ -22,7 +24,9 @@ pub use host::{Authority, canonical_host, is_loopback_host, parse_authority, val
 pub use page::{INSPECTOR, LAB, Page};
 pub use parse::{BodyLength, Head, HeadParse, Policy, parse_head};
 pub use response::*;
-pub use route::{MAX_TOPIC_LEN, Route, percent_decode, query_pairs, route, valid_topic};
+pub use route::{
+    MAX_TOPIC_LEN, Route, is_mercure, percent_decode, query_pairs, route, valid_topic,
+};
 
 /// A status code with its reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,15 +50,19 @@ impl Status {
 }
 
 /// A request the server will not serve: the status, a short reason for the
-/// body, and the methods a 405 allows. The reason never holds request bytes.
+/// body, the methods a 405 allows and the `WWW-Authenticate` challenge of
+/// an authorization failure. The reason never holds request bytes: it is
+/// fixed text, or made of fixed texts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
     /// Status sent.
     pub status: Status,
     /// Body text (a line is added).
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// `Allow` header of a 405.
     pub allow: Option<&'static str>,
+    /// `WWW-Authenticate` value; a 401 without one says `Bearer`.
+    pub challenge: Option<&'static str>,
 }
 
 impl Reject {
@@ -62,8 +70,27 @@ impl Reject {
     pub const fn new(status: Status, reason: &'static str) -> Reject {
         Reject {
             status,
-            reason,
+            reason: Cow::Borrowed(reason),
             allow: None,
+            challenge: None,
+        }
+    }
+
+    /// A 405 for a path that takes `allow`.
+    pub const fn method(reason: &'static str, allow: &'static str) -> Reject {
+        Reject {
+            status: Status::METHOD_NOT_ALLOWED,
+            reason: Cow::Borrowed(reason),
+            allow: Some(allow),
+            challenge: None,
+        }
+    }
+
+    /// A 400 with a reason made of fixed texts.
+    pub fn bad_request(reason: String) -> Reject {
+        Reject {
+            reason: Cow::Owned(reason),
+            ..Reject::new(Status::BAD_REQUEST, "")
         }
     }
 

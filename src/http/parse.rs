@@ -10,6 +10,7 @@ use super::host::{Authority, host_matches, is_loopback_host, origin_allowed, par
 use super::route::{query_pairs, route};
 use super::{Reject, Route, Status};
 use crate::auth::{self, Access, Credentials};
+use crate::mercure::bearer::Carriers;
 
 /// What requests must satisfy: size bounds and the Host names served, for
 /// the parser; the publish token, the allowed origin and the JWT policy,
@@ -77,9 +78,26 @@ pub struct Head {
     pub foreign_origin: bool,
     /// A publish's `Idempotency-Key`: a second publish with the same key
     /// is answered with the first one's id and publishes nothing.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<Box<str>>,
     /// Its `Accept-Encoding` takes gzip (the pages are sent so).
     pub accepts_gzip: bool,
+    /// `Content-Type: application/x-www-form-urlencoded` (parameters
+    /// allowed): a Mercure publish's or `QUERY`'s body.
+    pub form_body: bool,
+    /// The tokens it carries to the Mercure hub (kept only with
+    /// `--jwt-key`): `Authorization: Bearer`, then Mercure's cookies.
+    pub carriers: Option<Box<Carriers>>,
+    /// A publish whose `Origin` (or, without one, `Referer`) is the
+    /// server's own or the `--allow-origin` one (not `*`): a token in a
+    /// cookie may authorize it (the draft's CSRF rule).
+    pub same_site_publish: bool,
+}
+
+impl Head {
+    /// The tokens it carries to the Mercure hub (none without `--jwt-key`).
+    pub fn carriers(&self) -> &Carriers {
+        self.carriers.as_deref().unwrap_or(&Carriers::NONE)
+    }
 }
 
 /// Result of looking for a request head at the start of a buffer.
@@ -133,8 +151,12 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         ));
     }
     let http11 = req.version == Some(1);
+    // Tokens are kept (copied) only with a JWT key, and only in the
+    // carriers of the endpoint they are for.
+    let mercure = super::is_mercure(req.path.unwrap_or(""));
     let mut fields = Fields {
-        keep_tokens: policy.access.is_some(),
+        keep_tokens: policy.access.is_some() && !mercure,
+        keep_mercure_tokens: policy.access.is_some() && mercure,
         ..Fields::default()
     };
     for h in req.headers.iter() {
@@ -186,7 +208,7 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
         }
     }
     // What only a publish is asked for.
-    let publish = matches!(route, Ok(Route::Publish { .. }));
+    let publish = matches!(route, Ok(Route::Publish { .. } | Route::MercurePublish));
     let bears_publish_token = publish
         && policy
             .publish_token
@@ -212,6 +234,16 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
                 policy.allow_origin.as_deref(),
             )
         });
+    let referer_origin = fields.referer.map(origin_of_url);
+    let same_site_publish = publish
+        && fields.origin.or(referer_origin).is_some_and(|origin| {
+            origin_allowed(
+                origin,
+                authority.as_ref(),
+                fields.forwarded_https(),
+                policy.allow_origin.as_deref().filter(|o| *o != "*"),
+            )
+        });
     HeadParse::Complete(
         Head {
             route,
@@ -225,6 +257,12 @@ pub fn parse_head(buf: &[u8], policy: &Policy) -> HeadParse {
             foreign_origin,
             idempotency_key,
             accepts_gzip: fields.accepts_gzip,
+            form_body: fields.form_body,
+            // Boxed, and only when it carries one: most requests carry none,
+            // and a head stays small.
+            carriers: (!fields.carriers.is_empty())
+                .then(|| Box::new(std::mem::take(&mut fields.carriers))),
+            same_site_publish,
         },
         len,
     )
@@ -236,7 +274,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 256;
 /// An `Idempotency-Key` value: a Structured Fields string (`"…"`, as the
 /// IETF draft has it) or, as most APIs take it, the bare text; 1 to
 /// [`MAX_IDEMPOTENCY_KEY`] bytes of visible ASCII and spaces.
-fn idempotency_key(value: &[u8]) -> Result<String, Reject> {
+fn idempotency_key(value: &[u8]) -> Result<Box<str>, Reject> {
     let bad =
         || Reject::bad("Idempotency-Key must be 1 to 256 visible ASCII characters, bare or quoted");
     let value = value.trim_ascii();
@@ -268,7 +306,9 @@ fn idempotency_key(value: &[u8]) -> Result<String, Reject> {
         return Err(bad());
     }
     // Visible ASCII: UTF-8.
-    String::from_utf8(key).map_err(|_| bad())
+    String::from_utf8(key)
+        .map(String::into_boxed_str)
+        .map_err(|_| bad())
 }
 
 fn bare_lf() -> Reject {
@@ -348,9 +388,16 @@ struct Fields<'a> {
     idempotency_key: Option<&'a [u8]>,
     /// Some `Accept-Encoding` takes gzip.
     accepts_gzip: bool,
-    /// With `--jwt-key`: tokens are taken into `credentials`.
+    /// `Content-Type` is the form encoding.
+    form_body: bool,
+    /// The `Referer` value.
+    referer: Option<&'a [u8]>,
+    /// With `--jwt-key`: tokens are taken into `credentials` (not the
+    /// Mercure hub's) or `carriers` (the hub's).
     keep_tokens: bool,
+    keep_mercure_tokens: bool,
     credentials: Credentials,
+    carriers: Carriers,
 }
 
 impl<'a> Fields<'a> {
@@ -391,8 +438,18 @@ impl<'a> Fields<'a> {
             if self.keep_tokens {
                 self.credentials.authorization(value);
             }
-        } else if name.eq_ignore_ascii_case("cookie") && self.keep_tokens {
-            self.credentials.cookies(value);
+            if self.keep_mercure_tokens {
+                self.carriers.authorization(value);
+            }
+        } else if name.eq_ignore_ascii_case("cookie") {
+            if self.keep_tokens {
+                self.credentials.cookies(value);
+            }
+            if self.keep_mercure_tokens {
+                self.carriers.cookies(value);
+            }
+        } else if name.eq_ignore_ascii_case("referer") {
+            self.referer = Some(value);
         } else if name.eq_ignore_ascii_case("host") {
             self.hosts += 1;
             self.host.get_or_insert(value);
@@ -405,6 +462,11 @@ impl<'a> Fields<'a> {
         } else if name.eq_ignore_ascii_case("idempotency-key") {
             self.idempotency_keys += 1;
             self.idempotency_key.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            let media = value_str.unwrap_or("").split(';').next().unwrap_or("");
+            self.form_body = media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded");
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
@@ -454,6 +516,21 @@ fn takes_gzip(value: &str) -> bool {
     gzip.or(any).unwrap_or(false)
 }
 
+/// The origin part of an absolute URL (`https://host:port/path` →
+/// `https://host:port`); what is not one is left as it is (and matches no
+/// origin).
+fn origin_of_url(url: &[u8]) -> &[u8] {
+    let Some(scheme_end) = url.windows(3).position(|w| w == b"://") else {
+        return url;
+    };
+    let rest = &url[scheme_end + 3..];
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .map_or(url.len(), |i| scheme_end + 3 + i);
+    &url[..end]
+}
+
 /// True when `authorization` is `Bearer <token>`.
 fn authorized(token: &str, authorization: Option<&[u8]>) -> bool {
     authorization
@@ -498,6 +575,11 @@ mod tests {
         assert!(h.expect_continue);
         let h = head("POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(h.body, BodyLength::Empty);
+        assert!(!h.form_body);
+        let h = head(
+            "POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Type: Application/X-WWW-Form-Urlencoded ; charset=UTF-8\r\n\r\n",
+        );
+        assert!(h.form_body);
     }
 
     #[test]
@@ -591,7 +673,7 @@ mod tests {
         let longest = "k".repeat(MAX_IDEMPOTENCY_KEY);
         assert_eq!(
             key(&format!("Idempotency-Key: {longest}")),
-            Some(longest.clone())
+            Some(longest.clone().into())
         );
         // Only a publish carries one.
         let subscribe =
@@ -770,7 +852,12 @@ mod tests {
         let raw = "GET /events?topic=t&access_token=q HTTP/1.1\r\nHost: localhost\r\nCookie: sseloop_token=c\r\n\
                    Authorization: Bearer h\r\n\r\n";
         assert!(!head(raw).credentials.any());
-        let access = Access::configured(Some(&"k".repeat(32)), &[]).unwrap();
+        let policy = auth::TokenPolicy {
+            audience: "http://localhost/.well-known/mercure".into(),
+            issuer: None,
+            anonymous: false,
+        };
+        let access = Access::configured(Some(&"k".repeat(32)), &[], policy).unwrap();
         let policy = Policy { access, ..POLICY };
         let parsed = |raw: &str| match parse_head(raw.as_bytes(), &policy) {
             HeadParse::Complete(h, _) => h,

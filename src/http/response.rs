@@ -22,9 +22,12 @@ pub fn error_response(reject: &Reject, cors: Option<&str>) -> Vec<u8> {
     if let Some(allow) = reject.allow {
         let _ = write!(out, "Allow: {allow}\r\n");
     }
-    match reject.status {
-        Status::UNAVAILABLE => out.push_str("Retry-After: 1\r\n"),
-        Status::UNAUTHORIZED => out.push_str("WWW-Authenticate: Bearer\r\n"),
+    match (reject.challenge, reject.status) {
+        (Some(challenge), _) => {
+            let _ = write!(out, "WWW-Authenticate: {challenge}\r\n");
+        }
+        (None, Status::UNAUTHORIZED) => out.push_str("WWW-Authenticate: Bearer\r\n"),
+        (None, Status::UNAVAILABLE) => out.push_str("Retry-After: 1\r\n"),
         _ => {}
     }
     cors_headers(&mut out, cors);
@@ -168,6 +171,21 @@ fn stream_head_only(chunked: bool, cors: Option<&str>) -> String {
     out
 }
 
+/// Inserts `name: value` as the last header field of `head` (an answer
+/// whose head ends with the first blank line).
+pub fn insert_field(head: &mut Vec<u8>, name: &str, value: &str) {
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(head.len(), |i| i + 2);
+    let rest = head.split_off(end);
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(&rest);
+}
+
 /// A stream refused for now: the head, `retry:` and a comment saying why,
 /// and the end of the body. An EventSource treats anything but a 200 stream
 /// as final, so this is how a browser is told to come back later.
@@ -209,11 +227,7 @@ mod tests {
 
     #[test]
     fn responses() {
-        let r = Reject {
-            status: Status::METHOD_NOT_ALLOWED,
-            reason: "method not allowed",
-            allow: Some("GET"),
-        };
+        let r = Reject::method("method not allowed", "GET");
         let text = String::from_utf8(error_response(&r, None)).unwrap();
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(text.contains("\r\nAllow: GET\r\n"));

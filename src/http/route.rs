@@ -15,6 +15,21 @@ pub enum Route {
         /// From the `Last-Event-ID` header or one of the query forms.
         last_event_id: Option<String>,
     },
+    /// `GET /.well-known/mercure` (or `QUERY`, with the parameters in a
+    /// form body too): a Mercure subscription. The query is parsed by
+    /// `mercure::selector`, which needs the loop's URL patterns.
+    MercureSubscribe {
+        /// The raw query (after `?`).
+        query: String,
+        /// The `Last-Event-ID` header, which beats the query's
+        /// `last_event_id`.
+        last_event_id: Option<String>,
+        /// A `QUERY` request: the body holds parameters too.
+        in_body: bool,
+    },
+    /// `POST /.well-known/mercure`: a Mercure publish, its form body
+    /// parsed by `mercure::publish`.
+    MercurePublish,
     /// `POST /publish`: the body becomes an event.
     Publish {
         /// Decoded, validated, without repeats; empty for a broadcast.
@@ -40,6 +55,9 @@ pub enum Route {
     },
 }
 
+/// The Mercure hub's path (the draft's well-known URI).
+pub const MERCURE_PATH: &str = "/.well-known/mercure";
+
 /// Chooses what a request gets from its method and target.
 pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Result<Route, Reject> {
     let target = strip_absolute_form(target);
@@ -50,17 +68,14 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
         "/health" | "/" | "/metrics" | "/lab" => "GET, HEAD",
         "/events" | "/lab/stream" => "GET",
         "/publish" => "POST",
+        MERCURE_PATH => "GET, POST, QUERY",
         _ => return Err(Reject::new(Status::NOT_FOUND, "no such path")),
     };
     if method == "OPTIONS" {
         return Ok(Route::Preflight { allow: allowed });
     }
     if !allowed.split(", ").any(|m| m == method) {
-        return Err(Reject {
-            status: Status::METHOD_NOT_ALLOWED,
-            reason: "method not allowed",
-            allow: Some(allowed),
-        });
+        return Err(Reject::method("method not allowed", allowed));
     }
     match path {
         "/health" => Ok(Route::Health),
@@ -70,6 +85,12 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
         "/lab/stream" => crate::lab::StreamRequest::from_query(&query_pairs(query)?, last_event_id)
             .map(Route::LabStream)
             .map_err(Reject::bad),
+        MERCURE_PATH if method == "POST" => Ok(Route::MercurePublish),
+        MERCURE_PATH => Ok(Route::MercureSubscribe {
+            query: query.to_owned(),
+            last_event_id,
+            in_body: method == "QUERY",
+        }),
         "/events" => {
             let mut topics = Vec::new();
             let mut query_id = None;
@@ -104,6 +125,12 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
             Ok(Route::Publish { topics, event_type })
         }
     }
+}
+
+/// Whether `target` is the Mercure hub's (its tokens are the hub's).
+pub fn is_mercure(target: &str) -> bool {
+    let target = strip_absolute_form(target);
+    target.split_once('?').map_or(target, |(path, _)| path) == MERCURE_PATH
 }
 
 /// `http://host:port/path` (as a proxy may send) becomes `/path`.
@@ -224,6 +251,9 @@ mod tests {
         publish_empty_type: "POST /publish?event= HTTP/1.1\r\nHost: localhost\r\n\r\n" => publ(&[], None);
         health: "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n" => Ok(Route::Health);
         lab_page: "GET /lab HTTP/1.1\r\nHost: localhost\r\n\r\n" => Ok(Route::Lab);
+        mercure_subscribe: "GET /.well-known/mercure?match=a%20b HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: x\r\n\r\n" => Ok(Route::MercureSubscribe { query: "match=a%20b".into(), last_event_id: Some("x".into()), in_body: false });
+        mercure_query: "QUERY /.well-known/mercure HTTP/1.1\r\nHost: localhost\r\n\r\n" => Ok(Route::MercureSubscribe { query: String::new(), last_event_id: None, in_body: true });
+        mercure_publish: "POST /.well-known/mercure?ignored HTTP/1.1\r\nHost: localhost\r\n\r\n" => Ok(Route::MercurePublish);
     }
 
     #[test]
@@ -267,6 +297,14 @@ mod tests {
             .route
             .unwrap_err();
         assert_eq!(r.allow, Some("POST"));
+        let r = head("PUT /.well-known/mercure HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .route
+            .unwrap_err();
+        assert_eq!(r.allow, Some("GET, POST, QUERY"));
+        assert_eq!(
+            status("GET /.well-known/mercure/subscriptions HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+            Status::NOT_FOUND
+        );
         assert_eq!(
             status("GET /events?topic= HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             Status::BAD_REQUEST

@@ -63,6 +63,28 @@ impl AuthError {
         }
     }
 
+    /// The `WWW-Authenticate` field value without `resource_metadata`.
+    pub fn bare_challenge(self) -> &'static str {
+        match self {
+            AuthError::Missing => "Bearer",
+            AuthError::InvalidToken => "Bearer error=\"invalid_token\"",
+            AuthError::InsufficientScope => "Bearer error=\"insufficient_scope\"",
+            AuthError::InvalidRequest => "Bearer error=\"invalid_request\"",
+        }
+    }
+
+    /// The answer's text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::Missing => "an access token is needed",
+            AuthError::InvalidToken => "the access token is not valid",
+            AuthError::InsufficientScope => "the access token does not allow this",
+            AuthError::InvalidRequest => {
+                "the access token is presented more than once, empty, or in a cookie of a cross-site request"
+            }
+        }
+    }
+
     /// The `WWW-Authenticate` field value: `Bearer`, the error code when
     /// there is one, and `resource_metadata` (RFC 9728) when the hub
     /// publishes its metadata at that URL.
@@ -84,12 +106,7 @@ impl AuthError {
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AuthError::Missing => "an access token is needed",
-            AuthError::InvalidToken => "the access token is not valid",
-            AuthError::InsufficientScope => "the access token does not allow this",
-            AuthError::InvalidRequest => "the access token is presented more than once",
-        })
+        f.write_str(self.reason())
     }
 }
 
@@ -130,6 +147,19 @@ impl fmt::Debug for Carriers {
 }
 
 impl Carriers {
+    /// None at all.
+    pub const NONE: Carriers = Carriers {
+        headers: 0,
+        header: None,
+        cookie: None,
+        legacy_cookie: None,
+    };
+
+    /// Whether it carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.headers == 0 && self.cookie.is_none() && self.legacy_cookie.is_none()
+    }
+
     /// An `Authorization` field.
     pub fn authorization(&mut self, value: &[u8]) {
         let value = value.trim_ascii();
@@ -226,6 +256,7 @@ mod tests {
         ] {
             assert_eq!(e.status(), status);
             assert_eq!(e.challenge(None), bare);
+            assert_eq!(e.bare_challenge(), bare);
             assert_eq!(e.challenge(Some(meta)), with_meta);
         }
         assert_eq!(

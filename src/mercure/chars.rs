@@ -40,7 +40,9 @@ const FORMAT: &[(u32, u32)] = &[
     (0xE0020, 0xE007F), // TAG SPACE .. CANCEL TAG
 ];
 
-/// The Unicode version of the `Cf` table.
+/// The Unicode version of the `Cf` table (its test compares it with
+/// Python's).
+#[cfg(test)]
 pub const UNICODE_VERSION: &str = "17.0.0";
 
 /// Whether `c` is a format character (general category `Cf`).

@@ -30,6 +30,7 @@ pub enum MatchType {
 
 impl MatchType {
     /// Its canonical name (`exact`, `urlpattern`).
+    #[cfg(test)]
     pub fn name(self) -> &'static str {
         match self {
             MatchType::Exact => "exact",
@@ -83,6 +84,8 @@ pub enum Matcher {
     Pattern(Arc<UrlPattern>),
 }
 
+impl Eq for Matcher {}
+
 impl PartialEq for Matcher {
     fn eq(&self, other: &Matcher) -> bool {
         match (self, other) {
@@ -133,7 +136,7 @@ impl Matcher {
         match self {
             Matcher::Any => true,
             Matcher::Exact(topic) => event.topics().get(i).is_some_and(|t| **t == **topic),
-            Matcher::Pattern(p) => i < event.topics().len() && event.matches_topic(p, i),
+            Matcher::Pattern(p) => i < event.topics().len() && event.matches_one(p, i),
         }
     }
 }
@@ -182,7 +185,8 @@ impl Patterns {
     }
 
     /// Patterns in the table (live or not yet swept).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub fn compiled(&self) -> usize {
         self.by_source.len()
     }
 }
@@ -194,8 +198,9 @@ pub struct EventTopics<'a> {
     hub: &'a Url,
     /// Each topic as a URL, parsed the first time a pattern asks.
     parsed: Vec<Option<Option<TopicUrl>>>,
-    /// Each pattern's answer for this event, by its address.
-    memo: HashMap<usize, bool>,
+    /// Each pattern's answer for this event, by its address and the topic
+    /// (`usize::MAX`: any of them): few patterns meet one event, so a list.
+    memo: Vec<(usize, usize, bool)>,
     evaluations: usize,
 }
 
@@ -206,7 +211,7 @@ impl<'a> EventTopics<'a> {
             topics,
             hub,
             parsed: Vec::new(),
-            memo: HashMap::new(),
+            memo: Vec::new(),
             evaluations: 0,
         }
     }
@@ -224,12 +229,28 @@ impl<'a> EventTopics<'a> {
     /// Whether `pattern` matches one of the topics; evaluated once per
     /// event and pattern.
     pub fn matches(&mut self, pattern: &Arc<UrlPattern>) -> bool {
-        let key = Arc::as_ptr(pattern) as usize;
-        if let Some(&known) = self.memo.get(&key) {
+        self.memoized(pattern, usize::MAX)
+    }
+
+    /// Whether `pattern` matches topic `i`; evaluated once per event,
+    /// pattern and topic.
+    pub fn matches_one(&mut self, pattern: &Arc<UrlPattern>, i: usize) -> bool {
+        self.memoized(pattern, i)
+    }
+
+    /// `pattern` against topic `i` (`usize::MAX`: any), from the memo when
+    /// it was asked before.
+    fn memoized(&mut self, pattern: &Arc<UrlPattern>, i: usize) -> bool {
+        let at = Arc::as_ptr(pattern) as usize;
+        if let Some(&(_, _, known)) = self.memo.iter().find(|m| m.0 == at && m.1 == i) {
             return known;
         }
-        let hit = (0..self.topics.len()).any(|i| self.matches_topic(pattern, i));
-        self.memo.insert(key, hit);
+        let hit = if i == usize::MAX {
+            (0..self.topics.len()).any(|i| self.matches_topic(pattern, i))
+        } else {
+            self.matches_topic(pattern, i)
+        };
+        self.memo.push((at, i, hit));
         hit
     }
 
@@ -351,6 +372,6 @@ mod tests {
         for i in 0..100 {
             let _ = p.intern(&format!("/p{i}/*")).unwrap();
         }
-        assert!(p.len() < 64, "{}", p.len());
+        assert!(p.compiled() < 64, "{}", p.compiled());
     }
 }

@@ -7,8 +7,10 @@
 //!   topic exactly `*`; an `id` starting with `#` or equal to `earliest`;
 //!   a `type` equal to `mercure`; a `retry` that is not all ASCII digits; a
 //!   name or value that is not UTF-8.
-//! - 413: a body over the hub's size limit, a `topic`, `id`, `type` or
-//!   `retry` longer than [`MAX_FIELD_LEN`], more topics than the limit.
+//! - 413: a body over the hub's size limit, a `topic` longer than
+//!   [`MAX_TOPIC_LEN`] (sseloop's topics, `/events`' included), an `id`,
+//!   `type` or `retry` longer than [`MAX_FIELD_LEN`], more topics than the
+//!   limit.
 //!
 //! `topic` repeats (the first is the canonical topic, the others alternate
 //! topics, in order, repeats kept); `private` marks the update private by
@@ -24,8 +26,9 @@ use std::fmt;
 use super::chars;
 use super::form;
 use super::url::HubUrl;
+pub use crate::sse::MAX_TOPIC_LEN;
 
-/// Longest `topic`, `id`, `type` or `retry`, in bytes.
+/// Longest `id`, `type` or `retry`, in bytes.
 pub const MAX_FIELD_LEN: usize = super::matcher::MAX_MATCHER_LEN;
 
 /// What a publish carries, validated.
@@ -42,8 +45,8 @@ pub struct Update {
     pub id: Option<Box<str>>,
     /// The SSE event type.
     pub event_type: Option<Box<str>>,
-    /// The SSE reconnection time, ASCII digits as sent.
-    pub retry: Option<Box<str>>,
+    /// The SSE reconnection time, in milliseconds.
+    pub retry: Option<u64>,
 }
 
 /// A publish's limits (the hub's configuration).
@@ -80,6 +83,8 @@ pub enum PublishError {
     TypeReserved,
     /// A `retry` that is not all ASCII digits.
     RetryNotDigits,
+    /// A `retry` past `u64::MAX`.
+    RetryTooLarge,
     /// The body is over the limit.
     BodyTooLarge,
     /// A field is over [`MAX_FIELD_LEN`].
@@ -126,8 +131,11 @@ impl fmt::Display for PublishError {
                 "the type must not be mercure, which is reserved for the hub"
             }
             PublishError::RetryNotDigits => "retry must be ASCII digits only",
+            PublishError::RetryTooLarge => "retry must be at most 18446744073709551615",
             PublishError::BodyTooLarge => "the publish body is too large",
-            PublishError::FieldTooLong => "a topic, id, type or retry field is too long",
+            PublishError::FieldTooLong => {
+                "a topic is longer than 128 bytes, or an id, type or retry longer than 1024"
+            }
             PublishError::TooManyTopics => "too many topic fields",
         })
     }
@@ -152,7 +160,7 @@ pub fn parse(body: &[u8], hub: &HubUrl, limits: Limits) -> Result<Update, Publis
     for pair in form::pairs(body) {
         let (name, value) = pair.map_err(|_| PublishError::NotUtf8)?;
         let bounded = |v: &str| {
-            if v.len() > MAX_FIELD_LEN {
+            if v.len() > MAX_FIELD_LEN || name == "topic" && v.len() > MAX_TOPIC_LEN {
                 Err(PublishError::FieldTooLong)
             } else {
                 Ok(())
@@ -215,7 +223,7 @@ pub fn parse(body: &[u8], hub: &HubUrl, limits: Limits) -> Result<Update, Publis
         if !r.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PublishError::RetryNotDigits);
         }
-        update.retry = Some(r.into());
+        update.retry = Some(r.parse().map_err(|_| PublishError::RetryTooLarge)?);
     }
     Ok(update)
 }

@@ -41,7 +41,7 @@ fn every_field() {
     assert!(u.private);
     assert_eq!(u.id.as_deref(), Some("urn:uuid:1"));
     assert_eq!(u.event_type.as_deref(), Some("update"));
-    assert_eq!(u.retry.as_deref(), Some("3000"));
+    assert_eq!(u.retry, Some(3000));
     assert_eq!(u.data, "line1\nline2\r\n");
 }
 
@@ -122,6 +122,10 @@ fn bad_requests() {
         ("topic=a&retry=-1", PublishError::RetryNotDigits),
         ("topic=a&retry=+5", PublishError::RetryNotDigits),
         ("topic=a&retry=%EF%BC%91", PublishError::RetryNotDigits),
+        (
+            "topic=a&retry=18446744073709551616",
+            PublishError::RetryTooLarge,
+        ),
     ] {
         let got = publish(body).unwrap_err();
         assert_eq!(got, want, "{body}");
@@ -136,6 +140,7 @@ fn bad_requests() {
         "topic=a&id=Earliest",
         "topic=a&type=Mercure",
         "topic=a&retry=007",
+        "topic=a&retry=18446744073709551615",
         "topic=a&data=%00%0A%E2%80%8B",
     ] {
         assert!(publish(body).is_ok(), "{body}");
@@ -162,6 +167,9 @@ fn limits_answer_413() {
     .unwrap_err();
     assert_eq!((e, e.status()), (PublishError::TooManyTopics, 413));
     assert!(parse(b"topic=a&topic=b", &hub, small).is_ok());
+    let long_topic = format!("topic={}", "t".repeat(MAX_TOPIC_LEN + 1));
+    let e = publish(&long_topic).unwrap_err();
+    assert_eq!((e, e.status()), (PublishError::FieldTooLong, 413));
     let long = "x".repeat(MAX_FIELD_LEN + 1);
     for field in ["topic", "id", "type", "retry"] {
         let body = format!("topic=a&{field}={long}");
@@ -173,7 +181,14 @@ fn limits_answer_413() {
         );
     }
     let fits = "7".repeat(MAX_FIELD_LEN);
-    assert!(publish(&format!("topic={fits}&id={fits}&type={fits}&retry={fits}")).is_ok());
+    let topic = "7".repeat(MAX_TOPIC_LEN);
+    assert!(
+        publish(&format!(
+            "topic={topic}&id={fits}&type={fits}&retry=0{}",
+            "0".repeat(1022)
+        ))
+        .is_ok()
+    );
     // Data is bounded by the body alone.
     assert!(publish(&format!("topic=a&data={}", "d".repeat(4 * MAX_FIELD_LEN))).is_ok());
 }

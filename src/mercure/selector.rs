@@ -26,7 +26,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::form;
-use super::matcher::{EventTopics, MatchType, Matcher, MatcherError, Patterns};
+#[cfg(test)]
+use super::matcher::EventTopics;
+use super::matcher::{MatchType, Matcher, MatcherError, Patterns};
 use super::urlpattern::UrlPattern;
 
 /// Most topic matchers in one subscribe request.
@@ -92,6 +94,7 @@ impl Selection {
     /// Whether an event on these topics is for this subscription (a
     /// replay looks at retained events with it; live delivery uses the
     /// indexes).
+    #[cfg(test)]
     pub fn matches(&self, event: &mut EventTopics<'_>) -> bool {
         self.wildcard
             || self.exact.iter().any(|t| event.contains(t))

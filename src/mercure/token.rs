@@ -16,8 +16,8 @@
 //! A token with the old `mercure` claim and no `authorization_details` is
 //! taken as the reference hub's compatibility mode takes it (its
 //! `deprecated_claim` build with `protocol_version_compatibility 8`): no
-//! `typ`, `aud` or `iss` check and `exp` optional (enforced when present, as
-//! `nbf`). Its `publish` and `subscribe` lists (or those of the namespaced
+//! `typ`, `aud` or `iss` check and `exp` optional (enforced when present,
+//! with the leeway sseloop always gave it, as `nbf`). Its `publish` and `subscribe` lists (or those of the namespaced
 //! `https://mercure.rocks/` claim, which wins when both are there) hold
 //! strings, an exact topic or `*`, or `{match, match_type}` objects. A 0.x
 //! URI Template string is no template here: it matches only its own text.
@@ -78,33 +78,42 @@ pub enum TokenError {
     Claims(&'static str),
 }
 
+impl TokenError {
+    /// What was wrong, in fixed words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Algorithm => "the token's alg is not allowed",
+            TokenError::Type => "the token's typ is not at+jwt",
+            TokenError::Issuer => "the token's iss is missing or not the hub's issuer",
+            TokenError::Audience => "the token's aud does not hold the hub",
+            TokenError::NoExpiry => "the token has no exp",
+            TokenError::Expired => "the token has expired",
+            TokenError::NotYetValid => "the token is not valid yet (nbf)",
+            TokenError::Claims(why) => why,
+        }
+    }
+}
+
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TokenError::Algorithm => f.write_str("the token's alg is not allowed"),
-            TokenError::Type => f.write_str("the token's typ is not at+jwt"),
-            TokenError::Issuer => f.write_str("the token's iss is missing or not the hub's issuer"),
-            TokenError::Audience => f.write_str("the token's aud does not hold the hub"),
-            TokenError::NoExpiry => f.write_str("the token has no exp"),
-            TokenError::Expired => f.write_str("the token has expired"),
-            TokenError::NotYetValid => f.write_str("the token is not valid yet (nbf)"),
-            TokenError::Claims(why) => write!(f, "the token's claims are malformed: {why}"),
+        if let TokenError::Claims(_) = self {
+            f.write_str("the token's claims are malformed: ")?;
         }
+        f.write_str(self.reason())
     }
 }
 
 impl std::error::Error for TokenError {}
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Detail {
     publish: bool,
     subscribe: bool,
     topics: Vec<Matcher>,
-    payload: Option<Value>,
 }
 
 /// What a valid token allows, and until when.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grants {
     details: Vec<Detail>,
     expires: Option<i64>,
@@ -134,6 +143,23 @@ impl Grants {
         })
     }
 
+    /// Whether it may publish to every topic, a broadcast's (a `publish`
+    /// detail with `*`).
+    pub fn publishes_everything(&self) -> bool {
+        self.details
+            .iter()
+            .any(|d| d.publish && d.topics.iter().any(|m| matches!(m, Matcher::Any)))
+    }
+
+    /// Whether a `subscribe` detail matches the event's topic `i` (a
+    /// private topic's test: each must be covered).
+    pub fn covers(&self, event: &mut EventTopics<'_>, i: usize) -> bool {
+        self.details
+            .iter()
+            .filter(|d| d.subscribe)
+            .any(|d| d.topics.iter().any(|m| m.matches_at(event, i)))
+    }
+
     /// Whether it may receive a private update on these topics: a
     /// `subscribe` detail must match at least one of them.
     pub fn may_receive(&self, event: &mut EventTopics<'_>) -> bool {
@@ -141,18 +167,6 @@ impl Grants {
             .iter()
             .filter(|d| d.subscribe)
             .any(|d| d.topics.iter().any(|m| m.matches(event)))
-    }
-
-    /// The `payload` of the first `subscribe` detail whose matchers match
-    /// a subscription's own matcher text taken as a topic.
-    pub fn payload(&self, matcher: &str, hub: &super::url::Url) -> Option<&Value> {
-        let topic: [Box<str>; 1] = [matcher.into()];
-        let mut event = EventTopics::new(&topic, hub);
-        self.details
-            .iter()
-            .filter(|d| d.subscribe)
-            .find(|d| d.topics.iter().any(|m| m.matches(&mut event)))
-            .and_then(|d| d.payload.as_ref())
     }
 }
 
@@ -180,7 +194,10 @@ pub fn validate(
         check_issuer(claims, policy)?;
         check_audience(claims, policy)?;
     }
-    let expires = date(claims, "exp")?.map(|e| e.floor() as i64);
+    // An old-claim token keeps the leeway sseloop always gave its `exp`;
+    // an RFC 9068 one has none: the stream must end by `exp`.
+    let leeway = if legacy { policy.leeway } else { 0 };
+    let expires = date(claims, "exp")?.map(|e| (e.floor() as i64).saturating_add(leeway));
     match expires {
         None if !legacy => return Err(TokenError::NoExpiry),
         Some(exp) if policy.now >= exp => return Err(TokenError::Expired),
@@ -310,7 +327,6 @@ fn mercure_details(details: &Value, patterns: &mut Patterns) -> Result<Vec<Detai
             publish,
             subscribe,
             topics,
-            payload: entry.get("payload").cloned(),
         });
     }
     Ok(out)
@@ -365,19 +381,16 @@ fn legacy_details(claim: &Value, patterns: &mut Patterns) -> Result<Vec<Detail>,
     };
     let publish = list("publish")?;
     let subscribe = list("subscribe")?;
-    let payload = claim.get("payload").cloned();
     Ok(vec![
         Detail {
             publish: true,
             subscribe: false,
             topics: publish,
-            payload: None,
         },
         Detail {
             publish: false,
             subscribe: true,
             topics: subscribe,
-            payload,
         },
     ])
 }

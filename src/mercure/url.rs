@@ -323,6 +323,7 @@ impl HubUrl {
     }
 
     /// The hub URL's path, the root of the reserved namespace.
+    #[cfg(test)]
     pub fn path(&self) -> &str {
         &self.namespace
     }

@@ -22,6 +22,7 @@ mod sockets;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,11 +34,13 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use self::books::{Listening, Owed, Polls, Replays, Shutdown};
-use crate::auth::Access;
+use crate::auth::{Access, TokenPolicy};
 use crate::bus::{self, Bus, Message};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::conn::{Conn, EndedStream, Expired, Lane, Next, Remains};
 use crate::http::{Policy, Reject, Status};
+use crate::mercure::matcher::Patterns;
+use crate::mercure::url::HubUrl;
 use crate::metrics::Counters;
 use crate::net;
 use crate::process::{Admission, Shared};
@@ -86,6 +89,13 @@ pub(crate) struct Reactor {
     policy: Policy,
     conns: Slab<Conn<TcpStream>>,
     topics: Topics,
+    /// The Mercure hub's URL: topics and URL patterns resolve against it.
+    hub: HubUrl,
+    /// The URL patterns this loop's subscribers and tokens use, compiled
+    /// once each; borrowed while an answer's context is.
+    patterns: RefCell<Patterns>,
+    /// Recipients found through URL patterns, for one fan-out.
+    pattern_recipients: Vec<usize>,
     bus: Box<dyn Bus>,
     /// What every loop and handle of the server shares (for `/metrics`).
     shared: Arc<Shared>,
@@ -128,6 +138,12 @@ impl Reactor {
         counters: Arc<Counters>,
     ) -> io::Result<Reactor> {
         let local_addr = listener.local_addr()?;
+        let hub = config
+            .hub_url
+            .as_deref()
+            .map(HubUrl::parse)
+            .unwrap_or_else(|| HubUrl::parse(&config::hub_url(None, local_addr)))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let policy = Policy {
             max_head_size: config.max_head_size,
             max_headers: config.max_headers,
@@ -136,8 +152,12 @@ impl Reactor {
             loopback_hosts: config.listen.ip().is_loopback(),
             allow_hosts: config.allow_hosts.clone(),
             allow_origin: config.allow_origin.clone(),
-            access: Access::configured(config.jwt_key.as_deref(), &config.public_topics)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            access: Access::configured(
+                config.jwt_key.as_deref(),
+                &config.public_topics,
+                token_policy(&config, &hub),
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         };
         let now = Instant::now();
         Ok(Reactor {
@@ -147,6 +167,9 @@ impl Reactor {
             policy,
             conns: Slab::new(),
             topics: Topics::default(),
+            patterns: RefCell::new(Patterns::new(hub.url().clone())),
+            hub,
+            pattern_recipients: Vec::new(),
             bus,
             shared,
             counters,
@@ -484,6 +507,19 @@ impl Reactor {
             Some(at) => self.conns.is_empty() || self.now >= at,
             None => false,
         }
+    }
+}
+
+/// What an `at+jwt` must say to this hub: `--jwt-audience` (by default
+/// the hub URL) and `--jwt-issuer`.
+fn token_policy(config: &Config, hub: &HubUrl) -> TokenPolicy {
+    TokenPolicy {
+        audience: config
+            .jwt_audience
+            .clone()
+            .unwrap_or_else(|| hub.as_str().to_owned()),
+        issuer: config.jwt_issuer.clone(),
+        anonymous: config.anonymous,
     }
 }
 

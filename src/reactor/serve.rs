@@ -4,15 +4,15 @@
 //! begun); deliveries fanned out to this loop's subscribers; replays
 //! topped up within a budget.
 
-use std::sync::Arc;
-
 use log::{debug, warn};
 
 use super::Reactor;
 use crate::app::{self, Action, Context, StreamStart};
+use crate::auth::Audience;
 use crate::bus::{Asker, Delivery, EventId, Offer, Publish, PublishError, Ticket};
 use crate::conn::{Clearance, Delivered, Next, ReplayThen};
 use crate::http::{Head, Reject, Status};
+use crate::mercure::matcher::EventTopics;
 use crate::request::Step;
 
 impl Reactor {
@@ -28,6 +28,7 @@ impl Reactor {
             access: self.policy.access.as_deref(),
             unix_now: self.unix_now(),
             lab: self.shared.lab.is_some(),
+            hub: &self.hub,
         }
     }
 
@@ -55,7 +56,11 @@ impl Reactor {
         let unix_now = self.unix_now();
         let mut used = 0;
         while let Some(conn) = self.conns.get_mut(key) {
-            let Some((n, step)) = conn.next_request(&bytes[used..], &self.policy, unix_now) else {
+            let next = {
+                let patterns = &mut self.patterns.borrow_mut();
+                conn.next_request(&bytes[used..], &self.policy, unix_now, patterns)
+            };
+            let Some((n, step)) = next else {
                 break;
             };
             used += n;
@@ -88,7 +93,12 @@ impl Reactor {
     }
 
     fn carry_out(&mut self, key: usize, head: Head, body: Vec<u8>) {
-        let action = app::respond(head, body, &self.context(key));
+        let action = app::respond(
+            head,
+            body,
+            &self.context(key),
+            &mut self.patterns.borrow_mut(),
+        );
         self.act(key, action);
     }
 
@@ -118,8 +128,8 @@ impl Reactor {
             }
             Action::Publish {
                 event,
-                key: name,
                 keep_alive,
+                key: name,
             } => {
                 self.tickets += 1;
                 let ticket = Ticket {
@@ -127,7 +137,7 @@ impl Reactor {
                     key,
                     serial: self.tickets,
                 };
-                let publish = Publish::keyed(event, name.map(Arc::from));
+                let publish = Publish::keyed(event, name);
                 match self.shared.hub.publish(publish, Asker::Loop(ticket)) {
                     Offer::Published(id) => {
                         // The answer first, then the event, which is in
@@ -182,7 +192,10 @@ impl Reactor {
     /// could receive (`app` lets none through), else 503.
     fn refuse_publish(&mut self, key: usize, refused: PublishError) {
         let action = match refused {
-            PublishError::InvalidType | PublishError::InvalidTopic | PublishError::InvalidKey => {
+            PublishError::InvalidType
+            | PublishError::InvalidTopic
+            | PublishError::InvalidKey
+            | PublishError::InvalidId => {
                 Action::Reject(Reject::new(Status::BAD_REQUEST, refused.reason()))
             }
             PublishError::TooLarge => {
@@ -210,10 +223,18 @@ impl Reactor {
         self.owed.reads.push(ticket.key);
     }
 
-    fn subscribe(&mut self, key: usize, start: StreamStart) {
-        let resume = match &start.last_event_id {
-            None => Ok(None),
-            Some(id) => match self.bus.resume_point(id) {
+    fn subscribe(&mut self, key: usize, mut start: StreamStart) {
+        let resume = match (&start.last_event_id, start.matchers.is_some()) {
+            (None, _) => Ok(None),
+            (Some(id), true) => {
+                // Mercure: no in-band reset; the head says where it resumed.
+                let placed = self.place(id).ok();
+                let earliest = self.bus.history().earliest();
+                let (after, said) = app::mercure::resume(id, earliest, placed);
+                app::mercure::with_last_event_id(&mut start.head, said);
+                Ok(after)
+            }
+            (Some(id), false) => match self.place(id) {
                 Ok(seq) => Ok(Some(seq)),
                 Err(reason) => {
                     debug!("connection {key}: Last-Event-ID {id:?} cannot be resumed: {reason:?}");
@@ -224,8 +245,22 @@ impl Reactor {
         if let Err(e) = self.conns[key].limit_send_buffer(self.config.send_buffer) {
             debug!("connection {key}: SO_SNDBUF: {e}");
         }
-        let subscription = self.topics.subscribe(key, &start.topics);
-        debug!("connection {key}: subscribed to {:?}", start.topics);
+        let subscription = match start.matchers {
+            None => {
+                debug!("connection {key}: subscribed to {:?}", start.topics);
+                self.topics.subscribe(key, &start.topics)
+            }
+            Some(m) => {
+                debug!(
+                    "connection {key}: Mercure subscriber of {:?}, {} URL patterns{}",
+                    m.exact,
+                    m.patterns.len(),
+                    if m.wildcard { " and *" } else { "" }
+                );
+                self.topics
+                    .subscribe_matchers(key, &m.exact, m.wildcard, m.patterns)
+            }
+        };
         let clearance = start.grant.map(|grant| Clearance::new(grant, self.now));
         let next = self.conns[key].start_stream(
             start.head,
@@ -244,6 +279,18 @@ impl Reactor {
         self.replay(key);
     }
 
+    /// Places a `Last-Event-ID`. An id its publisher gave an event this
+    /// loop has not received yet (just published, its delivery still in
+    /// the inbox) is looked for again once the inbox is drained.
+    fn place(&mut self, id: &str) -> Result<u64, crate::bus::ResetReason> {
+        let placed = self.bus.resume_point(id);
+        if placed.is_err() && !crate::bus::id::is_hub_form(id) {
+            self.take_messages();
+            return self.bus.resume_point(id);
+        }
+        placed
+    }
+
     /// Tops up a resuming subscriber's replay within what the pass's budget
     /// allows; the flush that drains its queue calls again, and what a
     /// budget stopped goes on in a later pass. Returns the events queued.
@@ -260,7 +307,7 @@ impl Reactor {
             return 0;
         };
         let access = self.policy.access.as_deref();
-        let replayed = conn.replay(self.bus.history(), allowance, access);
+        let replayed = conn.replay(self.bus.history(), allowance, access, self.hub.url());
         self.replays.budget.charge(&replayed);
         self.counters.replayed.add(replayed.events);
         self.counters.deliveries.add(replayed.events);
@@ -277,6 +324,16 @@ impl Reactor {
                 self.replays.ended();
                 self.update_gauges();
             }
+            ReplayThen::Lost => {
+                debug!("connection {key}: fell behind the history while replaying: ended");
+                self.replays.ended();
+                self.after(key, next);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    let ending = conn.end_stream(self.now);
+                    self.after_ending(key, ending);
+                }
+                return replayed.events;
+            }
         }
         self.after(key, next);
         replayed.events
@@ -288,13 +345,24 @@ impl Reactor {
         self.fan_outs += 1;
         let limit = self.config.queue_limit;
         let mut deliveries = 0;
-        // Its private topics, once per delivery: none (and no allocation)
-        // without --jwt-key or for an event on public topics only.
-        let private: Vec<&str> = match &self.policy.access {
-            Some(access) => access.private(&delivery.topics).collect(),
-            None => Vec::new(),
-        };
-        for key in self.topics.recipients(&delivery.topics) {
+        // Who may receive it, once per delivery: everyone (and no
+        // allocation) without --jwt-key for a public event, or for one on
+        // public topics only.
+        let mut audience = Audience::of(
+            self.policy.access.as_deref(),
+            &delivery.topics,
+            delivery.private,
+            self.hub.url(),
+        );
+        // Who its topics name: by exact topic, then (only where Mercure
+        // subscribers have a `*` or URL patterns) by pattern.
+        let mut by_pattern = std::mem::take(&mut self.pattern_recipients);
+        if self.topics.has_patterns() {
+            let mut event = EventTopics::new(&delivery.topics, self.hub.url());
+            self.topics.pattern_recipients(&mut event, &mut by_pattern);
+        }
+        let recipients = self.topics.recipients(&delivery.topics);
+        for key in recipients.chain(by_pattern.drain(..)) {
             debug_assert!(
                 self.conns.contains(key),
                 "close() takes a subscriber out of the index"
@@ -307,7 +375,7 @@ impl Reactor {
                 delivery.seq,
                 self.fan_outs,
                 limit,
-                &private,
+                &mut audience,
             ) {
                 Delivered::Skipped => {}
                 Delivered::Queued { list } => {
@@ -322,6 +390,7 @@ impl Reactor {
                 }
             }
         }
+        self.pattern_recipients = by_pattern;
         self.counters.deliveries.add(deliveries);
         self.cut_over_limit();
     }

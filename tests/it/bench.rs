@@ -313,6 +313,27 @@ fn closed_loop_over_http_1_0_reads_close_delimited_streams() {
     );
 }
 
+/// `--mercure`: the streams subscribe on sseloop's Mercure hub, by exact
+/// matcher or URL pattern, and every event published on `/publish` is
+/// counted as it is on `/events`.
+#[test]
+fn mercure_subscribers_are_counted_as_events_subscribers() {
+    let server = TestServer::start(&[]);
+    for mode in ["exact", "urlpattern"] {
+        let (report, ok) = bench(
+            &server.addr().to_string(),
+            &format!("--subscribers 20 --events 200 --rate 0 --mercure {mode}"),
+        );
+        assert!(ok, "{mode}: {report}");
+        assert_complete(&report, 20, 200);
+        assert_eq!(
+            report["run"]["subscribe"],
+            format!("mercure-{mode}"),
+            "{report}"
+        );
+    }
+}
+
 #[test]
 fn idle_mode_sees_every_stream_get_heartbeats() {
     let server = TestServer::start(&["--heartbeat", "200ms"]);

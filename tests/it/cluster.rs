@@ -173,7 +173,7 @@ fn publishes_on_both_nodes_reach_every_node_in_one_order() {
         .collect();
     assert_eq!(published.len(), 2 * PER_NODE, "an id given twice");
     let run = id_run(published.keys().next().unwrap()).to_string();
-    let last = format!("{run}-{}", 2 * PER_NODE);
+    let last = format!("urn:sseloop:{run}-{}", 2 * PER_NODE);
     assert!(published.contains_key(&last), "ids are 1..=200");
     let mut orders = Vec::new();
     for (who, sub) in &mut subs {
@@ -219,7 +219,11 @@ fn an_id_resumes_on_the_other_node_and_on_a_restarted_node() {
     let b = TestServer::start_on(addr, &["--redis", &redis.url()]);
     let mut on_new_b = b.resume("?topic=r", &ids[1]);
     let next = b.publisher().publish_ok("?topic=r", b"after the restart");
-    assert_eq!(next, format!("{run}-11"), "the restarted node publishes on");
+    assert_eq!(
+        next,
+        format!("urn:sseloop:{run}-11"),
+        "the restarted node publishes on"
+    );
     published.insert(next.clone(), "after the restart".into());
     let seen = events_through(&mut on_new_b, &next);
     assert_contiguous(
@@ -356,7 +360,11 @@ fn redis_restarted_with_aof_keeps_ids_working() {
     redis.start_again();
     let after = publish_when_back(&a, "", "after");
     published.insert(after.clone(), "after".into());
-    assert_eq!(after, format!("{run}-6"), "the same epoch, the next number");
+    assert_eq!(
+        after,
+        format!("urn:sseloop:{run}-6"),
+        "the same epoch, the next number"
+    );
     let seen = events_through(&mut live, &after);
     assert_contiguous("the live stream", &seen, &run, 6, 6, &published);
     let mut resumed = b.resume("", &ids[1]);
@@ -387,7 +395,7 @@ fn redis_away_means_503_and_heartbeats_then_recovery_loses_nothing() {
     let run = id_run(published.keys().next().unwrap()).to_string();
     let mut seen: Vec<Vec<(String, String)>> = subs
         .iter_mut()
-        .map(|(_, sub)| events_through(sub, &format!("{run}-3")))
+        .map(|(_, sub)| events_through(sub, &format!("urn:sseloop:{run}-3")))
         .collect();
 
     redis.stop(false);
@@ -426,7 +434,10 @@ fn redis_away_means_503_and_heartbeats_then_recovery_loses_nothing() {
     published.insert(second.clone(), "after 1".into());
     assert_eq!(
         (first.as_str(), second.as_str()),
-        (&*format!("{run}-4"), &*format!("{run}-5"))
+        (
+            &*format!("urn:sseloop:{run}-4"),
+            &*format!("urn:sseloop:{run}-5")
+        )
     );
     for ((who, sub), seen) in subs.iter_mut().zip(&mut seen) {
         seen.extend(events_through(sub, &second));
@@ -466,7 +477,10 @@ fn redis_flushed_starts_a_new_epoch_and_old_ids_reset() {
     let seen = events_through(&mut live, &new[5]);
     assert_eq!(
         seen[0],
-        (format!("{new_run}-0"), "reset:other-run".to_string()),
+        (
+            format!("urn:sseloop:{new_run}-0"),
+            "reset:other-run".to_string()
+        ),
         "the live stream is told first: {seen:?}"
     );
     let data: Vec<&str> = seen[1..].iter().map(|(_, d)| d.as_str()).collect();
@@ -591,7 +605,10 @@ fn events_trimmed_while_a_node_was_away_reach_its_subscribers_as_reset_stale() {
     let seen = events_through(&mut live, &last);
     assert_eq!(
         seen[0],
-        (format!("{run}-{}", oldest - 1), "reset:stale".to_string()),
+        (
+            format!("urn:sseloop:{run}-{}", oldest - 1),
+            "reset:stale".to_string()
+        ),
         "told first"
     );
     let seqs: Vec<u64> = seen[1..].iter().map(|(id, _)| id_seq(id)).collect();
@@ -620,8 +637,11 @@ fn stdin_lines_are_stored_in_redis_and_wait_out_an_outage() {
         "the line waits, and the log says why"
     );
     redis.start_again();
-    let seen = events_through(&mut sub, &format!("{run}-2"));
-    assert_eq!(seen, [(format!("{run}-2"), "line two".to_string())]);
+    let seen = events_through(&mut sub, &format!("urn:sseloop:{run}-2"));
+    assert_eq!(
+        seen,
+        [(format!("urn:sseloop:{run}-2"), "line two".to_string())]
+    );
 }
 
 /// A Redis that refuses the node's login: the node does not start, and

@@ -23,6 +23,7 @@ mod lab;
 mod library;
 mod limits;
 mod loops;
+mod mercure;
 mod metrics;
 mod nginx;
 mod nodelay;

@@ -229,9 +229,17 @@ fn garbage_ids_get_an_invalid_reset() {
 
     let mut publisher = server.publisher();
     let first = publisher.publish_ok("", b"one");
-    assert_eq!(first, format!("{run}-1"), "ids are <run>-<seq> from 1");
+    assert_eq!(
+        first,
+        format!("urn:sseloop:{run}-1"),
+        "ids are urn:sseloop:<run>-<seq> from 1"
+    );
     let second = publisher.publish_ok("", b"two");
-    assert_eq!(second, format!("{run}-2"));
+    assert_eq!(second, format!("urn:sseloop:{run}-2"));
+    // The bare form of earlier versions resumes as the urn does.
+    let mut bare = server.resume("", &format!("{run}-1"));
+    bare.expect_connected();
+    expect_event(&mut bare, &second, "two");
 
     let garbage = [
         "garbage".to_string(),
@@ -243,6 +251,9 @@ fn garbage_ids_get_an_invalid_reset() {
         format!("-{run}-1"),
         format!("{}-1", &run[1..]),
         format!("{run}0-1"),
+        format!("urn:sseloop:{run}"),
+        format!("urn:sseloop:urn:sseloop:{run}-1"),
+        format!("URN:SSELOOP:{run}-1"),
         "zzzzzzzzzzzz-1".to_string(),
         "ünïcödé".to_string(),
     ];
@@ -348,7 +359,7 @@ fn a_restart_on_the_same_port_answers_old_ids_with_an_other_run_reset() {
 
     // Live from here; the new run's ids count from 1 again.
     let id = second.publisher().publish_ok("?topic=r", b"new run");
-    assert_eq!(id, format!("{}-1", id_run(&reset_id)));
+    assert_eq!(id, format!("urn:sseloop:{}-1", id_run(&reset_id)));
     expect_event(&mut sub, &id, "new run");
 }
 

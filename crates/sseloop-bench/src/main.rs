@@ -73,6 +73,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`options`] | the command line: `--help`, [`Options`], parsing |
+//! | [`mercure`] | `--mercure`: subscribers on sseloop's Mercure hub |
 //! | [`client`] | the poll loop and its phases: subscribers, publisher, timer, the tally |
 //! | [`wire`] | response heads, chunked/length/close framing, the SSE parser |
 //! | [`histogram`] | the latency histogram |
@@ -85,6 +86,7 @@
 mod client;
 mod clock;
 mod histogram;
+mod mercure;
 mod options;
 mod report;
 mod stats;
@@ -135,6 +137,7 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
     let s = r.section("run");
     s.put("addr", Text(opts.host.clone()));
     s.put("topic", Text(opts.topic.clone()));
+    s.put("subscribe", Text(opts.mercure.name().into()));
     s.put("subscribers", Int(opts.subscribers as u64));
     if let Some(hold) = opts.idle {
         s.put("idle", Time(ns(hold)));

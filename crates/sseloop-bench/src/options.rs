@@ -29,6 +29,9 @@ OPTIONS:
   --pipeline N         publishes sent before their answers     [1]
                        (at a rate, 100000 makes the load open-loop)
   --topic T            topic to subscribe and publish to       [bench]
+  --mercure MODE       subscribe on sseloop's Mercure hub: exact (match=T) or
+                       urlpattern (match_urlpattern=https://bench.example/T/:id,
+                       events published to https://bench.example/T/1)
   --size SIZE          padding added to each event's data      [0]
   --pid PID            server process: report its RSS and CPU time, in total
                        and per thread; given several times, the processes'
@@ -87,6 +90,8 @@ pub(crate) struct Options {
     pub(crate) http10: bool,
     pub(crate) spread: bool,
     pub(crate) spin: bool,
+    /// Where subscribers subscribe (`--mercure`).
+    pub(crate) mercure: crate::mercure::Mode,
 }
 
 impl Default for Options {
@@ -116,6 +121,7 @@ impl Default for Options {
             http10: false,
             spread: true,
             spin: false,
+            mercure: crate::mercure::Mode::Events,
         }
     }
 }
@@ -194,6 +200,11 @@ pub(crate) fn parse_args(
             "--publish-addr" => {
                 let v = value()?;
                 o.publish_addr = Some(resolve(&v).ok_or_else(|| bad(n, &v, "HOST:PORT"))?);
+            }
+            "--mercure" => {
+                let v = value()?;
+                o.mercure = crate::mercure::Mode::parse(&v)
+                    .ok_or_else(|| bad(n, &v, "exact or urlpattern"))?;
             }
             "--idle" => o.idle = Some(duration(n, &value()?)?),
             "--connect-batch" => o.connect_batch = count(n, &value()?)? as usize,
@@ -282,6 +293,7 @@ mod tests {
             "--size 1.5KiB",
             "--pid x",
             "--pid 4 --pid 4",
+            "--mercure regexp",
         ] {
             let err = parse_args(args(bad)).expect_err(bad);
             assert!(

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use super::conn;
 use super::epoch::parse_value;
-use crate::bus::id::Run;
+use crate::bus::id::{self, EventId, Run};
 use crate::bus::resp::Value;
-use crate::sse::{valid_event_type, valid_topic};
+use crate::sse::{Frame, valid_event_type, valid_id, valid_topic};
 
 /// The sequence part of a stream id `0-<seq>`.
 pub fn stream_seq(id: &[u8]) -> Option<u64> {
@@ -43,6 +43,29 @@ pub struct Entry {
     pub event_type: Option<String>,
     /// Its valid topics.
     pub topics: Arc<[Box<str>]>,
+    /// The id its publisher gave it, when valid and not in the hub's form.
+    pub name: Option<Arc<str>>,
+    /// Its `retry:`, in milliseconds.
+    pub retry: Option<u64>,
+    /// Private (Mercure's flag).
+    pub private: bool,
+}
+
+impl Entry {
+    /// Its id: its publisher's, or `hub_id`.
+    pub fn id(&self, hub_id: EventId) -> EventId {
+        self.name.clone().map_or(hub_id, EventId::named)
+    }
+
+    /// The event encoded once, under `id`.
+    pub fn frame(&self, id: &EventId) -> Frame {
+        Frame::encode(
+            &id.text(),
+            self.event_type.as_deref(),
+            self.retry,
+            &self.data,
+        )
+    }
 }
 
 /// One entry of a read.
@@ -177,6 +200,9 @@ fn entry(value: Value) -> Item {
         data: String::new(),
         event_type: None,
         topics: Arc::from([]),
+        name: None,
+        retry: None,
+        private: false,
     };
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
@@ -207,6 +233,16 @@ fn entry(value: Value) -> Item {
                     .map(Box::from)
                     .collect();
             }
+            b"id" => {
+                let value = String::from_utf8_lossy(value);
+                if valid_id(&value) && !id::is_hub_form(&value) {
+                    entry.name = Some(value.into());
+                }
+            }
+            b"retry" => {
+                entry.retry = std::str::from_utf8(value).ok().and_then(|r| r.parse().ok());
+            }
+            b"private" => entry.private = true,
             _ => {}
         }
     }
@@ -328,6 +364,12 @@ mod tests {
                 bulk("progress"),
                 bulk("topics"),
                 bulk("job\n\nother"),
+                bulk("id"),
+                bulk("urn:uuid:1"),
+                bulk("retry"),
+                bulk("1500"),
+                bulk("private"),
+                bulk(""),
             ]),
         ]);
         assert_eq!(
@@ -338,6 +380,9 @@ mod tests {
                 data: "a\nb".into(),
                 event_type: Some("progress".into()),
                 topics: Arc::from([Box::from("job"), Box::from("other")]),
+                name: Some("urn:uuid:1".into()),
+                retry: Some(1500),
+                private: true,
             })
         );
         let odd = Value::Array(vec![
@@ -349,6 +394,10 @@ mod tests {
                 bulk("ignored"),
                 bulk("epoch"),
                 bulk("not-an-epoch"),
+                bulk("id"),
+                bulk("urn:sseloop:0123456789ab-3"),
+                bulk("retry"),
+                bulk("soon"),
                 bulk("data"),
             ]),
         ]);
@@ -360,6 +409,8 @@ mod tests {
             (None, "", None)
         );
         assert!(odd.topics.is_empty());
+        // An id in the hub's form is not a name; a retry not a number is none.
+        assert_eq!((odd.name, odd.retry, odd.private), (None, None, false));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! # In Redis
 //!
 //! - `<key>:events`, a stream: each event is one entry with the fields
-//!   `epoch` (see below), `data`, `event` (its type, when it has one) and
-//!   `topics` (its topics, one per line, when it has any). Entries are
+//!   `epoch` (see below), `data`, `event` (its type, when it has one),
+//!   `topics` (its topics, one per line, when it has any), `id` (the id
+//!   its publisher gave it), `retry` (milliseconds) and `private` (present
+//!   for a private event), the last three when set. Entries are
 //!   added with `XADD … MAXLEN ~ <cap> 0-* …`, so their ids are `0-1`,
 //!   `0-2`, …: the sequence part is the event's place in the hub's order,
 //!   with no gap. The cap is `--history`, but at least
@@ -14,10 +16,11 @@
 //!   node's reader, which must find them there.
 //! - `<key>:epoch`, a string: the current epoch ([`epoch::value`]): 12 hex
 //!   digits drawn by the node that began it, the run part of its ids, and
-//!   where it began. An event's id is `<run>-<seq>`.
+//!   where it began. An event's id is `urn:sseloop:<run>-<seq>`, or the id
+//!   its publisher gave it, kept in the entry's `id` field.
 //! - `<key>:keys`, a sorted set: the keys publishers gave their events
-//!   (`Idempotency-Key`), scored by the event's sequence number, for as
-//!   long as the event is in the stream.
+//!   (`Idempotency-Key`, a Mercure `id`), scored by the event's sequence
+//!   number, for as long as the event is in the stream.
 //!
 //! A Redis that lost its data (flushed, or restarted without persistence)
 //! has no epoch: the next node to look draws a new one, and the old ids get

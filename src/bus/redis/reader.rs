@@ -41,7 +41,6 @@ use super::entry::{Entry, Item, Read, Synced};
 use super::epoch::{Current, Era};
 use crate::bus::Delivery;
 use crate::bus::id::{Epoch, ResetReason, Run};
-use crate::sse::Frame;
 
 /// What the reader decided, in order.
 #[derive(Debug)]
@@ -410,15 +409,13 @@ impl Reader {
             out.push(Step::HandOut(reset(epoch, at, ResetReason::Stale)));
         }
         let at = epoch.base() + entry.seq;
-        let frame = Frame::event(
-            &epoch.id(at).text(),
-            entry.event_type.as_deref(),
-            &entry.data,
-        );
+        let frame = entry.frame(&entry.id(epoch.id(at)));
         out.push(Step::HandOut(Delivery {
             seq: at,
             frame: Arc::new(frame),
             topics: entry.topics,
+            name: entry.name,
+            private: entry.private,
         }));
         self.position = Some(entry.seq);
         self.handed_out = at;
@@ -427,11 +424,7 @@ impl Reader {
 
 /// The `reset` at `seq` of the order, for everyone.
 fn reset(epoch: Epoch, seq: u64, reason: ResetReason) -> Delivery {
-    Delivery {
-        seq,
-        frame: Arc::new(epoch.id(seq).reset(reason)),
-        topics: Arc::from([]),
-    }
+    Delivery::plain(seq, Arc::new(epoch.id(seq).reset(reason)), Arc::from([]))
 }
 
 #[cfg(test)]
@@ -456,6 +449,9 @@ mod tests {
             data: format!("e{seq}"),
             event_type: None,
             topics: Arc::from([]),
+            name: None,
+            retry: None,
+            private: false,
         })
     }
 
@@ -485,6 +481,7 @@ mod tests {
                     Step::HandOut(d) => {
                         let text = String::from_utf8(d.frame.payload().to_vec()).unwrap();
                         let id = text.lines().next().unwrap().trim_start_matches("id: ");
+                        let id = id.trim_start_matches(crate::bus::id::HUB_PREFIX);
                         let shown_as = match text.lines().nth(1) {
                             Some("event: reset") if text.contains("\"stale\"") => "reset:stale",
                             Some("event: reset") => "reset:other-run",

@@ -319,6 +319,16 @@ impl Commands {
         if !topics.is_empty() {
             args.extend([&b"topics"[..], topics.as_bytes()]);
         }
+        let retry = event.retry().map(|r| (r.as_millis() as u64).to_string());
+        if let Some(id) = event.id() {
+            args.extend([&b"id"[..], id.as_bytes()]);
+        }
+        if let Some(retry) = &retry {
+            args.extend([&b"retry"[..], retry.as_bytes()]);
+        }
+        if event.is_private() {
+            args.extend([&b"private"[..], &b"1"[..]]);
+        }
         send(&args)
     }
 

@@ -444,8 +444,10 @@ impl Writer {
             }
             return;
         }
-        let (keyed, run) = (self.sent[at].publish.key.is_some(), self.sent[at].run);
-        let result = self.stored(keyed, run, stored, hub);
+        let job = &self.sent[at];
+        let (keyed, run) = (job.publish.key.is_some(), job.run);
+        let name = job.publish.event.id().map(Arc::from);
+        let result = self.stored(keyed, run, name, stored, hub);
         match result {
             Ok(id) if hub.replicas > 0 => self.sent[at].stored = Some(id),
             result => {
@@ -488,12 +490,14 @@ impl Writer {
         }
     }
 
-    /// The id of a publish Redis answered, if it was stored.
+    /// The id of a publish Redis answered, if it was stored: its
+    /// publisher's (`name`), or the hub's of its entry.
     #[inline(never)]
     fn stored(
         &mut self,
         keyed: bool,
         run: Run,
+        name: Option<Arc<str>>,
         stored: Stored,
         hub: &RedisSequencer,
     ) -> Result<EventId, PublishError> {
@@ -510,13 +514,14 @@ impl Writer {
                     }
                 }
                 hub.epochs.note_stored(run, seq);
-                let id = EventId::new(run, seq);
+                let id = name.map_or(EventId::new(run, seq), EventId::named);
                 hub.tally.count(&id);
                 return Ok(id);
             }
             Stored::Again { seq, run } => {
                 debug_assert!(keyed, "only a keyed publish is found again");
-                return Ok(EventId::new(run, seq));
+                // A named publish's key is its name: the first one's id.
+                return Ok(name.map_or(EventId::new(run, seq), EventId::named));
             }
             Stored::ScriptGone => {
                 // Flushed from Redis: the next connection loads it again.

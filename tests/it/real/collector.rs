@@ -2,9 +2,13 @@
 //! serves the test page from `tests/clients/` and receives what the page
 //! saw, one `POST /report` (form-encoded) per observation. The test awaits
 //! reports through it instead of sleeping.
+//!
+//! In front of an sseloop ([`Collector::in_front_of`]) it also passes the
+//! requests for the Mercure hub's path on to it, as an application's
+//! reverse proxy does: the page and the hub then share one origin.
 
-use std::io::{self, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -55,10 +59,20 @@ pub struct Collector {
 
 impl Collector {
     pub fn start() -> Collector {
+        Collector::serving(None)
+    }
+
+    /// A collector that also passes every request for
+    /// `/.well-known/mercure` on to the sseloop at `hub`.
+    pub fn in_front_of(hub: SocketAddr) -> Collector {
+        Collector::serving(Some(hub))
+    }
+
+    fn serving(hub: Option<SocketAddr>) -> Collector {
         let shared = Arc::new(Shared::default());
         let serve_shared = Arc::clone(&shared);
         let server = LoopbackServer::start("collector", move |stream| {
-            let _ = serve(stream, &serve_shared);
+            let _ = serve(stream, &serve_shared, hub);
         });
         Collector { server, shared }
     }
@@ -185,12 +199,18 @@ fn format_reports(reports: &[Report]) -> String {
     out
 }
 
-/// Serves one keep-alive connection until the peer closes it.
-fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
+/// Serves one keep-alive connection until the peer closes it (or, for a
+/// request passed on to the hub, until the hub's answer has ended).
+fn serve(stream: TcpStream, shared: &Shared, hub: Option<SocketAddr>) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
+        if let Some(hub) = hub
+            && reader.fill_buf()?.starts_with_hub_request()
+        {
+            return pass_on(&mut reader, &mut writer, hub);
+        }
         let Some((request_line, body)) = read_request(&mut reader)? else {
             return Ok(());
         };
@@ -220,6 +240,94 @@ fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
         };
         writer.write_all(&response)?;
     }
+}
+
+/// Whether buffered bytes begin a request for the Mercure hub (its request
+/// line arrives in the first read).
+trait HubRequest {
+    fn starts_with_hub_request(&self) -> bool;
+}
+
+impl HubRequest for [u8] {
+    fn starts_with_hub_request(&self) -> bool {
+        let line = self.split(|&b| b == b'\r').next().unwrap_or(b"");
+        let target = line.split(|&b| b == b' ').nth(1).unwrap_or(b"");
+        target.starts_with(b"/.well-known/mercure")
+    }
+}
+
+/// Passes one request on to the hub, with `Connection: close` in place of
+/// the client's, and the hub's answer back, byte for byte, until the hub
+/// closes (a stream: until it ends); then the client's connection closes
+/// too, as the answer said.
+fn pass_on(
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+    hub: SocketAddr,
+) -> io::Result<()> {
+    let mut head = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(v) = text.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == b"\r\n" {
+            head.extend_from_slice(b"Connection: close\r\n\r\n");
+            break;
+        }
+        if !text.starts_with("connection:") {
+            head.extend_from_slice(&line);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let mut upstream = TcpStream::connect(hub)?;
+    upstream.write_all(&head)?;
+    upstream.write_all(&body)?;
+    // A stream may stay silent: look now and then whether the client went
+    // (or `stop` shut its socket), so that this returns.
+    upstream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut buf = [0; 16 << 10];
+    loop {
+        match upstream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => writer.write_all(&buf[..n])?,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !still_there(reader.get_ref()) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    writer.shutdown(Shutdown::Write)
+}
+
+/// Whether the client has neither closed nor been shut down: a peek
+/// that does not wait finds no end of its input.
+fn still_there(client: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: a one-byte buffer that outlives the call, on an open socket.
+    let n = unsafe {
+        libc::recv(
+            client.as_raw_fd(),
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0 || (n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock)
 }
 
 /// The content type of a file the collector serves: a plain file name

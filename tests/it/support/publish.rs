@@ -1,6 +1,6 @@
 //! Publishing: `Publisher`, a keep-alive publishing connection; the
 //! publish request and the check of its answer; the ids it returns
-//! (`<run>-<seq>`); the padded bodies that loss checks publish and compare;
+//! (`urn:sseloop:<run>-<seq>`); the padded bodies that loss checks publish and compare;
 //! publishing until the server cuts a slow subscriber off.
 
 use super::{HttpConn, Response, TestServer, deadline};
@@ -57,7 +57,7 @@ pub fn assert_publish_ok(response: &Response) -> String {
     id
 }
 
-/// The sequence number of an id `<run>-<seq>`.
+/// The sequence number of an id `urn:sseloop:<run>-<seq>`.
 pub fn id_seq(id: &str) -> u64 {
     let (_, seq) = id
         .rsplit_once('-')
@@ -66,8 +66,11 @@ pub fn id_seq(id: &str) -> u64 {
         .unwrap_or_else(|_| panic!("id {id:?} has no numeric sequence"))
 }
 
-/// The run part of an id `<run>-<seq>`.
+/// The run part of an id `urn:sseloop:<run>-<seq>` (the bare
+/// `<run>-<seq>` of earlier versions too): 12 hex digits, which the
+/// server also takes back as `<run>-<seq>`.
 pub fn id_run(id: &str) -> &str {
+    let id = id.strip_prefix("urn:sseloop:").unwrap_or(id);
     id.rsplit_once('-')
         .unwrap_or_else(|| panic!("id {id:?} is not <run>-<seq>"))
         .0

@@ -82,18 +82,23 @@ pub(crate) struct Bench {
 
 impl Bench {
     pub(crate) fn new(opts: Options) -> io::Result<Self> {
-        let mut topic = String::new();
-        for b in opts.topic.bytes() {
-            match b {
-                b'-' | b'.' | b'_' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' => {
-                    topic.push(b as char)
+        let encode = |text: &str| {
+            let mut encoded = String::new();
+            for b in text.bytes() {
+                match b {
+                    b'-' | b'.' | b'_' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' => {
+                        encoded.push(b as char)
+                    }
+                    _ => write!(encoded, "%{b:02X}").expect("String"),
                 }
-                _ => write!(topic, "%{b:02X}").expect("String"),
             }
-        }
+            encoded
+        };
+        let topic = encode(&opts.mercure.published_topic(&opts.topic));
+        let target = opts.mercure.subscribe_target(&opts.topic, encode);
         let (version, host) = (if opts.http10 { 0 } else { 1 }, &opts.host);
         let sub_request = format!(
-            "GET /events?topic={topic} HTTP/1.{version}\r\nHost: {host}\r\n\
+            "GET {target} HTTP/1.{version}\r\nHost: {host}\r\n\
              Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
         );
         let publish_prefix = format!(

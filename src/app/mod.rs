@@ -3,13 +3,21 @@
 //! to carry out; and who may publish ([`may_publish`], asked as soon as a
 //! head is here) and subscribe (`may_subscribe`), from what the request
 //! presents. No sockets, no connections, no bus, no clock (the time is a
-//! parameter): unit-tested on its own.
+//! parameter): unit-tested on its own. `mercure` answers the Mercure
+//! endpoint.
 
+pub mod mercure;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Access, Credentials, Grant, Refusal};
+use crate::auth::{Access, Credentials, Grants, Refusal};
 use crate::http::{self, Head, Policy, Reject, Route, Status};
+use crate::mercure::matcher::Patterns;
+use crate::mercure::url::HubUrl;
 use crate::sse::{Event, Framing};
+
+pub use self::mercure::Matchers;
 
 /// `retry:` sent with a stream refused for now, when `--retry` is not set.
 const RETRY_LATER: Duration = Duration::from_secs(1);
@@ -35,6 +43,8 @@ pub struct Context<'a> {
     pub unix_now: i64,
     /// `--lab`: the failure lab's page and streams are served.
     pub lab: bool,
+    /// The Mercure hub's URL: published topics resolve against it.
+    pub hub: &'a HubUrl,
 }
 
 /// How a subscriber's stream begins.
@@ -50,7 +60,10 @@ pub struct StreamStart {
     pub last_event_id: Option<String>,
     /// What its token allows, when it came with one (and `--jwt-key` is
     /// set).
-    pub grant: Option<Grant>,
+    pub grant: Option<Grants>,
+    /// A Mercure subscriber's matchers (its exact topics are here, not in
+    /// `topics`); `None` for `/events`.
+    pub matchers: Option<Matchers>,
 }
 
 /// What the loop should do with a request.
@@ -79,10 +92,10 @@ pub enum Action {
     Publish {
         /// What to publish.
         event: Event,
-        /// Its `Idempotency-Key`, if it has one.
-        key: Option<String>,
         /// The connection stays open after the answer.
         keep_alive: bool,
+        /// Its exactly-once key: an `Idempotency-Key`, a Mercure `id`.
+        key: Option<Arc<str>>,
     },
     /// Start streaming to this connection.
     Subscribe(StreamStart),
@@ -90,9 +103,11 @@ pub enum Action {
     Lab(crate::lab::StreamRequest),
 }
 
-/// Chooses the action for a request whose head and body have arrived.
-pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
-    let route = match head.route {
+/// Chooses the action for a request whose head and body have arrived;
+/// URL patterns a Mercure subscriber names are interned in `patterns`.
+pub fn respond(mut head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patterns) -> Action {
+    // Taken out: the rest of the head is still asked about.
+    let route = match std::mem::replace(&mut head.route, Ok(Route::Health)) {
         Ok(route) => route,
         Err(reject) => return Action::Reject(reject),
     };
@@ -107,7 +122,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
         // An EventSource gives up for good on a 503, so a subscribe is told
         // to come back instead; anything else gets the 503.
         return match route {
-            Route::Subscribe { .. } => {
+            Route::Subscribe { .. } | Route::MercureSubscribe { .. } => {
                 let chunked = stream_framing(head.http11, ctx) == Framing::Chunked;
                 let retry = ctx.retry.unwrap_or(RETRY_LATER);
                 Action::RefuseStream(http::refused_stream(chunked, retry, why, ctx.allow_origin))
@@ -123,11 +138,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 bytes: http::preflight_response(allow, origin, keep_alive),
                 keep_alive,
             },
-            None => Action::Reject(Reject {
-                status: Status::METHOD_NOT_ALLOWED,
-                reason: "method not allowed (CORS is off)",
-                allow: Some(allow),
-            }),
+            None => Action::Reject(Reject::method("method not allowed (CORS is off)", allow)),
         },
         Route::Health => ok(
             "text/plain; charset=utf-8",
@@ -164,13 +175,38 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             for t in topics {
                 event = event.with_topic(t);
             }
-            let key = head.idempotency_key;
+            let key = head.idempotency_key.map(Arc::from);
             Action::Publish {
                 event,
-                key,
                 keep_alive,
+                key,
             }
         }
+        Route::MercureSubscribe { in_body, .. } if in_body && !head.form_body => {
+            Action::Reject(Reject::new(
+                Status::BAD_REQUEST,
+                "a QUERY body must be application/x-www-form-urlencoded",
+            ))
+        }
+        Route::MercureSubscribe {
+            query,
+            last_event_id,
+            in_body,
+        } => {
+            let grants = match mercure::grants(&head, ctx, patterns) {
+                Ok(grants) => grants,
+                Err(reject) => return Action::Reject(reject),
+            };
+            let body = in_body.then_some(&body[..]);
+            let request = mercure::Request {
+                query: &query,
+                body,
+                last_event_id,
+                http11: head.http11,
+            };
+            mercure::subscribe(request, grants, ctx, patterns)
+        }
+        Route::MercurePublish => mercure::publish(&head, &body, keep_alive, ctx, patterns),
         Route::Subscribe { topics, .. } if topics.len() > ctx.max_topics => Action::Reject(
             Reject::new(Status::BAD_REQUEST, "too many topics for one subscriber"),
         ),
@@ -178,7 +214,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
             topics,
             last_event_id,
         } => {
-            let grant = match may_subscribe(&head.credentials, &topics, ctx) {
+            let grant = match may_subscribe(&head.credentials, &topics, ctx, patterns) {
                 Ok(grant) => grant,
                 Err(reject) => return Action::Reject(reject),
             };
@@ -190,6 +226,7 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
                 topics,
                 last_event_id,
                 grant,
+                matchers: None,
             })
         }
     }
@@ -199,31 +236,49 @@ pub fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
 /// body is read (a refused publish is answered without it); `Ok` for any
 /// other request. A page of another origin may not, token or not (a
 /// text/plain POST needs no preflight). Then, when a publish token or a JWT
-/// key is set: the publish token, or a JWT in `Authorization` (a cookie
-/// goes along with any request a browser makes) whose `publish` claim
-/// covers every topic named, checked at `unix_now`.
-pub fn may_publish(head: &Head, policy: &Policy, unix_now: i64) -> Result<(), Reject> {
-    let Ok(Route::Publish { topics, .. }) = &head.route else {
-        return Ok(());
+/// key is set: the publish token, or on `/publish` a JWT in
+/// `Authorization` (a cookie goes along with any request a browser makes)
+/// whose `publish` grants cover every topic named, checked at `unix_now`
+/// (URL patterns interned in `patterns`); on the Mercure hub, whose topics
+/// are in the body, a token to check once it is read (see
+/// [`mercure::may_publish`]).
+pub fn may_publish(
+    head: &Head,
+    policy: &Policy,
+    unix_now: i64,
+    patterns: &mut Patterns,
+) -> Result<(), Reject> {
+    let topics = match &head.route {
+        Ok(Route::Publish { topics, .. }) => topics,
+        Ok(Route::MercurePublish) => return mercure::may_publish(head, policy),
+        _ => return Ok(()),
     };
     if head.foreign_origin {
-        return Err(Reject::new(
-            Status::FORBIDDEN,
-            "publishing from another origin is refused (see --allow-origin)",
-        ));
+        return Err(foreign_origin());
     }
     let open = policy.publish_token.is_none() && policy.access.is_none();
     if open || head.bears_publish_token {
         return Ok(());
     }
     let refusal = match &policy.access {
-        Some(access) => match access.publish(head.credentials.publish_token(), topics, unix_now) {
-            Ok(()) => return Ok(()),
-            Err(refusal) => refusal,
-        },
+        Some(access) => {
+            let token = head.credentials.publish_token();
+            match access.publish(token, topics, unix_now, patterns) {
+                Ok(()) => return Ok(()),
+                Err(refusal) => refusal,
+            }
+        }
         None => Refusal::PublishMissing,
     };
     Err(refused(refusal))
+}
+
+/// A publish from a page of another origin.
+fn foreign_origin() -> Reject {
+    Reject::new(
+        Status::FORBIDDEN,
+        "publishing from another origin is refused (see --allow-origin)",
+    )
 }
 
 /// Whether a subscriber presenting `credentials` may subscribe to `topics`
@@ -233,12 +288,18 @@ fn may_subscribe(
     credentials: &Credentials,
     topics: &[String],
     ctx: &Context,
-) -> Result<Option<Grant>, Reject> {
+    patterns: &mut Patterns,
+) -> Result<Option<Grants>, Reject> {
     let Some(access) = ctx.access else {
         return Ok(None);
     };
     access
-        .subscribe(credentials.subscribe_token(), topics, ctx.unix_now)
+        .subscribe(
+            credentials.subscribe_token(),
+            topics,
+            ctx.unix_now,
+            patterns,
+        )
         .map_err(refused)
 }
 
@@ -322,17 +383,43 @@ mod tests {
     use super::*;
     use crate::http::{HeadParse, Policy, parse_head};
 
-    const CTX: Context = Context {
-        shutting_down: false,
-        over_capacity: false,
-        allow_origin: None,
-        retry: None,
-        framing: Framing::Chunked,
-        max_topics: 3,
-        access: None,
-        unix_now: 0,
-        lab: false,
-    };
+    /// The context of most tests: the defaults, at most 3 topics.
+    fn ctx() -> Context<'static> {
+        static HUB_URL: std::sync::OnceLock<HubUrl> = std::sync::OnceLock::new();
+        Context {
+            shutting_down: false,
+            over_capacity: false,
+            allow_origin: None,
+            retry: None,
+            framing: Framing::Chunked,
+            max_topics: 3,
+            access: None,
+            unix_now: 0,
+            hub: HUB_URL.get_or_init(|| HubUrl::parse(HUB).unwrap()),
+            lab: false,
+        }
+    }
+
+    /// `super::respond` with the URL patterns of a loop whose hub is at
+    /// the default address.
+    fn respond(head: Head, body: Vec<u8>, ctx: &Context) -> Action {
+        super::respond(head, body, ctx, &mut patterns())
+    }
+
+    fn patterns() -> Patterns {
+        let hub = crate::mercure::url::Url::parse(HUB, None).unwrap();
+        Patterns::new(hub)
+    }
+
+    const HUB: &str = "http://localhost:8080/.well-known/mercure";
+
+    fn token_policy() -> crate::auth::TokenPolicy {
+        crate::auth::TokenPolicy {
+            audience: HUB.into(),
+            issuer: None,
+            anonymous: false,
+        }
+    }
 
     /// The head of `raw`, given a `Host` (which HTTP/1.1 requires).
     fn head(raw: &str) -> Head {
@@ -360,17 +447,17 @@ mod tests {
     #[test]
     fn health_and_index_are_answered_and_kept_alive() {
         let Action::Answer { bytes, keep_alive } =
-            respond(head("GET /health HTTP/1.1\r\n\r\n"), vec![], &CTX)
+            respond(head("GET /health HTTP/1.1\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
         assert!(keep_alive && text(&bytes).ends_with("\r\n\r\nok"));
-        let Action::Answer { bytes, .. } = respond(head("GET / HTTP/1.1\r\n\r\n"), vec![], &CTX)
+        let Action::Answer { bytes, .. } = respond(head("GET / HTTP/1.1\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
         assert!(text(&bytes).contains("text/html"));
-        let action = respond(head("GET /metrics HTTP/1.0\r\n\r\n"), vec![], &CTX);
+        let action = respond(head("GET /metrics HTTP/1.0\r\n\r\n"), vec![], &ctx());
         assert_eq!(
             action,
             Action::Metrics {
@@ -379,7 +466,7 @@ mod tests {
             }
         );
         let Action::Answer { bytes, .. } =
-            respond(head("HEAD /health HTTP/1.1\r\n\r\n"), vec![], &CTX)
+            respond(head("HEAD /health HTTP/1.1\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
@@ -400,32 +487,68 @@ mod tests {
             .with_topic("a")
             .with_topic("b");
         assert_eq!(
-            respond(h.clone(), b"50".to_vec(), &CTX),
+            respond(h.clone(), b"50".to_vec(), &ctx()),
             Action::Publish {
                 event: want.clone(),
+                keep_alive: true,
                 key: None,
-                keep_alive: true
             }
         );
         let keyed = head(
             "POST /publish?topic=a&topic=b&event=progress HTTP/1.1\r\nIdempotency-Key: k1\r\n\r\n",
         );
         assert_eq!(
-            respond(keyed, b"50".to_vec(), &CTX),
+            respond(keyed, b"50".to_vec(), &ctx()),
             Action::Publish {
                 event: want,
+                keep_alive: true,
                 key: Some("k1".into()),
-                keep_alive: true
             }
         );
-        let Action::Reject(reject) = respond(h.clone(), vec![0xff], &CTX) else {
+        let Action::Reject(reject) = respond(h.clone(), vec![0xff], &ctx()) else {
             panic!()
         };
         assert_eq!(reject.status, Status::BAD_REQUEST);
-        let Action::Answer { bytes, keep_alive } = published("r-1", true, &CTX) else {
+        let Action::Answer { bytes, keep_alive } = published("r-1", true, &ctx()) else {
             panic!()
         };
         assert!(keep_alive && text(&bytes).ends_with("\r\n\r\nr-1"));
+    }
+
+    /// A Mercure publish: the form body as an event, the `id` its key;
+    /// the draft's 400 and 413, and a body that is not a form.
+    #[test]
+    fn a_mercure_publish_builds_the_event_or_refuses() {
+        let raw = "POST /.well-known/mercure HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n";
+        let h = head(raw);
+        let body =
+            b"topic=a&topic=b&topic=a&data=x%0Ay&id=urn%3Auuid%3A1&type=t&retry=10&private=on";
+        let want = Event::new("x\ny")
+            .with_topic("a")
+            .with_topic("b")
+            .with_type("t")
+            .with_retry(Duration::from_millis(10))
+            .private()
+            .with_id("urn:uuid:1");
+        assert_eq!(
+            respond(h.clone(), body.to_vec(), &ctx()),
+            Action::Publish {
+                event: want,
+                keep_alive: true,
+                key: Some("urn:uuid:1".into()),
+            }
+        );
+        let status = |h: &Head, body: &str| match respond(h.clone(), body.into(), &ctx()) {
+            Action::Reject(reject) => reject.status.0,
+            Action::Publish { .. } => 200,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(status(&h, "data=no+topic"), 400);
+        assert_eq!(status(&h, "topic=%2F.well-known%2Fmercure%2Fx"), 400);
+        assert_eq!(status(&h, "topic=a&topic=b&topic=c&topic=d"), 413);
+        assert_eq!(status(&h, &format!("topic={}", "t".repeat(129))), 413);
+        let text = head("POST /.well-known/mercure HTTP/1.1\r\n\r\n");
+        assert_eq!(status(&text, "topic=a"), 400);
     }
 
     #[test]
@@ -433,7 +556,7 @@ mod tests {
         let Action::Subscribe(start) = respond(
             head("GET /events?topic=t HTTP/1.1\r\nLast-Event-ID: x-1\r\n\r\n"),
             vec![],
-            &CTX,
+            &ctx(),
         ) else {
             panic!()
         };
@@ -441,14 +564,15 @@ mod tests {
         assert_eq!(start.topics, ["t"]);
         assert_eq!(start.last_event_id.as_deref(), Some("x-1"));
         assert!(text(&start.head).contains("Transfer-Encoding: chunked"));
-        let Action::Subscribe(start) = respond(head("GET /events HTTP/1.0\r\n\r\n"), vec![], &CTX)
+        let Action::Subscribe(start) =
+            respond(head("GET /events HTTP/1.0\r\n\r\n"), vec![], &ctx())
         else {
             panic!()
         };
         assert_eq!(start.framing, Framing::Close);
         let close = Context {
             framing: Framing::Close,
-            ..CTX
+            ..ctx()
         };
         let Action::Subscribe(start) =
             respond(head("GET /events HTTP/1.1\r\n\r\n"), vec![], &close)
@@ -463,13 +587,13 @@ mod tests {
         let three = respond(
             head("GET /events?topic=a&topic=b&topic=c HTTP/1.1\r\n\r\n"),
             vec![],
-            &CTX,
+            &ctx(),
         );
         assert!(matches!(three, Action::Subscribe(_)));
         let Action::Reject(reject) = respond(
             head("GET /events?topic=a&topic=b&topic=c&topic=d HTTP/1.1\r\n\r\n"),
             vec![],
-            &CTX,
+            &ctx(),
         ) else {
             panic!()
         };
@@ -484,11 +608,11 @@ mod tests {
         for ctx in [
             Context {
                 over_capacity: true,
-                ..CTX
+                ..ctx()
             },
             Context {
                 shutting_down: true,
-                ..CTX
+                ..ctx()
             },
         ] {
             let Action::RefuseStream(bytes) =
@@ -509,7 +633,7 @@ mod tests {
     #[test]
     fn private_topics_need_a_token_that_covers_them() {
         let key = "k".repeat(32);
-        let access = Access::new(key.as_bytes(), &["news"]).unwrap();
+        let access = Access::new(key.as_bytes(), &["news"], token_policy()).unwrap();
         let policy = Policy {
             max_head_size: 8192,
             max_headers: 64,
@@ -540,7 +664,7 @@ mod tests {
             let ctx = Context {
                 access: Some(&access),
                 unix_now: now,
-                ..CTX
+                ..ctx()
             };
             match respond(h, vec![], &ctx) {
                 Action::Reject(reject) => {
@@ -556,7 +680,7 @@ mod tests {
                     text[9..12].to_string()
                 }
                 Action::Subscribe(start) => {
-                    format!("200 {:?}", start.grant.and_then(|g| g.refused_from))
+                    format!("200 {:?}", start.grant.and_then(|g| g.expires()))
                 }
                 other => panic!("{other:?}"),
             }
@@ -577,12 +701,12 @@ mod tests {
         let page = || head("GET /lab HTTP/1.1\r\n\r\n");
         let stream = || head("GET /lab/stream?run=a&lesson=nagle HTTP/1.1\r\n\r\n");
         for request in [page(), stream()] {
-            let Action::Reject(reject) = respond(request, vec![], &CTX) else {
+            let Action::Reject(reject) = respond(request, vec![], &ctx()) else {
                 panic!()
             };
             assert_eq!(reject.status, Status::NOT_FOUND);
         }
-        let lab = Context { lab: true, ..CTX };
+        let lab = Context { lab: true, ..ctx() };
         let Action::Answer { bytes, .. } = respond(page(), vec![], &lab) else {
             panic!()
         };
@@ -602,13 +726,13 @@ mod tests {
     #[test]
     fn preflight_needs_an_allowed_origin() {
         let h = head("OPTIONS /publish HTTP/1.1\r\n\r\n");
-        let Action::Reject(reject) = respond(h.clone(), vec![], &CTX) else {
+        let Action::Reject(reject) = respond(h.clone(), vec![], &ctx()) else {
             panic!()
         };
         assert_eq!(reject.allow, Some("POST"));
         let cors = Context {
             allow_origin: Some("https://app.example"),
-            ..CTX
+            ..ctx()
         };
         let Action::Answer { bytes, .. } = respond(h.clone(), vec![], &cors) else {
             panic!()
@@ -633,7 +757,7 @@ mod tests {
     fn admitted(raw: &str, policy: &Policy) -> Result<Route, Reject> {
         match parse_head(raw.as_bytes(), policy) {
             HeadParse::Complete(h, _) => {
-                may_publish(&h, policy, crate::auth::unix_now()).and(h.route)
+                may_publish(&h, policy, crate::auth::unix_now(), &mut patterns()).and(h.route)
             }
             other => panic!("{other:?}"),
         }
@@ -741,7 +865,7 @@ mod tests {
 
     #[test]
     fn a_jwt_key_makes_publishing_need_a_jwt_or_the_publish_token() {
-        let access = Access::configured(Some(&"k".repeat(32)), &[]).unwrap();
+        let access = Access::configured(Some(&"k".repeat(32)), &[], token_policy()).unwrap();
         let policy = Policy { access, ..POLICY };
         // Publishing needs a token now, and a cookie is not one.
         let status = |raw: &str| admitted(raw, &policy).map(|_| ()).map_err(|r| r.status);
