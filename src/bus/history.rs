@@ -454,7 +454,10 @@ mod tests {
         assert_eq!(h.resume_point("ba5eba5eba5e-3", 7), Ok(6));
         let replay = replayed(&h, &format!("{old}-3"), &[]);
         assert_eq!(replay.len(), 4, "old 4 and 5, the reset, new 4: {replay:?}");
-        assert!(replay[2].contains("event: reset") && replay[3].contains("id: urn:sseloop:ba5eba5eba5e-4"));
+        assert!(
+            replay[2].contains("event: reset")
+                && replay[3].contains("id: urn:sseloop:ba5eba5eba5e-4")
+        );
         // An epoch that began on a stream lost (none valid): another run's.
         h.rebase(Epoch::new(run("0000000000ff"), 8), None);
         assert_eq!(
