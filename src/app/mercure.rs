@@ -146,8 +146,9 @@ fn auth_error(e: AuthError) -> Reject {
 /// A publish: its form body as an event (its topics without repeats, the
 /// canonical one first), when its token allows publishing to every topic
 /// (with `--jwt-key`, unless it bears the publish token). The publisher's
-/// `id` is the event's id and its exactly-once key; the answer is the id
-/// (see [`super::published`]).
+/// `id` is the event's id; it and the update make its exactly-once key
+/// ([`Update::once_key`](crate::mercure::publish::Update::once_key)); the
+/// answer is the id (see [`super::published`]).
 pub fn publish(
     head: &Head,
     body: &[u8],
@@ -194,6 +195,7 @@ pub fn publish(
             return Action::Reject(auth_error(AuthError::InsufficientScope));
         }
     }
+    let key: Option<Arc<str>> = update.once_key().map(Arc::from);
     let mut event = Event::new(update.data);
     let mut seen: Vec<&str> = Vec::with_capacity(update.topics.len());
     for topic in &update.topics {
@@ -211,9 +213,8 @@ pub fn publish(
     if update.private {
         event = event.private();
     }
-    let key: Option<Arc<str>> = update.id.map(Arc::from);
-    if let Some(id) = &key {
-        event = event.with_id(&**id);
+    if let Some(id) = update.id {
+        event = event.with_id(id);
     }
     Action::Publish {
         event,

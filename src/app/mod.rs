@@ -94,7 +94,8 @@ pub enum Action {
         event: Event,
         /// The connection stays open after the answer.
         keep_alive: bool,
-        /// Its exactly-once key: an `Idempotency-Key`, a Mercure `id`.
+        /// Its exactly-once key: an `Idempotency-Key`, a Mercure update's
+        /// `id` with the update.
         key: Option<Arc<str>>,
     },
     /// Start streaming to this connection.
@@ -515,8 +516,9 @@ mod tests {
         assert!(keep_alive && text(&bytes).ends_with("\r\n\r\nr-1"));
     }
 
-    /// A Mercure publish: the form body as an event, the `id` its key;
-    /// the draft's 400 and 413, and a body that is not a form.
+    /// A Mercure publish: the form body as an event, its key the `id`
+    /// with the update as sent; the draft's 400 and 413, and a body that
+    /// is not a form.
     #[test]
     fn a_mercure_publish_builds_the_event_or_refuses() {
         let raw = "POST /.well-known/mercure HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n";
@@ -530,12 +532,20 @@ mod tests {
             .with_retry(Duration::from_millis(10))
             .private()
             .with_id("urn:uuid:1");
+        let update = crate::mercure::publish::Update {
+            topics: vec!["a".into(), "b".into(), "a".into()],
+            data: "x\ny".into(),
+            private: true,
+            id: Some("urn:uuid:1".into()),
+            event_type: Some("t".into()),
+            retry: Some(10),
+        };
         assert_eq!(
             respond(h.clone(), body.to_vec(), &ctx()),
             Action::Publish {
                 event: want,
                 keep_alive: true,
-                key: Some("urn:uuid:1".into()),
+                key: update.once_key().map(Arc::from),
             }
         );
         let status = |h: &Head, body: &str| match respond(h.clone(), body.into(), &ctx()) {

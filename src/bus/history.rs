@@ -6,9 +6,9 @@
 //! loop.
 //!
 //! A publisher's id names the earliest kept event that bears it (as
-//! Mercure asks, should a publisher reuse an id); a second publish with
-//! the same id within the history is the same event (exactly-once
-//! publishing), so in practice each id names one event.
+//! Mercure asks, should a publisher reuse an id for another update); a
+//! retry of the same update within the history is the same event
+//! (exactly-once publishing), so only a reused id names several.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -87,9 +87,9 @@ pub struct Publish {
     /// The event.
     pub event: Event,
     /// The key its publisher gave it (an `Idempotency-Key`, a Mercure
-    /// `id`), so that a second publish with the same key within the
-    /// history window, on any loop or node, creates no second event and
-    /// is answered with the first one's id.
+    /// update's `id` with the update), so that a second publish with the
+    /// same key within the history window, on any loop or node, creates
+    /// no second event and is answered with the first one's id.
     pub key: Option<Arc<str>>,
 }
 

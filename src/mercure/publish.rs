@@ -20,8 +20,11 @@
 //! `id`, `type` or `retry` is no value. Unknown fields are ignored, as the
 //! draft requires. Topics and lengths are checked as the fields come, then
 //! `id`, `type` and `retry`: a request with two faults gets one answer.
+//! [`Update::once_key`] names an update for exactly-once publishing.
 
 use std::fmt;
+
+use sha2::{Digest, Sha256};
 
 use super::chars;
 use super::form;
@@ -48,6 +51,47 @@ pub struct Update {
     /// The SSE reconnection time, in milliseconds.
     pub retry: Option<u64>,
 }
+
+impl Update {
+    /// Its exactly-once key, when its publisher named it with an `id`: a
+    /// digest of the id and every field, so that a retry of the same
+    /// update (a publisher that lost the answer) makes no second event,
+    /// while another update under a used id is an update of its own, as
+    /// the draft has it (an id SHOULD be unique, and a reused one resumes
+    /// after its earliest use, later uses included). The `·` keeps these
+    /// keys apart from `Idempotency-Key`s, which are ASCII.
+    pub fn once_key(&self) -> Option<Box<str>> {
+        let id = self.id.as_deref()?;
+        let mut digest = Sha256::new();
+        let mut field = |tag: u8, value: &[u8]| {
+            digest.update([tag]);
+            digest.update((value.len() as u64).to_le_bytes());
+            digest.update(value);
+        };
+        field(b'i', id.as_bytes());
+        for topic in &self.topics {
+            field(b't', topic.as_bytes());
+        }
+        field(b'd', self.data.as_bytes());
+        if self.private {
+            field(b'p', b"");
+        }
+        if let Some(t) = &self.event_type {
+            field(b'e', t.as_bytes());
+        }
+        if let Some(r) = self.retry {
+            field(b'r', &r.to_le_bytes());
+        }
+        let mut key = String::from("mercure\u{b7}");
+        for b in digest.finalize() {
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        Some(key.into())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A publish's limits (the hub's configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -207,3 +207,45 @@ fn errors_never_repeat_the_request() {
         );
     }
 }
+
+/// The exactly-once key: none without an id; the same for the same update
+/// however its form is written (field order, encoding, unknown fields);
+/// another for any field that differs, fields never running into each
+/// other; a key the bus takes, and never an `Idempotency-Key` (ASCII).
+#[test]
+fn once_key_names_one_update() {
+    let key = |body: &str| publish(body).unwrap().once_key();
+    assert_eq!(key("topic=t&data=d"), None);
+    let base = key("topic=t&topic=u&data=d&id=x&type=e&retry=5&private").unwrap();
+    assert_eq!(
+        key("id=x&private=on&retry=5&type=e&data=%64&topic=t&topic=u&z=1"),
+        Some(base.clone())
+    );
+    assert!(crate::bus::valid_key(&base));
+    assert!(
+        base.starts_with("mercure\u{b7}") && !base.is_ascii(),
+        "{base}"
+    );
+    assert_eq!(base.len(), "mercure\u{b7}".len() + 64);
+    let others = [
+        "topic=t&topic=u&data=d&id=y&type=e&retry=5&private",
+        "topic=u&topic=t&data=d&id=x&type=e&retry=5&private",
+        "topic=t&data=d&id=x&type=e&retry=5&private",
+        "topic=t&topic=u&data=D&id=x&type=e&retry=5&private",
+        "topic=t&topic=u&data=d&id=x&type=e&retry=5",
+        "topic=t&topic=u&data=d&id=x&retry=5&private",
+        "topic=t&topic=u&data=d&id=x&type=e&retry=6&private",
+        "topic=t&topic=u&data=d&id=x&type=e&private",
+        "topic=t&topic=u&id=x&type=e&retry=5&private",
+    ];
+    let mut keys: Vec<Box<str>> = others.iter().map(|b| key(b).unwrap()).collect();
+    keys.push(base);
+    // Where one field ends and the next begins is part of the key.
+    keys.push(key("topic=tu&data=d&id=x&type=e&retry=5&private").unwrap());
+    keys.push(key("topic=t&data=&id=x&type=d").unwrap());
+    keys.push(key("topic=t&data=d&id=x").unwrap());
+    let count = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), count, "every update has a key of its own");
+}

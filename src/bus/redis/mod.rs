@@ -19,8 +19,9 @@
 //!   where it began. An event's id is `urn:sseloop:<run>-<seq>`, or the id
 //!   its publisher gave it, kept in the entry's `id` field.
 //! - `<key>:keys`, a sorted set: the keys publishers gave their events
-//!   (`Idempotency-Key`, a Mercure `id`), scored by the event's sequence
-//!   number, for as long as the event is in the stream.
+//!   (`Idempotency-Key`, a Mercure update's `id` with the update),
+//!   scored by the event's sequence number, for as long as the event is
+//!   in the stream.
 //!
 //! A Redis that lost its data (flushed, or restarted without persistence)
 //! has no epoch: the next node to look draws a new one, and the old ids get

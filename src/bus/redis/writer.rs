@@ -520,7 +520,7 @@ impl Writer {
             }
             Stored::Again { seq, run } => {
                 debug_assert!(keyed, "only a keyed publish is found again");
-                // A named publish's key is its name: the first one's id.
+                // A named publish's key holds its name: the first one's id.
                 return Ok(name.map_or(EventId::new(run, seq), EventId::named));
             }
             Stored::ScriptGone => {

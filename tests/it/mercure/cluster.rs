@@ -104,3 +104,32 @@ fn a_publishers_id_crosses_the_cluster_and_resumes_on_any_node() {
     by_events.expect_connected();
     assert_eq!(events_through(&mut by_events, &last).len(), 1);
 }
+
+/// In a cluster as in one process: a retry of an update on another node
+/// makes no second event, another update under the same id is dispatched
+/// (answered with the id), and resuming from the id on a third node
+/// replays from after its earliest use. Regression: the other update was
+/// answered and never stored.
+#[test]
+fn a_reused_id_on_another_node_is_another_update_and_a_retry_is_not() {
+    let redis = Redis::start(Persistence::None);
+    let (a, b, c) = (quiet_node(&redis), quiet_node(&redis), quiet_node(&redis));
+    let mut live_c = subscribe(&c, "match=t");
+    let first = "topic=t&id=x&data=one";
+    assert_eq!(publish(&mut a.http(), first), "x");
+    let mut on_b = b.http();
+    assert_eq!(publish(&mut on_b, first), "x", "a retry");
+    assert_eq!(publish(&mut on_b, "topic=t&id=x&data=two"), "x");
+    let last = publish(&mut on_b, "topic=t&data=last");
+    let pair = |id: &str, data: &str| (id.to_string(), data.to_string());
+    assert_eq!(
+        events_through(&mut live_c, &last),
+        [pair("x", "one"), pair("x", "two"), pair(&last, "last")]
+    );
+    let mut resumed = subscribe_with(&c, "match=t", "Last-Event-ID: x\r\n");
+    assert_eq!(resumed.head.header("mercure-last-event-id"), Some("x"));
+    assert_eq!(
+        events_through(&mut resumed, &last),
+        [pair("x", "two"), pair(&last, "last")]
+    );
+}

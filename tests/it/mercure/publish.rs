@@ -101,6 +101,60 @@ fn a_publishers_id_resumes_after_its_event() {
     assert_eq!(events.next_event().id.as_deref(), Some(after.as_str()));
 }
 
+/// A publisher's id may be reused (the draft asks only that it SHOULD be
+/// unique): another update under a used id is dispatched like any other,
+/// answered with that id, and a `Last-Event-ID` naming it resumes after
+/// its earliest use, the later use included. Only a retry of the very same
+/// update (same id, same fields) makes no second event. Regression: a
+/// reused id with other data or another `private` was answered 200 and
+/// never dispatched (the reference suite's private cases reuse the ids of
+/// its public ones).
+#[test]
+fn another_update_under_a_used_id_is_dispatched_and_a_retry_is_not() {
+    let server = TestServer::start(&["--heartbeat", "0"]);
+    let mut sub = subscribe(&server, "match=t&match=u");
+    let mut conn = server.http();
+    let first = "topic=t&data=first&id=book-1";
+    assert_eq!(publish_ok(&mut conn, first), "book-1");
+    assert_eq!(publish_ok(&mut conn, first), "book-1", "a retry");
+    for body in [
+        "topic=t&data=second&id=book-1",
+        "topic=u&data=second&id=book-1",
+        "topic=t&data=second&id=book-1&type=other",
+        "topic=t&data=second&id=book-1&retry=10",
+        "topic=t&data=second&id=book-1&topic=u",
+    ] {
+        assert_eq!(publish_ok(&mut conn, body), "book-1", "{body}");
+    }
+    let last = publish_ok(&mut conn, "topic=t&data=last");
+    let received = |sub: &mut crate::support::Subscriber| {
+        let mut seen = Vec::new();
+        loop {
+            match sub.next_item() {
+                Item::Event(e) if e.id.as_deref() == Some(last.as_str()) => return seen,
+                Item::Event(e) => seen.push((e.id.unwrap_or_default(), e.data)),
+                Item::Retry(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    let book1 = |data: &str| ("book-1".to_string(), data.to_string());
+    let all = [
+        book1("first"),
+        book1("second"),
+        book1("second"),
+        book1("second"),
+        book1("second"),
+        book1("second"),
+    ];
+    assert_eq!(received(&mut sub), all);
+    // Resuming from the reused id: after its earliest use, later uses
+    // included.
+    let mut resumed = subscribe_with(&server, "match=t&match=u", "Last-Event-ID: book-1\r\n");
+    assert_eq!(resumed.head.header("mercure-last-event-id"), Some("book-1"));
+    assert_eq!(received(&mut resumed), all[1..]);
+}
+
 /// Every 400 of the draft, with no event made: no topic; a topic with a
 /// control or format character, in the hub's reserved namespace (however
 /// written) or `*`; an id starting `#`, `earliest`, or with control

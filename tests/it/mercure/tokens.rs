@@ -283,6 +283,43 @@ fn private_updates_reach_only_subscribers_granted_one_of_their_topics() {
     }
 }
 
+/// A private update under the id of a public one (as the reference
+/// suite's private cases publish them) is dispatched, as private: a
+/// subscriber without a grant receives the public one only, a granted
+/// one both. Regression: the second was answered and never dispatched.
+#[test]
+fn a_private_update_reusing_a_public_ones_id_reaches_only_granted_subscribers() {
+    let server = server(&["--anonymous", "--public-topic", "*"]);
+    let every = json!([{"match": "*"}]);
+    let [publisher, reader] = <[String; 2]>::try_from(mint(&[
+        at_jwt(json!([detail(&["publish"], every.clone())]), 3600),
+        at_jwt(json!([detail(&["subscribe"], every)]), 3600),
+    ]))
+    .unwrap();
+    let mut anonymous = subscribe_with(&server, "match=t", "");
+    let mut granted = subscribe_with(&server, "match=t", &bearer(&reader));
+    let auth = bearer(&publisher);
+    assert_eq!(publish_ok(&server, "topic=t&data=public&id=x", &auth), "x");
+    let private = "topic=t&data=private&id=x&private=on";
+    assert_eq!(publish_ok(&server, private, &auth), "x");
+    let last = publish_ok(&server, "topic=t&data=last", &auth);
+    let data_through_last = |sub: &mut Subscriber| {
+        let mut data = Vec::new();
+        loop {
+            let event = sub.next_event();
+            data.push(event.data);
+            if event.id.as_deref() == Some(last.as_str()) {
+                return data;
+            }
+        }
+    };
+    assert_eq!(data_through_last(&mut anonymous), ["public", "last"]);
+    assert_eq!(
+        data_through_last(&mut granted),
+        ["public", "private", "last"]
+    );
+}
+
 /// A publisher needs a token granting `publish` on every topic of the
 /// update (401 without one, 403 `insufficient_scope` and no dispatch when
 /// one topic is not granted); the publish token also publishes; the old
