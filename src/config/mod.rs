@@ -138,7 +138,9 @@ pub struct Config {
     /// `None`: the hub URL.
     pub jwt_audience: Option<String>,
     /// With `jwt_key`: Mercure subscribers without a token are served (the
-    /// public updates only) instead of refused with 401.
+    /// public updates only) instead of refused with 401. With no
+    /// `public_topics`, every topic is public, as in Mercure, where
+    /// privacy is per update (see [`Config::public_topics_in_effect`]).
     pub anonymous: bool,
     /// When set, this server is a node of a cluster sharing one hub
     /// through Redis (see [`Cluster`]).
@@ -185,6 +187,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The topics anyone may subscribe to: `public_topics`, or every
+    /// topic (`*`) when `anonymous` names none, so that `--jwt-key
+    /// --anonymous` is Mercure's model (updates public unless marked
+    /// private) without more options.
+    pub fn public_topics_in_effect(&self) -> &[String] {
+        static EVERY: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        if self.anonymous && self.public_topics.is_empty() {
+            return EVERY.get_or_init(|| vec!["*".to_owned()]);
+        }
+        &self.public_topics
+    }
+
     /// True when anyone on a network could publish: a listen address off
     /// loopback, no publish token, no JWT key, and no
     /// `insecure_open_publish`.
@@ -755,5 +769,18 @@ mod tests {
         for (text, n) in cases {
             assert_eq!(parse_size(text), n, "{text:?}");
         }
+    }
+    #[test]
+    fn anonymous_subscribers_alone_make_every_topic_public() {
+        let mut c = Config {
+            anonymous: true,
+            ..Config::default()
+        };
+        assert_eq!(c.public_topics_in_effect(), ["*"]);
+        c.public_topics = vec!["news".into()];
+        assert_eq!(c.public_topics_in_effect(), ["news"]);
+        c.anonymous = false;
+        c.public_topics.clear();
+        assert!(c.public_topics_in_effect().is_empty());
     }
 }

@@ -154,7 +154,7 @@ impl Reactor {
             allow_origin: config.allow_origin.clone(),
             access: Access::configured(
                 config.jwt_key.as_deref(),
-                &config.public_topics,
+                config.public_topics_in_effect(),
                 token_policy(&config, &hub),
             )
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
