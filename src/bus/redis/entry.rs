@@ -265,6 +265,8 @@ pub enum Stored {
         seq: u64,
         /// The epoch the first event was stored in.
         run: Run,
+        /// The id the first event's publisher gave it, if any: its id.
+        name: Option<Arc<str>>,
     },
     /// Not added: the script's own refusal (the epoch changed, the stream
     /// lost events: expected while Redis recovers) or Redis's.
@@ -293,9 +295,21 @@ pub fn stored(value: &Value) -> Stored {
                     removed: u64::try_from(*removed).unwrap_or(0),
                 }
             }
-            [Value::Bulk(kind), Value::Bulk(id), Value::Bulk(run)] if kind == b"again" => {
+            [
+                Value::Bulk(kind),
+                Value::Bulk(id),
+                Value::Bulk(run),
+                name @ ..,
+            ] if kind == b"again" && name.len() <= 1 => {
+                let name = match name {
+                    [Value::Bulk(name)] => std::str::from_utf8(name)
+                        .ok()
+                        .filter(|n| valid_id(n) && !id::is_hub_form(n))
+                        .map(Arc::from),
+                    _ => None,
+                };
                 match (stream_seq(id), Run::parse(run)) {
-                    (Some(seq), Some(run)) => Stored::Again { seq, run },
+                    (Some(seq), Some(run)) => Stored::Again { seq, run, name },
                     _ => Stored::Unexpected(format!("{value:?}")),
                 }
             }
@@ -543,7 +557,21 @@ mod tests {
             ])),
             Stored::Again {
                 seq: 4,
-                run: run("0123456789ab")
+                run: run("0123456789ab"),
+                name: None,
+            }
+        );
+        assert_eq!(
+            stored(&reply(vec![
+                bulk("again"),
+                bulk("0-4"),
+                bulk("0123456789ab"),
+                bulk("order-42"),
+            ])),
+            Stored::Again {
+                seq: 4,
+                run: run("0123456789ab"),
+                name: Some("order-42".into()),
             }
         );
         assert!(matches!(
