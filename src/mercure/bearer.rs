@@ -53,18 +53,9 @@ impl AuthError {
         }
     }
 
-    /// The RFC 6750 error code, none for a missing token.
-    pub fn code(self) -> Option<&'static str> {
-        match self {
-            AuthError::Missing => None,
-            AuthError::InvalidToken => Some("invalid_token"),
-            AuthError::InsufficientScope => Some("insufficient_scope"),
-            AuthError::InvalidRequest => Some("invalid_request"),
-        }
-    }
-
-    /// The `WWW-Authenticate` field value without `resource_metadata`.
-    pub fn bare_challenge(self) -> &'static str {
+    /// The `WWW-Authenticate` field value (sseloop publishes no RFC 9728
+    /// metadata, so never with `resource_metadata`).
+    pub fn challenge(self) -> &'static str {
         match self {
             AuthError::Missing => "Bearer",
             AuthError::InvalidToken => "Bearer error=\"invalid_token\"",
@@ -84,24 +75,6 @@ impl AuthError {
             }
         }
     }
-
-    /// The `WWW-Authenticate` field value: `Bearer`, the error code when
-    /// there is one, and `resource_metadata` (RFC 9728) when the hub
-    /// publishes its metadata at that URL.
-    pub fn challenge(self, resource_metadata: Option<&str>) -> String {
-        let mut params = Vec::new();
-        if let Some(code) = self.code() {
-            params.push(format!("error=\"{code}\""));
-        }
-        if let Some(url) = resource_metadata {
-            params.push(format!("resource_metadata=\"{}\"", quote(url)));
-        }
-        if params.is_empty() {
-            "Bearer".to_string()
-        } else {
-            format!("Bearer {}", params.join(", "))
-        }
-    }
 }
 
 impl fmt::Display for AuthError {
@@ -111,11 +84,6 @@ impl fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
-
-/// Escapes a quoted-string's `"` and `\`.
-fn quote(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
 
 /// Where a token came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,42 +195,27 @@ mod tests {
 
     #[test]
     fn statuses_and_challenges() {
-        let meta = "https://hub.example/.well-known/oauth-protected-resource/.well-known/mercure";
-        for (e, status, bare, with_meta) in [
-            (
-                AuthError::Missing,
-                401,
-                "Bearer",
-                format!("Bearer resource_metadata=\"{meta}\""),
-            ),
+        for (e, status, challenge) in [
+            (AuthError::Missing, 401, "Bearer"),
             (
                 AuthError::InvalidToken,
                 401,
                 "Bearer error=\"invalid_token\"",
-                format!("Bearer error=\"invalid_token\", resource_metadata=\"{meta}\""),
             ),
             (
                 AuthError::InsufficientScope,
                 403,
                 "Bearer error=\"insufficient_scope\"",
-                format!("Bearer error=\"insufficient_scope\", resource_metadata=\"{meta}\""),
             ),
             (
                 AuthError::InvalidRequest,
                 400,
                 "Bearer error=\"invalid_request\"",
-                format!("Bearer error=\"invalid_request\", resource_metadata=\"{meta}\""),
             ),
         ] {
             assert_eq!(e.status(), status);
-            assert_eq!(e.challenge(None), bare);
-            assert_eq!(e.bare_challenge(), bare);
-            assert_eq!(e.challenge(Some(meta)), with_meta);
+            assert_eq!(e.challenge(), challenge);
         }
-        assert_eq!(
-            AuthError::Missing.challenge(Some("a\"b\\c")),
-            "Bearer resource_metadata=\"a\\\"b\\\\c\""
-        );
     }
 
     #[test]
