@@ -143,12 +143,7 @@ impl Carriers {
 
     /// A `Cookie` field.
     pub fn cookies(&mut self, value: &[u8]) {
-        for pair in value.split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            let name = pair[..eq].trim_ascii();
+        for (name, value) in cookies(value) {
             let slot = if name == COOKIE.as_bytes() {
                 &mut self.cookie
             } else if name == LEGACY_COOKIE.as_bytes() {
@@ -157,12 +152,7 @@ impl Carriers {
                 continue;
             };
             if slot.is_none() {
-                let v = pair[eq + 1..].trim_ascii();
-                let v = v
-                    .strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(v);
-                *slot = Some(String::from_utf8_lossy(v).into());
+                *slot = Some(String::from_utf8_lossy(value).into());
             }
         }
     }
@@ -187,6 +177,22 @@ impl Carriers {
             .filter(|t| !t.is_empty())
             .map(|t| (t, Carrier::Cookie)))
     }
+}
+
+/// The `name=value` pairs of a `Cookie` field, in order, each value
+/// without the quotes it may have (RFC 6265, 4.1.1); pieces without `=`
+/// are skipped.
+pub fn cookies(field: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    field.split(|&b| b == b';').filter_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let value = pair[eq + 1..].trim_ascii();
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        Some((pair[..eq].trim_ascii(), value))
+    })
 }
 
 #[cfg(test)]
