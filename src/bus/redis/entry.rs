@@ -43,7 +43,8 @@ pub struct Entry {
     pub event_type: Option<String>,
     /// Its valid topics.
     pub topics: Arc<[Box<str>]>,
-    /// The id its publisher gave it, when valid and not in the hub's form.
+    /// The id its publisher gave it, when valid and not one the hub
+    /// reserves (see `id::is_reserved`).
     pub name: Option<Arc<str>>,
     /// Its `retry:`, in milliseconds.
     pub retry: Option<u64>,
@@ -235,7 +236,7 @@ fn entry(value: Value) -> Item {
             }
             b"id" => {
                 let value = String::from_utf8_lossy(value);
-                if valid_id(&value) && !id::is_hub_form(&value) {
+                if valid_id(&value) && !id::is_reserved(&value) {
                     entry.name = Some(value.into());
                 }
             }
@@ -304,7 +305,7 @@ pub fn stored(value: &Value) -> Stored {
                 let name = match name {
                     [Value::Bulk(name)] => std::str::from_utf8(name)
                         .ok()
-                        .filter(|n| valid_id(n) && !id::is_hub_form(n))
+                        .filter(|n| valid_id(n) && !id::is_reserved(n))
                         .map(Arc::from),
                     _ => None,
                 };
