@@ -93,7 +93,7 @@ end
 /// another primary than the one the node reads from (a failover): these
 /// two continue the stream, beginning after its last entry, so that no
 /// number another node handed out is given again under the same epoch.
-/// The value is `<run>[ <from>[ <primary>]]` (see `epoch::value`). KEYS:
+/// The value is `<run>[ <from>[ <primary>]]` (see `epoch`). KEYS:
 /// the epoch, the stream, the keys; ARGV: a fresh run, the epoch value the
 /// node knows (empty at its start), the newest sequence number it knows
 /// there, the primary's address (empty without Sentinel).
