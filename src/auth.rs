@@ -505,18 +505,8 @@ impl Credentials {
 
     /// A `Cookie` field: the `sseloop_token` cookie, if among its pairs.
     pub fn cookies(&mut self, value: &[u8]) {
-        for pair in value.split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            if pair[..eq].trim_ascii() == COOKIE.as_bytes() {
-                let value = pair[eq + 1..].trim_ascii();
-                // A cookie value may be quoted (RFC 6265, 4.1.1).
-                let value = value
-                    .strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(value);
+        for (name, value) in crate::mercure::bearer::cookies(value) {
+            if name == COOKIE.as_bytes() {
                 self.cookie.put(&String::from_utf8_lossy(value));
             }
         }

@@ -102,36 +102,40 @@
 //! # Layout
 //!
 //! Dependencies point down the table and never form a cycle: the reactor
-//! uses everything below it; `conn` never sees the poll, the slab or the
+//! uses what is below it; `conn` never sees the poll, the slab or the
 //! bus's sockets; `app` decides who may publish and subscribe from what
-//! `http` parsed; `config` uses only the pure `sse`, `http` and `auth`, and
-//! `sse`, `auth`, `net`, `timers` and `topics` use nothing of the crate.
+//! `http` parsed; `http`, `app` and `process` take the lab's pure parts
+//! from its crate, never the `lab` module, which ties it to the server;
+//! `config`, `http`, `auth` and `topics` use only modules below them (the
+//! pure `mercure` among them), and `mercure` only `sse`; `sse`, `net`,
+//! `timers` and `metrics` use nothing of the crate.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `server` | [`Server`]: binding, putting the hub and loops together, safe defaults |
-//! | `process` | `Shared`: what the loops and handles of one process share (the hub's door, each loop's counters, the connection limit) |
-//! | `publisher` | [`Publisher`]: other threads' handle: publish through the hub's door, shut down, counters |
 //! | `reactor` | the poll loop: poll, slab, deadlines; `books`: what it owes (flush lists, backlogs), replays and their budget, polls, the listener, the shutdown; `sockets`: accept, read, flush; `serve`: carrying out requests, fan-out, replay |
-//! | `app` | what to answer: request + context → action, and who may publish and subscribe (pure); `app::mercure`: the Mercure hub's subscribe, publish and who may do either |
-//! | `auth` | tokens and who receives what: HS256 JWTs verified into Mercure's grants, the private topics, the one rule per delivery (`Audience`) (pure) |
+//! | [`lab`] | the failure lab (`--lab`, the crate `crates/sseloop-lab`, compiled for size): each classic cause of late events made for real, on a thread of its own, and its terminal client |
+//! | `publisher` | [`Publisher`]: other threads' handle: publish through the hub's door, shut down, counters |
+//! | `process` | `Shared`: what the loops and handles of one process share (the hub's door, each loop's counters, the connection limit) |
 //! | `conn` | one connection over a `net::Transport` (a socket, or an in-memory stream in its tests): its states as enum variants that own their data (`requests`, `stream`); `queue`: the write queue of shared frames |
+//! | `request` | input bytes → requests: the head/body state machine (pure) |
+//! | `app` | what to answer: request + context → action, and who may publish and subscribe (pure); `app::mercure`: the Mercure hub's subscribe, publish and who may do either |
 //! | `topics` | per loop: topic → connections (`/events` topics and Mercure exact matchers), and the Mercure wildcard and URL-pattern subscribers |
 //! | `bus` | the seam: `Hub`, the one door every publish goes through, in front of a `Sequencer`; `Bus`, a loop's receiving side; `id`: event ids, epochs, placing a `Last-Event-ID`, `reset`s; `inbox`: every loop's inbox; `history`: a loop's copy of the history; `local`: the in-process sequencer and bus; `resp`: the Redis protocol (pure) |
 //! | `bus::redis` | the cluster's hub on a Redis stream: the sequencer and each loop's bus; `scripts`: what is asked of Redis; `epoch`: the epochs a node saw; `writer`: a loop's publishing connection; `reader`: the reader's decisions (pure); `entry`: replies decoded; `conn`: one Redis connection in the loop's poll; `sentinel`: finding and following the primary through Sentinel (pure) |
+//! | `metrics` | [`Stats`] and the `/metrics` text |
+//! | `config` | [`Config`], its defaults as constants, duration and size values, and `Config::validate`, the rules the binary and the library share; `redis`: the `--redis` URLs (`redis://`, `redis+sentinel://`) |
+//! | `http` | heads, routing, chunked bodies, responses, the two pages (pure) |
+//! | `auth` | tokens and who receives what: HS256 JWTs verified into Mercure's grants, the private topics, the one rule per delivery (`Audience`) (pure) |
 //! | `mercure` | the Mercure protocol's pieces (pure): form parsing, the character rule, URLs and URL Patterns, matchers and their per-loop index, the subscribe query, the form publish, tokens and their carriers |
 //! | `timers` | the deadline set and the heartbeat grid |
 //! | `net` | every `io::ErrorKind` decision; `Transport`, what a connection reads and writes through; the listeners |
-//! | `request` | input bytes → requests: the head/body state machine (pure) |
-//! | `http` | heads, routing, chunked bodies, responses, the two pages (pure) |
 //! | `sse` | [`Event`] and its wire encoding (pure) |
-//! | `metrics` | [`Stats`] and the `/metrics` text |
-//! | `config` | [`Config`], its defaults as constants, duration and size values, and `Config::validate`, the rules the binary and the library share; `redis`: the `--redis` URLs (`redis://`, `redis+sentinel://`) |
 //! | `fdlimit` | raising the open-file limit |
-//! | [`lab`] | the failure lab (`--lab`, the crate `crates/sseloop-lab`, compiled for size): each classic cause of late events made for real, on a thread of its own, and its terminal client |
 //!
-//! The `sseloop` binary (`src/main.rs`) adds the command line (`cli/`)
-//! and the `--stdin` and `--demo` feeds (`feeds.rs`).
+//! The `sseloop` binary (`src/main.rs`) adds the command line (`cli/`),
+//! the `--stdin` and `--demo` feeds (`feeds.rs`) and the time on each log
+//! line (`logging.rs`).
 //!
 //! # Example
 //!

@@ -25,7 +25,7 @@ pub(crate) struct Shared {
     /// Loops that listen.
     listening: AtomicUsize,
     /// With `--lab`: where loops hand lab streams over.
-    pub(crate) lab: Option<crate::lab::LabDoor>,
+    pub(crate) lab: Option<sseloop_lab::LabDoor>,
 }
 
 /// What a new connection is let in as.

@@ -51,8 +51,8 @@ impl Event {
     /// Names the event: `id` is its id on the wire, the answer to its
     /// publish and a `Last-Event-ID` to resume after (instead of one the
     /// hub makes). An id in the hub's own form (`urn:sseloop:…`, or a
-    /// run and a number) is not taken: the hub makes its own, so that no
-    /// publisher can forge a cursor. At most [`MAX_ID_LEN`] bytes, no
+    /// run and a number), or `earliest`, is not taken: the hub makes its
+    /// own, so that no publisher can forge a cursor. At most [`MAX_ID_LEN`] bytes, no
     /// CR, LF or NUL.
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());

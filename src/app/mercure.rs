@@ -138,7 +138,7 @@ fn auth_error(e: AuthError) -> Reject {
         _ => Status::UNAUTHORIZED,
     };
     Reject {
-        challenge: Some(e.bare_challenge()),
+        challenge: Some(e.challenge()),
         ..Reject::new(status, e.reason())
     }
 }

@@ -101,7 +101,7 @@ pub enum Action {
     /// Start streaming to this connection.
     Subscribe(StreamStart),
     /// Hand the connection over to the failure lab, which serves it.
-    Lab(crate::lab::StreamRequest),
+    Lab(sseloop_lab::StreamRequest),
 }
 
 /// Chooses the action for a request whose head and body have arrived;

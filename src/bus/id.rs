@@ -11,8 +11,8 @@
 //!
 //! An event its publisher named (Mercure's `id`, `Event::with_id`) has
 //! that name as its id ([`EventId::named`]); a name in the hub's own
-//! form ([`is_hub_form`]) is never taken, so that no publisher can make
-//! an id that reads as a cursor into the order. A name is placed by the
+//! form, or `earliest` ([`is_reserved`]), is never taken, so that no
+//! publisher can make an id that reads as a cursor into the order. A name is placed by the
 //! history's index of names, not here.
 //!
 //! An [`Epoch`] is one run as a loop sees it: its ids, and where their
@@ -108,10 +108,10 @@ impl EventId {
         EventId(Form::Hub { run, seq })
     }
 
-    /// The id of an event its publisher named `name` (never in the hub's
-    /// form: see [`is_hub_form`]).
+    /// The id of an event its publisher named `name` (never one the hub
+    /// reserves: see [`is_reserved`]).
     pub fn named(name: Arc<str>) -> EventId {
-        debug_assert!(!is_hub_form(&name), "{name:?} reads as a hub id");
+        debug_assert!(!is_reserved(&name), "{name:?} reads as a hub cursor");
         EventId(Form::Named(name))
     }
 
@@ -222,11 +222,13 @@ impl<const N: usize> fmt::Write for Cursor<'_, N> {
     }
 }
 
-/// Whether `text` reads as an id of the hub's (with the `urn:sseloop:`
-/// prefix, whatever follows, or in the bare `<run>-<seq>` form): a
-/// publisher may not name an event so.
-pub fn is_hub_form(text: &str) -> bool {
-    text.starts_with(HUB_PREFIX) || split(text).is_some()
+/// Whether `text` reads as one of the hub's cursors: an id of the hub's
+/// (with the `urn:sseloop:` prefix, whatever follows, or in the bare
+/// `<run>-<seq>` form), or `earliest`, which on the Mercure endpoint asks
+/// for the whole history. A publisher may not name an event so: a client
+/// resuming from it would be placed elsewhere in the order.
+pub fn is_reserved(text: &str) -> bool {
+    text.starts_with(HUB_PREFIX) || text == "earliest" || split(text).is_some()
 }
 
 /// The run and the digits of a well-formed id, the number not yet read.
@@ -382,11 +384,19 @@ mod tests {
             "urn:sseloop:",
             "urn:sseloop:anything",
             "0123456789ab-1",
+            "earliest",
         ] {
-            assert!(is_hub_form(hub), "{hub}");
+            assert!(is_reserved(hub), "{hub}");
         }
-        for name in ["urn:uuid:1", "urn:sseloo:x", "0123456789ab", "book-1", "#1"] {
-            assert!(!is_hub_form(name), "{name}");
+        for name in [
+            "urn:uuid:1",
+            "urn:sseloo:x",
+            "0123456789ab",
+            "book-1",
+            "#1",
+            "Earliest",
+        ] {
+            assert!(!is_reserved(name), "{name}");
         }
     }
 

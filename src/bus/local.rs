@@ -347,8 +347,8 @@ mod tests {
     }
 
     /// A publisher's id is the event's id, on the wire and in the answer,
-    /// and goes with the delivery; one in the hub's form is not taken at
-    /// the door.
+    /// and goes with the delivery; one in the hub's form, or `earliest`,
+    /// is not taken at the door.
     #[test]
     fn a_named_event_is_answered_and_sent_under_its_name() {
         let (_polls, seq) = hub(1);
@@ -367,6 +367,13 @@ mod tests {
             panic!("published");
         };
         assert_eq!(made, EventId::new(seq.run(), 2));
+        // Regression: `earliest` was taken as a name, and a Mercure client
+        // resuming from that event was sent the whole history again.
+        let earliest = Event::new("z").with_id("earliest");
+        let Offer::Published(made) = door.publish(Publish::new(earliest), Asker::Thread) else {
+            panic!("published");
+        };
+        assert_eq!(made, EventId::new(seq.run(), 3));
         bus.begin_drain();
         let Some(Message::Delivery(named)) = bus.next() else {
             panic!("a delivery");

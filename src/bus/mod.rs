@@ -277,8 +277,8 @@ impl Hub {
     /// receive. An id in the hub's own form is dropped: the sequencer
     /// makes one.
     pub fn publish(&self, mut publish: Publish, asker: Asker) -> Offer {
-        if publish.event.id().is_some_and(id::is_hub_form) {
-            debug!("a publisher's id in the hub's form is replaced by the hub's");
+        if publish.event.id().is_some_and(id::is_reserved) {
+            debug!("a publisher's id the hub reserves is replaced by the hub's");
             publish.event.drop_id();
         }
         if let Err(refused) = check(&publish) {

@@ -46,7 +46,7 @@ pub enum Route {
     /// `GET /lab` (or `HEAD`): the failure lab's page, with `--lab`.
     Lab,
     /// `GET /lab/stream`: a stream of the failure lab, with `--lab`.
-    LabStream(crate::lab::StreamRequest),
+    LabStream(sseloop_lab::StreamRequest),
     /// `OPTIONS` on a known path: a CORS preflight, answered only when an
     /// origin is allowed.
     Preflight {
@@ -82,9 +82,11 @@ pub fn route(method: &str, target: &str, last_event_id: Option<String>) -> Resul
         "/" => Ok(Route::Index),
         "/metrics" => Ok(Route::Metrics),
         "/lab" => Ok(Route::Lab),
-        "/lab/stream" => crate::lab::StreamRequest::from_query(&query_pairs(query)?, last_event_id)
-            .map(Route::LabStream)
-            .map_err(Reject::bad),
+        "/lab/stream" => {
+            sseloop_lab::StreamRequest::from_query(&query_pairs(query)?, last_event_id)
+                .map(Route::LabStream)
+                .map_err(Reject::bad)
+        }
         MERCURE_PATH if method == "POST" => Ok(Route::MercurePublish),
         MERCURE_PATH => Ok(Route::MercureSubscribe {
             query: query.to_owned(),

@@ -53,18 +53,9 @@ impl AuthError {
         }
     }
 
-    /// The RFC 6750 error code, none for a missing token.
-    pub fn code(self) -> Option<&'static str> {
-        match self {
-            AuthError::Missing => None,
-            AuthError::InvalidToken => Some("invalid_token"),
-            AuthError::InsufficientScope => Some("insufficient_scope"),
-            AuthError::InvalidRequest => Some("invalid_request"),
-        }
-    }
-
-    /// The `WWW-Authenticate` field value without `resource_metadata`.
-    pub fn bare_challenge(self) -> &'static str {
+    /// The `WWW-Authenticate` field value (sseloop publishes no RFC 9728
+    /// metadata, so never with `resource_metadata`).
+    pub fn challenge(self) -> &'static str {
         match self {
             AuthError::Missing => "Bearer",
             AuthError::InvalidToken => "Bearer error=\"invalid_token\"",
@@ -84,24 +75,6 @@ impl AuthError {
             }
         }
     }
-
-    /// The `WWW-Authenticate` field value: `Bearer`, the error code when
-    /// there is one, and `resource_metadata` (RFC 9728) when the hub
-    /// publishes its metadata at that URL.
-    pub fn challenge(self, resource_metadata: Option<&str>) -> String {
-        let mut params = Vec::new();
-        if let Some(code) = self.code() {
-            params.push(format!("error=\"{code}\""));
-        }
-        if let Some(url) = resource_metadata {
-            params.push(format!("resource_metadata=\"{}\"", quote(url)));
-        }
-        if params.is_empty() {
-            "Bearer".to_string()
-        } else {
-            format!("Bearer {}", params.join(", "))
-        }
-    }
 }
 
 impl fmt::Display for AuthError {
@@ -111,11 +84,6 @@ impl fmt::Display for AuthError {
 }
 
 impl std::error::Error for AuthError {}
-
-/// Escapes a quoted-string's `"` and `\`.
-fn quote(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
 
 /// Where a token came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,12 +143,7 @@ impl Carriers {
 
     /// A `Cookie` field.
     pub fn cookies(&mut self, value: &[u8]) {
-        for pair in value.split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            let name = pair[..eq].trim_ascii();
+        for (name, value) in cookies(value) {
             let slot = if name == COOKIE.as_bytes() {
                 &mut self.cookie
             } else if name == LEGACY_COOKIE.as_bytes() {
@@ -189,12 +152,7 @@ impl Carriers {
                 continue;
             };
             if slot.is_none() {
-                let v = pair[eq + 1..].trim_ascii();
-                let v = v
-                    .strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(v);
-                *slot = Some(String::from_utf8_lossy(v).into());
+                *slot = Some(String::from_utf8_lossy(value).into());
             }
         }
     }
@@ -221,48 +179,49 @@ impl Carriers {
     }
 }
 
+/// The `name=value` pairs of a `Cookie` field, in order, each value
+/// without the quotes it may have (RFC 6265, 4.1.1); pieces without `=`
+/// are skipped.
+pub fn cookies(field: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    field.split(|&b| b == b';').filter_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let value = pair[eq + 1..].trim_ascii();
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        Some((pair[..eq].trim_ascii(), value))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn statuses_and_challenges() {
-        let meta = "https://hub.example/.well-known/oauth-protected-resource/.well-known/mercure";
-        for (e, status, bare, with_meta) in [
-            (
-                AuthError::Missing,
-                401,
-                "Bearer",
-                format!("Bearer resource_metadata=\"{meta}\""),
-            ),
+        for (e, status, challenge) in [
+            (AuthError::Missing, 401, "Bearer"),
             (
                 AuthError::InvalidToken,
                 401,
                 "Bearer error=\"invalid_token\"",
-                format!("Bearer error=\"invalid_token\", resource_metadata=\"{meta}\""),
             ),
             (
                 AuthError::InsufficientScope,
                 403,
                 "Bearer error=\"insufficient_scope\"",
-                format!("Bearer error=\"insufficient_scope\", resource_metadata=\"{meta}\""),
             ),
             (
                 AuthError::InvalidRequest,
                 400,
                 "Bearer error=\"invalid_request\"",
-                format!("Bearer error=\"invalid_request\", resource_metadata=\"{meta}\""),
             ),
         ] {
             assert_eq!(e.status(), status);
-            assert_eq!(e.challenge(None), bare);
-            assert_eq!(e.bare_challenge(), bare);
-            assert_eq!(e.challenge(Some(meta)), with_meta);
+            assert_eq!(e.challenge(), challenge);
         }
-        assert_eq!(
-            AuthError::Missing.challenge(Some("a\"b\\c")),
-            "Bearer resource_metadata=\"a\\\"b\\\\c\""
-        );
     }
 
     #[test]

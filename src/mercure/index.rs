@@ -32,17 +32,15 @@ struct Entry {
 
 impl Entry {
     /// Whether the pattern matches one of the event's topics, through the
-    /// cache.
-    fn matches(&mut self, event: &mut EventTopics<'_>) -> bool {
+    /// cache (`slots`: each topic's place in it, see [`cache_slots`]).
+    fn matches(&mut self, event: &mut EventTopics<'_>, slots: &[Option<usize>]) -> bool {
         let topics = event.topics();
         (0..topics.len()).any(|i| {
             let topic = &*topics[i];
-            if topic.len() > CACHE_TOPIC_LEN {
+            let Some(slot) = slots.get(i).copied().flatten() else {
                 return event.matches_topic(&self.pattern, i);
-            }
-            let mut h = DefaultHasher::new();
-            topic.hash(&mut h);
-            let slot = &mut self.cache[(h.finish() % CACHE_SLOTS as u64) as usize];
+            };
+            let slot = &mut self.cache[slot];
             if let Some((t, hit)) = slot
                 && **t == *topic
             {
@@ -53,6 +51,20 @@ impl Entry {
             hit
         })
     }
+}
+
+/// Each topic's slot in a pattern's cache (`None`: longer than
+/// [`CACHE_TOPIC_LEN`], not cached), hashed once per event for every
+/// pattern.
+fn cache_slots(topics: &[Box<str>], out: &mut Vec<Option<usize>>) {
+    out.clear();
+    out.extend(topics.iter().map(|topic| {
+        (topic.len() <= CACHE_TOPIC_LEN).then(|| {
+            let mut h = DefaultHasher::new();
+            topic.hash(&mut h);
+            (h.finish() % CACHE_SLOTS as u64) as usize
+        })
+    }));
 }
 
 /// Where one connection sits in the index, kept by the connection so that
@@ -69,6 +81,8 @@ pub struct PatternIndex {
     wildcard: Slab<usize>,
     entries: Slab<Entry>,
     by_source: HashMap<Box<str>, usize>,
+    /// The current event's topics' cache slots (kept for its capacity).
+    slots: Vec<Option<usize>>,
 }
 
 impl PatternIndex {
@@ -136,8 +150,12 @@ impl PatternIndex {
     /// be named more than once, as by `topics`: the caller delivers once.
     pub fn recipients(&mut self, event: &mut EventTopics<'_>, out: &mut Vec<usize>) {
         out.extend(self.wildcard.iter().map(|(_, &k)| k));
+        if self.entries.is_empty() {
+            return;
+        }
+        cache_slots(event.topics(), &mut self.slots);
         for (_, entry) in self.entries.iter_mut() {
-            if entry.matches(event) {
+            if entry.matches(event, &self.slots) {
                 out.extend(entry.subscribers.iter().map(|(_, &k)| k));
             }
         }

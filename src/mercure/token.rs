@@ -128,6 +128,7 @@ impl Grants {
     }
 
     /// Whether it came with the old `mercure` claim.
+    #[cfg(test)]
     pub fn is_legacy(&self) -> bool {
         self.legacy
     }

@@ -284,7 +284,7 @@ impl Reactor {
     /// the inbox) is looked for again once the inbox is drained.
     fn place(&mut self, id: &str) -> Result<u64, crate::bus::ResetReason> {
         let placed = self.bus.resume_point(id);
-        if placed.is_err() && !crate::bus::id::is_hub_form(id) {
+        if placed.is_err() && !crate::bus::id::is_reserved(id) {
             self.take_messages();
             return self.bus.resume_point(id);
         }

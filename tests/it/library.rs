@@ -1,11 +1,13 @@
 //! The library API in-process: a `Server` on a port-0 listener run on a
-//! thread, fed by a `Publisher` from another thread, and shut down by it.
+//! thread, fed by a `Publisher` from another thread, and shut down by it
+//! (once as a node of a cluster on a real Redis).
 
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use sseloop::{Config, Event, PublishError, Publisher, Server};
 
+use crate::real::redis::{Persistence, Redis};
 use crate::support::{
     HttpConn, assert_publish_ok, connect, deadline, id_run, id_seq, publish_request,
 };
@@ -19,9 +21,14 @@ struct InProcess {
 
 impl InProcess {
     fn start() -> InProcess {
+        InProcess::start_with(Config::default())
+    }
+
+    /// A server of `config` on a port-0 listener.
+    fn start_with(config: Config) -> InProcess {
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
+            ..config
         };
         let server = Server::bind(config).expect("bind");
         let addr = server.local_addr();
@@ -227,4 +234,32 @@ fn idle_server_shuts_down_promptly() {
     server.stop().unwrap();
     // No connections: nothing to wait for, so no grace period is spent.
     assert!(started.elapsed() < Duration::from_millis(900));
+}
+
+/// Regression: in a cluster, a publish whose key was used already was
+/// answered with the id it named its own event, which no event has; the
+/// answer is the first event's id, as in process.
+#[test]
+fn a_key_used_again_answers_the_first_events_id_in_process_and_in_a_cluster() {
+    let redis = Redis::start(Persistence::None);
+    let target = sseloop::config::RedisTarget::parse(&redis.url()).unwrap();
+    for cluster in [None, Some(sseloop::config::Cluster::new(target))] {
+        let clustered = cluster.is_some();
+        let mut server = InProcess::start_with(Config {
+            cluster,
+            ..Config::default()
+        });
+        let publish = |name: &str| {
+            let event = Event::new("paid").with_topic("orders").with_id(name);
+            server.publisher.publish_once(event, "order-42")
+        };
+        let first = publish("order-42-paid").unwrap();
+        let again = publish("order-42-paid-again").unwrap();
+        assert_eq!(
+            (first.as_str(), again.as_str()),
+            ("order-42-paid", "order-42-paid"),
+            "in a cluster: {clustered}"
+        );
+        server.stop().unwrap();
+    }
 }

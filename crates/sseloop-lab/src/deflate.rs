@@ -20,6 +20,8 @@
 //! levels do. A general-purpose crate (miniz_oxide) would add about
 //! 21 KB to the binary for the same lesson.
 
+use super::inflate::{DIST_BASE, DIST_EXTRA, LEN_BASE, LEN_EXTRA};
+
 /// Symbols (literals and matches) buffered before a block is emitted:
 /// zlib's `lit_bufsize - 1` at its default `memLevel` of 8.
 pub const BLOCK_SYMBOLS: usize = (1 << 14) - 1;
@@ -28,24 +30,6 @@ const WINDOW: usize = 32 << 10;
 const MIN_MATCH: usize = 3;
 const MAX_MATCH: usize = 258;
 const HASH_BITS: u32 = 13;
-
-/// Base lengths of the length symbols 257..=285, and their extra bits.
-const LEN_BASE: [u16; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258,
-];
-const LEN_EXTRA: [u8; 29] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
-];
-/// Base distances of the distance codes 0..=29, and their extra bits.
-const DIST_BASE: [u16; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
-];
-const DIST_EXTRA: [u8; 30] = [
-    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
-];
 
 /// A match in the symbol buffer: its length and distance packed above
 /// this bit; a literal is its byte.

@@ -43,7 +43,8 @@ pub struct Entry {
     pub event_type: Option<String>,
     /// Its valid topics.
     pub topics: Arc<[Box<str>]>,
-    /// The id its publisher gave it, when valid and not in the hub's form.
+    /// The id its publisher gave it, when valid and not one the hub
+    /// reserves (see `id::is_reserved`).
     pub name: Option<Arc<str>>,
     /// Its `retry:`, in milliseconds.
     pub retry: Option<u64>,
@@ -235,7 +236,7 @@ fn entry(value: Value) -> Item {
             }
             b"id" => {
                 let value = String::from_utf8_lossy(value);
-                if valid_id(&value) && !id::is_hub_form(&value) {
+                if valid_id(&value) && !id::is_reserved(&value) {
                     entry.name = Some(value.into());
                 }
             }
@@ -265,6 +266,8 @@ pub enum Stored {
         seq: u64,
         /// The epoch the first event was stored in.
         run: Run,
+        /// The id the first event's publisher gave it, if any: its id.
+        name: Option<Arc<str>>,
     },
     /// Not added: the script's own refusal (the epoch changed, the stream
     /// lost events: expected while Redis recovers) or Redis's.
@@ -293,9 +296,21 @@ pub fn stored(value: &Value) -> Stored {
                     removed: u64::try_from(*removed).unwrap_or(0),
                 }
             }
-            [Value::Bulk(kind), Value::Bulk(id), Value::Bulk(run)] if kind == b"again" => {
+            [
+                Value::Bulk(kind),
+                Value::Bulk(id),
+                Value::Bulk(run),
+                name @ ..,
+            ] if kind == b"again" && name.len() <= 1 => {
+                let name = match name {
+                    [Value::Bulk(name)] => std::str::from_utf8(name)
+                        .ok()
+                        .filter(|n| valid_id(n) && !id::is_reserved(n))
+                        .map(Arc::from),
+                    _ => None,
+                };
                 match (stream_seq(id), Run::parse(run)) {
-                    (Some(seq), Some(run)) => Stored::Again { seq, run },
+                    (Some(seq), Some(run)) => Stored::Again { seq, run, name },
                     _ => Stored::Unexpected(format!("{value:?}")),
                 }
             }
@@ -543,7 +558,21 @@ mod tests {
             ])),
             Stored::Again {
                 seq: 4,
-                run: run("0123456789ab")
+                run: run("0123456789ab"),
+                name: None,
+            }
+        );
+        assert_eq!(
+            stored(&reply(vec![
+                bulk("again"),
+                bulk("0-4"),
+                bulk("0123456789ab"),
+                bulk("order-42"),
+            ])),
+            Stored::Again {
+                seq: 4,
+                run: run("0123456789ab"),
+                name: Some("order-42".into()),
             }
         );
         assert!(matches!(

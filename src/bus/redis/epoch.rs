@@ -4,11 +4,13 @@
 //! the epoch it belongs to, and knows which older ids still resume) and
 //! how far the node's start-up read went.
 //!
-//! An epoch is kept in Redis as a string, [`value`]: its run, the stream's
-//! sequence number it began after (0: a stream begun anew; more: it
-//! continues the stream of the epoch before, whose ids up to there stay
-//! valid) and, with Sentinel, the primary it began on. Its ids are
-//! `<run>-<stream seq>`.
+//! An epoch is kept in Redis as a string, `<run>[ <from>[ <primary>]]`
+//! (the epoch check's Lua writes it, [`parse_value`] reads it): its run,
+//! the stream's sequence number it began after (0: a stream begun anew;
+//! more: it continues the stream of the epoch before, whose ids up to
+//! there stay valid) and, with Sentinel, the primary it began on. Its ids
+//! are `urn:sseloop:<run>-<n>`, `n` the entry's sequence number in the
+//! stream.
 //!
 //! Inside a node the order's sequence numbers run on across epochs: an
 //! era's events are numbered from its base, so that its first delivery

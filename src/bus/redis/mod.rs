@@ -14,7 +14,7 @@
 //!   with no gap. The cap is `--history`, but at least
 //!   [`STREAM_MIN_LEN`]: the stream also carries the events to every
 //!   node's reader, which must find them there.
-//! - `<key>:epoch`, a string: the current epoch ([`epoch::value`]): 12 hex
+//! - `<key>:epoch`, a string: the current epoch ([`epoch`]): 12 hex
 //!   digits drawn by the node that began it, the run part of its ids, and
 //!   where it began. An event's id is `urn:sseloop:<run>-<seq>`, or the id
 //!   its publisher gave it, kept in the entry's `id` field.
@@ -45,7 +45,7 @@
 //! a loop's publish for that loop's publishing connection, a thread's for
 //! loop 0's ([`writer`]), where the script adds it; it is answered with
 //! its id only once Redis has stored it ([`Offer::Pending`], then
-//! [`Message::Confirmed`]) and, with `--redis-replicas N`, once `WAIT`
+//! [`Message::Confirmed`](crate::bus::Message::Confirmed)) and, with `--redis-replicas N`, once `WAIT`
 //! says N replicas have it; with the connection down the answer is 503
 //! ([`PublishError::Unavailable`], also for publishes in flight: those may
 //! or may not have been stored), and after `--publish-timeout` too.

@@ -93,7 +93,7 @@ end
 /// another primary than the one the node reads from (a failover): these
 /// two continue the stream, beginning after its last entry, so that no
 /// number another node handed out is given again under the same epoch.
-/// The value is `<run>[ <from>[ <primary>]]` (see `epoch::value`). KEYS:
+/// The value is `<run>[ <from>[ <primary>]]` (see `epoch`). KEYS:
 /// the epoch, the stream, the keys; ARGV: a fresh run, the epoch value the
 /// node knows (empty at its start), the newest sequence number it knows
 /// there, the primary's address (empty without Sentinel).
@@ -135,7 +135,8 @@ return {value, last, removed}
 /// `XADD` refused because another program's `XADD *` left the stream's
 /// last id past every `0-<n>` is tried again once that is cleared. The
 /// reply is `{"stored", id, removed}` (removed: foreign entries cleared
-/// first) or `{"again", id, run}`. KEYS: the epoch, the stream, the keys; ARGV: the epoch's value,
+/// first) or `{"again", id, run[, name]}` (name: the first event's `id`
+/// field, when its publisher named it). KEYS: the epoch, the stream, the keys; ARGV: the epoch's value,
 /// its run, the newest sequence number the node knows, the stream's cap,
 /// the key, the most bytes an entry may hold, the primary's address
 /// (empty without Sentinel), then the entry's fields and values.
@@ -169,11 +170,15 @@ if key ~= '' then
     local entry = redis.call('XRANGE', KEYS[2], id, id)
     if entry[1] then
       local fields = entry[1][2]
+      local run, name = nil, nil
       for i = 1, #fields, 2 do
-        if fields[i] == 'epoch' then
-          redis.call('SET', KEYS[1], value)
-          return {'again', id, fields[i + 1]}
-        end
+        if fields[i] == 'epoch' then run = fields[i + 1] end
+        if fields[i] == 'id' then name = fields[i + 1] end
+      end
+      if run then
+        redis.call('SET', KEYS[1], value)
+        if name then return {'again', id, run, name} end
+        return {'again', id, run}
       end
     end
   end

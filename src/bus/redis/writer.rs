@@ -518,10 +518,14 @@ impl Writer {
                 hub.tally.count(&id);
                 return Ok(id);
             }
-            Stored::Again { seq, run } => {
+            Stored::Again {
+                seq,
+                run,
+                name: first,
+            } => {
                 debug_assert!(keyed, "only a keyed publish is found again");
-                // A named publish's key holds its name: the first one's id.
-                return Ok(name.map_or(EventId::new(run, seq), EventId::named));
+                // The first event's id, whatever this publish named its own.
+                return Ok(first.map_or(EventId::new(run, seq), EventId::named));
             }
             Stored::ScriptGone => {
                 // Flushed from Redis: the next connection loads it again.
