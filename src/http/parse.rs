@@ -326,11 +326,11 @@ fn has_bare_lf(head: &[u8]) -> bool {
 /// `Host` in HTTP/1.1, at most one in HTTP/1.0; an absolute-form target's
 /// own authority takes its place (§3.2.2). `None`: an HTTP/1.0 request with
 /// neither.
-fn request_authority(
-    fields: &Fields<'_>,
+fn request_authority<'a>(
+    fields: &Fields<'a>,
     http11: bool,
-    target: &str,
-) -> Result<Option<Authority>, Reject> {
+    target: &'a str,
+) -> Result<Option<Authority<'a>>, Reject> {
     let host = match fields.hosts {
         0 if http11 => return Err(Reject::bad("HTTP/1.1 request without Host")),
         0 => None,
