@@ -405,9 +405,11 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn take(&mut self, name: &str, value: &'a [u8]) -> Result<(), Reject> {
-        let value_str = std::str::from_utf8(value).map(str::trim);
+        // Checked only for the fields read as text: most (Host, and those
+        // sseloop ignores) never need it.
+        let value_str = || std::str::from_utf8(value).map(str::trim);
         if name.eq_ignore_ascii_case("content-length") {
-            let n = value_str
+            let n = value_str()
                 .ok()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<usize>().ok())
@@ -417,7 +419,7 @@ impl<'a> Fields<'a> {
             }
             self.content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            match value_str {
+            match value_str() {
                 Ok(v) if v.eq_ignore_ascii_case("chunked") && !self.chunked => self.chunked = true,
                 _ => {
                     return Err(Reject::new(
@@ -427,7 +429,7 @@ impl<'a> Fields<'a> {
                 }
             }
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in value_str.unwrap_or("").split(',').map(str::trim) {
+            for token in value_str().unwrap_or("").split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
                     self.connection_close = true;
                 } else if token.eq_ignore_ascii_case("keep-alive") {
@@ -435,7 +437,8 @@ impl<'a> Fields<'a> {
                 }
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            self.expect_continue = value_str.is_ok_and(|v| v.eq_ignore_ascii_case("100-continue"));
+            self.expect_continue =
+                value_str().is_ok_and(|v| v.eq_ignore_ascii_case("100-continue"));
         } else if name.eq_ignore_ascii_case("authorization") {
             self.authorization = Some(value);
             if self.keep_tokens {
@@ -471,7 +474,7 @@ impl<'a> Fields<'a> {
                 .trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded");
         } else if name.eq_ignore_ascii_case("last-event-id") {
-            let v = value_str.map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
+            let v = value_str().map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
         } else if name.eq_ignore_ascii_case("accept-encoding") {
             self.accepts_gzip |= value_str.is_ok_and(takes_gzip);
