@@ -48,6 +48,13 @@ impl Event {
         self
     }
 
+    /// Sets the topics at once, taking the list (a publish's route made
+    /// it: no second list per publish).
+    pub(crate) fn with_topics(mut self, topics: Vec<String>) -> Self {
+        self.topics = topics;
+        self
+    }
+
     /// Names the event: `id` is its id on the wire, the answer to its
     /// publish and a `Last-Event-ID` to resume after (instead of one the
     /// hub makes). An id in the hub's own form (`urn:sseloop:…`, or a
