@@ -406,7 +406,7 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn take(&mut self, name: &str, value: &'a [u8]) -> Result<(), Reject> {
         // Checked only for the fields read as text: most (Host, and those
-        // sseloop ignores) never need it.
+        // sseloop ignores, Authorization and Cookie, read as bytes) never need it.
         let value_str = || std::str::from_utf8(value).map(str::trim);
         if name.eq_ignore_ascii_case("content-length") {
             let n = value_str()
@@ -469,7 +469,7 @@ impl<'a> Fields<'a> {
             self.idempotency_keys += 1;
             self.idempotency_key.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("content-type") {
-            let media = value_str.unwrap_or("").split(';').next().unwrap_or("");
+            let media = value_str().unwrap_or("").split(';').next().unwrap_or("");
             self.form_body = media
                 .trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded");
@@ -477,7 +477,7 @@ impl<'a> Fields<'a> {
             let v = value_str().map_err(|_| Reject::bad("Last-Event-ID is not UTF-8"))?;
             self.last_event_id = Some(v.to_owned());
         } else if name.eq_ignore_ascii_case("accept-encoding") {
-            self.accepts_gzip |= value_str.is_ok_and(takes_gzip);
+            self.accepts_gzip |= value_str().is_ok_and(takes_gzip);
         }
         Ok(())
     }
