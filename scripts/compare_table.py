@@ -1,7 +1,9 @@
 """The table of scripts/compare.sh: medians over rounds of each case and
-server, from the results.jsonl it wrote (one sseloop-bench JSON per run),
-then, for the runs whose server spread its CPU over several threads (or
-processes), each thread's median share of the server's CPU over the run."""
+server, from the results.jsonl it wrote (one sseloop-bench JSON per run);
+for the many-small-streams cases a table of the publishing side, with the
+spread over rounds; then, for the runs whose server spread its CPU over
+several threads (or processes), each thread's median share of the
+server's CPU over the run."""
 
 import json
 import statistics
@@ -10,16 +12,23 @@ import sys
 CASES = {
     "latency": "1 subscriber, 1 000 events/s",
     "fanout": "1 000 subscribers, 200 events/s",
+    "fanout-fast": "1 000 subscribers, 1 000 events/s",
     "closed": "1 000 subscribers, closed loop",
     "idle": "10 000 idle subscribers, 15 s",
     "wide": "10 000 subscribers, 10 events/s",
     "wide-closed": "10 000 subscribers, closed loop",
     "big": "19 000 subscribers, 10 events/s",
     "big-closed": "19 000 subscribers, closed loop",
+    "streams": "10 000 topics × 1 subscriber, 20 000 events/s",
+    "streams-fast": "10 000 topics × 1 subscriber, 100 000 events/s",
+    "streams-closed": "10 000 topics × 1 subscriber, closed loop",
 }
 
+# Many small streams: what a publish costs matters, not the fan-out.
+STREAMS = ("streams", "streams-fast", "streams-closed")
+
 # Cases wide enough for the memory per stream to show.
-WIDE = ("idle", "wide", "wide-closed", "big", "big-closed")
+WIDE = ("idle", "wide", "wide-closed", "big", "big-closed") + STREAMS
 
 # A thread with less than this share of the server's CPU over the run (a
 # signal handler, nginx's master) is left out of the per-thread section.
@@ -98,7 +107,51 @@ def main(path):
                 redis = median([dig(r, "redis", "cpu_per_delivery_us") for r in ok])
                 cells.append("—" if redis is None else f"{redis:.2f} µs")
             print("| " + " | ".join(cells) + " |")
+    streams_section(runs)
     thread_section(runs)
+
+
+def spread(values, show):
+    """The median, and the range over rounds when there are several."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return show(values[0])
+    return f"{show(statistics.median(values))} ({show(min(values))}–{show(max(values))})"
+
+
+def streams_section(runs):
+    rows = []
+    for case in STREAMS:
+        for (c, server), results in runs.items():
+            if c != case:
+                continue
+            ok = [r for r in results if r is not None]
+            if not ok:
+                continue
+            per_second = [dig(r, "publish", "per_second") for r in ok]
+            cpu = [dig(r, "server", "cpu_per_publish_us") for r in ok]
+            rows.append([
+                CASES[case], server, str(len(ok)),
+                spread(per_second, number),
+                spread(cpu, lambda v: f"{v:.1f} µs"),
+                duration(median([dig(r, "latency", "p50_us") for r in ok])),
+                duration(median([dig(r, "latency", "p99_us") for r in ok])),
+                duration(median([dig(r, "scheduled", "p99_us") for r in ok])),
+                duration(median([dig(r, "publish", "max_lag_us") for r in ok])),
+                spread([dig(r, "client", "core_busy_percent") for r in ok], lambda v: f"{v:.0f} %"),
+                spread([dig(r, "machine", "steal_us") for r in ok], lambda v: duration(v)),
+            ])
+    if not rows:
+        return
+    print()
+    print("Many small streams: publishes a second and server CPU per publish, median (range) over rounds; the client's core and the machine's steal over the run")
+    print()
+    print("| case | server | runs | publishes/s | server CPU per publish | p50 | p99 | p99 from schedule | max lag | client core busy | steal |")
+    print("| --- " * 11 + "|")
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
 
 
 def thread_shares(result):

@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build(args):
-    if args.binary:
+    if args.binary or args.command:
         return args.binary
     env = dict(os.environ, CARGO_PROFILE_RELEASE_STRIP="false",
                CARGO_PROFILE_RELEASE_DEBUG="line-tables-only")
@@ -69,10 +69,14 @@ def await_port(port, proc, seconds=60):
     sys.exit(f"the server did not listen on {port} within {seconds} s")
 
 
-def settled(port, seconds=120):
+def settled(args, port, seconds=120):
     """Waits until the server has closed every stream of the last run (the
     bench exits before the server has seen every close): each run's
-    dump then holds its closes, not the next one's."""
+    dump then holds its closes, not the next one's. Another server than
+    sseloop has no /metrics to ask: it gets a few seconds."""
+    if args.command:
+        time.sleep(5)
+        return
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -99,10 +103,12 @@ def bench(args, port, events):
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"sseloop-bench failed:\n{done.stdout}{done.stderr}")
-    settled(port)
+    settled(args, port)
 
 
 def server_cmd(args, binary, port):
+    if args.command:
+        return [part.replace("{port}", str(port)) for part in args.command.split()]
     return [binary, "--listen", f"127.0.0.1:{port}", "--log-level", "warn",
             "--loops", str(args.loops), "--max-connections", str(args.subscribers + 1000)]
 
@@ -264,6 +270,8 @@ def main():
     p.add_argument("--events", type=int, default=2000)
     p.add_argument("--loops", default="1")
     p.add_argument("--binary")
+    p.add_argument("--command", help="another server to measure alike, its port written {port} "
+                   "(e.g. a peer: '/tmp/sseloop-peers/axum-target/release/axum-sse {port}')")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-strace", action="store_true")
     p.add_argument("--no-callgrind", action="store_true")
