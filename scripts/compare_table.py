@@ -109,6 +109,7 @@ def main(path):
             print("| " + " | ".join(cells) + " |")
     streams_section(runs)
     thread_section(runs)
+    machine_section(runs)
 
 
 def spread(values, show):
@@ -141,15 +142,14 @@ def streams_section(runs):
                 duration(median([dig(r, "scheduled", "p99_us") for r in ok])),
                 duration(median([dig(r, "publish", "max_lag_us") for r in ok])),
                 spread([dig(r, "client", "core_busy_percent") for r in ok], lambda v: f"{v:.0f} %"),
-                spread([dig(r, "machine", "steal_us") for r in ok], lambda v: duration(v)),
             ])
     if not rows:
         return
     print()
-    print("Many small streams: publishes a second and server CPU per publish, median (range) over rounds; the client's core and the machine's steal over the run")
+    print("Many small streams: publishes a second and server CPU per publish, median (range) over rounds, and how busy the client's core was")
     print()
-    print("| case | server | runs | publishes/s | server CPU per publish | p50 | p99 | p99 from schedule | max lag | client core busy | steal |")
-    print("| --- " * 11 + "|")
+    print("| case | server | runs | publishes/s | server CPU per publish | p50 | p99 | p99 from schedule | max lag | client core busy |")
+    print("| --- " * 10 + "|")
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
 
@@ -198,6 +198,35 @@ def thread_section(runs):
     print()
     print("| case | server | share of server CPU | CPU per delivery |")
     print("| --- | --- | --- | --- |")
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+
+
+def machine_section(runs):
+    """What else took the machine during each case's runs: the hypervisor
+    (steal) and everything but the server and the client (a build, a
+    browser), median and most over rounds: a run that others disturbed
+    shows here."""
+    rows = []
+    for case, title in CASES.items():
+        for (c, server), results in runs.items():
+            if c != case:
+                continue
+            ok = [r for r in results if r is not None]
+            steal = [dig(r, "machine", "steal_us") for r in ok]
+            others = [dig(r, "machine", "others_cpu_us") for r in ok]
+            if not any(v is not None for v in steal + others):
+                continue
+            most = lambda vs: duration(max(v for v in vs if v is not None)) if any(v is not None for v in vs) else "—"
+            rows.append([title, server, duration(median(steal)), most(steal),
+                         duration(median(others)), most(others)])
+    if not rows:
+        return
+    print()
+    print("The machine during the runs: CPU time the hypervisor stole, and CPU time everything but the server and the client took (median and most over rounds)")
+    print()
+    print("| case | server | steal | most | others' CPU | most |")
+    print("| --- " * 6 + "|")
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
 

@@ -178,6 +178,12 @@ fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
     let most = (wall.as_secs_f64() + 0.01) * cpus * 1e6;
     let steal = num(&report, "machine", "steal_us");
     assert!((0.0..=most).contains(&steal), "steal {steal} µs: {report}");
+    // What else ran meanwhile: likewise bounded by the machine's CPUs.
+    let others = num(&report, "machine", "others_cpu_us");
+    assert!(
+        (0.0..=most).contains(&others),
+        "others {others} µs: {report}"
+    );
     let server_section = &report_with_pid["server"];
     assert_eq!(
         server_section["pid"].as_u64(),
@@ -294,6 +300,54 @@ fn two_loops_show_their_threads_and_two_pids_are_summed() {
     assert!(
         before.abs_diff(sum) <= idle_rss.1 / 4,
         "{before} KiB, {idle_rss:?}: {report}"
+    );
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the clock exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A thread of this test process that spins during a run is neither the
+/// server nor the bench: the report's machine section counts it in what
+/// else ran (a busy build would be counted alike).
+#[test]
+fn the_machine_section_counts_what_else_ran() {
+    let server = TestServer::start(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinner = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let began = thread_cpu();
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            thread_cpu() - began
+        })
+    };
+    let (report, ok) = bench(
+        &server.addr().to_string(),
+        &format!(
+            "--subscribers 5 --events 1500 --rate 1000 --pid {}",
+            server.pid()
+        ),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let spun = spinner.join().unwrap();
+    assert!(ok, "{report}");
+    // The spinner ran before and after the run too, and on a machine this
+    // busy it may have had half a core: a third of its time is a loose
+    // floor (clock ticks are 10 ms).
+    let others = num(&report, "machine", "others_cpu_us");
+    assert!(
+        others >= spun.as_micros() as f64 / 3.0 && spun > Duration::from_millis(300),
+        "others {others} µs, the spinner {spun:?}: {report}"
     );
 }
 

@@ -69,7 +69,9 @@
 //!
 //! The report has the sections run, connect, publish, deliveries, latency,
 //! scheduled, idle, streams, server, client and machine (the time the
-//! hypervisor stole from this VM's CPUs during the run, from /proc/stat):
+//! hypervisor stole from this VM's CPUs during the run, and the CPU time
+//! everything but this client and the server took meanwhile, a build or a
+//! browser that disturbed the run, from /proc/stat):
 //! as text by default, or with `--json` as
 //! one object of objects with the same names, times in microseconds (keys
 //! ending `_us`) and memory in KiB (`_kib`). The server section's `pids`
@@ -108,7 +110,7 @@ use client::{Bench, raise_nofile_limit};
 use clock::{now_ns, ns};
 use options::{HELP, Options, parse_args};
 use report::{Report, Section, Val, text};
-use stats::{ProcSample, sample_proc, sample_procs, steal_s, thread_runs};
+use stats::{ProcSample, machine_cpu, sample_proc, sample_procs, thread_runs};
 
 /// Runs the phases and reports; `Err` for a run that could not start, and
 /// the flag says whether the run failed (streams, publishing or deliveries
@@ -141,7 +143,7 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
     let streams_by_topic = bench.live_by_topic.clone();
     let (server_connected, client_connected, run_start) = (server(), client(), now_ns());
     let redis_connected = redis();
-    let steal_before = steal_s();
+    let machine_before = machine_cpu();
 
     let mut r = Report::default();
     let s = r.section("run");
@@ -250,12 +252,15 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
             .put("other_events", Int(bench.tally.other));
     }
     let run_ns = now_ns() - run_start;
+    // The server's CPU over the run, when measured, for the machine section.
+    let mut server_run_s = None;
     if let (Some(a), Some(b), Some(c)) = (server_before, server_connected, server()) {
         let rss = |s: &[ProcSample]| s.iter().map(|p| p.rss_kib).sum::<u64>();
         let cpu = |s: &[ProcSample]| s.iter().map(|p| p.cpu_s).sum::<f64>();
         let (a_rss, b_rss, c_rss) = (rss(&a), rss(&b), rss(&c));
         let growth = (b_rss as f64 - a_rss as f64) * 1024.0 / streams.max(1) as f64;
         let (connecting, running) = (cpu(&b) - cpu(&a), cpu(&c) - cpu(&b));
+        server_run_s = Some(running);
         let per_delivery = running * 1e9 / deliveries as f64;
         let runs = thread_runs(&a, &b, &c);
         let threads_run: u64 = runs.iter().map(|t| t.run_ns).sum();
@@ -322,15 +327,24 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
                 },
             );
     }
-    if let (Some(b), Some(c)) = (client_connected, client()) {
-        let busy = (c.cpu_s - b.cpu_s) * 1e11 / run_ns.max(1) as f64;
+    let client_run = client_connected
+        .zip(client())
+        .map(|(b, c)| c.cpu_s - b.cpu_s);
+    if let Some(run_s) = client_run {
+        let busy = run_s * 1e11 / run_ns.max(1) as f64;
         r.section("client")
-            .put("cpu_run", Time(((c.cpu_s - b.cpu_s) * 1e9).round() as u64))
+            .put("cpu_run", Time((run_s * 1e9).round() as u64))
             .put("core_busy_percent", Num(busy, 0));
     }
-    if let (Some(a), Some(b)) = (steal_before, steal_s()) {
-        let stolen = ((b - a) * 1e9).round() as u64;
-        r.section("machine").put("steal", Time(stolen));
+    if let (Some(a), Some(b)) = (machine_before, machine_cpu()) {
+        let stolen = ((b.steal_s - a.steal_s) * 1e9).round() as u64;
+        // Whatever ran besides this client and the server: other processes
+        // (a build, a browser) and the kernel's work for them. Clock ticks,
+        // so within some tens of milliseconds.
+        let others = b.busy_s - a.busy_s - server_run_s.unwrap_or(0.0) - client_run.unwrap_or(0.0);
+        r.section("machine")
+            .put("steal", Time(stolen))
+            .put("others_cpu", Time((others.max(0.0) * 1e9).round() as u64));
     }
     Ok((r, failed))
 }
