@@ -4,6 +4,7 @@
 # them alike.
 #
 #   scripts/compare.sh [--rounds N] [--cases LIST] [--servers LIST] [--out DIR]
+#                      [--settle SECONDS]
 #
 # Cases (the README's performance table):
 #   latency      1 subscriber, 5 000 events at 1 000/s (client spins, so its
@@ -84,6 +85,9 @@
 # event was due, so a server that slows its publisher down is charged for
 # it (so is the client's own wake-up, except where it spins).
 # A run whose bench exited non-zero is counted as failed, not in the medians.
+# On a machine others use too, --settle S waits before each run, up to S
+# seconds, for a second in which everything took under a tenth of a CPU
+# (the table's last section says how much others took during each case).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,13 +96,15 @@ cases="latency fanout fanout-fast closed idle wide wide-closed big big-closed st
 servers="sseloop sseloop-busy sseloop-loops2 sseloop-loops2-split axum node nchan"
 out=target/compare
 peers=${PEERS_DIR:-../shared/peers}
-usage="usage: $0 [--rounds N] [--cases LIST] [--servers LIST] [--out DIR] (see the header)"
+settle=0
+usage="usage: $0 [--rounds N] [--cases LIST] [--servers LIST] [--out DIR] [--settle S] (see the header)"
 while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --cases) cases=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --settle) settle=$2; shift 2 ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -239,6 +245,24 @@ start_server() { # name kind binary port [sseloop options]
     esac
 }
 
+# The machine's busy clock ticks so far (user, nice, system, irq, softirq).
+busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
+# Waits up to $settle seconds for a second in which the whole machine was
+# busy under a tenth of a CPU.
+await_quiet() {
+    local waited=0 before after
+    local quiet=$(($(getconf CLK_TCK) / 10))
+    while [ "$waited" -lt "$settle" ]; do
+        before=$(busy_ticks)
+        sleep 1
+        after=$(busy_ticks)
+        if [ $((after - before)) -le "$quiet" ]; then return 0; fi
+        waited=$((waited + 1))
+    done
+    if [ "$settle" -gt 0 ]; then echo "the machine stayed busy for $settle s: running anyway" >&2; fi
+}
+
 case_args() {
     local long="--timeout 60s --drain-timeout 30s --max-time 5m"
     local streams="--subscribers 10000 --topics 10000 --publishers 100 --timeout 30s --max-time 2m"
@@ -273,6 +297,7 @@ for round in $(seq 1 "$rounds"); do
             # publisher's is one more); the peers take no options.
             extra=()
             case "$case" in wide* | big* | streams*) extra=(--max-connections 19500) ;; esac
+            await_quiet
             start_server "$name" "$kind" "$binary" "$port" "${extra[@]}"
             echo "round $round: $case on $name" >&2
             pid_args=()

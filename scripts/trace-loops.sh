@@ -99,7 +99,8 @@ print(f"{sys.argv[3]} round {sys.argv[4]}: {d['per_second'] / 1e3:.0f} k deliver
       f"{report['publish']['per_second']:.0f} publishes/s, p50 {lat['p50_us'] / 1e3:.2f} ms, "
       f"p99 {lat['p99_us'] / 1e3:.2f} ms, {s['cpu_per_delivery_us']:.2f} µs CPU per delivery, "
       f"missing {d['missing']}, client core {report['client']['core_busy_percent']:.0f} %, "
-      f"steal {report['machine']['steal_us'] / 1e3:.0f} ms")
+      f"steal {report['machine']['steal_us'] / 1e3:.0f} ms, "
+      f"others {report['machine']['others_cpu_us'] / 1e3:.0f} ms")
 # Deliveries by loop from /metrics (over the server's life: the bench's
 # run is all it did); one loop has no breakdown.
 metrics = open(sys.argv[5], errors="replace").read()
