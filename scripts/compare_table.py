@@ -3,8 +3,16 @@ server, from the results.jsonl it wrote (one sseloop-bench JSON per run);
 for the many-small-streams cases a table of the publishing side, with the
 spread over rounds; then, for the runs whose server spread its CPU over
 several threads (or processes), each thread's median share of the
-server's CPU over the run."""
+server's CPU over the run; then what else took the machine meanwhile.
 
+    python3 scripts/compare_table.py RESULTS.jsonl [--others-under PERCENT]
+
+With --others-under, a run during which everything but the server and the
+client took more than that share of a CPU (a build, a browser: the
+report's machine.others_percent) is left out of the medians as disturbed,
+and the runs column says how many were."""
+
+import argparse
 import json
 import statistics
 import sys
@@ -66,14 +74,24 @@ def number(v, unit=""):
     return f"{v:.0f}{unit}"
 
 
-def main(path):
+# Runs left out as disturbed, by (case, server).
+DISTURBED = {}
+
+
+def main(path, others_under=None):
     runs = {}
     for line in open(path):
         run = json.loads(line)
         # A run that exited non-zero (no report, or a faulty one) is counted
         # as failed and left out of the medians.
         good = run.get("exit", 0) == 0 and run["result"] is not None
-        runs.setdefault((run["case"], run["server"]), []).append(run["result"] if good else None)
+        key = (run["case"], run["server"])
+        others = dig(run["result"], "machine", "others_percent") if good else None
+        if others_under is not None and others is not None and others > others_under:
+            DISTURBED[key] = DISTURBED.get(key, 0) + 1
+            runs.setdefault(key, [])
+            continue
+        runs.setdefault(key, []).append(run["result"] if good else None)
     # A cluster's Redis has a column of its own, when a cluster ran.
     with_redis = any(dig(r, "redis") for rs in runs.values() for r in rs if r)
     header = "| case | server | runs | p50 | p99 | p99 from schedule | deliveries/s | missing | server CPU per delivery | server RSS per stream | server CPU while idle |"
@@ -84,8 +102,7 @@ def main(path):
             if c != case:
                 continue
             ok = [r for r in results if r is not None]
-            failed = len(results) - len(ok)
-            cells = [title, server, f"{len(ok)}" + (f" ({failed} failed)" if failed else "")]
+            cells = [title, server, runs_cell(results, (case, server))]
             if case == "idle":
                 cells += ["—", "—", "—", "—", "—", "—"]
             else:
@@ -129,12 +146,10 @@ def streams_section(runs):
             if c != case:
                 continue
             ok = [r for r in results if r is not None]
-            if not ok:
-                continue
             per_second = [dig(r, "publish", "per_second") for r in ok]
             cpu = [dig(r, "server", "cpu_per_publish_us") for r in ok]
             rows.append([
-                CASES[case], server, str(len(ok)),
+                CASES[case], server, runs_cell(results, (case, server)),
                 spread(per_second, number),
                 spread(cpu, lambda v: f"{v:.1f} µs"),
                 duration(median([dig(r, "latency", "p50_us") for r in ok])),
@@ -152,6 +167,18 @@ def streams_section(runs):
     print("| --- " * 10 + "|")
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
+
+
+def runs_cell(results, key):
+    """How many runs the medians are of, and how many failed or were left
+    out as disturbed."""
+    ok = [r for r in results if r is not None]
+    notes = []
+    if len(results) > len(ok):
+        notes.append(f"{len(results) - len(ok)} failed")
+    if DISTURBED.get(key):
+        notes.append(f"{DISTURBED[key]} disturbed")
+    return f"{len(ok)}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def thread_shares(result):
@@ -214,22 +241,30 @@ def machine_section(runs):
                 continue
             ok = [r for r in results if r is not None]
             steal = [dig(r, "machine", "steal_us") for r in ok]
-            others = [dig(r, "machine", "others_cpu_us") for r in ok]
+            others = [dig(r, "machine", "others_percent") for r in ok]
             if not any(v is not None for v in steal + others):
                 continue
-            most = lambda vs: duration(max(v for v in vs if v is not None)) if any(v is not None for v in vs) else "—"
-            rows.append([title, server, duration(median(steal)), most(steal),
-                         duration(median(others)), most(others)])
+            def most(vs, show):
+                vs = [v for v in vs if v is not None]
+                return show(max(vs)) if vs else "—"
+            percent = lambda v: f"{v:.0f} %"
+            rows.append([title, server, duration(median(steal)), most(steal, duration),
+                         "—" if median(others) is None else percent(median(others)), most(others, percent)])
     if not rows:
         return
     print()
-    print("The machine during the runs: CPU time the hypervisor stole, and CPU time everything but the server and the client took (median and most over rounds)")
+    print("The machine during the runs: CPU time the hypervisor stole, and the share of a CPU everything but the server and the client took (median and most over rounds)")
     print()
-    print("| case | server | steal | most | others' CPU | most |")
+    print("| case | server | steal | most | others' share of a CPU | most |")
     print("| --- " * 6 + "|")
     for cells in rows:
         print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description="the tables of scripts/compare.sh")
+    parser.add_argument("results")
+    parser.add_argument("--others-under", type=float, metavar="PERCENT",
+                        help="leave out runs during which others took more than this share of a CPU")
+    args = parser.parse_args()
+    main(args.results, args.others_under)

@@ -184,6 +184,13 @@ fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
         (0.0..=most).contains(&others),
         "others {others} µs: {report}"
     );
+    // The same as a share of one CPU over the run (of which there are
+    // `cpus`; ticks round up by 10 ms a CPU).
+    let share = num(&report, "machine", "others_percent");
+    assert!(
+        (0.0..=cpus * 100.0 + 10.0).contains(&share),
+        "{share} %: {report}"
+    );
     let server_section = &report_with_pid["server"];
     assert_eq!(
         server_section["pid"].as_u64(),

@@ -342,9 +342,14 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         // (a build, a browser) and the kernel's work for them. Clock ticks,
         // so within some tens of milliseconds.
         let others = b.busy_s - a.busy_s - server_run_s.unwrap_or(0.0) - client_run.unwrap_or(0.0);
+        let others = others.max(0.0);
         r.section("machine")
             .put("steal", Time(stolen))
-            .put("others_cpu", Time((others.max(0.0) * 1e9).round() as u64));
+            .put("others_cpu", Time((others * 1e9).round() as u64))
+            .put(
+                "others_percent",
+                Num(others * 1e11 / run_ns.max(1) as f64, 0),
+            );
     }
     Ok((r, failed))
 }
