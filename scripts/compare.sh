@@ -4,17 +4,26 @@
 # them alike.
 #
 #   scripts/compare.sh [--rounds N] [--cases LIST] [--servers LIST] [--out DIR]
+#                      [--settle SECONDS]
 #
 # Cases (the README's performance table):
 #   latency      1 subscriber, 5 000 events at 1 000/s (client spins, so its
 #                own wake-up stays out of the figures)
 #   fanout       1 000 subscribers, 1 000 events at 200/s
+#   fanout-fast  1 000 subscribers, 4 000 events at 1 000/s
 #   closed       1 000 subscribers, 2 000 events closed-loop (32 outstanding)
 #   idle         10 000 subscribers held 15 s with no event (heartbeats: 20 s)
 #   wide         10 000 subscribers, 100 events at 10/s
 #   wide-closed  10 000 subscribers, 200 events closed-loop
 #   big          19 000 subscribers, 100 events at 10/s
 #   big-closed   19 000 subscribers, 100 events closed-loop
+#   streams      many small streams: 10 000 topics with one subscriber each,
+#                200 000 events at 20 000/s over 100 publishing connections
+#                (each topic's events over one of them, each connection
+#                waiting for its answer before its next publish)
+#   streams-fast the same, 300 000 events at 100 000/s
+#   streams-closed  the same, 200 000 events closed-loop (100 outstanding,
+#                one on each connection)
 # Default: all of them.
 #
 # Servers (default: sseloop sseloop-busy sseloop-loops2 sseloop-loops2-split
@@ -24,6 +33,12 @@
 #   sseloop-loops2        --loops 2, free to run on CPUs 0 and 1
 #   sseloop-loops2-split  --loops 2, loop 0 (the main thread) pinned to CPU 0
 #                         and loop 1 (thread sseloop-loop) to CPU 1
+#   sseloop-loops2-cpu0   --loops 2, both on CPU 0: the core budget of one
+#                         loop, the client alone on its core, so any
+#                         difference with sseloop is what two loops cost
+#   sseloop-cpu1          defaults, on CPU 1 beside the client (CPU 0
+#                         left idle): what sharing the client's core costs
+#                         one loop
 #   cluster               two sseloop nodes on one Redis (redis-server, no
 #                         persistence, on a port 500 above the server's):
 #                         events published on node A (1 000 above), streams
@@ -70,21 +85,26 @@
 # event was due, so a server that slows its publisher down is charged for
 # it (so is the client's own wake-up, except where it spins).
 # A run whose bench exited non-zero is counted as failed, not in the medians.
+# On a machine others use too, --settle S waits before each run, up to S
+# seconds, for a second in which everything took under a tenth of a CPU
+# (the table's last section says how much others took during each case).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=3
-cases="latency fanout closed idle wide wide-closed big big-closed"
+cases="latency fanout fanout-fast closed idle wide wide-closed big big-closed streams streams-fast streams-closed"
 servers="sseloop sseloop-busy sseloop-loops2 sseloop-loops2-split axum node nchan"
 out=target/compare
 peers=${PEERS_DIR:-../shared/peers}
-usage="usage: $0 [--rounds N] [--cases LIST] [--servers LIST] [--out DIR] (see the header)"
+settle=0
+usage="usage: $0 [--rounds N] [--cases LIST] [--servers LIST] [--out DIR] [--settle S] (see the header)"
 while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --cases) cases=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --settle) settle=$2; shift 2 ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -97,7 +117,8 @@ for spec in $servers; do
     binary=${kind#*@}
     kind=${kind%%@*}
     case "$kind" in
-    sseloop | sseloop-busy | sseloop-loops2 | sseloop-loops2-split | cluster) ;;
+    sseloop | sseloop-busy | sseloop-loops2 | sseloop-loops2-split | sseloop-loops2-cpu0 | \
+        sseloop-cpu1 | cluster) ;;
     axum | node | nchan)
         if [ "$binary" != "$kind" ]; then echo "$spec: a peer takes no @BINARY" >&2; exit 2; fi
         if [ ! -x "$peers/start.sh" ]; then
@@ -170,6 +191,8 @@ start_server() { # name kind binary port [sseloop options]
     sseloop-busy) taskset -c 0 "$binary" "${listen[@]}" --busy-poll 10ms "$@" 2>>"$log" & ;;
     sseloop-loops2 | sseloop-loops2-split)
         taskset -c 0,1 "$binary" "${listen[@]}" --loops 2 "$@" 2>>"$log" & ;;
+    sseloop-loops2-cpu0) taskset -c 0 "$binary" "${listen[@]}" --loops 2 "$@" 2>>"$log" & ;;
+    sseloop-cpu1) taskset -c 1 "$binary" "${listen[@]}" "$@" 2>>"$log" & ;;
     axum | node) taskset -c 0 "$peers/start.sh" "$kind" "$port" >>"$log" 2>&1 & ;;
     nchan)
         local cpus=0
@@ -194,7 +217,7 @@ start_server() { # name kind binary port [sseloop options]
     pids=("$server_pid")
     await_port "$name" "$port" "$server_pid"
     case "$kind" in
-    sseloop-loops2 | sseloop-loops2-split)
+    sseloop-loops2 | sseloop-loops2-split | sseloop-loops2-cpu0)
         # The listeners are bound before loop 1's thread starts: wait for it.
         local loop1=
         for _ in $(seq 1 100); do
@@ -222,17 +245,40 @@ start_server() { # name kind binary port [sseloop options]
     esac
 }
 
+# The machine's busy clock ticks so far (user, nice, system, irq, softirq).
+busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
+# Waits up to $settle seconds for a second in which the whole machine was
+# busy under a tenth of a CPU.
+await_quiet() {
+    local waited=0 before after
+    local quiet=$(($(getconf CLK_TCK) / 10))
+    while [ "$waited" -lt "$settle" ]; do
+        before=$(busy_ticks)
+        sleep 1
+        after=$(busy_ticks)
+        if [ $((after - before)) -le "$quiet" ]; then return 0; fi
+        waited=$((waited + 1))
+    done
+    if [ "$settle" -gt 0 ]; then echo "the machine stayed busy for $settle s: running anyway" >&2; fi
+}
+
 case_args() {
     local long="--timeout 60s --drain-timeout 30s --max-time 5m"
+    local streams="--subscribers 10000 --topics 10000 --publishers 100 --timeout 30s --max-time 2m"
     case "$1" in
     latency) echo "--subscribers 1 --events 5000 --rate 1000 --spin" ;;
     fanout) echo "--subscribers 1000 --events 1000 --rate 200" ;;
+    fanout-fast) echo "--subscribers 1000 --events 4000 --rate 1000 --max-time 2m" ;;
     closed) echo "--subscribers 1000 --events 2000 --rate 0" ;;
     idle) echo "--subscribers 10000 --idle 15s" ;;
     wide) echo "--subscribers 10000 --events 100 --rate 10 $long" ;;
     wide-closed) echo "--subscribers 10000 --events 200 --rate 0 $long" ;;
     big) echo "--subscribers 19000 --events 100 --rate 10 $long" ;;
     big-closed) echo "--subscribers 19000 --events 100 --rate 0 $long" ;;
+    streams) echo "$streams --events 200000 --rate 20000" ;;
+    streams-fast) echo "$streams --events 300000 --rate 100000" ;;
+    streams-closed) echo "$streams --events 200000 --rate 0 --window 100" ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }
@@ -250,7 +296,8 @@ for round in $(seq 1 "$rounds"); do
             # sseloop serves 10 000 connections unless told more (the
             # publisher's is one more); the peers take no options.
             extra=()
-            case "$case" in wide* | big*) extra=(--max-connections 19500) ;; esac
+            case "$case" in wide* | big* | streams*) extra=(--max-connections 19500) ;; esac
+            await_quiet
             start_server "$name" "$kind" "$binary" "$port" "${extra[@]}"
             echo "round $round: $case on $name" >&2
             pid_args=()

@@ -169,12 +169,9 @@ pub fn respond(mut head: Head, body: Vec<u8>, ctx: &Context, patterns: &mut Patt
             let Ok(data) = String::from_utf8(body) else {
                 return Action::Reject(Reject::new(Status::BAD_REQUEST, "event data is not UTF-8"));
             };
-            let mut event = Event::new(data);
+            let mut event = Event::new(data).with_topics(topics);
             if let Some(t) = event_type {
                 event = event.with_type(t);
-            }
-            for t in topics {
-                event = event.with_topic(t);
             }
             let key = head.idempotency_key.map(Arc::from);
             Action::Publish {

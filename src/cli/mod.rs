@@ -74,7 +74,8 @@ usage: sseloop [OPTIONS]
   --send-buffer SIZE      kernel send buffer of each stream (default 256KiB; 0: the kernel's
                           autotuning, which lets a stalled subscriber hold several MiB)
   --loops N|auto          poll loops, each on its own thread and SO_REUSEPORT listener
-                          (default 1; auto: one per available CPU; at most 256)
+                          (default 1; auto: one per available CPU, but one on a machine
+                          of 2 CPUs or fewer; at most 256)
   --busy-poll DUR         after activity, poll without sleeping this long, in each loop:
                           lower latency, a busy core while events flow (default 0: off; at most 1s)
   --redis URL             be a node of a cluster sharing its events through Redis:

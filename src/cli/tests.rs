@@ -3,6 +3,7 @@
 //! options' words.
 
 use super::lab::parse_lab;
+use super::values::{MAX_LOOPS, auto_loops};
 use super::*;
 use std::time::Duration;
 
@@ -173,7 +174,10 @@ fn loops_take_a_count_or_auto() {
     assert_eq!(ok(&[]).config.loops, 1);
     assert_eq!(ok(&["--loops", "4"]).config.loops, 4);
     let cpus = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(ok(&["--loops", "auto"]).config.loops, cpus);
+    assert_eq!(ok(&["--loops", "auto"]).config.loops, auto_loops(cpus));
+    // One per CPU, but one on a machine of 2 CPUs or fewer.
+    let picks = [1, 2, 3, 4, 64, 1000].map(auto_loops);
+    assert_eq!(picks, [1, 1, 3, 4, 64, MAX_LOOPS]);
     for bad in ["0", "257", "-1", "two", ""] {
         assert!(err(&["--loops", bad]).contains("--loops"), "{bad:?}");
     }

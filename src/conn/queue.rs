@@ -15,6 +15,8 @@ use crate::sse::{Frame, Framing};
 /// Most slices handed to one vectored write (Linux takes up to 1024; beyond a
 /// few dozen the gain is nil and the stack array grows).
 const MAX_IOVECS: usize = 64;
+/// Slices of the array used when a queue holds no more items than this.
+const FEW_IOVECS: usize = 4;
 
 /// Bytes waiting to be written.
 #[derive(Debug)]
@@ -124,15 +126,27 @@ impl WriteQueue {
     /// it took. Errors (WouldBlock included) are `out`'s, for the caller to
     /// classify: the queue does not look at them.
     pub fn write_once<W: Write>(&mut self, out: &mut W) -> io::Result<usize> {
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        // Most writes carry one or two items (an answer, an event): an
+        // array of a few slices, not of 64 to be filled with empty ones
+        // first on every write (two writes a publish).
+        let n = if self.items.len() <= FEW_IOVECS {
+            self.write_gathered::<FEW_IOVECS, W>(out)?
+        } else {
+            self.write_gathered::<MAX_IOVECS, W>(out)?
+        };
+        self.consume(n);
+        Ok(n)
+    }
+
+    /// One vectored write of the first `N` items at most.
+    fn write_gathered<const N: usize, W: Write>(&self, out: &mut W) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); N];
         let mut count = 0;
         for (slot, item) in slices.iter_mut().zip(self.items.iter()) {
             *slot = IoSlice::new(item.remaining());
             count += 1;
         }
-        let n = out.write_vectored(&slices[..count])?;
-        self.consume(n);
-        Ok(n)
+        out.write_vectored(&slices[..count])
     }
 
     /// Writes to `out` until the queue is empty or `out` refuses. Returns

@@ -186,14 +186,59 @@ impl Requests {
 
     /// After input or an answer: a request in progress must be whole by its
     /// deadline (a new connection's first one counts from the accept); an
-    /// idle keep-alive connection closes after the idle timeout.
+    /// idle keep-alive connection closes after the idle timeout, and up to
+    /// a sixteenth of it later: its deadline moves only when it falls
+    /// outside that span, so a busy keep-alive connection (a publisher)
+    /// moves it in the loop's deadline set once every few seconds, not on
+    /// every request (a removal and an insertion in a set as large as the
+    /// connections were 800 of a publish's 13 000 instructions at 1 000
+    /// subscribers).
     pub(super) fn rearm(&mut self, now: Instant, config: &Config) {
         if self.in_progress() {
             let began = *self.began.get_or_insert(now);
             self.deadline = began + config.header_timeout;
         } else if self.served > 0 {
             self.began = None;
-            self.deadline = now + config.idle_timeout;
+            let (least, slack) = (now + config.idle_timeout, config.idle_timeout / 16);
+            if self.deadline < least || self.deadline > least + slack {
+                self.deadline = least + slack;
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A keep-alive connection's idle deadline: between the idle timeout
+    /// and a sixteenth more after its last request, and unmoved by requests
+    /// that keep it there (so the loop's deadline set is not touched).
+    #[test]
+    fn a_busy_keep_alive_connection_keeps_its_idle_deadline() {
+        let config = Config::default();
+        let (idle, slack) = (config.idle_timeout, config.idle_timeout / 16);
+        let start = Instant::now();
+        let mut r = Requests {
+            reader: RequestReader::default(),
+            began: None,
+            deadline: start + config.header_timeout,
+            served: 1,
+            waiting: Waiting::Nothing,
+        };
+        r.rearm(start, &config);
+        let first = r.deadline;
+        assert_eq!(first, start + idle + slack);
+        // Requests within the slack leave it where it is ...
+        for ms in [1, 500, 1000, slack.as_millis() as u64] {
+            r.rearm(start + Duration::from_millis(ms), &config);
+            assert_eq!(r.deadline, first, "{ms} ms");
+        }
+        // ... a later one moves it, never to less than the idle timeout.
+        let later = start + slack + Duration::from_millis(1);
+        r.rearm(later, &config);
+        assert_eq!(r.deadline, later + idle + slack);
     }
 }

@@ -9,26 +9,28 @@
 //! and no one can register them, so no page elsewhere can rebind them. Then
 //! `127.0.0.0/8` and `[::1]` (and `[::ffff:127.x.y.z]`), with any port.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A `Host` value or the authority of an absolute-form target, checked and
 /// in canonical form.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Authority {
+pub struct Authority<'a> {
     /// Lower case without a trailing dot; an IPv6 address canonical, in
-    /// brackets.
-    pub host: String,
+    /// brackets. Borrowed from the request when it is written so already,
+    /// as clients write it: the check every request gets allocates nothing.
+    pub host: Cow<'a, str>,
     /// The port, when one is given (`host:` is none, as RFC 3986 allows).
     pub port: Option<u16>,
 }
 
 /// Parses `uri-host [ ":" port ]`: a reg-name or IPv4 address, or an IPv6
 /// address in brackets; `None` when it is not one.
-pub fn parse_authority(text: &[u8]) -> Option<Authority> {
+pub fn parse_authority(text: &[u8]) -> Option<Authority<'_>> {
     let (host, port) = if let Some(rest) = text.strip_prefix(b"[") {
         let end = rest.iter().position(|&b| b == b']')?;
         let addr: Ipv6Addr = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
-        (format!("[{addr}]"), &rest[end + 1..])
+        (Cow::Owned(format!("[{addr}]")), &rest[end + 1..])
     } else {
         let end = text.iter().position(|&b| b == b':').unwrap_or(text.len());
         (reg_name(&text[..end])?, &text[end..])
@@ -43,7 +45,7 @@ pub fn parse_authority(text: &[u8]) -> Option<Authority> {
 
 /// A reg-name (or IPv4 address, which is one) in canonical form: lower
 /// case, one trailing dot dropped; `None` when empty or not a reg-name.
-fn reg_name(text: &[u8]) -> Option<String> {
+fn reg_name(text: &[u8]) -> Option<Cow<'_, str>> {
     let text = text.strip_suffix(b".").unwrap_or(text);
     let mut i = 0;
     while i < text.len() {
@@ -63,7 +65,13 @@ fn reg_name(text: &[u8]) -> Option<String> {
     if text.is_empty() {
         return None;
     }
-    Some(String::from_utf8(text.to_ascii_lowercase()).expect("checked ASCII"))
+    if text.iter().any(u8::is_ascii_uppercase) {
+        let lower = text.to_ascii_lowercase();
+        return Some(Cow::Owned(String::from_utf8(lower).expect("checked ASCII")));
+    }
+    Some(Cow::Borrowed(
+        std::str::from_utf8(text).expect("checked ASCII"),
+    ))
 }
 
 fn parse_port(digits: &[u8]) -> Option<u16> {
@@ -80,7 +88,7 @@ pub fn canonical_host(text: &str) -> Option<String> {
         return Some(format!("[{addr}]"));
     }
     match parse_authority(text.as_bytes()) {
-        Some(Authority { host, port: None }) if !text.ends_with(':') => Some(host),
+        Some(Authority { host, port: None }) if !text.ends_with(':') => Some(host.into_owned()),
         _ => None,
     }
 }
@@ -125,13 +133,13 @@ pub fn host_matches(allowed: &str, host: &str) -> bool {
 /// A serialized origin: `http` or `https`, a canonical host, and the port
 /// (the scheme's default when none is written).
 #[derive(Debug, PartialEq, Eq)]
-struct Origin {
+struct Origin<'a> {
     https: bool,
-    host: String,
+    host: Cow<'a, str>,
     port: u16,
 }
 
-fn parse_origin(text: &[u8]) -> Option<Origin> {
+fn parse_origin(text: &[u8]) -> Option<Origin<'_>> {
     let lower = |n: usize| text.get(..n).map(<[u8]>::to_ascii_lowercase);
     let (https, rest) = if lower(7).as_deref() == Some(b"http://") {
         (false, &text[7..])
@@ -180,7 +188,7 @@ pub fn origin_allowed(
     };
     let own_origin = own.map(|own| Origin {
         https: own_https,
-        host: own.host.clone(),
+        host: Cow::Borrowed(&*own.host),
         port: own.port.unwrap_or(if own_https { 443 } else { 80 }),
     });
     if own_origin.as_ref() == Some(&parsed) {
@@ -198,7 +206,7 @@ mod tests {
     use super::*;
 
     fn authority(text: &str) -> Option<(String, Option<u16>)> {
-        parse_authority(text.as_bytes()).map(|a| (a.host, a.port))
+        parse_authority(text.as_bytes()).map(|a| (a.host.into_owned(), a.port))
     }
 
     #[test]
@@ -210,6 +218,15 @@ mod tests {
         assert_eq!(authority("[::1]:65535"), some("[::1]", Some(65535)));
         assert_eq!(authority("[0:0::1]"), some("[::1]", None));
         assert_eq!(authority("a-b_c~d%41:"), some("a-b_c~d%41", None));
+        // What clients send is canonical already: borrowed, not copied.
+        let borrowed = |h: &str| {
+            matches!(
+                parse_authority(h.as_bytes()).unwrap().host,
+                Cow::Borrowed(_)
+            )
+        };
+        assert!(borrowed("localhost:8080") && borrowed("127.0.0.1") && borrowed("a.b."));
+        assert!(!borrowed("LocalHost") && !borrowed("[::1]"));
         for bad in [
             "",
             ":80",

@@ -178,6 +178,19 @@ fn at_a_rate_every_delivery_is_counted_and_the_server_measured() {
     let most = (wall.as_secs_f64() + 0.01) * cpus * 1e6;
     let steal = num(&report, "machine", "steal_us");
     assert!((0.0..=most).contains(&steal), "steal {steal} µs: {report}");
+    // What else ran meanwhile: likewise bounded by the machine's CPUs.
+    let others = num(&report, "machine", "others_cpu_us");
+    assert!(
+        (0.0..=most).contains(&others),
+        "others {others} µs: {report}"
+    );
+    // The same as a share of one CPU over the run (of which there are
+    // `cpus`; ticks round up by 10 ms a CPU).
+    let share = num(&report, "machine", "others_percent");
+    assert!(
+        (0.0..=cpus * 100.0 + 10.0).contains(&share),
+        "{share} %: {report}"
+    );
     let server_section = &report_with_pid["server"];
     assert_eq!(
         server_section["pid"].as_u64(),
@@ -297,6 +310,54 @@ fn two_loops_show_their_threads_and_two_pids_are_summed() {
     );
 }
 
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the clock exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A thread of this test process that spins during a run is neither the
+/// server nor the bench: the report's machine section counts it in what
+/// else ran (a busy build would be counted alike).
+#[test]
+fn the_machine_section_counts_what_else_ran() {
+    let server = TestServer::start(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinner = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let began = thread_cpu();
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            thread_cpu() - began
+        })
+    };
+    let (report, ok) = bench(
+        &server.addr().to_string(),
+        &format!(
+            "--subscribers 5 --events 1500 --rate 1000 --pid {}",
+            server.pid()
+        ),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let spun = spinner.join().unwrap();
+    assert!(ok, "{report}");
+    // The spinner ran before and after the run too, and on a machine this
+    // busy it may have had half a core: a third of its time is a loose
+    // floor (clock ticks are 10 ms).
+    let others = num(&report, "machine", "others_cpu_us");
+    assert!(
+        others >= spun.as_micros() as f64 / 3.0 && spun > Duration::from_millis(300),
+        "others {others} µs, the spinner {spun:?}: {report}"
+    );
+}
+
 #[test]
 fn closed_loop_over_http_1_0_reads_close_delimited_streams() {
     let server = TestServer::start(&[]);
@@ -350,10 +411,11 @@ fn idle_mode_sees_every_stream_get_heartbeats() {
     );
 }
 
-/// What a faulty server does to the first stream: it drops event 3,
-/// sends event 5 twice and sends event 8 before event 7.
-fn faulty_sends(seq: u64) -> Vec<u64> {
-    match seq {
+/// What a faulty server does to the first stream of a topic, by event
+/// number within the topic: it drops number 3, sends number 5 twice and
+/// sends number 8 before number 7.
+fn faulty_sends(number: u64) -> Vec<u64> {
+    match number {
         3 => vec![],
         5 => vec![5, 5],
         7 => vec![],
@@ -365,28 +427,53 @@ fn faulty_sends(seq: u64) -> Vec<u64> {
 /// How a fake server misbehaves.
 #[derive(Clone, Copy)]
 struct Faults {
-    /// Garble the first stream as `faulty_sends` says.
-    garble: bool,
+    /// Garble the first stream of this topic as `faulty_sends` says.
+    garble: Option<&'static str>,
+    /// Send event number 2 of the first topic also to the first stream of
+    /// the second, which did not subscribe to it.
+    misroute: Option<(&'static str, &'static str)>,
     /// Deliver at once but answer each publish this late.
     answer_after: Duration,
 }
 
-/// A thread per connection: `GET /events` streams (close-delimited), every
-/// other request is a publish answered `200` on a kept-alive connection.
+const NO_FAULTS: Faults = Faults {
+    garble: None,
+    misroute: None,
+    answer_after: Duration::ZERO,
+};
+
+/// The `topic` query parameter of a request line (the bench's names need
+/// no decoding).
+fn topic_of(request_line: &str) -> String {
+    let query = request_line.split(['?', ' ']).nth(2).unwrap_or_default();
+    let topic = query.split('&').find_map(|p| p.strip_prefix("topic="));
+    topic.unwrap_or_default().to_string()
+}
+
+/// Open streams, with the topic each subscribed to, in subscribing order.
+type Streams = Mutex<Vec<(String, TcpStream)>>;
+
+/// A thread per connection: `GET /events?topic=T` streams (close-delimited)
+/// the events published to T; every other request is a publish, to the
+/// topic it names, answered `200` on a kept-alive connection.
 fn start_fake_server(faults: Faults) -> LoopbackServer {
-    let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let streams: Arc<Streams> = Arc::default();
     LoopbackServer::start("fake bench server", move |conn| {
         serve_fake(conn, &streams, faults)
     })
 }
 
-fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) {
+fn serve_fake(conn: TcpStream, streams: &Streams, faults: Faults) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut held_back: HashMap<u64, String> = HashMap::new();
+    // Each topic's events come over one connection, so this thread sees
+    // all of a topic's publishes it sees any of, in order.
+    let mut numbers: HashMap<String, u64> = HashMap::new();
+    let mut held_back: HashMap<(String, u64), String> = HashMap::new();
     loop {
         let Ok(Some((request_line, body))) = read_request(&mut reader) else {
             return;
         };
+        let topic = topic_of(&request_line);
         if request_line.starts_with("GET /events") {
             let mut stream = conn.try_clone().unwrap();
             // Listed before its head goes out: the bench publishes as soon
@@ -395,22 +482,36 @@ fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) 
             stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
                 .unwrap();
-            streams.push(stream);
+            streams.push((topic, stream));
             return;
         }
-        let data = String::from_utf8(body).unwrap();
-        let seq: u64 = data.split(' ').next().unwrap().parse().unwrap();
-        held_back.insert(seq, data);
-        for (i, stream) in streams.lock().unwrap().iter_mut().enumerate() {
-            let sends = if i == 0 && faults.garble {
-                faulty_sends(seq)
+        let counter = numbers.entry(topic.clone()).or_default();
+        let number = *counter;
+        *counter += 1;
+        held_back.insert((topic.clone(), number), String::from_utf8(body).unwrap());
+        let mut streams = streams.lock().unwrap();
+        let mut firsts = HashMap::new();
+        for (stream_topic, stream) in streams.iter_mut() {
+            let first = firsts.insert(stream_topic.clone(), ()).is_none();
+            let misrouted = faults
+                .misroute
+                .is_some_and(|(from, to)| from == topic && to == stream_topic);
+            if misrouted && first && number == 2 {
+                let _ = write!(stream, "data: {}\n\n", held_back[&(topic.clone(), 2)]);
+            }
+            if *stream_topic != topic {
+                continue;
+            }
+            let sends = if first && faults.garble == Some(&topic) {
+                faulty_sends(number)
             } else {
-                vec![seq]
+                vec![number]
             };
-            for s in sends {
-                let _ = write!(stream, "data: {}\n\n", held_back[&s]);
+            for n in sends {
+                let _ = write!(stream, "data: {}\n\n", held_back[&(topic.clone(), n)]);
             }
         }
+        drop(streams);
         // The misbehaviour under test, not a wait for anything.
         thread::sleep(faults.answer_after);
         let mut answer = &conn;
@@ -423,8 +524,8 @@ fn serve_fake(conn: TcpStream, streams: &Mutex<Vec<TcpStream>>, faults: Faults) 
 #[test]
 fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
     let fake = start_fake_server(Faults {
-        garble: true,
-        answer_after: Duration::ZERO,
+        garble: Some("bench"),
+        ..NO_FAULTS
     });
     let (report, ok) = bench(
         &fake.addr().to_string(),
@@ -443,8 +544,8 @@ fn a_faulty_server_is_caught_missing_repeating_and_reordering() {
 #[test]
 fn a_server_that_answers_late_is_charged_from_the_schedule() {
     let fake = start_fake_server(Faults {
-        garble: false,
         answer_after: Duration::from_millis(20),
+        ..NO_FAULTS
     });
     let (report, ok) = bench(
         &fake.addr().to_string(),
@@ -460,4 +561,82 @@ fn a_server_that_answers_late_is_charged_from_the_schedule() {
     );
     assert!(num(&report, "scheduled", "p50_us") >= 150_000.0, "{report}");
     assert!(num(&report, "latency", "p50_us") < 150_000.0, "{report}");
+}
+
+/// Many small streams: 60 streams on 20 topics (3 each), 400 events over
+/// 4 connections, closed loop and then at a rate with pipelining. Each
+/// event reaches its topic's 3 streams only, and the server's CPU is
+/// reported per publish.
+#[test]
+fn many_topics_over_several_connections_are_counted_per_topic() {
+    let server = TestServer::start(&[]);
+    let addr = server.addr().to_string();
+    let pid = server.pid();
+    for mode in ["--rate 0 --window 16", "--rate 4000 --pipeline 8"] {
+        let (report, ok) = bench(
+            &addr,
+            &format!("--subscribers 60 --topics 20 --publishers 4 --events 400 {mode} --pid {pid}"),
+        );
+        assert!(ok, "{mode}: {report}");
+        assert_eq!(int(&report, "run", "topics"), 20, "{report}");
+        assert_eq!(int(&report, "run", "publishers"), 4, "{report}");
+        assert_eq!(int(&report, "connect", "streams"), 60, "{report}");
+        assert_eq!(int(&report, "publish", "events"), 400, "{report}");
+        // 400 events, each to the 3 streams of its topic.
+        assert_eq!(int(&report, "deliveries", "expected"), 1200, "{report}");
+        assert_eq!(int(&report, "deliveries", "received"), 1200, "{report}");
+        for fault in ["missing", "duplicate", "out_of_order", "misrouted"] {
+            assert_eq!(int(&report, "deliveries", fault), 0, "{fault}: {report}");
+        }
+        assert!(num(&report, "publish", "per_second") > 0.0, "{report}");
+        assert!(num(&report, "latency", "p50_us") > 0.0, "{report}");
+        // Three deliveries a publish: the CPU per publish is three times
+        // the CPU per delivery (each rounded to a nanosecond).
+        let per_publish = num(&report, "server", "cpu_per_publish_us");
+        let per_delivery = num(&report, "server", "cpu_per_delivery_us");
+        assert!(per_publish > 0.0, "{report}");
+        assert!(
+            (per_publish - 3.0 * per_delivery).abs() <= 0.01,
+            "{per_publish} against 3 × {per_delivery}: {report}"
+        );
+    }
+}
+
+/// Against a server that garbles one topic's events on one of its streams
+/// and sends another topic's event to a stream that did not ask for it,
+/// the bench counts exactly those faults and fails the run; events of
+/// different topics interleaved any way (three connections served by
+/// three threads) are no fault.
+#[test]
+fn a_faulty_server_is_caught_per_topic() {
+    let fake = start_fake_server(Faults {
+        garble: Some("bench-1"),
+        misroute: Some(("bench-2", "bench-0")),
+        ..NO_FAULTS
+    });
+    let (report, ok) = bench(
+        &fake.addr().to_string(),
+        "--subscribers 6 --topics 3 --publishers 3 --events 30 --rate 1000 \
+         --drain-timeout 300ms --no-spread",
+    );
+    assert!(!ok, "a run with faulty deliveries must fail: {report}");
+    assert_eq!(int(&report, "publish", "errors"), 0, "{report}");
+    // 10 events on each topic, each to its 2 streams.
+    assert_eq!(int(&report, "deliveries", "expected"), 60, "{report}");
+    // One dropped and one repeated on bench-1's first stream; one of
+    // bench-2's events also on bench-0's first stream.
+    assert_eq!(int(&report, "deliveries", "received"), 61, "{report}");
+    assert_eq!(int(&report, "deliveries", "missing"), 1, "{report}");
+    assert_eq!(int(&report, "deliveries", "duplicate"), 1, "{report}");
+    assert_eq!(int(&report, "deliveries", "out_of_order"), 1, "{report}");
+    assert_eq!(int(&report, "deliveries", "misrouted"), 1, "{report}");
+    assert_eq!(int(&report, "deliveries", "streams_incomplete"), 1);
+    // The same server without the faults passes.
+    let fair = start_fake_server(NO_FAULTS);
+    let (report, ok) = bench(
+        &fair.addr().to_string(),
+        "--subscribers 6 --topics 3 --publishers 3 --events 30 --rate 1000 --no-spread",
+    );
+    assert!(ok, "{report}");
+    assert_eq!(int(&report, "deliveries", "received"), 60, "{report}");
 }

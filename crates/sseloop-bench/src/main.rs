@@ -10,26 +10,35 @@
 //!    soft limit is raised to the hard limit, and on loopback each socket is
 //!    bound to a source address in 127.0.0.2–127.0.0.251, so tens of
 //!    thousands of connections to one port do not run out of ephemeral ports.
-//! 2. **Publish.** Sends M events over one keep-alive connection, each
-//!    request when the previous one is answered, as a simple publisher does
-//!    (and as the peers' reference figures were measured): at a rate, when
-//!    it is also due, and the report's `max_lag` is the most any send
-//!    went out late against its schedule. A timerfd wakes the client on
-//!    time (to within its own wake-up, which `--spin` removes), so beyond
-//!    some tens of microseconds a server that answered slowly held the
-//!    schedule back.
+//! 2. **Publish.** Sends M events over keep-alive connections (one by
+//!    default), each request when the previous one on its connection is
+//!    answered, as a simple publisher does (and as the peers' reference
+//!    figures were measured): at a rate, when it is also due, and the
+//!    report's `max_lag` is the most any send went out late against its
+//!    schedule. A timerfd wakes the client on time (to within its own
+//!    wake-up, which `--spin` removes), so beyond some tens of microseconds
+//!    a server that answered slowly held the schedule back.
 //!    `latency` runs from the actual send and leaves that slip out;
 //!    `scheduled` gives the latency from when each event was due, which
 //!    counts it, so a server that falls behind cannot look fast by
 //!    slowing its publisher down.
 //!    Closed-loop (`--rate 0`), as long as fewer
 //!    than W events are outstanding, an event being outstanding until every
-//!    open stream has it or `--timeout` gives up on it, so a server that
-//!    answers before it delivers cannot make the client queue without bound.
-//!    `--pipeline N` lets N requests go unanswered: at a rate, a large N makes
-//!    the load open-loop, offered in full however slowly the server answers.
+//!    open stream of its topic has it or `--timeout` gives up on it, so a
+//!    server that answers before it delivers cannot make the client queue
+//!    without bound. `--pipeline N` lets N requests go unanswered on each
+//!    connection: at a rate, a large N makes the load open-loop, offered in
+//!    full however slowly the server answers.
 //!    Each event's data is `SEQ MONOTONIC_NS [padding]`, the time read from
-//!    CLOCK_MONOTONIC just before the request is written.
+//!    CLOCK_MONOTONIC just before the request is composed.
+//!    **Many small streams:** with `--topics K` the subscribers are spread
+//!    over K topics (`T-0` … `T-(K-1)`, subscriber i on `T-(i mod K)`),
+//!    event s goes to `T-(s mod K)`, and with `--publishers P` over
+//!    connection `(s mod K) mod P`: a topic's events all go over one
+//!    connection, so their order is the server's to keep, and each stream
+//!    is checked against its own topic's events (a delivery of another
+//!    topic's event counts as `misrouted`). The events due at one wake-up
+//!    are composed first and each connection then written once.
 //! 3. **Drain.** Waits until every stream has every event, or
 //!    `--drain-timeout`.
 //!
@@ -39,8 +48,8 @@
 //! under 1 % error. Throughput is unique deliveries over the time from the
 //! first publish to the last delivery. Given `--pid`, the server's RSS and
 //! CPU time are read from /proc before connecting, after connecting and at
-//! the end, so CPU per delivery can be compared between servers even when
-//! this client caps throughput. `--pid` may be given several times (nginx's
+//! the end, so CPU per delivery and per publish can be compared between
+//! servers even when this client caps throughput. `--pid` may be given several times (nginx's
 //! master and workers): RSS and CPU are then summed over the processes, so
 //! a constant share such as the master's cancels out of the growth per
 //! stream. The CPU time of every thread is reported too, by name (from
@@ -60,7 +69,9 @@
 //!
 //! The report has the sections run, connect, publish, deliveries, latency,
 //! scheduled, idle, streams, server, client and machine (the time the
-//! hypervisor stole from this VM's CPUs during the run, from /proc/stat):
+//! hypervisor stole from this VM's CPUs during the run, and the CPU time
+//! everything but this client and the server took meanwhile, a build or a
+//! browser that disturbed the run, from /proc/stat):
 //! as text by default, or with `--json` as
 //! one object of objects with the same names, times in microseconds (keys
 //! ending `_us`) and memory in KiB (`_kib`). The server section's `pids`
@@ -99,7 +110,7 @@ use client::{Bench, raise_nofile_limit};
 use clock::{now_ns, ns};
 use options::{HELP, Options, parse_args};
 use report::{Report, Section, Val, text};
-use stats::{ProcSample, sample_proc, sample_procs, steal_s, thread_runs};
+use stats::{ProcSample, machine_cpu, sample_proc, sample_procs, thread_runs};
 
 /// Runs the phases and reports; `Err` for a run that could not start, and
 /// the flag says whether the run failed (streams, publishing or deliveries
@@ -129,15 +140,17 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
     let (server_before, redis_before) = (server(), redis());
     let connect_time = bench.connect_phase()?;
     let streams = bench.live;
+    let streams_by_topic = bench.live_by_topic.clone();
     let (server_connected, client_connected, run_start) = (server(), client(), now_ns());
     let redis_connected = redis();
-    let steal_before = steal_s();
+    let machine_before = machine_cpu();
 
     let mut r = Report::default();
     let s = r.section("run");
     s.put("addr", Text(opts.host.clone()));
     s.put("topic", Text(opts.topic.clone()));
     s.put("subscribe", Text(opts.mercure.name().into()));
+    s.put("topics", Int(opts.topics as u64));
     s.put("subscribers", Int(opts.subscribers as u64));
     if let Some(hold) = opts.idle {
         s.put("idle", Time(ns(hold)));
@@ -148,6 +161,10 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         s.put("events", Int(opts.events))
             .put("window", Int(opts.window));
     }
+    if opts.idle.is_none() {
+        s.put("publishers", Int(opts.publishers as u64))
+            .put("pipeline", Int(opts.pipeline as u64));
+    }
     if opts.size > 0 {
         s.put("size", Int(opts.size as u64));
     }
@@ -157,7 +174,7 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
         .put("time", Time(ns(connect_time)))
         .put("first_error", text(&bench.first_connect_error));
 
-    let mut deliveries = 0;
+    let (mut deliveries, mut publishes) = (0, 0);
     let mut failed = bench.connect_failures > 0 || streams == 0;
     if streams == 0 {
         // Nothing to measure: the connect section says why.
@@ -171,9 +188,10 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
     } else {
         let publish_time = bench.publish_phase()?;
         let t = &bench.tally;
-        let ok = bench.published - bench.publish_errors;
-        let expected = ok * streams as u64;
-        deliveries = t.received - t.duplicate;
+        publishes = bench.published - bench.publish_errors;
+        let by_topic = bench.published_by_topic();
+        let expected = bench.expected(&by_topic, &streams_by_topic);
+        deliveries = t.received - t.duplicate - t.misrouted;
         let per_second = bench.published as f64 / publish_time.as_secs_f64();
         r.section("publish")
             .put("events", Int(bench.published))
@@ -191,9 +209,10 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
             .put("first_error", text(&bench.first_publish_error))
             .put("aborted", text(&bench.abort));
         failed |= bench.abort.is_some();
-        let incomplete = bench.streams_incomplete(ok);
+        let incomplete = bench.streams_incomplete(&by_topic);
         // A figure from a run that lost or garbled deliveries is no figure.
         failed |= deliveries < expected || t.duplicate > 0 || t.out_of_order > 0;
+        failed |= t.misrouted > 0;
         // From the first publish to the last delivery (0 when none came).
         let span = t.last_delivery_ns.saturating_sub(bench.first_sent_ns);
         r.section("deliveries")
@@ -202,6 +221,7 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
             .put("missing", Int(expected.saturating_sub(deliveries)))
             .put("duplicate", Int(t.duplicate))
             .put("out_of_order", Int(t.out_of_order))
+            .put("misrouted", Int(t.misrouted))
             .put("streams_incomplete", Int(incomplete as u64))
             .put(
                 "per_second",
@@ -232,12 +252,15 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
             .put("other_events", Int(bench.tally.other));
     }
     let run_ns = now_ns() - run_start;
+    // The server's CPU over the run, when measured, for the machine section.
+    let mut server_run_s = None;
     if let (Some(a), Some(b), Some(c)) = (server_before, server_connected, server()) {
         let rss = |s: &[ProcSample]| s.iter().map(|p| p.rss_kib).sum::<u64>();
         let cpu = |s: &[ProcSample]| s.iter().map(|p| p.cpu_s).sum::<f64>();
         let (a_rss, b_rss, c_rss) = (rss(&a), rss(&b), rss(&c));
         let growth = (b_rss as f64 - a_rss as f64) * 1024.0 / streams.max(1) as f64;
         let (connecting, running) = (cpu(&b) - cpu(&a), cpu(&c) - cpu(&b));
+        server_run_s = Some(running);
         let per_delivery = running * 1e9 / deliveries as f64;
         let runs = thread_runs(&a, &b, &c);
         let threads_run: u64 = runs.iter().map(|t| t.run_ns).sum();
@@ -278,6 +301,14 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
                     Null
                 },
             )
+            .put(
+                "cpu_per_publish",
+                if publishes > 0 {
+                    Time((running * 1e9 / publishes as f64).round() as u64)
+                } else {
+                    Null
+                },
+            )
             .put("threads", List(threads.collect()));
     }
     if let (Some(a), Some(b), Some(c)) = (redis_before, redis_connected, redis()) {
@@ -296,15 +327,29 @@ fn run(opts: Options) -> io::Result<(Report, bool)> {
                 },
             );
     }
-    if let (Some(b), Some(c)) = (client_connected, client()) {
-        let busy = (c.cpu_s - b.cpu_s) * 1e11 / run_ns.max(1) as f64;
+    let client_run = client_connected
+        .zip(client())
+        .map(|(b, c)| c.cpu_s - b.cpu_s);
+    if let Some(run_s) = client_run {
+        let busy = run_s * 1e11 / run_ns.max(1) as f64;
         r.section("client")
-            .put("cpu_run", Time(((c.cpu_s - b.cpu_s) * 1e9).round() as u64))
+            .put("cpu_run", Time((run_s * 1e9).round() as u64))
             .put("core_busy_percent", Num(busy, 0));
     }
-    if let (Some(a), Some(b)) = (steal_before, steal_s()) {
-        let stolen = ((b - a) * 1e9).round() as u64;
-        r.section("machine").put("steal", Time(stolen));
+    if let (Some(a), Some(b)) = (machine_before, machine_cpu()) {
+        let stolen = ((b.steal_s - a.steal_s) * 1e9).round() as u64;
+        // Whatever ran besides this client and the server: other processes
+        // (a build, a browser) and the kernel's work for them. Clock ticks,
+        // so within some tens of milliseconds.
+        let others = b.busy_s - a.busy_s - server_run_s.unwrap_or(0.0) - client_run.unwrap_or(0.0);
+        let others = others.max(0.0);
+        r.section("machine")
+            .put("steal", Time(stolen))
+            .put("others_cpu", Time((others * 1e9).round() as u64))
+            .put(
+                "others_percent",
+                Num(others * 1e11 / run_ns.max(1) as f64, 0),
+            );
     }
     Ok((r, failed))
 }

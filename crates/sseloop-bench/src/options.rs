@@ -15,10 +15,17 @@ sseloop-bench: load and latency client for Server-Sent Events servers
 USAGE: sseloop-bench [OPTIONS]
 
 Subscribes N streams to GET /events?topic=T, publishes M events with
-POST /publish?topic=T over one keep-alive connection, and reports deliveries
-(expected, received, missing, duplicate, out of order), publish->receive
-latency, delivery throughput and, with --pid, the server's RSS and CPU time
-(in total and per thread).
+POST /publish?topic=T over keep-alive connections, and reports deliveries
+(expected, received, missing, duplicate, out of order, to the wrong topic),
+publish->receive latency, publishes and deliveries a second and, with --pid,
+the server's RSS and CPU time (in total, per publish, per delivery and per
+thread).
+
+Many small streams: with --topics K the subscribers are spread over K topics
+(subscriber i on topic T-(i mod K)), event s goes to topic T-(s mod K), and
+with --publishers P over connection (s mod K) mod P, so each topic's events
+go over one connection, in order, and each stream is checked for its own
+topic's events in order.
 
 OPTIONS:
   --addr HOST:PORT     server address                          [127.0.0.1:8080]
@@ -32,6 +39,9 @@ OPTIONS:
   --mercure MODE       subscribe on sseloop's Mercure hub: exact (match=T) or
                        urlpattern (match_urlpattern=https://bench.example/T/:id,
                        events published to https://bench.example/T/1)
+  --topics K           topics the subscribers are spread over, named T-0
+                       .. T-(K-1); events go round them     [1: T alone]
+  --publishers P       publishing connections, at most K       [1]
   --size SIZE          padding added to each event's data      [0]
   --pid PID            server process: report its RSS and CPU time, in total
                        and per thread; given several times, the processes'
@@ -74,6 +84,10 @@ pub(crate) struct Options {
     /// Unanswered publishes allowed.
     pub(crate) pipeline: usize,
     pub(crate) topic: String,
+    /// Topics the subscribers and events are spread over.
+    pub(crate) topics: usize,
+    /// Publishing connections.
+    pub(crate) publishers: usize,
     pub(crate) size: usize,
     /// Server processes whose RSS and CPU are summed, in the order given.
     pub(crate) pids: Vec<u32>,
@@ -107,6 +121,8 @@ impl Default for Options {
             window: 32,
             pipeline: 1,
             topic: "bench".into(),
+            topics: 1,
+            publishers: 1,
             size: 0,
             pids: Vec::new(),
             publish_addr: None,
@@ -127,6 +143,10 @@ impl Default for Options {
 }
 
 const MAX_EVENTS: u64 = 100_000_000;
+/// Two requests' worth of bytes per topic are kept: bound them.
+const MAX_TOPICS: u64 = 1_000_000;
+/// Each is a socket and a few buffers.
+const MAX_PUBLISHERS: u64 = 10_000;
 
 /// Parses the arguments (without the program name); `Ok(None)` means `--help`.
 /// An error names the option and the accepted form.
@@ -180,6 +200,20 @@ pub(crate) fn parse_args(
                     return Err(bad(n, "", "a non-empty topic"));
                 }
             }
+            "--topics" => {
+                let v = value()?;
+                o.topics = count(n, &v)? as usize;
+                if o.topics as u64 > MAX_TOPICS {
+                    return Err(bad(n, &v, &format!("at most {MAX_TOPICS} topics")));
+                }
+            }
+            "--publishers" => {
+                let v = value()?;
+                o.publishers = count(n, &v)? as usize;
+                if o.publishers as u64 > MAX_PUBLISHERS {
+                    return Err(bad(n, &v, &format!("at most {MAX_PUBLISHERS} connections")));
+                }
+            }
             "--size" => {
                 let v = value()?;
                 o.size = parse_size(&v).ok_or_else(|| bad(n, &v, "a size such as 100, 4KiB"))?;
@@ -216,6 +250,12 @@ pub(crate) fn parse_args(
         if inline.is_some() {
             return Err(format!("{name}: takes no value"));
         }
+    }
+    // A topic's events go over one connection, so that their order is the
+    // server's to keep: more connections than topics would stay idle.
+    if o.publishers > o.topics {
+        let (p, k) = (o.publishers, o.topics);
+        return Err(format!("--publishers {p}: at most --topics ({k})"));
     }
     Ok(Some(o))
 }
@@ -272,6 +312,10 @@ mod tests {
             o.publish_addr,
             Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
         );
+        let o = parse_args(args("--topics 100 --publishers=8"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.topics, o.publishers), (100, 8));
         let o = parse_args(args("--timeout 1500ms --drain-timeout 0")).unwrap();
         let o = o.unwrap();
         assert_eq!(o.timeout, Duration::from_millis(1500));
@@ -294,6 +338,10 @@ mod tests {
             "--pid x",
             "--pid 4 --pid 4",
             "--mercure regexp",
+            "--topics 0",
+            "--topics 1000001",
+            "--publishers 2",
+            "--publishers 3 --topics 2",
         ] {
             let err = parse_args(args(bad)).expect_err(bad);
             assert!(

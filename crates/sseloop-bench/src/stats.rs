@@ -137,16 +137,34 @@ pub(crate) fn thread_runs(
     runs
 }
 
-/// Seconds of CPU time the hypervisor gave other guests ("steal", summed
-/// over this machine's CPUs, from /proc/stat): on a VM, a run with much of
-/// it had its server or client held back by the host.
-pub(crate) fn steal_s() -> Option<f64> {
+/// The machine's CPU time so far, summed over its CPUs, from /proc/stat.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MachineCpu {
+    /// Seconds the hypervisor gave other guests ("steal"): on a VM, a run
+    /// with much of it had its server or client held back by the host.
+    pub(crate) steal_s: f64,
+    /// Seconds some process or the kernel ran (user, nice, system, irq,
+    /// softirq): less the server's and the client's own, what the rest of
+    /// the machine took during a run.
+    pub(crate) busy_s: f64,
+}
+
+pub(crate) fn machine_cpu() -> Option<MachineCpu> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: u64 = cpu.split_whitespace().nth(7)?.parse().ok()?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks as f64 / hz)
+    // user nice system idle iowait irq softirq steal ...
+    let field = |i: usize| ticks.get(i).copied();
+    let busy = field(0)? + field(1)? + field(2)? + field(5)? + field(6)?;
+    Some(MachineCpu {
+        steal_s: field(7)? as f64 / hz,
+        busy_s: busy as f64 / hz,
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! The client loop: one mio poll over every subscriber stream, the
-//! publishing connection and a timerfd, driven through the run's phases
+//! publishing connections and a timerfd, driven through the run's phases
 //! (connect, then publish and drain, or idle). [`Bench::turn`] is one poll
 //! and the dispatch of what it reported; the sockets' handlers live with
-//! their kind ([`subscriber`], [`publisher`]), the delivery accounting in
-//! [`tally`].
+//! their kind ([`subscriber`], [`publisher`]), when the next event may go
+//! in [`pacing`], the delivery accounting in [`tally`].
 
+mod pacing;
 mod publisher;
 mod socket;
 mod subscriber;
@@ -21,9 +22,9 @@ use mio::{Events, Poll, Token};
 
 use crate::clock::{now_ns, ns};
 use crate::options::Options;
-use publisher::{PUBLISHER, Publisher};
+use publisher::{Publisher, publisher_index};
 use subscriber::{Sub, SubState};
-use tally::{Schedule, Tally};
+use tally::{Schedule, Tally, topic_of};
 use timer::{TIMER, Timer};
 
 pub(crate) use socket::raise_nofile_limit;
@@ -52,19 +53,27 @@ pub(crate) struct Bench {
     /// One large read buffer shared by every socket.
     buf: Vec<u8>,
     subs: Vec<Sub>,
-    sub_request: Vec<u8>,
-    publish_prefix: Vec<u8>,
+    /// Each topic's subscribe request, and the start of its publish
+    /// request (up to the Content-Length value).
+    sub_requests: Vec<Vec<u8>>,
+    publish_prefixes: Vec<Vec<u8>>,
     phase: Phase,
     /// Subscribers between connect and response head.
     pending: usize,
     /// Streams open.
     pub(crate) live: usize,
+    /// Streams open by topic.
+    pub(crate) live_by_topic: Vec<u32>,
     pub(crate) connect_failures: usize,
     pub(crate) first_connect_error: Option<String>,
     pub(crate) streams_closed: usize,
     pub(crate) first_close_reason: Option<String>,
     pub(crate) tally: Tally,
-    publisher: Publisher,
+    publishers: Vec<Publisher>,
+    /// Unanswered publishes over every connection.
+    in_flight: usize,
+    /// Connections that got publishes to write in this turn.
+    touched: Vec<usize>,
     /// Events written so far (sequence numbers 0..published).
     pub(crate) published: u64,
     /// Oldest event still outstanding for the closed-loop window.
@@ -94,17 +103,26 @@ impl Bench {
             }
             encoded
         };
-        let topic = encode(&opts.mercure.published_topic(&opts.topic));
-        let target = opts.mercure.subscribe_target(&opts.topic, encode);
         let (version, host) = (if opts.http10 { 0 } else { 1 }, &opts.host);
-        let sub_request = format!(
-            "GET {target} HTTP/1.{version}\r\nHost: {host}\r\n\
-             Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
-        );
-        let publish_prefix = format!(
-            "POST /publish?topic={topic} HTTP/1.1\r\nHost: {host}\r\n\
-             Content-Type: text/plain\r\nContent-Length: "
-        );
+        let (mut sub_requests, mut publish_prefixes) = (Vec::new(), Vec::new());
+        for t in 0..opts.topics {
+            let name = match opts.topics {
+                1 => opts.topic.clone(),
+                _ => format!("{}-{t}", opts.topic),
+            };
+            let topic = encode(&opts.mercure.published_topic(&name));
+            let target = opts.mercure.subscribe_target(&name, encode);
+            let sub_request = format!(
+                "GET {target} HTTP/1.{version}\r\nHost: {host}\r\n\
+                 Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+            );
+            let publish_prefix = format!(
+                "POST /publish?topic={topic} HTTP/1.1\r\nHost: {host}\r\n\
+                 Content-Type: text/plain\r\nContent-Length: "
+            );
+            sub_requests.push(sub_request.into_bytes());
+            publish_prefixes.push(publish_prefix.into_bytes());
+        }
         let events = opts.events as usize;
         let poll = Poll::new()?;
         Ok(Bench {
@@ -114,20 +132,24 @@ impl Bench {
             ready: Vec::with_capacity(1024),
             buf: vec![0; 256 * 1024],
             subs: Vec::with_capacity(opts.subscribers),
-            sub_request: sub_request.into_bytes(),
-            publish_prefix: publish_prefix.into_bytes(),
+            sub_requests,
+            publish_prefixes,
             phase: Phase::Connect,
             pending: 0,
             live: 0,
+            live_by_topic: vec![0; opts.topics],
             connect_failures: 0,
             first_connect_error: None,
             streams_closed: 0,
             first_close_reason: None,
             tally: Tally {
+                topics: opts.topics as u64,
                 delivered: vec![0; events],
                 ..Tally::default()
             },
-            publisher: Publisher::default(),
+            publishers: (0..opts.publishers).map(|_| Publisher::default()).collect(),
+            in_flight: 0,
+            touched: Vec::new(),
             published: 0,
             window_base: 0,
             complete_base: 0,
@@ -167,8 +189,8 @@ impl Bench {
         // broken to publish what fell due, so that a client busy reading
         // deliveries does not hold its own schedule back.
         for &token in &ready {
-            if token == PUBLISHER {
-                self.publisher_ready();
+            if let Some(i) = publisher_index(token, self.publishers.len()) {
+                self.publisher_ready(i);
             } else if token == TIMER {
                 self.timer.clear();
             }
@@ -224,11 +246,13 @@ impl Bench {
     pub(crate) fn publish_phase(&mut self) -> io::Result<Duration> {
         (self.phase, self.tally.accept) = (Phase::Publish, true);
         let timeout = ns(self.opts.timeout);
-        self.connect_publisher();
-        // The schedule starts once the connection is up, so that a slow
+        for i in 0..self.publishers.len() {
+            self.connect_publisher(i);
+        }
+        // The schedule starts once the connections are up, so that a slow
         // connect does not turn into a burst of overdue publishes.
         let connect_limit = now_ns() + timeout;
-        while !self.publisher.connected && self.abort.is_none() {
+        while !self.publishers.iter().all(|p| p.connected) && self.abort.is_none() {
             if now_ns() >= connect_limit {
                 self.abort = Some("publisher: not connected within --timeout".into());
             }
@@ -245,17 +269,14 @@ impl Bench {
         loop {
             let now = now_ns();
             self.advance(now);
-            let p = &self.publisher;
-            if self.abort.is_some()
-                || (self.published == self.opts.events && p.in_flight.is_empty())
-            {
+            if self.abort.is_some() || (self.published == self.opts.events && self.in_flight == 0) {
                 break;
             }
             if now >= limit {
                 self.abort = Some("publish phase reached --max-time".into());
                 break;
             }
-            if !p.in_flight.is_empty() && now >= p.progress_ns + timeout {
+            if self.stalled(now) {
                 self.abort = Some("server answered no publish within --timeout".into());
                 break;
             }
@@ -307,8 +328,30 @@ impl Bench {
         Ok((Duration::from_nanos(gap.unwrap_or(0)), with_comment))
     }
 
-    /// Streams that did not get `events` distinct deliveries.
-    pub(crate) fn streams_incomplete(&self, events: u64) -> usize {
-        self.subs.iter().filter(|s| s.seqs.unique < events).count()
+    /// Events published and answered with success, by topic.
+    pub(crate) fn published_by_topic(&self) -> Vec<u64> {
+        let mut by_topic = vec![0; self.opts.topics];
+        for seq in 0..self.published {
+            if self.publish_failed(seq) {
+                continue;
+            }
+            by_topic[topic_of(seq, self.opts.topics as u64).0 as usize] += 1;
+        }
+        by_topic
+    }
+
+    /// Deliveries owed: each event published with success to every stream
+    /// of its topic open when publishing began.
+    pub(crate) fn expected(&self, by_topic: &[u64], streams: &[u32]) -> u64 {
+        let owed = by_topic.iter().zip(streams);
+        owed.map(|(&events, &streams)| events * u64::from(streams))
+            .sum()
+    }
+
+    /// Streams that did not get as many distinct deliveries as their topic
+    /// had events (`by_topic`).
+    pub(crate) fn streams_incomplete(&self, by_topic: &[u64]) -> usize {
+        let short = |s: &&Sub| s.seqs.unique < by_topic[s.topic as usize];
+        self.subs.iter().filter(short).count()
     }
 }

@@ -1,7 +1,6 @@
-//! Publishing: the keep-alive connection that sends every event, and the
-//! rules for when the next one may go (the rate's schedule, the closed
-//! loop's window, `--pipeline`), reading the answers and accounting for
-//! failed publishes.
+//! Publishing connections: each a keep-alive connection that sends the
+//! events of its topics, reads the answers in order and accounts for
+//! failed publishes; a connection that ends is opened again.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -9,20 +8,25 @@ use std::io::{self, Read, Write};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::Bench;
 use super::socket::connect_done;
-use super::tally::Schedule;
-use super::{Bench, Phase};
-use crate::clock::{now_ns, ns};
+use crate::clock::now_ns;
 use crate::wire::http::{Body, Head, MAX_HEAD, head_len, parse_head};
 
-/// The publishing connection's poll token.
-pub(super) const PUBLISHER: Token = Token(usize::MAX - 1);
+/// The first publishing connection's poll token; connection `i` has
+/// `PUBLISHERS + i`, far above any subscriber's index.
+const PUBLISHERS: usize = usize::MAX / 2;
 /// `sent_ns` of an event whose publish failed.
-const FAILED: u64 = u64::MAX;
+pub(super) const FAILED: u64 = u64::MAX;
 /// Unsent request bytes allowed before composing more waits.
-const MAX_TX_BACKLOG: usize = 1 << 20;
+pub(super) const MAX_TX_BACKLOG: usize = 1 << 20;
 
-/// The keep-alive publishing connection.
+/// The publishing connection `token` names, if it names one of `count`.
+pub(super) fn publisher_index(token: Token, count: usize) -> Option<usize> {
+    token.0.checked_sub(PUBLISHERS).filter(|&i| i < count)
+}
+
+/// One keep-alive publishing connection.
 #[derive(Default)]
 pub(super) struct Publisher {
     stream: Option<TcpStream>,
@@ -42,71 +46,48 @@ pub(super) struct Publisher {
     reconnects: u32,
 }
 
+impl Publisher {
+    /// Request bytes composed and not yet written.
+    pub(super) fn tx_backlog(&self) -> usize {
+        self.tx.len() - self.tx_off
+    }
+
+    /// Appends the publish of event `seq`, stamped `t`, to what is to be
+    /// written; true when nothing was waiting to be written before it.
+    pub(super) fn compose(&mut self, seq: u64, t: u64, size: usize, prefix: &[u8]) -> bool {
+        let fresh = self.tx_backlog() == 0;
+        if fresh {
+            self.tx_off = 0;
+            self.tx.clear();
+        }
+        self.body.clear();
+        write!(self.body, "{seq} {t}").expect("Vec");
+        if size > 0 {
+            self.body.push(b' ');
+            self.body.resize(self.body.len() + size, b'x');
+        }
+        self.tx.extend_from_slice(prefix);
+        write!(self.tx, "{}\r\n\r\n", self.body.len()).expect("Vec");
+        self.tx.extend_from_slice(&self.body);
+        if self.in_flight.is_empty() {
+            self.progress_ns = t;
+        }
+        self.in_flight.push_back(seq);
+        fresh
+    }
+}
+
 impl Bench {
-    /// Moves the window and completion marks past finished events.
-    pub(super) fn advance(&mut self, now: u64) {
-        let live = self.live as u32;
-        let timeout = ns(self.opts.timeout);
-        let done = |e: u64, timed: bool| {
-            let sent = self.sent_ns[e as usize];
-            sent == FAILED
-                || self.tally.delivered[e as usize] >= live
-                || (timed && now >= sent + timeout)
-        };
-        let (mut window, mut complete) = (self.window_base, self.complete_base);
-        while window < self.published && done(window, true) {
-            window += 1;
-        }
-        while complete < self.published && done(complete, false) {
-            complete += 1;
-        }
-        (self.window_base, self.complete_base) = (window, complete);
-    }
-
-    /// Whether another publish may be written now, by every rule but the rate.
-    fn may_publish(&self) -> bool {
-        let p = &self.publisher;
-        let (closed_loop, window) = (self.opts.rate == 0.0, self.opts.window);
-        let outstanding = self.published - self.window_base;
-        self.published < self.opts.events
-            && p.connected
-            && p.tx.len() - p.tx_off < MAX_TX_BACKLOG
-            && p.in_flight.len() < self.opts.pipeline
-            // Closed loop, a publish answered late still counts against the
-            // window, so the requests queued in the server stay bounded too.
-            && !(closed_loop && (outstanding >= window || p.in_flight.len() >= window as usize))
-    }
-
-    /// When the publish loop must look again if no socket wakes it first.
-    pub(super) fn next_wake(&self, start: u64, limit: u64) -> u64 {
-        let timeout = ns(self.opts.timeout);
-        let p = &self.publisher;
-        let mut wake = limit;
-        if !p.in_flight.is_empty() {
-            wake = wake.min(p.progress_ns + timeout);
-        }
-        if self.opts.rate > 0.0 && self.may_publish() {
-            wake = wake.min(self.due(start, self.published));
-        } else if self.opts.rate == 0.0 && self.window_base < self.published {
-            wake = wake.min(self.sent_ns[self.window_base as usize].saturating_add(timeout));
-        }
-        wake
-    }
-
-    pub(super) fn due(&self, start: u64, seq: u64) -> u64 {
-        let rate = self.opts.rate;
-        Schedule { start, rate }.due(seq)
-    }
-
-    pub(super) fn connect_publisher(&mut self) {
-        let p = &mut self.publisher;
+    pub(super) fn connect_publisher(&mut self, i: usize) {
+        let p = &mut self.publishers[i];
         (p.connected, p.response, p.tx_off) = (false, None, 0);
         p.rx.clear();
         p.tx.clear();
         let addr = self.opts.publish_addr.unwrap_or(self.opts.addr);
         let stream = TcpStream::connect(addr).and_then(|mut s| {
             let interest = Interest::READABLE | Interest::WRITABLE;
-            self.poll.registry().register(&mut s, PUBLISHER, interest)?;
+            let token = Token(PUBLISHERS + i);
+            self.poll.registry().register(&mut s, token, interest)?;
             Ok(s)
         });
         match stream {
@@ -115,56 +96,8 @@ impl Bench {
         }
     }
 
-    /// At a rate, while publishing: sends what is due (`turn` calls it
-    /// between subscribers).
-    pub(super) fn publish_if_due(&mut self) {
-        if let (Phase::Publish, Some(schedule)) = (&self.phase, self.tally.schedule) {
-            self.try_publish(schedule.start);
-        }
-    }
-
-    /// Writes every publish that is due and allowed now.
-    pub(super) fn try_publish(&mut self, start: u64) {
-        while self.may_publish()
-            && (self.opts.rate == 0.0 || now_ns() >= self.due(start, self.published))
-        {
-            let seq = self.published;
-            let due = if self.opts.rate > 0.0 {
-                self.due(start, seq)
-            } else {
-                u64::MAX
-            };
-            let p = &mut self.publisher;
-            if p.tx_off == p.tx.len() {
-                p.tx_off = 0;
-                p.tx.clear();
-            }
-            let t = now_ns();
-            p.body.clear();
-            write!(p.body, "{seq} {t}").expect("Vec");
-            if self.opts.size > 0 {
-                p.body.push(b' ');
-                p.body.resize(p.body.len() + self.opts.size, b'x');
-            }
-            p.tx.extend_from_slice(&self.publish_prefix);
-            write!(p.tx, "{}\r\n\r\n", p.body.len()).expect("Vec");
-            p.tx.extend_from_slice(&p.body);
-            if p.in_flight.is_empty() {
-                p.progress_ns = t;
-            }
-            p.in_flight.push_back(seq);
-            self.sent_ns[seq as usize] = t;
-            if seq == 0 {
-                self.first_sent_ns = t;
-            }
-            self.max_lag_ns = self.max_lag_ns.max(t.saturating_sub(due));
-            self.published += 1;
-            self.publisher_flush();
-        }
-    }
-
-    fn publisher_flush(&mut self) {
-        let p = &mut self.publisher;
+    pub(super) fn publisher_flush(&mut self, i: usize) {
+        let p = &mut self.publishers[i];
         let Some(stream) = p.stream.as_mut() else {
             return;
         };
@@ -179,8 +112,8 @@ impl Bench {
         }
     }
 
-    pub(super) fn publisher_ready(&mut self) {
-        let p = &mut self.publisher;
+    pub(super) fn publisher_ready(&mut self, i: usize) {
+        let p = &mut self.publishers[i];
         let Some(stream) = p.stream.as_mut() else {
             return;
         };
@@ -194,33 +127,37 @@ impl Bench {
             // behind an unacknowledged predecessor.
             let _ = stream.set_nodelay(true);
         }
-        self.publisher_flush();
+        self.publisher_flush(i);
         loop {
-            let Some(stream) = self.publisher.stream.as_mut() else {
+            let Some(stream) = self.publishers[i].stream.as_mut() else {
                 return;
             };
             match stream.read(&mut self.buf) {
-                Ok(0) => return self.publisher_closed("connection closed"),
+                Ok(0) => return self.publisher_closed(i, "connection closed"),
                 Ok(n) => {
-                    self.publisher.rx.extend_from_slice(&self.buf[..n]);
-                    if let Err(e) = self.read_responses() {
-                        return self.publisher_closed(&e);
+                    self.publishers[i].rx.extend_from_slice(&self.buf[..n]);
+                    if let Err(e) = self.read_responses(i) {
+                        return self.publisher_closed(i, &e);
+                    }
+                    // A short read took all there was (see `sub_read`).
+                    if n < self.buf.len() {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.publisher_closed(&e.to_string()),
+                Err(e) => return self.publisher_closed(i, &e.to_string()),
             }
         }
     }
 
-    /// Consumes every complete response in the publisher's receive buffer.
-    fn read_responses(&mut self) -> Result<(), String> {
+    /// Consumes every complete response in connection `i`'s receive buffer.
+    fn read_responses(&mut self, i: usize) -> Result<(), String> {
         // Consumed bytes are dropped once at the end: answers to pipelined
         // publishes arrive many to a read.
         let mut at = 0;
         let result = loop {
-            let p = &mut self.publisher;
+            let p = &mut self.publishers[i];
             let rx = &p.rx[at..];
             let Some(head) = p.response.as_mut() else {
                 let Some(len) = head_len(rx) else {
@@ -252,22 +189,24 @@ impl Bench {
             }
             let (status, close) = (head.status, head.close);
             p.response = None;
-            self.answered(status);
+            self.answered(i, status);
             // Publishing on would only write into a closing socket.
             if close {
                 break Err("server closed the connection".into());
             }
         };
-        self.publisher.rx.drain(..at);
+        self.publishers[i].rx.drain(..at);
         result
     }
 
-    /// The oldest publish in flight got `status` (0: no answer).
-    fn answered(&mut self, status: u16) {
-        let p = &mut self.publisher;
+    /// The oldest publish in flight on connection `i` got `status` (0: no
+    /// answer).
+    fn answered(&mut self, i: usize, status: u16) {
+        let p = &mut self.publishers[i];
         let Some(seq) = p.in_flight.pop_front() else {
             return;
         };
+        self.in_flight -= 1;
         p.progress_ns = now_ns();
         if !(200..300).contains(&status) {
             self.sent_ns[seq as usize] = FAILED;
@@ -278,30 +217,33 @@ impl Bench {
         }
     }
 
-    /// The publishing connection ended: a close-delimited answer is now
-    /// complete, any other publish in flight failed; publishing reconnects.
-    fn publisher_closed(&mut self, reason: &str) {
-        if let Some(mut s) = self.publisher.stream.take() {
+    /// Publishing connection `i` ended: a close-delimited answer is now
+    /// complete, any other publish in flight failed; it reconnects.
+    fn publisher_closed(&mut self, i: usize, reason: &str) {
+        let p = &mut self.publishers[i];
+        if let Some(mut s) = p.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
         if let Some(Head {
             status,
             body: Body::Close,
             ..
-        }) = self.publisher.response.take()
+        }) = p.response.take()
         {
-            self.answered(status);
+            self.answered(i, status);
         }
-        self.publisher.error_body = format!("({reason})").into_bytes();
-        while !self.publisher.in_flight.is_empty() {
-            self.answered(0);
+        let p = &mut self.publishers[i];
+        p.error_body = format!("({reason})").into_bytes();
+        while !self.publishers[i].in_flight.is_empty() {
+            self.answered(i, 0);
         }
-        self.publisher.reconnects += 1;
+        let p = &mut self.publishers[i];
+        p.reconnects += 1;
         if self.published < self.opts.events && self.abort.is_none() {
-            if self.publisher.reconnects > 100 {
+            if p.reconnects > 100 {
                 self.abort = Some(format!("publisher: {reason}, 100 times"));
             } else {
-                self.connect_publisher();
+                self.connect_publisher(i);
             }
         }
     }

@@ -31,6 +31,8 @@ pub(super) enum SubState {
 #[derive(Debug)]
 pub(super) struct Sub {
     stream: Option<TcpStream>,
+    /// Its topic's index (0 when there is one topic).
+    pub(super) topic: u32,
     pub(super) state: SubState,
     body: Body,
     sse: SseParser,
@@ -89,10 +91,14 @@ fn sub_bytes(sub: &mut Sub, data: &[u8], now: u64, tally: &mut Tally) -> Progres
         sse,
         seqs,
         comments,
+        topic,
         ..
     } = sub;
+    let topic = u64::from(*topic);
     let fed = body.feed(data, &mut |part| {
-        sse.feed(part, &mut |item| tally.item(item, seqs, comments, now))
+        sse.feed(part, &mut |item| {
+            tally.item(item, topic, seqs, comments, now)
+        })
     });
     match fed {
         Ok((_, false)) => progress,
@@ -102,8 +108,10 @@ fn sub_bytes(sub: &mut Sub, data: &[u8], now: u64, tally: &mut Tally) -> Progres
 }
 
 impl Bench {
+    /// Opens subscriber number `subs.len()`, of topic `i mod K`.
     pub(super) fn open_sub(&mut self, source: Option<Ipv4Addr>) {
         let i = self.subs.len();
+        let topic = (i % self.opts.topics) as u32;
         let opened = open_socket(self.opts.addr, source).and_then(|mut s| {
             let interest = Interest::READABLE | Interest::WRITABLE;
             self.poll.registry().register(&mut s, Token(i), interest)?;
@@ -111,6 +119,7 @@ impl Bench {
         });
         self.subs.push(Sub {
             stream: None,
+            topic,
             state: SubState::Connecting,
             body: Body::Close,
             sse: SseParser::new(),
@@ -139,11 +148,10 @@ impl Bench {
                 Err(e) => return self.end_sub(i, format!("connect: {e}")),
             }
         }
+        let request = &self.sub_requests[sub.topic as usize];
         while let SubState::Requesting(done) = sub.state {
-            sub.state = match stream.write(&self.sub_request[done..]) {
-                Ok(n) if done + n == self.sub_request.len() => {
-                    SubState::Head(Vec::with_capacity(512))
-                }
+            sub.state = match stream.write(&request[done..]) {
+                Ok(n) if done + n == request.len() => SubState::Head(Vec::with_capacity(512)),
                 Ok(n) => SubState::Requesting(done + n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -173,7 +181,10 @@ impl Bench {
             sub.last_rx_ns = now;
             match sub_bytes(sub, &self.buf[..n], now, &mut self.tally) {
                 Progress::Same => {}
-                Progress::Opened => (self.pending, self.live) = (self.pending - 1, self.live + 1),
+                Progress::Opened => {
+                    (self.pending, self.live) = (self.pending - 1, self.live + 1);
+                    self.live_by_topic[sub.topic as usize] += 1;
+                }
                 Progress::Ended(reason) => return self.end_sub(i, reason),
             }
             // A short read emptied the socket's queue, and edge-triggered epoll
@@ -193,7 +204,10 @@ impl Bench {
         }
         match std::mem::replace(&mut sub.state, SubState::Closed) {
             SubState::Closed => return,
-            SubState::Streaming => self.live -= 1,
+            SubState::Streaming => {
+                self.live -= 1;
+                self.live_by_topic[sub.topic as usize] -= 1;
+            }
             _ => self.pending -= 1,
         }
         let (count, first) = match self.phase {
