@@ -100,6 +100,12 @@ impl Topics {
         }
     }
 
+    /// Whether this loop can take a subscriber of `patterns` (their
+    /// weight, see [`PatternIndex::admits`]).
+    pub fn admits_patterns(&self, patterns: &[Arc<UrlPattern>]) -> bool {
+        self.patterns.admits(patterns)
+    }
+
     /// Adds connection `key` as a Mercure subscriber of the `exact`
     /// topics, every topic (`wildcard`, broadcasts too) and the topics
     /// `patterns` match.

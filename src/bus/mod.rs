@@ -158,7 +158,8 @@ pub enum PublishError {
     /// later (with the same key, a retry cannot publish it twice).
     Unavailable,
     /// In a cluster: the event is larger than a cluster stores
-    /// ([`MAX_CLUSTER_EVENT_SIZE`](crate::config::MAX_CLUSTER_EVENT_SIZE)).
+    /// ([`MAX_CLUSTER_EVENT_SIZE`](crate::config::MAX_CLUSTER_EVENT_SIZE)),
+    /// or has more than 1 024 topics.
     TooLarge,
     /// The key is empty, longer than 1 024 bytes (a Mercure id's bound) or holds a control
     /// character.
@@ -174,7 +175,9 @@ impl PublishError {
             PublishError::InvalidTopic => "topic must be 1 to 128 bytes with no control characters",
             PublishError::InvalidId => "id must be 1 to 1024 bytes with no CR, LF or NUL",
             PublishError::Unavailable => "the cluster's Redis cannot be reached; retry later",
-            PublishError::TooLarge => "the event is larger than a cluster stores (1 MiB)",
+            PublishError::TooLarge => {
+                "the event is larger than a cluster stores (1 MiB, 1024 topics)"
+            }
             PublishError::InvalidKey => {
                 "the idempotency key must be 1 to 1024 bytes with no control characters"
             }

@@ -246,6 +246,9 @@ impl Config {
             if self.max_event_size > MAX_CLUSTER_EVENT_SIZE {
                 return Err(ConfigError::ClusterEventSize(self.max_event_size));
             }
+            if self.max_topics > MAX_CLUSTER_TOPICS {
+                return Err(ConfigError::ClusterTopics(self.max_topics));
+            }
         }
         if let Some(key) = &self.jwt_key
             && key.len() < MIN_JWT_KEY_LEN
@@ -313,6 +316,8 @@ pub enum ConfigError {
     /// A cluster node's `max_event_size` is over
     /// [`MAX_CLUSTER_EVENT_SIZE`].
     ClusterEventSize(usize),
+    /// A cluster node's `max_topics` is over [`MAX_CLUSTER_TOPICS`].
+    ClusterTopics(usize),
     /// `jwt_key` is this many bytes, fewer than [`MIN_JWT_KEY_LEN`].
     ShortJwtKey(usize),
     /// `public_topics` without `jwt_key`, where every topic is public.
@@ -362,6 +367,11 @@ impl std::fmt::Display for ConfigError {
             ConfigError::ClusterEventSize(size) => write!(
                 f,
                 "a cluster node's largest event is at most {MAX_CLUSTER_EVENT_SIZE} bytes (1MiB), not {size}: \
+                 every node must read what any node stores"
+            ),
+            ConfigError::ClusterTopics(n) => write!(
+                f,
+                "a cluster node's --max-topics is at most {MAX_CLUSTER_TOPICS}, not {n}: \
                  every node must read what any node stores"
             ),
             ConfigError::ShortJwtKey(len) => write!(
@@ -455,6 +465,9 @@ pub const MAX_REDIS_REPLICAS: usize = 16;
 /// for the entry's other fields): so no node's own limit can make it
 /// refuse what another node was allowed to store.
 pub const MAX_CLUSTER_EVENT_SIZE: usize = 1 << 20;
+/// Largest `max_topics` a cluster node takes, and most topics an event
+/// stored in a cluster may carry, for the same reason.
+pub const MAX_CLUSTER_TOPICS: usize = 1024;
 
 /// A node's place in a cluster: the Redis every node shares, the prefix of
 /// the hub's keys there (`<key>:events`, the stream of events,
@@ -700,6 +713,11 @@ mod tests {
         assert_eq!(
             broken(&|c| c.max_event_size = MAX_CLUSTER_EVENT_SIZE + 1),
             Err(ConfigError::ClusterEventSize(MAX_CLUSTER_EVENT_SIZE + 1))
+        );
+        assert_eq!(broken(&|c| c.max_topics = MAX_CLUSTER_TOPICS), Ok(()));
+        assert_eq!(
+            broken(&|c| c.max_topics = MAX_CLUSTER_TOPICS + 1),
+            Err(ConfigError::ClusterTopics(MAX_CLUSTER_TOPICS + 1))
         );
         assert_eq!(
             broken(&|c| c.cluster.as_mut().unwrap().replicas = MAX_REDIS_REPLICAS + 1),

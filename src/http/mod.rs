@@ -44,6 +44,7 @@ impl Status {
     pub const REQUEST_TIMEOUT: Status = Status(408, "Request Timeout");
     pub const PAYLOAD_TOO_LARGE: Status = Status(413, "Content Too Large");
     pub const MISDIRECTED: Status = Status(421, "Misdirected Request");
+    pub const TOO_MANY_REQUESTS: Status = Status(429, "Too Many Requests");
     pub const HEADERS_TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
     pub const NOT_IMPLEMENTED: Status = Status(501, "Not Implemented");
     pub const UNAVAILABLE: Status = Status(503, "Service Unavailable");

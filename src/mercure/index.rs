@@ -6,6 +6,12 @@
 //! an event evaluates each distinct pattern once, not once per subscriber,
 //! and a small cache per pattern remembers its answers for recent topics.
 //! Like `topics`, it knows connections by key only.
+//!
+//! An event costs the index each distinct pattern's match against its
+//! topics, up to the pattern's weight (its automaton states) per topic
+//! byte. Subscribers choose the patterns, so the weights of the distinct
+//! patterns one loop holds are capped at [`MAX_LOOP_PATTERN_WEIGHT`]: past
+//! it a subscribe is refused, whatever the patterns' subscribers number.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -22,6 +28,14 @@ pub const CACHE_SLOTS: usize = 8;
 /// Longest topic whose answer is remembered (longer ones are evaluated
 /// each time): bounds a cache to `CACHE_SLOTS × CACHE_TOPIC_LEN` bytes.
 pub const CACHE_TOPIC_LEN: usize = 256;
+/// Most weight ([`UrlPattern::weight`], automaton states) of the distinct
+/// URL patterns subscribed to on one loop: an event's match against all
+/// of them costs at most a few steps per weight and byte of each of its
+/// topics (at worst measured, 140 patterns of 26 wildcards each: 8 ms a
+/// 128-byte topic that no cache answers). About 960 patterns like
+/// `/books/:id` (which weighs 17), or 16 of 1 000 bytes of text; each
+/// loop of `--loops` holds as much.
+pub const MAX_LOOP_PATTERN_WEIGHT: usize = 1 << 14;
 
 #[derive(Debug)]
 struct Entry {
@@ -81,11 +95,24 @@ pub struct PatternIndex {
     wildcard: Slab<usize>,
     entries: Slab<Entry>,
     by_source: HashMap<Box<str>, usize>,
+    /// The weights of the entries' patterns, summed.
+    weight: usize,
     /// The current event's topics' cache slots (kept for its capacity).
     slots: Vec<Option<usize>>,
 }
 
 impl PatternIndex {
+    /// Whether `patterns` fit: the weight of those not subscribed to yet
+    /// keeps the loop within [`MAX_LOOP_PATTERN_WEIGHT`].
+    pub fn admits(&self, patterns: &[Arc<UrlPattern>]) -> bool {
+        let added: usize = patterns
+            .iter()
+            .filter(|p| !self.by_source.contains_key(p.source()))
+            .map(|p| p.weight())
+            .sum();
+        self.weight + added <= MAX_LOOP_PATTERN_WEIGHT
+    }
+
     /// Adds connection `key` with the wildcard (when `wildcard`) and these
     /// patterns (already deduplicated by the caller, or not: a repeat is
     /// one more slot, and the caller delivers once).
@@ -108,6 +135,7 @@ impl PatternIndex {
                             cache: Default::default(),
                         });
                         self.by_source.insert(p.source().into(), e);
+                        self.weight += p.weight();
                         e
                     }
                 };
@@ -128,6 +156,7 @@ impl PatternIndex {
             if e.subscribers.is_empty() {
                 let e = self.entries.remove(entry);
                 self.by_source.remove(e.pattern.source());
+                self.weight -= e.pattern.weight();
             }
         }
     }
@@ -250,5 +279,43 @@ mod tests {
         assert_eq!(out.len(), 100);
         assert_eq!(again.evaluations(), 0);
         drop(subs);
+    }
+
+    /// The distinct patterns a loop holds weigh at most
+    /// `MAX_LOOP_PATTERN_WEIGHT`: a subscriber of one more is not
+    /// admitted, one of a pattern already held is, and the weight comes
+    /// back as subscribers leave.
+    #[test]
+    fn the_weight_of_distinct_patterns_is_capped() {
+        let (mut p, _) = setup();
+        let mut index = PatternIndex::default();
+        let heavy = |p: &mut Patterns, i: usize| {
+            p.intern(&format!("/*{}{i:04}", "a".repeat(1000))).unwrap()
+        };
+        let weight = heavy(&mut p, 0).weight();
+        assert!(weight > 1000, "{weight}");
+        let mut subs = Vec::new();
+        let mut i = 0;
+        while index.admits(&[heavy(&mut p, i)]) {
+            subs.push(index.subscribe(i, false, &[heavy(&mut p, i)]));
+            i += 1;
+            assert!(i < 1000, "never refused");
+        }
+        assert_eq!(i, MAX_LOOP_PATTERN_WEIGHT / weight);
+        assert_eq!(index.weight, i * weight);
+        // A pattern held already costs nothing more; a light new one may fit.
+        assert!(index.admits(&[heavy(&mut p, 0), heavy(&mut p, 1)]));
+        let light = p.intern("/books/:id").unwrap();
+        assert!(index.admits(std::slice::from_ref(&light)));
+        assert!(!index.admits(&[light, heavy(&mut p, i)]));
+        let shared = index.subscribe(i, false, &[heavy(&mut p, 0)]);
+        index.unsubscribe(subs.remove(0));
+        assert!(!index.admits(&[heavy(&mut p, i)]), "still held by another");
+        index.unsubscribe(shared);
+        assert!(index.admits(&[heavy(&mut p, i)]));
+        for sub in subs {
+            index.unsubscribe(sub);
+        }
+        assert_eq!(index.weight, 0);
     }
 }

@@ -8,8 +8,11 @@
 //! in any case) that is not one of the three; a matcher with a control or
 //! format character, longer than
 //! [`MAX_MATCHER_LEN`](super::matcher::MAX_MATCHER_LEN), or a pattern this hub
-//! cannot compile; more than [`MAX_MATCHERS`] matchers; none at all (the
-//! subscription could receive nothing); a query that is not UTF-8.
+//! cannot compile; more than [`MAX_MATCHERS`] matchers; URL patterns that
+//! weigh more than a loop may hold
+//! ([`MAX_LOOP_PATTERN_WEIGHT`](super::index::MAX_LOOP_PATTERN_WEIGHT));
+//! none at all (the subscription could receive nothing); a query that is
+//! not UTF-8.
 //!
 //! The query and the body are one list, query first: every matcher of
 //! both subscribes, and `last_event_id` is the query's when both have one
@@ -26,6 +29,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::form;
+use super::index::MAX_LOOP_PATTERN_WEIGHT;
 #[cfg(test)]
 use super::matcher::EventTopics;
 use super::matcher::{MatchType, Matcher, MatcherError, Patterns};
@@ -46,6 +50,8 @@ pub enum SelectorError {
     NoMatcher,
     /// More than [`MAX_MATCHERS`].
     TooMany,
+    /// URL patterns weighing more than [`MAX_LOOP_PATTERN_WEIGHT`] together.
+    TooComplex,
     /// A matcher value was refused.
     Matcher(MatcherError),
     /// A legacy `topic` with a URI Template expression.
@@ -63,6 +69,10 @@ impl fmt::Display for SelectorError {
                 f.write_str("no topic matcher: add match=<topic> or match_urlpattern=<pattern>")
             }
             SelectorError::TooMany => write!(f, "more than {MAX_MATCHERS} topic matchers"),
+            SelectorError::TooComplex => write!(
+                f,
+                "URL patterns too complex together: more than {MAX_LOOP_PATTERN_WEIGHT} automaton states"
+            ),
             SelectorError::Matcher(e) => e.fmt(f),
             SelectorError::UriTemplate => f.write_str(
                 "the legacy topic parameter takes exact topics; URI Templates ({…}) are not supported: use match_urlpattern",
@@ -162,6 +172,10 @@ pub fn parse(
     }
     if selection.matchers.is_empty() {
         return Err(SelectorError::NoMatcher);
+    }
+    let weight: usize = selection.patterns.iter().map(|p| p.weight()).sum();
+    if weight > MAX_LOOP_PATTERN_WEIGHT {
+        return Err(SelectorError::TooComplex);
     }
     if selection.last_event_id.is_none() {
         selection.last_event_id = legacy_id;
@@ -312,6 +326,35 @@ mod tests {
         ));
         // The same text as an exact matcher is just a topic.
         assert!(sel("match=%2F%7Ba").is_ok());
+    }
+
+    /// Patterns that together weigh more than a loop may hold can never
+    /// be served: 400, before any loop is asked.
+    #[test]
+    fn patterns_heavier_than_a_loop_holds() {
+        let heavy = |i: usize| format!("%2F*{}{i:02}", "a".repeat(1020));
+        let weight = UrlPattern::parse(
+            &format!("/*{}00", "a".repeat(1020)),
+            Some(&Url::parse(HUB, None).unwrap()),
+        )
+        .unwrap()
+        .weight();
+        let fit = MAX_LOOP_PATTERN_WEIGHT / weight;
+        assert!(fit < MAX_MATCHERS, "{weight}");
+        let query = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("match_urlpattern={}&", heavy(i)))
+                .collect()
+        };
+        assert_eq!(sel(&query(fit)).unwrap().patterns.len(), fit);
+        let e = sel(&query(fit + 1)).unwrap_err();
+        assert_eq!(e, SelectorError::TooComplex);
+        assert!(e.to_string().contains("too complex"), "{e}");
+        // The same pattern many times is one.
+        let same: String = (0..MAX_MATCHERS)
+            .map(|_| format!("match_urlpattern={}&", heavy(0)))
+            .collect();
+        assert_eq!(sel(&same).unwrap().patterns.len(), 1);
     }
 
     #[test]

@@ -15,6 +15,13 @@ use crate::http::{Head, Reject, Status};
 use crate::mercure::matcher::EventTopics;
 use crate::request::Step;
 
+/// A Mercure subscribe whose URL patterns would take the loop past what
+/// one event may cost it to match.
+const PATTERNS_FULL: Reject = Reject::new(
+    Status::TOO_MANY_REQUESTS,
+    "this server holds as many URL patterns as it matches per event: retry later, or subscribe with exact topics or patterns others use",
+);
+
 impl Reactor {
     /// What an answer depends on, for connection `key`.
     fn context(&self, key: usize) -> Context<'_> {
@@ -224,6 +231,11 @@ impl Reactor {
     }
 
     fn subscribe(&mut self, key: usize, mut start: StreamStart) {
+        if let Some(m) = &start.matchers
+            && !self.topics.admits_patterns(&m.patterns)
+        {
+            return self.reject(key, &PATTERNS_FULL);
+        }
         let resume = match (&start.last_event_id, start.matchers.is_some()) {
             (None, _) => Ok(None),
             (Some(id), true) => {

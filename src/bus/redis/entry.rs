@@ -228,6 +228,11 @@ fn entry(value: Value) -> Item {
                 }
             }
             b"topics" => {
+                let max = super::scripts::MAX_ENTRY_TOPICS;
+                if value.split(|&b| b == b'\n').nth(max).is_some() {
+                    let why = format!("more than {max} topics");
+                    return Item::Unreadable { seq, why };
+                }
                 entry.topics = String::from_utf8_lossy(value)
                     .split('\n')
                     .filter(|t| valid_topic(t))
@@ -426,6 +431,37 @@ mod tests {
         assert!(odd.topics.is_empty());
         // An id in the hub's form is not a name; a retry not a number is none.
         assert_eq!((odd.name, odd.retry, odd.private), (None, None, false));
+    }
+
+    /// An entry may carry at most `MAX_ENTRY_TOPICS` topics: one with
+    /// more, however many (another program's), is not an event, and is
+    /// told apart without a topic list made for them.
+    #[test]
+    fn an_entry_with_too_many_topics_is_not_an_event() {
+        use super::super::scripts::MAX_ENTRY_TOPICS;
+        let with_topics = |n: usize| {
+            let topics: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+            Value::Array(vec![
+                bulk("0-4"),
+                Value::Array(vec![bulk("topics"), bulk(&topics.join("\n"))]),
+            ])
+        };
+        let Item::Event(at_most) = entry(with_topics(MAX_ENTRY_TOPICS)) else {
+            panic!("an event");
+        };
+        assert_eq!(at_most.topics.len(), MAX_ENTRY_TOPICS);
+        for n in [MAX_ENTRY_TOPICS + 1, 1 << 20] {
+            assert!(
+                matches!(entry(with_topics(n)), Item::Unreadable { seq: 4, ref why } if why.contains("topics")),
+                "{n}"
+            );
+        }
+        // Empty pieces count: what is carried, not what is valid.
+        let blank = Value::Array(vec![
+            bulk("0-5"),
+            Value::Array(vec![bulk("topics"), bulk(&"\n".repeat(1 << 20))]),
+        ]);
+        assert!(matches!(entry(blank), Item::Unreadable { seq: 5, .. }));
     }
 
     #[test]

@@ -286,6 +286,10 @@ impl Sequencer for RedisSequencer {
         if self.inboxes.is_closed() {
             return Offer::Refused(PublishError::Closed);
         }
+        if publish.event.topics().len() > scripts::MAX_ENTRY_TOPICS {
+            // Every node would skip the entry unread.
+            return Offer::Refused(PublishError::TooLarge);
+        }
         let due = Instant::now() + self.publish_timeout;
         match asker {
             // The loop sends it before it polls next.

@@ -22,8 +22,8 @@
 //! primary never had them), and the reader reads on from where the new
 //! epoch began, so that every id it hands out names one event only.
 //!
-//! No entry stops it. One that is not an event, or is over the bound of
-//! an entry, is skipped: counted, logged, and a `reset` (`stale`) in its
+//! No entry stops it. One that is not an event, is over the bound of an
+//! entry, or is numbered past [`MAX_SEQ`], is skipped: counted, logged, and a `reset` (`stale`) in its
 //! place for the subscribers of its topics (everyone's, when it has none
 //! that can be read). One of another epoch (or none) sends it to the
 //! epoch check first: if the epoch is still the same, the entry is
@@ -41,6 +41,12 @@ use super::entry::{Entry, Item, Read, Synced};
 use super::epoch::{Current, Era};
 use crate::bus::Delivery;
 use crate::bus::id::{Epoch, ResetReason, Run};
+
+/// Highest stream sequence number the reader hands out as an event: the
+/// scripts' Lua numbers (doubles) hold integers exactly up to 2^53, and
+/// the node's order, numbered from it, stays far from `u64`'s end. An
+/// entry numbered past it (another program's `XADD 0-<n>`) is skipped.
+pub const MAX_SEQ: u64 = 1 << 53;
 
 /// What the reader decided, in order.
 #[derive(Debug)]
@@ -264,7 +270,7 @@ impl Reader {
     /// `from`: a `reset` (`other-run`) first, named by its id of `from`;
     /// the reader reads on after `from`.
     fn switch(&mut self, run: Run, from: u64, out: &mut Vec<Step>) {
-        let start = (self.handed_out + 1).max(from);
+        let start = self.handed_out.saturating_add(1).max(from);
         let epoch = Epoch::new(run, start - from);
         let before_valid = (from > 0).then(|| from.min(self.position()));
         out.push(Step::Era(Era {
@@ -303,6 +309,13 @@ impl Reader {
         };
         for item in entries {
             let entry = match item {
+                Item::Event(entry) if entry.seq > MAX_SEQ => {
+                    if entry.seq > self.position() {
+                        let why = format!("numbered past {MAX_SEQ}, which the hub does not count");
+                        self.skip(entry.seq, Arc::from([]), &why, out);
+                    }
+                    continue;
+                }
                 Item::Event(entry) => entry,
                 Item::Unreadable { seq, why } => {
                     if seq > self.position() {
@@ -380,7 +393,12 @@ impl Reader {
             return;
         };
         out.push(Step::Skipped(format!("entry 0-{seq}: {why}")));
-        let at = (epoch.base() + seq).max(self.handed_out + 1);
+        // Past MAX_SEQ the reset takes the next place: the order's numbers
+        // stay as far from u64's end as the stream's sequence numbers.
+        let at = epoch
+            .base()
+            .saturating_add(seq.min(MAX_SEQ))
+            .max(self.handed_out.saturating_add(1));
         let mut reset = reset(epoch, at, ResetReason::Stale);
         reset.topics = topics;
         out.push(Step::HandOut(reset));
@@ -396,7 +414,7 @@ impl Reader {
         };
         let position = self.position();
         debug_assert!(entry.seq > position);
-        if entry.seq > position + 1 && !self.quiet_gap {
+        if entry.seq - 1 > position && !self.quiet_gap {
             out.push(Step::Log(
                 Level::Warn,
                 format!(
@@ -405,10 +423,10 @@ impl Reader {
                     entry.seq - 1
                 ),
             ));
-            let at = epoch.base() + entry.seq - 1;
+            let at = epoch.base().saturating_add(entry.seq - 1);
             out.push(Step::HandOut(reset(epoch, at, ResetReason::Stale)));
         }
-        let at = epoch.base() + entry.seq;
+        let at = epoch.base().saturating_add(entry.seq);
         let frame = entry.frame(&entry.id(epoch.id(at)));
         out.push(Step::HandOut(Delivery {
             seq: at,
@@ -624,6 +642,68 @@ mod tests {
                 "read 3".into()
             ]
         );
+    }
+
+    /// An entry numbered past what the hub counts (`0-18446744073709551615`
+    /// from another program) is skipped like one that is not an event,
+    /// its reset placed without overflow, and the reader reads on after
+    /// it, in a later epoch too (whose base is not 0).
+    #[test]
+    fn an_entry_numbered_past_what_the_hub_counts_is_skipped() {
+        let mut r = reader(8);
+        let mut node = Node::default();
+        node.sync(&mut r, A, 0);
+        let got = node.read(
+            &mut r,
+            Read::Entries(vec![
+                event(A, 1),
+                event(A, MAX_SEQ + 1),
+                event(A, MAX_SEQ + 2),
+            ]),
+        );
+        let (top, past) = (MAX_SEQ, MAX_SEQ + 1);
+        assert_eq!(
+            got,
+            [
+                format!("1 {A}-1"),
+                "skipped".into(),
+                format!("{top} {A}-{top}reset:stale"),
+                "skipped".into(),
+                format!("{past} {A}-{past}reset:stale"),
+                format!("read {}", MAX_SEQ + 2),
+            ]
+        );
+        // A new epoch that begins the stream anew, then u64's last id,
+        // as an event and as an entry that is not one.
+        assert_eq!(
+            node.sync(&mut r, B, 0),
+            [
+                "log:WARN".to_string(),
+                format!("{} {B}-0reset:other-run", past + 1),
+                "read 0".into()
+            ]
+        );
+        let unreadable = Item::Unreadable {
+            seq: u64::MAX,
+            why: "not an event".into(),
+        };
+        let got = node.read(
+            &mut r,
+            Read::Entries(vec![event(B, 1), event(B, u64::MAX), unreadable]),
+        );
+        let base = past + 1;
+        assert_eq!(
+            got,
+            [
+                format!("{} {B}-1", base + 1),
+                "skipped".into(),
+                format!("{} {B}-{}reset:stale", base + MAX_SEQ, MAX_SEQ),
+                format!("read {}", u64::MAX),
+            ]
+        );
+        let got = node.read(&mut r, Read::Entries(vec![event(B, u64::MAX)]));
+        assert_eq!(got, [format!("read {}", u64::MAX)]);
+        assert_eq!(r.started_through(), Some(base + MAX_SEQ));
     }
 
     #[test]

@@ -34,6 +34,12 @@ use crate::config::MAX_CLUSTER_EVENT_SIZE;
 /// program's) is read as a stub and skipped, so no node ever needs more
 /// to read any entry.
 pub const MAX_ENTRY_BYTES: usize = MAX_CLUSTER_EVENT_SIZE + (64 << 10);
+/// Most topics one stream entry may carry. A publish with more is refused
+/// before it is sent; an entry with more (another program's) is skipped
+/// unread, so that no entry makes a node allocate for millions. No HTTP
+/// publish comes near: `/publish`'s 8 KiB head holds fewer, and a
+/// cluster node's `--max-topics` is at most this.
+pub const MAX_ENTRY_TOPICS: usize = crate::config::MAX_CLUSTER_TOPICS;
 /// The fields of an entry sseloop reads; the careful read leaves out the
 /// rest.
 pub const ENTRY_FIELDS: [&str; 7] = ["epoch", "data", "event", "topics", "id", "retry", "private"];

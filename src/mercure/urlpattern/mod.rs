@@ -22,7 +22,9 @@
 //! [`MAX_PARTS`] parts and [`MAX_STATES`] automaton states in all. A match
 //! visits each state at most once per input byte (see `nfa`), so it costs
 //! O(states × topic length) whatever the pattern and the topic; a topic
-//! length cap makes that a constant.
+//! length cap makes that a constant, and the loop's pattern index caps
+//! the states of all the patterns an event meets
+//! ([`UrlPattern::weight`]).
 
 mod canon;
 mod ctor;
@@ -262,6 +264,30 @@ impl UrlPattern {
     /// components have none): a match costs at most
     /// `4 × states × (length + 1)` steps per component.
     pub fn states(&self) -> usize {
+        self.components()
+            .iter()
+            .map(|c| match c {
+                Component::Program(p) => p.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// What a match may cost per byte of the topic: each component's
+    /// automaton states, one for a component of fixed text or `*` (a
+    /// comparison at most). The loop's pattern index bounds the sum of its
+    /// patterns' weights, and so what an event costs it.
+    pub fn weight(&self) -> usize {
+        self.components()
+            .iter()
+            .map(|c| match c {
+                Component::Program(p) => p.len(),
+                _ => 1,
+            })
+            .sum()
+    }
+
+    fn components(&self) -> [&Component; 8] {
         [
             &self.protocol,
             &self.username,
@@ -272,12 +298,6 @@ impl UrlPattern {
             &self.search,
             &self.hash,
         ]
-        .iter()
-        .map(|c| match c {
-            Component::Program(p) => p.len(),
-            _ => 0,
-        })
-        .sum()
     }
 
     /// Whether the topic's components all match.

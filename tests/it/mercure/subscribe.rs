@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{HUB, form, request, subscribe, subscribe_request, subscribe_with};
+use super::{HUB, form, publish_request, request, subscribe, subscribe_request, subscribe_with};
 use crate::support::{Item, Next, Subscriber, TestServer, assert_error, percent_encode};
 
 const BOOKS: &str = "https://example.com/books/:id";
@@ -146,13 +146,54 @@ fn subscriptions_the_hub_cannot_serve_are_400() {
         assert!(
             response.text().contains(says),
             "{query}: {:?}",
-            response.text()
+            response.text().trim().to_owned()
         );
     }
     // The longest and most matchers allowed are served.
     let at_limit: String = (0..64).map(|i| format!("match=t{i}&")).collect();
     subscribe(&server, &at_limit);
     subscribe(&server, &format!("match={}", "a".repeat(1024)));
+}
+
+/// What one event costs a loop to match is bounded: the distinct URL
+/// patterns its subscribers hold weigh at most 16 384 automaton states.
+/// Subscribers of distinct complex patterns are served until the next
+/// would pass it, which gets 429 with a text that says why; a subscriber
+/// of a pattern already held still gets in, and one leaving makes room.
+#[test]
+fn distinct_complex_patterns_are_capped_per_loop() {
+    let server = TestServer::start(&["--heartbeat", "0"]);
+    // Each weighs 1 007: 1 000 states for its path (`/`, the wildcard's
+    // 3, one a byte of text, 1 for the optional, the end), 1 for each
+    // other component. `/x0001` is a topic of the second.
+    let heavy = |i: usize| {
+        let pattern = format!("/*{i:04}{{{}}}?", "a".repeat(990));
+        form(&[("match_urlpattern", &pattern)])
+    };
+    let fit = 16_384 / 1_007;
+    let mut held: Vec<_> = (0..fit).map(|i| subscribe(&server, &heavy(i))).collect();
+    let (refused, _) = request(&server, &subscribe_request(&heavy(fit), ""));
+    assert_error(&refused, 429);
+    assert!(
+        refused.text().contains("as many URL patterns"),
+        "{:?}",
+        refused.text()
+    );
+    let mut shared = subscribe(&server, &heavy(1));
+    drop(held.swap_remove(0));
+    server.await_metric("sseloop_subscribers", |n| n == fit as u64);
+    let mut admitted = subscribe(&server, &heavy(fit));
+    // The patterns still match: relative topics, published on the hub,
+    // resolve against its URL as the patterns did.
+    let on_hub = |topic: String| {
+        let (response, _) = request(&server, &publish_request(&form(&[("topic", &topic)]), ""));
+        assert_eq!(response.head.status, 200, "{:?}", response.text());
+        response.text().trim().to_owned()
+    };
+    let id = on_hub("/x0001".into());
+    assert_eq!(shared.next_event().id.as_deref(), Some(&*id));
+    let id = on_hub(format!("/y{fit:04}"));
+    assert_eq!(admitted.next_event().id.as_deref(), Some(&*id));
 }
 
 /// A relative URL pattern, and a relative topic, resolve against the hub
