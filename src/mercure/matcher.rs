@@ -191,6 +191,9 @@ impl Patterns {
     }
 }
 
+/// Answers an event's memo keeps in a list before it takes a map.
+const MEMO_LIST: usize = 16;
+
 /// One event's topics, as matchers see them.
 #[derive(Debug)]
 pub struct EventTopics<'a> {
@@ -199,8 +202,11 @@ pub struct EventTopics<'a> {
     /// Each topic as a URL, parsed the first time a pattern asks.
     parsed: Vec<Option<Option<TopicUrl>>>,
     /// Each pattern's answer for this event, by its address and the topic
-    /// (`usize::MAX`: any of them): few patterns meet one event, so a list.
+    /// (`usize::MAX`: any of them): few patterns meet one event, so a list
+    /// of up to `MEMO_LIST` answers, then a map (subscribers whose tokens
+    /// name many distinct patterns would make a list's lookups quadratic).
     memo: Vec<(usize, usize, bool)>,
+    memo_map: HashMap<(usize, usize), bool>,
     evaluations: usize,
 }
 
@@ -212,6 +218,7 @@ impl<'a> EventTopics<'a> {
             hub,
             parsed: Vec::new(),
             memo: Vec::new(),
+            memo_map: HashMap::new(),
             evaluations: 0,
         }
     }
@@ -242,7 +249,12 @@ impl<'a> EventTopics<'a> {
     /// it was asked before.
     fn memoized(&mut self, pattern: &Arc<UrlPattern>, i: usize) -> bool {
         let at = Arc::as_ptr(pattern) as usize;
-        if let Some(&(_, _, known)) = self.memo.iter().find(|m| m.0 == at && m.1 == i) {
+        let known = if self.memo_map.is_empty() {
+            self.memo.iter().find(|m| m.0 == at && m.1 == i).map(|m| m.2)
+        } else {
+            self.memo_map.get(&(at, i)).copied()
+        };
+        if let Some(known) = known {
             return known;
         }
         let hit = if i == usize::MAX {
@@ -250,7 +262,15 @@ impl<'a> EventTopics<'a> {
         } else {
             self.matches_topic(pattern, i)
         };
-        self.memo.push((at, i, hit));
+        if self.memo_map.is_empty() && self.memo.len() < MEMO_LIST {
+            self.memo.push((at, i, hit));
+        } else {
+            if self.memo_map.is_empty() {
+                self.memo_map
+                    .extend(self.memo.drain(..).map(|(at, i, hit)| ((at, i), hit)));
+            }
+            self.memo_map.insert((at, i), hit);
+        }
         hit
     }
 
@@ -348,6 +368,30 @@ mod tests {
         let rel = Matcher::compile(MatchType::Exact, "/a", &mut p).unwrap();
         let topics = boxed(&["http://127.0.0.1:8080/a"]);
         assert!(!rel.matches(&mut EventTopics::new(&topics, &hub)));
+    }
+
+    /// Past the memo's list, answers move to a map: each of many distinct
+    /// patterns is still evaluated once per event and topic, asked before
+    /// and after the move.
+    #[test]
+    fn many_distinct_patterns_are_each_evaluated_once() {
+        let mut p = patterns();
+        let hub = p.hub().clone();
+        let topics = boxed(&["https://example.com/books/1"]);
+        let mut event = EventTopics::new(&topics, &hub);
+        let compiled: Vec<_> = (0..3 * MEMO_LIST)
+            .map(|i| p.intern(&format!("https://example.com/shelf{i}/:id")).unwrap())
+            .collect();
+        for round in 0..2 {
+            for (i, pattern) in compiled.iter().enumerate() {
+                assert!(!event.matches_one(pattern, 0), "{i}");
+                assert!(!event.matches(pattern), "{i}");
+            }
+            assert_eq!(event.evaluations(), 2 * compiled.len(), "round {round}");
+        }
+        let hit = p.intern("https://example.com/books/:id").unwrap();
+        assert!(event.matches(&hit) && event.matches(&hit));
+        assert_eq!(event.evaluations(), 2 * compiled.len() + 1);
     }
 
     #[test]
