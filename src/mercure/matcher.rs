@@ -250,7 +250,10 @@ impl<'a> EventTopics<'a> {
     fn memoized(&mut self, pattern: &Arc<UrlPattern>, i: usize) -> bool {
         let at = Arc::as_ptr(pattern) as usize;
         let known = if self.memo_map.is_empty() {
-            self.memo.iter().find(|m| m.0 == at && m.1 == i).map(|m| m.2)
+            self.memo
+                .iter()
+                .find(|m| m.0 == at && m.1 == i)
+                .map(|m| m.2)
         } else {
             self.memo_map.get(&(at, i)).copied()
         };
@@ -380,7 +383,10 @@ mod tests {
         let topics = boxed(&["https://example.com/books/1"]);
         let mut event = EventTopics::new(&topics, &hub);
         let compiled: Vec<_> = (0..3 * MEMO_LIST)
-            .map(|i| p.intern(&format!("https://example.com/shelf{i}/:id")).unwrap())
+            .map(|i| {
+                p.intern(&format!("https://example.com/shelf{i}/:id"))
+                    .unwrap()
+            })
             .collect();
         for round in 0..2 {
             for (i, pattern) in compiled.iter().enumerate() {
