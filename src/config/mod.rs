@@ -246,6 +246,9 @@ impl Config {
             if self.max_event_size > MAX_CLUSTER_EVENT_SIZE {
                 return Err(ConfigError::ClusterEventSize(self.max_event_size));
             }
+            if cluster.redis_ca.is_some() && !cluster.redis.tls() {
+                return Err(ConfigError::RedisCaWithoutTls);
+            }
         }
         if let Some(key) = &self.jwt_key
             && key.len() < MIN_JWT_KEY_LEN
@@ -313,6 +316,9 @@ pub enum ConfigError {
     /// A cluster node's `max_event_size` is over
     /// [`MAX_CLUSTER_EVENT_SIZE`].
     ClusterEventSize(usize),
+    /// The cluster names a CA file (`redis_ca`) but Redis is not reached
+    /// over TLS.
+    RedisCaWithoutTls,
     /// `jwt_key` is this many bytes, fewer than [`MIN_JWT_KEY_LEN`].
     ShortJwtKey(usize),
     /// `public_topics` without `jwt_key`, where every topic is public.
@@ -364,6 +370,9 @@ impl std::fmt::Display for ConfigError {
                 "a cluster node's largest event is at most {MAX_CLUSTER_EVENT_SIZE} bytes (1MiB), not {size}: \
                  every node must read what any node stores"
             ),
+            ConfigError::RedisCaWithoutTls => {
+                f.write_str("a CA file for Redis needs Redis over TLS (rediss://)")
+            }
             ConfigError::ShortJwtKey(len) => write!(
                 f,
                 "the JWT key is {len} bytes: it must be at least {MIN_JWT_KEY_LEN} bytes"
@@ -473,6 +482,9 @@ pub struct Cluster {
     pub replicas: usize,
     /// Longest a publish waits for Redis before it gets 503.
     pub publish_timeout: Duration,
+    /// With TLS: a PEM file of the CA certificates Redis's certificate is
+    /// checked against, instead of the public CAs (a private CA).
+    pub redis_ca: Option<std::path::PathBuf>,
 }
 
 impl Cluster {
@@ -484,6 +496,7 @@ impl Cluster {
             key: DEFAULT_REDIS_KEY.to_owned(),
             replicas: 0,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            redis_ca: None,
         }
     }
 }
@@ -614,7 +627,6 @@ mod tests {
         for bad in [
             "localhost:6379",
             "http://h",
-            "rediss://h",
             "redis://",
             "redis://h:0",
             "redis://h:99999",

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use mio::event::Event as Readiness;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 pub use super::events::{ConnEvent, Lost, Tag};
+use super::link::Link;
 use super::login::LoginStep;
 pub use super::login::{Login, is_transient};
 use crate::bus::resp::{self, DecodeError, Limits, Scanner};
@@ -56,10 +56,11 @@ enum Phase {
     /// Not connected; the next attempt is at `retry_at` (when there is an
     /// address).
     Idle { retry_at: Instant },
-    /// A connect in progress, given up at `until`.
-    Connecting { socket: TcpStream, until: Instant },
+    /// A connect (and over TLS, the handshake) in progress, given up at
+    /// `until`.
+    Connecting { socket: Link, until: Instant },
     /// Connected, since `since`.
-    Up { socket: TcpStream, since: Instant },
+    Up { socket: Link, since: Instant },
 }
 
 /// What a reply answers.
@@ -250,6 +251,9 @@ impl RedisConn {
         let Phase::Up { socket, .. } = &mut self.phase else {
             return;
         };
+        if let Err(e) = socket.send_pending() {
+            return self.fail(&format!("write: {e}"), false, events);
+        }
         if self.written == self.out.len() {
             return;
         }
@@ -315,9 +319,13 @@ impl RedisConn {
     // Out of line: one copy for every connection, not one per caller.
     #[inline(never)]
     pub fn on_ready(&mut self, readiness: &Readiness, events: &mut Vec<ConnEvent>) {
-        if let Phase::Connecting { socket, .. } = &self.phase {
-            match net::connecting(socket) {
-                Connecting::Done => self.connected(events),
+        if let Phase::Connecting { socket, .. } = &mut self.phase {
+            match net::connecting(socket.tcp()) {
+                Connecting::Done => match socket.handshake() {
+                    Ok(true) => self.connected(events),
+                    Ok(false) => return,
+                    Err(e) => return self.fail(&format!("TLS: {e}"), false, events),
+                },
                 Connecting::InProgress => return,
                 Connecting::Failed(e) => return self.fail(&format!("connect: {e}"), false, events),
             }
@@ -339,7 +347,7 @@ impl RedisConn {
         let (Some(registry), Some(addr)) = (&self.registry, self.addr) else {
             return;
         };
-        let mut socket = match TcpStream::connect(addr) {
+        let mut socket = match Link::connect(addr, self.login.tls.as_ref()) {
             Ok(socket) => socket,
             Err(e) => return self.fail(&format!("connect: {e}"), false, events),
         };
@@ -366,7 +374,7 @@ impl RedisConn {
             return;
         };
         // Commands are small and each is waited for: no Nagle delay.
-        if let Err(e) = socket.set_nodelay(true) {
+        if let Err(e) = socket.tcp().set_nodelay(true) {
             debug!("Redis {}: set_nodelay: {e}", self.name);
         }
         self.phase = Phase::Up { socket, since: now };
