@@ -147,6 +147,7 @@ where
     let mut redis_key = None;
     let mut redis_replicas = None;
     let mut publish_timeout = None;
+    #[cfg(feature = "tls")]
     let mut redis_ca = None;
     let mut args = args.into_iter().map(Into::into).peekable();
     while let Some(arg) = args.next() {
@@ -251,7 +252,10 @@ where
                 redis_url = Some(redis);
             }
             "--redis-key" => redis_key = Some(value()?),
+            #[cfg(feature = "tls")]
             "--redis-ca" => redis_ca = Some(std::path::PathBuf::from(value()?)),
+            #[cfg(not(feature = "tls"))]
+            "--redis-ca" => return Err(usage(&name, config::NO_TLS)),
             "--redis-replicas" => {
                 redis_replicas = Some(parsed(&name, &value()?, "a whole number")?);
             }
@@ -311,7 +315,10 @@ where
             cluster.key = redis_key.unwrap_or(cluster.key);
             cluster.replicas = redis_replicas.unwrap_or(cluster.replicas);
             cluster.publish_timeout = publish_timeout.unwrap_or(cluster.publish_timeout);
-            cluster.redis_ca = redis_ca;
+            #[cfg(feature = "tls")]
+            {
+                cluster.redis_ca = redis_ca;
+            }
             Some(cluster)
         }
         None => {
@@ -319,6 +326,7 @@ where
                 ("--redis-key", redis_key.is_some()),
                 ("--redis-replicas", redis_replicas.is_some()),
                 ("--publish-timeout", publish_timeout.is_some()),
+                #[cfg(feature = "tls")]
                 ("--redis-ca", redis_ca.is_some()),
             ];
             if let Some((option, _)) = given.iter().find(|(_, given)| *given) {

@@ -54,6 +54,7 @@ pub(super) fn invalid(broken: ConfigError, jwt_key_from: &str) -> CliError {
                 "is at most 1MiB with --redis (every node must read what any node stores), not {size} bytes"
             ),
         ),
+        #[cfg(feature = "tls")]
         ConfigError::RedisCaWithoutTls => usage(
             "--redis-ca",
             "needs a rediss:// or rediss+sentinel:// --redis URL",

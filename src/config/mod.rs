@@ -56,7 +56,8 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub use crate::sse::Framing;
 pub use redis::{
-    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, MAX_SENTINELS, RedisTarget, RedisUrl, SentinelUrl,
+    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, MAX_SENTINELS, NO_TLS, RedisTarget, RedisUrl,
+    SentinelUrl,
 };
 
 mod redis;
@@ -246,6 +247,7 @@ impl Config {
             if self.max_event_size > MAX_CLUSTER_EVENT_SIZE {
                 return Err(ConfigError::ClusterEventSize(self.max_event_size));
             }
+            #[cfg(feature = "tls")]
             if cluster.redis_ca.is_some() && !cluster.redis.tls() {
                 return Err(ConfigError::RedisCaWithoutTls);
             }
@@ -317,7 +319,8 @@ pub enum ConfigError {
     /// [`MAX_CLUSTER_EVENT_SIZE`].
     ClusterEventSize(usize),
     /// The cluster names a CA file (`redis_ca`) but Redis is not reached
-    /// over TLS.
+    /// over TLS. Only with the cargo feature `tls`.
+    #[cfg(feature = "tls")]
     RedisCaWithoutTls,
     /// `jwt_key` is this many bytes, fewer than [`MIN_JWT_KEY_LEN`].
     ShortJwtKey(usize),
@@ -370,6 +373,7 @@ impl std::fmt::Display for ConfigError {
                 "a cluster node's largest event is at most {MAX_CLUSTER_EVENT_SIZE} bytes (1MiB), not {size}: \
                  every node must read what any node stores"
             ),
+            #[cfg(feature = "tls")]
             ConfigError::RedisCaWithoutTls => {
                 f.write_str("a CA file for Redis needs Redis over TLS (rediss://)")
             }
@@ -483,7 +487,9 @@ pub struct Cluster {
     /// Longest a publish waits for Redis before it gets 503.
     pub publish_timeout: Duration,
     /// With TLS: a PEM file of the CA certificates Redis's certificate is
-    /// checked against, instead of the public CAs (a private CA).
+    /// checked against, instead of the public CAs (a private CA). Only
+    /// with the cargo feature `tls`.
+    #[cfg(feature = "tls")]
     pub redis_ca: Option<std::path::PathBuf>,
 }
 
@@ -496,6 +502,7 @@ impl Cluster {
             key: DEFAULT_REDIS_KEY.to_owned(),
             replicas: 0,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            #[cfg(feature = "tls")]
             redis_ca: None,
         }
     }

@@ -48,6 +48,11 @@ pub struct RedisUrl {
     pub tls: bool,
 }
 
+/// What a TLS URL or option is told where TLS is not built in (the cargo
+/// feature `tls`).
+pub const NO_TLS: &str =
+    "needs sseloop built with TLS (rediss://): cargo build --release --features tls";
+
 /// Redis's port when a URL gives none.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
 
@@ -59,7 +64,10 @@ impl RedisUrl {
         let (tls, rest) = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => (false, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rediss") => {
-                (tls_built("rediss://")?, rest)
+                if !cfg!(feature = "tls") {
+                    return Err(NO_TLS.into());
+                }
+                (true, rest)
             }
             _ => return Err("must start with redis://".into()),
         };
@@ -122,7 +130,8 @@ impl RedisUrl {
 
 impl std::fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.tls { "rediss://" } else { "redis://" })?;
+        let tls = cfg!(feature = "tls") && self.tls;
+        f.write_str(if tls { "rediss://" } else { "redis://" })?;
         if self.password.is_some() {
             write!(f, "{}:***@", self.user.as_deref().unwrap_or(""))?;
         }
@@ -176,10 +185,11 @@ impl RedisTarget {
 
     /// Whether it is reached over TLS (`rediss://`, `rediss+sentinel://`).
     pub fn tls(&self) -> bool {
-        match self {
-            RedisTarget::Direct(url) => url.tls,
-            RedisTarget::Sentinel(url) => url.tls,
-        }
+        cfg!(feature = "tls")
+            && match self {
+                RedisTarget::Direct(url) => url.tls,
+                RedisTarget::Sentinel(url) => url.tls,
+            }
     }
 
     /// The data nodes' ACL user, password and database.
@@ -231,7 +241,10 @@ impl SentinelUrl {
         let (tls, rest) = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis+sentinel") => (false, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rediss+sentinel") => {
-                (tls_built("rediss+sentinel://")?, rest)
+                if !cfg!(feature = "tls") {
+                    return Err(NO_TLS.into());
+                }
+                (true, rest)
             }
             _ => return Err("must start with redis+sentinel://".into()),
         };
@@ -319,18 +332,6 @@ impl SentinelUrl {
     }
 }
 
-/// `Ok(true)` where this sseloop speaks TLS (the cargo feature `tls`);
-/// else the error that says how to build one that does.
-fn tls_built(scheme: &str) -> Result<bool, String> {
-    if cfg!(feature = "tls") {
-        Ok(true)
-    } else {
-        Err(format!(
-            "TLS ({scheme}) needs sseloop built with TLS: cargo build --release --features tls"
-        ))
-    }
-}
-
 /// `user:password` decoded; a user needs a password, as `AUTH` does.
 fn credentials(userinfo: Option<&str>) -> Result<(Option<String>, Option<String>), String> {
     let Some(info) = userinfo else {
@@ -391,7 +392,7 @@ fn valid_service(name: &str) -> bool {
 
 impl std::fmt::Display for SentinelUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.tls {
+        f.write_str(if cfg!(feature = "tls") && self.tls {
             "rediss+sentinel://"
         } else {
             "redis+sentinel://"

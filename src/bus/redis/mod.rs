@@ -350,7 +350,7 @@ pub fn connect(
     let (primary, sentinels, tls) = match &cluster.redis {
         RedisTarget::Direct(url) => {
             let addr = resolve(&url.host, url.port)?;
-            let tls = tls_for(cluster, &[(addr, &url.host)])?;
+            let tls = tls_for(cluster, &[addr])?;
             (Some(addr), None, tls)
         }
         RedisTarget::Sentinel(url) => {
@@ -359,13 +359,8 @@ pub fn connect(
                 .iter()
                 .map(|(host, port)| resolve(host, *port))
                 .collect::<io::Result<Vec<_>>>()?;
-            let names: Vec<_> = addrs
-                .iter()
-                .zip(&url.sentinels)
-                .map(|(addr, (host, _))| (*addr, host.as_str()))
-                .collect();
             // The same for the Sentinels and the servers they name.
-            let tls = tls_for(cluster, &names)?;
+            let tls = tls_for(cluster, &addrs)?;
             let sentinels = Sentinels {
                 addrs,
                 service: url.service.clone(),
@@ -395,20 +390,28 @@ pub fn connect(
 }
 
 /// How the node's connections make TLS sessions, when the URL asks for
-/// TLS: checking each of `names`' addresses against its host. The error
-/// says what is wrong with `--redis-ca`'s file.
+/// TLS: each of the URL's hosts, resolved to `addrs` (in its order), is
+/// checked against its name. The error says what is wrong with
+/// `--redis-ca`'s file.
 #[cfg(feature = "tls")]
-fn tls_for(cluster: &Cluster, names: &[(SocketAddr, &str)]) -> io::Result<Option<Tls>> {
-    if !cluster.redis.tls() {
-        return Ok(None);
-    }
-    Tls::new(cluster.redis_ca.as_deref(), names).map(Some)
+fn tls_for(cluster: &Cluster, addrs: &[SocketAddr]) -> io::Result<Option<Tls>> {
+    let hosts: Vec<&str> = match &cluster.redis {
+        RedisTarget::Direct(url) if url.tls => vec![&url.host],
+        RedisTarget::Sentinel(url) if url.tls => url
+            .sentinels
+            .iter()
+            .map(|(host, _)| host.as_str())
+            .collect(),
+        _ => return Ok(None),
+    };
+    let names: Vec<_> = addrs.iter().copied().zip(hosts).collect();
+    Tls::new(cluster.redis_ca.as_deref(), &names).map(Some)
 }
 
 /// No URL asks for TLS where it is not built in.
 #[cfg(not(feature = "tls"))]
 #[inline(always)]
-fn tls_for(_: &Cluster, _: &[(SocketAddr, &str)]) -> io::Result<Option<Tls>> {
+fn tls_for(_: &Cluster, _: &[SocketAddr]) -> io::Result<Option<Tls>> {
     Ok(None)
 }
 
