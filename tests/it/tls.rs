@@ -4,12 +4,14 @@
 //! `openssl` program in a temp dir. Run by `./test.sh` as
 //! `cargo test --features tls --test it tls::`.
 
+use std::net::SocketAddr;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{events_through, node_on};
 use crate::real::redis::{Persistence, Redis};
+use crate::real::sentinel::{SERVICE, SentinelWith};
 use crate::real::{ProcGroup, TempDir, require_program, tail};
 use crate::support::{IO_TIMEOUT, proc_stat};
 
@@ -81,19 +83,37 @@ impl Certs {
     /// A Redis that also takes TLS, on the port returned, with the
     /// certificate the CA signed.
     fn redis(&self) -> (Redis, u16) {
+        let (settings, port) = self.settings();
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        (Redis::start_with(Persistence::None, &settings), port)
+    }
+
+    /// A Sentinel watching the primary at TLS port `primary` over TLS, and
+    /// taking TLS itself on the port returned.
+    fn sentinel(&self, primary: u16) -> (SentinelWith, u16) {
+        let (mut settings, port) = self.settings();
+        // Sentinel speaks TLS to the servers it watches.
+        settings.push("tls-replication yes".into());
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        let primary = SocketAddr::from(([127, 0, 0, 1], primary));
+        (SentinelWith::start(primary, &settings), port)
+    }
+
+    /// The config lines of a server taking TLS on a free port (the
+    /// certificate the CA signed; clients need none), and that port.
+    fn settings(&self) -> (Vec<String>, u16) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let settings = [
+        let settings = vec![
             format!("tls-port {port}"),
             format!("tls-cert-file {}", self.path("server.pem")),
             format!("tls-key-file {}", self.path("server.key")),
             format!("tls-ca-cert-file {}", self.path("ca.pem")),
             "tls-auth-clients no".to_string(),
         ];
-        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-        (Redis::start_with(Persistence::None, &settings), port)
+        (settings, port)
     }
 }
 
@@ -113,6 +133,23 @@ fn two_nodes_share_an_event_over_tls() {
     let seen = events_through(&mut sub, &id);
     assert_eq!(seen, [(id.clone(), "over TLS".to_string())]);
     // Stored in Redis, which the nodes reach only through its TLS port.
+    assert_eq!(redis.stream_seqs(crate::cluster::STREAM), [1]);
+}
+
+/// `rediss+sentinel://`: TLS to the Sentinel, and to the primary it
+/// names (checked against the address it gives): an event published on
+/// the node reaches its subscriber through that primary.
+#[test]
+fn a_node_finds_the_primary_through_a_sentinel_over_tls() {
+    let certs = Certs::new();
+    let (redis, port) = certs.redis();
+    let (_sentinel, sentinel_port) = certs.sentinel(port);
+    let url = format!("rediss+sentinel://127.0.0.1:{sentinel_port}/{SERVICE}");
+    let node = node_on(&url, &["--redis-ca", &certs.path("ca.pem")]);
+    let mut sub = node.subscribe_ready("?topic=t");
+    let id = node.publisher().publish_ok("?topic=t", b"via Sentinel");
+    let seen = events_through(&mut sub, &id);
+    assert_eq!(seen, [(id.clone(), "via Sentinel".to_string())]);
     assert_eq!(redis.stream_seqs(crate::cluster::STREAM), [1]);
 }
 
