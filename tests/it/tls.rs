@@ -15,8 +15,9 @@ use crate::real::sentinel::{SERVICE, SentinelWith};
 use crate::real::{ProcGroup, TempDir, require_program, tail};
 use crate::support::{IO_TIMEOUT, proc_stat};
 
-/// A CA, a server certificate it signed (for the IP address 127.0.0.1),
-/// and another CA that signed nothing: PEM files in a temp dir.
+/// A CA, a server certificate it signed for the IP address 127.0.0.1
+/// (`server.pem`) and one for the name `redis.test` (`named.pem`), and
+/// another CA that signed nothing (`other.pem`): PEM files in a temp dir.
 struct Certs {
     dir: TempDir,
 }
@@ -55,24 +56,31 @@ impl Certs {
         request.extend(ec);
         request.extend(["-out", "server.csr"]);
         run(&request);
-        std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            "san.cnf",
-            "-out",
-            "server.pem",
-        ]);
+        // The one the tests connect with, and one for a name they do not.
+        for (pem, names) in [
+            ("server.pem", "IP:127.0.0.1"),
+            ("named.pem", "DNS:redis.test"),
+        ] {
+            let san = format!("{pem}.cnf");
+            std::fs::write(dir.join(&san), format!("subjectAltName={names}\n")).unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                &san,
+                "-out",
+                pem,
+            ]);
+        }
         Certs { dir }
     }
 
@@ -81,9 +89,14 @@ impl Certs {
     }
 
     /// A Redis that also takes TLS, on the port returned, with the
-    /// certificate the CA signed.
+    /// certificate for 127.0.0.1.
     fn redis(&self) -> (Redis, u16) {
-        let (settings, port) = self.settings();
+        self.redis_with("server.pem")
+    }
+
+    /// A Redis that also takes TLS, with the certificate `pem`.
+    fn redis_with(&self, pem: &str) -> (Redis, u16) {
+        let (settings, port) = self.settings(pem);
         let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
         (Redis::start_with(Persistence::None, &settings), port)
     }
@@ -91,7 +104,7 @@ impl Certs {
     /// A Sentinel watching the primary at TLS port `primary` over TLS, and
     /// taking TLS itself on the port returned.
     fn sentinel(&self, primary: u16) -> (SentinelWith, u16) {
-        let (mut settings, port) = self.settings();
+        let (mut settings, port) = self.settings("server.pem");
         // Sentinel speaks TLS to the servers it watches.
         settings.push("tls-replication yes".into());
         let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
@@ -99,16 +112,16 @@ impl Certs {
         (SentinelWith::start(primary, &settings), port)
     }
 
-    /// The config lines of a server taking TLS on a free port (the
-    /// certificate the CA signed; clients need none), and that port.
-    fn settings(&self) -> (Vec<String>, u16) {
+    /// The config lines of a server taking TLS on a free port with the
+    /// certificate `pem` (clients need none), and that port.
+    fn settings(&self, pem: &str) -> (Vec<String>, u16) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let settings = vec![
             format!("tls-port {port}"),
-            format!("tls-cert-file {}", self.path("server.pem")),
+            format!("tls-cert-file {}", self.path(pem)),
             format!("tls-key-file {}", self.path("server.key")),
             format!("tls-ca-cert-file {}", self.path("ca.pem")),
             "tls-auth-clients no".to_string(),
@@ -153,71 +166,97 @@ fn a_node_finds_the_primary_through_a_sentinel_over_tls() {
     assert_eq!(redis.stream_seqs(crate::cluster::STREAM), [1]);
 }
 
-/// A node that trusts another CA refuses the server's certificate: it
-/// says so once for each connection, and tries again with its backoff
-/// (Redis logs each attempt's alert), not in a tight loop: its CPU time
-/// stays small while Redis counts the attempts.
-#[test]
-fn a_certificate_from_another_ca_is_refused_without_spinning() {
-    let certs = Certs::new();
-    let (redis, port) = certs.redis();
+/// A node on `port` of `redis` over TLS with `args` besides, left to be
+/// refused until Redis has logged `attempts` refused handshakes (each
+/// ends with the node's alert); its log then, its CPU time in
+/// milliseconds, and how long that took.
+fn refused(redis: &Redis, port: u16, args: &[&str], attempts: usize) -> (String, u64, Duration) {
     let dir = TempDir::new("tls-node");
     let log = dir.join("node.log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_sseloop"));
-    command.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--redis",
-        &format!("rediss://127.0.0.1:{port}"),
-        "--redis-ca",
-        &certs.path("other.pem"),
-    ]);
+    let url = format!("rediss://127.0.0.1:{port}");
+    command.args(["--listen", "127.0.0.1:0", "--redis", &url]);
+    command.args(args);
     let started = Instant::now();
     let node = ProcGroup::spawn("sseloop", command, &log);
-    let pid = node.pid();
-    // Each refused handshake ends with the node's alert, which Redis logs.
-    const ATTEMPTS: usize = 14;
     let end = Instant::now() + IO_TIMEOUT;
-    let refusals = || redis.log().matches("unknown ca").count();
-    while refusals() < ATTEMPTS {
+    let refusals = || {
+        redis
+            .log()
+            .matches("Error accepting a client connection")
+            .count()
+    };
+    while refusals() < attempts {
         assert!(
             Instant::now() < end,
-            "Redis saw {} refused handshakes, not {ATTEMPTS}; node log:\n{}",
+            "Redis saw {} refused handshakes, not {attempts}; node log:\n{}",
             refusals(),
             tail(&log, 4000)
         );
         // A log file offers nothing to block on: look again soon.
         thread::sleep(Duration::from_millis(20));
     }
-    // 7 attempts on each connection are 6 backoffs, 2.5 s of wall time
-    // (50 ms doubling to 1 s, give or take a quarter).
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_secs(1),
-        "{ATTEMPTS} attempts in {waited:?}: no backoff"
-    );
+    let fields = proc_stat(node.pid()).expect("the node runs on");
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     let text = std::fs::read_to_string(&log).unwrap();
-    let refused: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains("TLS: invalid peer certificate: UnknownIssuer"))
-        .collect();
-    // loop 0's publishing connection and the node's reader: once each.
-    assert_eq!(refused.len(), 2, "told once per connection:\n{text}");
     assert!(
         !text.contains("listening on"),
         "served without Redis:\n{text}"
     );
     assert!(!text.contains("panicked"), "{text}");
-    let fields = proc_stat(pid).expect("the node runs on");
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf reads a constant of the system.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    // A loop spinning meanwhile burns most of that time; waiting, the
+    (text, ticks * 1000 / per_second, waited)
+}
+
+/// Asserts that `log` tells `why` once for each of the node's two
+/// connections (loop 0's publishing one and the reader), however many
+/// times they tried.
+fn told_once_per_connection(log: &str, why: &str) {
+    let told = log.lines().filter(|line| line.contains(why)).count();
+    assert_eq!(told, 2, "{why:?} told once per connection:\n{log}");
+}
+
+/// A node that trusts another CA refuses the server's certificate: it
+/// says so once for each connection, and tries again with its backoff,
+/// not in a tight loop: its CPU time stays small while Redis counts the
+/// attempts.
+#[test]
+fn a_certificate_from_another_ca_is_refused_without_spinning() {
+    let certs = Certs::new();
+    let (redis, port) = certs.redis();
+    const ATTEMPTS: usize = 14;
+    let (log, cpu_ms, waited) = refused(
+        &redis,
+        port,
+        &["--redis-ca", &certs.path("other.pem")],
+        ATTEMPTS,
+    );
+    told_once_per_connection(&log, "TLS: invalid peer certificate: UnknownIssuer");
+    assert!(redis.log().contains("unknown ca"), "{}", redis.log());
+    // 7 attempts on each connection are 6 backoffs, 2.5 s of wall time
+    // (50 ms doubling to 1 s, give or take a quarter)...
+    assert!(
+        waited >= Duration::from_secs(1),
+        "{ATTEMPTS} attempts in {waited:?}: no backoff"
+    );
+    // ...which a loop spinning meanwhile would burn most of; waiting, the
     // handshakes use milliseconds.
     assert!(
-        ticks * 1000 / per_second < 300,
-        "the node used {ticks} ticks of CPU while refused"
+        cpu_ms < 300,
+        "the node used {cpu_ms} ms of CPU while refused"
     );
+}
+
+/// A certificate the CA signed for another name than the URL's host is
+/// refused too.
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    let certs = Certs::new();
+    let (redis, port) = certs.redis_with("named.pem");
+    let (log, _, _) = refused(&redis, port, &["--redis-ca", &certs.path("ca.pem")], 2);
+    told_once_per_connection(&log, "certificate not valid for name \"127.0.0.1\"");
 }
 
 /// Without `--redis-ca` the public CAs are trusted, and the test's CA is
@@ -226,25 +265,8 @@ fn a_certificate_from_another_ca_is_refused_without_spinning() {
 fn the_public_cas_do_not_trust_a_private_one() {
     let certs = Certs::new();
     let (redis, port) = certs.redis();
-    let dir = TempDir::new("tls-node");
-    let log = dir.join("node.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sseloop"));
-    command.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--redis",
-        &format!("rediss://127.0.0.1:{port}"),
-    ]);
-    let _node = ProcGroup::spawn("sseloop", command, &log);
-    let end = Instant::now() + IO_TIMEOUT;
-    while !redis.log().contains("unknown ca") {
-        assert!(
-            Instant::now() < end,
-            "Redis saw no refused handshake; node log:\n{}",
-            tail(&log, 4000)
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    let (log, _, _) = refused(&redis, port, &[], 2);
+    told_once_per_connection(&log, "TLS: invalid peer certificate: UnknownIssuer");
 }
 
 /// A CA file that holds no certificate stops the node at start, saying

@@ -1,10 +1,11 @@
 //! One connection to Redis, driven by the loop that owns it: a non-blocking
-//! TCP socket registered in the loop's poll, commands written from a
-//! buffer, replies decoded with `resp` and matched in order with what asked
-//! for them. Each time it connects it logs in (`AUTH`, `SELECT`, and
-//! `ROLE` where only a primary will do, pipelined ahead of everything
-//! else); a connect or a reply that takes too long, a broken socket or a
-//! reply nobody asked for ends the connection, and it connects again. It
+//! socket (TCP, or TLS over it: `link`) in the loop's poll, commands written
+//! from a buffer, replies decoded with `resp` and matched in order with what
+//! asked for them. Each time it connects (a TLS handshake is part of that)
+//! it logs in (`AUTH`, `SELECT`, and `ROLE` where only a primary will do,
+//! pipelined ahead of everything else); a connect or a reply that takes too
+//! long, a broken socket or a reply nobody asked for ends the connection,
+//! and it connects again. It
 //! never blocks, and it owns nothing but its socket and buffers: what the
 //! replies mean is its owner's business. What a read, a write or a connect
 //! gave is `net`'s to say.
@@ -56,8 +57,7 @@ enum Phase {
     /// Not connected; the next attempt is at `retry_at` (when there is an
     /// address).
     Idle { retry_at: Instant },
-    /// A connect (and over TLS, the handshake) in progress, given up at
-    /// `until`.
+    /// A connect (and TLS handshake) in progress, given up at `until`.
     Connecting { socket: Link, until: Instant },
     /// Connected, since `since`.
     Up { socket: Link, since: Instant },
