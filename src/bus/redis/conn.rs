@@ -5,10 +5,9 @@
 //! it logs in (`AUTH`, `SELECT`, and `ROLE` where only a primary will do,
 //! pipelined ahead of everything else); a connect or a reply that takes too
 //! long, a broken socket or a reply nobody asked for ends the connection,
-//! and it connects again. It
-//! never blocks, and it owns nothing but its socket and buffers: what the
-//! replies mean is its owner's business. What a read, a write or a connect
-//! gave is `net`'s to say.
+//! and it connects again. It never blocks, and it owns nothing but its
+//! socket and buffers: what the replies mean is its owner's business. What a
+//! read, a write or a connect gave is `net`'s to say.
 //!
 //! Connecting again: a connection that was up for [`STABLE_AFTER`] and
 //! that Redis closed while it waited for nothing (Redis's `timeout`, which
