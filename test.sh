@@ -17,6 +17,11 @@
 # Those tests fail when a client is missing. SSELOOP_SKIP_REAL_CLIENTS=1 leaves
 # them out (and the installs): cargo counts them as filtered out, not passed.
 # PyJWT, for the private-topic tests, is installed either way (see below).
+#
+# The TLS tests (tests/it/tls.rs: nodes on a redis-server and a Sentinel
+# that take TLS, with a CA the test makes with the openssl program) need
+# the cargo feature `tls`: a second run, `cargo test --features tls --test
+# it tls::`, after the rest, counted in the same summary.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,6 +35,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 redis_packages=()
 have redis-server || redis_packages+=(redis-server)
 have redis-sentinel || redis_packages+=(redis-sentinel)
+# The TLS tests make their CA and certificates with it.
+have openssl || redis_packages+=(openssl)
 if [ "${#redis_packages[@]}" -gt 0 ]; then
     sudo=()
     if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
@@ -117,6 +124,9 @@ else
     cargo test --workspace --bench '*' 2>&1 | tee -a "$log" || status=$?
     cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
 fi
+# The TLS tests, built with the feature that has TLS (the default build
+# has none).
+cargo test --features tls --test it tls:: 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { p += $4; f += $6; i += $8; o += $12 }
      END { printf "tests: %d passed, %d failed, %d ignored, %d filtered out (all targets)\n", p, f, i, o }' "$log"
 exit "$status"

@@ -81,7 +81,9 @@ usage: sseloop [OPTIONS]
   --redis URL             be a node of a cluster sharing its events through Redis:
                           redis://[user:password@]host[:port][/db], or through the primary
                           Sentinels name: redis+sentinel://[user:password@]host[:port][,host…]
-                          /service[/db][?sentinel_username=U&sentinel_password=P]
+                          /service[/db][?sentinel_username=U&sentinel_password=P];
+                          rediss:// and rediss+sentinel:// for TLS (built with --features tls)
+  --redis-ca FILE         with TLS: trust the CA certificates in this PEM file, not the public CAs
   --redis-key NAME        prefix of the cluster's keys in Redis (default sseloop)
   --redis-replicas N      acknowledge a publish only once N replicas have it (default 0; at most 16)
   --publish-timeout DUR   longest a publish waits for Redis, then 503 (default 2s; at most 60s)
@@ -146,6 +148,8 @@ where
     let mut redis_key = None;
     let mut redis_replicas = None;
     let mut publish_timeout = None;
+    #[cfg(feature = "tls")]
+    let mut redis_ca = None;
     let mut args = args.into_iter().map(Into::into).peekable();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -249,6 +253,10 @@ where
                 redis_url = Some(redis);
             }
             "--redis-key" => redis_key = Some(value()?),
+            #[cfg(feature = "tls")]
+            "--redis-ca" => redis_ca = Some(std::path::PathBuf::from(value()?)),
+            #[cfg(not(feature = "tls"))]
+            "--redis-ca" => return Err(usage(&name, config::NO_TLS)),
             "--redis-replicas" => {
                 redis_replicas = Some(parsed(&name, &value()?, "a whole number")?);
             }
@@ -308,6 +316,10 @@ where
             cluster.key = redis_key.unwrap_or(cluster.key);
             cluster.replicas = redis_replicas.unwrap_or(cluster.replicas);
             cluster.publish_timeout = publish_timeout.unwrap_or(cluster.publish_timeout);
+            #[cfg(feature = "tls")]
+            {
+                cluster.redis_ca = redis_ca;
+            }
             Some(cluster)
         }
         None => {
@@ -315,6 +327,8 @@ where
                 ("--redis-key", redis_key.is_some()),
                 ("--redis-replicas", redis_replicas.is_some()),
                 ("--publish-timeout", publish_timeout.is_some()),
+                #[cfg(feature = "tls")]
+                ("--redis-ca", redis_ca.is_some()),
             ];
             if let Some((option, _)) = given.iter().find(|(_, given)| *given) {
                 return Err(usage(option, "needs --redis"));

@@ -272,6 +272,30 @@ fn redis_url_and_key() {
 }
 
 #[test]
+fn a_redis_ca_needs_a_tls_url() {
+    let alone = err(&["--redis-ca", "ca.pem"]);
+    if cfg!(feature = "tls") {
+        assert!(alone.contains("--redis-ca needs --redis"), "{alone}");
+    } else {
+        assert!(alone.contains("--features tls"), "{alone}");
+    }
+    let plain = err(&["--redis-ca", "ca.pem", "--redis", "redis://h"]);
+    assert!(
+        plain.contains("--redis-ca") && plain.contains("rediss://"),
+        "{plain}"
+    );
+    let tls = ["--redis", "rediss://h", "--redis-ca", "ca.pem"];
+    #[cfg(feature = "tls")]
+    {
+        let cluster = ok(&tls).config.cluster.unwrap();
+        assert!(cluster.redis.tls());
+        assert_eq!(cluster.redis_ca, Some("ca.pem".into()));
+    }
+    #[cfg(not(feature = "tls"))]
+    assert!(err(&tls).contains("--features tls"));
+}
+
+#[test]
 fn sentinels_replicas_and_the_publish_timeout() {
     let cluster = ok(&[
         "--redis",

@@ -56,7 +56,8 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub use crate::sse::Framing;
 pub use redis::{
-    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, MAX_SENTINELS, RedisTarget, RedisUrl, SentinelUrl,
+    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, MAX_SENTINELS, NO_TLS, RedisTarget, RedisUrl,
+    SentinelUrl,
 };
 
 mod redis;
@@ -249,6 +250,10 @@ impl Config {
             if self.max_topics > MAX_CLUSTER_TOPICS {
                 return Err(ConfigError::ClusterTopics(self.max_topics));
             }
+            #[cfg(feature = "tls")]
+            if cluster.redis_ca.is_some() && !cluster.redis.tls() {
+                return Err(ConfigError::RedisCaWithoutTls);
+            }
         }
         if let Some(key) = &self.jwt_key
             && key.len() < MIN_JWT_KEY_LEN
@@ -318,6 +323,10 @@ pub enum ConfigError {
     ClusterEventSize(usize),
     /// A cluster node's `max_topics` is over [`MAX_CLUSTER_TOPICS`].
     ClusterTopics(usize),
+    /// The cluster names a CA file (`redis_ca`) but Redis is not reached
+    /// over TLS. Only with the cargo feature `tls`.
+    #[cfg(feature = "tls")]
+    RedisCaWithoutTls,
     /// `jwt_key` is this many bytes, fewer than [`MIN_JWT_KEY_LEN`].
     ShortJwtKey(usize),
     /// `public_topics` without `jwt_key`, where every topic is public.
@@ -374,6 +383,10 @@ impl std::fmt::Display for ConfigError {
                 "a cluster node's --max-topics is at most {MAX_CLUSTER_TOPICS}, not {n}: \
                  every node must read what any node stores"
             ),
+            #[cfg(feature = "tls")]
+            ConfigError::RedisCaWithoutTls => {
+                f.write_str("a CA file for Redis needs Redis over TLS (rediss://)")
+            }
             ConfigError::ShortJwtKey(len) => write!(
                 f,
                 "the JWT key is {len} bytes: it must be at least {MIN_JWT_KEY_LEN} bytes"
@@ -486,6 +499,11 @@ pub struct Cluster {
     pub replicas: usize,
     /// Longest a publish waits for Redis before it gets 503.
     pub publish_timeout: Duration,
+    /// With TLS: a PEM file of the CA certificates Redis's certificate is
+    /// checked against, instead of the public CAs (a private CA). Only
+    /// with the cargo feature `tls`.
+    #[cfg(feature = "tls")]
+    pub redis_ca: Option<std::path::PathBuf>,
 }
 
 impl Cluster {
@@ -497,6 +515,8 @@ impl Cluster {
             key: DEFAULT_REDIS_KEY.to_owned(),
             replicas: 0,
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            #[cfg(feature = "tls")]
+            redis_ca: None,
         }
     }
 }
@@ -627,7 +647,6 @@ mod tests {
         for bad in [
             "localhost:6379",
             "http://h",
-            "rediss://h",
             "redis://",
             "redis://h:0",
             "redis://h:99999",

@@ -20,13 +20,18 @@
 //! monitor`; `db` is the data nodes' `SELECT`. Nothing else is taken: an
 //! unknown parameter is an error, not silently ignored.
 //!
+//! `rediss://` and `rediss+sentinel://` are the same over TLS (to the
+//! Sentinels and to the servers they name, as redis-py's `ssl=True` has
+//! it); they need sseloop built with the cargo feature `tls`.
+//!
 //! Parsing only: resolving the hosts and asking the Sentinels is the
 //! cluster bus's.
 
 use super::{parse_plain_number, percent_decode};
 
-/// `redis://[user:password@]host[:port][/db]`, as `--redis` takes it. Its
-/// `Debug` and `Display` forms hide the password.
+/// `redis://[user:password@]host[:port][/db]`, as `--redis` takes it
+/// (`rediss://` for TLS). Its `Debug` and `Display` forms hide the
+/// password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     /// Host name or IP address (without brackets for IPv6).
@@ -39,19 +44,30 @@ pub struct RedisUrl {
     pub password: Option<String>,
     /// Database number for `SELECT`.
     pub db: u32,
+    /// `rediss://`: over TLS, the certificate checked against `host`.
+    pub tls: bool,
 }
+
+/// What a TLS URL or option is told where TLS is not built in (the cargo
+/// feature `tls`).
+pub const NO_TLS: &str =
+    "needs sseloop built with TLS (rediss://): cargo build --release --features tls";
 
 /// Redis's port when a URL gives none.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
 
 impl RedisUrl {
-    /// Parses `redis://[user:password@]host[:port][/db]`; user and password
-    /// may be percent-encoded. The error says what is wrong.
+    /// Parses `redis://[user:password@]host[:port][/db]` (or `rediss://`);
+    /// user and password may be percent-encoded. The error says what is
+    /// wrong.
     pub fn parse(url: &str) -> Result<RedisUrl, String> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rediss") => {
-                return Err("TLS (rediss://) is not supported".into());
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rediss") => {
+                if !cfg!(feature = "tls") {
+                    return Err(NO_TLS.into());
+                }
+                (true, rest)
             }
             _ => return Err("must start with redis://".into()),
         };
@@ -107,13 +123,15 @@ impl RedisUrl {
             user,
             password,
             db,
+            tls,
         })
     }
 }
 
 impl std::fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("redis://")?;
+        let tls = cfg!(feature = "tls") && self.tls;
+        f.write_str(if tls { "rediss://" } else { "redis://" })?;
         if self.password.is_some() {
             write!(f, "{}:***@", self.user.as_deref().unwrap_or(""))?;
         }
@@ -165,6 +183,15 @@ impl RedisTarget {
         }
     }
 
+    /// Whether it is reached over TLS (`rediss://`, `rediss+sentinel://`).
+    pub fn tls(&self) -> bool {
+        cfg!(feature = "tls")
+            && match self {
+                RedisTarget::Direct(url) => url.tls,
+                RedisTarget::Sentinel(url) => url.tls,
+            }
+    }
+
     /// The data nodes' ACL user, password and database.
     pub fn login(&self) -> (Option<&str>, Option<&str>, u32) {
         match self {
@@ -202,15 +229,22 @@ pub struct SentinelUrl {
     pub sentinel_user: Option<String>,
     /// Password for the Sentinels' `AUTH`.
     pub sentinel_password: Option<String>,
+    /// `rediss+sentinel://`: TLS to the Sentinels (checked against their
+    /// host names) and to the servers they name (against the address
+    /// they give).
+    pub tls: bool,
 }
 
 impl SentinelUrl {
     /// Parses the form above; the error says what is wrong.
     pub fn parse(url: &str) -> Result<SentinelUrl, String> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis+sentinel") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rediss+sentinel") => {
-                return Err("TLS (rediss+sentinel://) is not supported".into());
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis+sentinel") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rediss+sentinel") => {
+                if !cfg!(feature = "tls") {
+                    return Err(NO_TLS.into());
+                }
+                (true, rest)
             }
             _ => return Err("must start with redis+sentinel://".into()),
         };
@@ -279,6 +313,7 @@ impl SentinelUrl {
             db,
             sentinel_user,
             sentinel_password,
+            tls,
         })
     }
 
@@ -292,6 +327,7 @@ impl SentinelUrl {
             user: self.user.clone(),
             password: self.password.clone(),
             db: self.db,
+            tls: self.tls,
         }
     }
 }
@@ -356,7 +392,11 @@ fn valid_service(name: &str) -> bool {
 
 impl std::fmt::Display for SentinelUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("redis+sentinel://")?;
+        f.write_str(if cfg!(feature = "tls") && self.tls {
+            "rediss+sentinel://"
+        } else {
+            "redis+sentinel://"
+        })?;
         if self.password.is_some() {
             write!(f, "{}:***@", self.user.as_deref().unwrap_or(""))?;
         }
@@ -453,7 +493,6 @@ mod tests {
     fn bad_sentinel_urls_say_why() {
         for (bad, why) in [
             ("redis://s1/m", "must start with redis+sentinel://"),
-            ("rediss+sentinel://s1/m", "TLS"),
             ("redis+sentinel://s1", "needs the service name"),
             ("redis+sentinel://s1/", "service name"),
             ("redis+sentinel://s1/my master", "spaces"),
@@ -504,11 +543,55 @@ mod tests {
             RedisTarget::parse("redis+sentinel://h/m"),
             Ok(RedisTarget::Sentinel(url)) if url.service == "m"
         ));
-        assert!(RedisTarget::parse("rediss+sentinel://h/m").is_err());
         assert!(RedisTarget::parse("redis-sentinel://h/m").is_err());
         let url = SentinelUrl::parse("redis+sentinel://u:p@h/m/4").unwrap();
         let node = url.data_node("10.0.0.9", 6380);
         assert_eq!(node.to_string(), "redis://u:***@10.0.0.9:6380/4");
         assert_eq!(node.password.as_deref(), Some("p"));
+    }
+
+    /// Without the feature `tls`, a TLS URL says how to build a sseloop
+    /// that takes it.
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_urls_need_the_feature() {
+        for url in ["rediss://h", "REDISS://h:1", "rediss+sentinel://s1/m"] {
+            let err = RedisTarget::parse(url).expect_err(url);
+            assert!(err.contains("--features tls"), "{url}: {err}");
+        }
+    }
+
+    /// With it, `rediss://` is `redis://` over TLS, in both forms, and
+    /// shown as it was written (the password hidden).
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_urls_are_the_plain_forms_over_tls() {
+        let direct = RedisUrl::parse("rediss://u:secret@redis.example.com:6380/2").unwrap();
+        assert!(direct.tls);
+        assert_eq!(
+            (direct.host.as_str(), direct.port, direct.db),
+            ("redis.example.com", 6380, 2)
+        );
+        assert_eq!(
+            direct.to_string(),
+            "rediss://u:***@redis.example.com:6380/2"
+        );
+        assert!(!RedisUrl::parse("redis://h").unwrap().tls);
+        assert!(RedisUrl::parse("REDISS://10.0.0.1").unwrap().tls);
+        assert!(RedisUrl::parse("rediss://").is_err());
+        assert!(RedisUrl::parse("rediss://h?ssl_cert_reqs=none").is_err());
+        let sentinel =
+            SentinelUrl::parse("rediss+sentinel://:pw@s1,s2:26380/m?sentinel_password=x").unwrap();
+        assert!(sentinel.tls);
+        assert_eq!(sentinel.sentinels.len(), 2);
+        assert_eq!(
+            sentinel.to_string(),
+            "rediss+sentinel://:***@s1:26379,s2:26380/m?sentinel_password=***"
+        );
+        // The servers the Sentinels name are reached over TLS too.
+        assert!(sentinel.data_node("10.0.0.9", 6379).tls);
+        assert!(RedisTarget::parse("rediss://h").unwrap().tls());
+        assert!(RedisTarget::parse("rediss+sentinel://h/m").unwrap().tls());
+        assert!(!RedisTarget::parse("redis+sentinel://h/m").unwrap().tls());
     }
 }

@@ -39,6 +39,8 @@ mod slow;
 mod storm;
 mod stream;
 mod support;
+#[cfg(feature = "tls")]
+mod tls;
 mod topics;
 mod trace;
 mod wire_property;

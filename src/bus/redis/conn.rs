@@ -1,13 +1,13 @@
 //! One connection to Redis, driven by the loop that owns it: a non-blocking
-//! TCP socket registered in the loop's poll, commands written from a
-//! buffer, replies decoded with `resp` and matched in order with what asked
-//! for them. Each time it connects it logs in (`AUTH`, `SELECT`, and
-//! `ROLE` where only a primary will do, pipelined ahead of everything
-//! else); a connect or a reply that takes too long, a broken socket or a
-//! reply nobody asked for ends the connection, and it connects again. It
-//! never blocks, and it owns nothing but its socket and buffers: what the
-//! replies mean is its owner's business. What a read, a write or a connect
-//! gave is `net`'s to say.
+//! socket (TCP, or TLS over it: `link`) in the loop's poll, commands written
+//! from a buffer, replies decoded with `resp` and matched in order with what
+//! asked for them. Each time it connects (a TLS handshake is part of that)
+//! it logs in (`AUTH`, `SELECT`, and `ROLE` where only a primary will do,
+//! pipelined ahead of everything else); a connect or a reply that takes too
+//! long, a broken socket or a reply nobody asked for ends the connection,
+//! and it connects again. It never blocks, and it owns nothing but its
+//! socket and buffers: what the replies mean is its owner's business. What a
+//! read, a write or a connect gave is `net`'s to say.
 //!
 //! Connecting again: a connection that was up for [`STABLE_AFTER`] and
 //! that Redis closed while it waited for nothing (Redis's `timeout`, which
@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use mio::event::Event as Readiness;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 pub use super::events::{ConnEvent, Lost, Tag};
+use super::link::Link;
 use super::login::LoginStep;
 pub use super::login::{Login, is_transient};
 use crate::bus::resp::{self, DecodeError, Limits, Scanner};
@@ -56,10 +56,10 @@ enum Phase {
     /// Not connected; the next attempt is at `retry_at` (when there is an
     /// address).
     Idle { retry_at: Instant },
-    /// A connect in progress, given up at `until`.
-    Connecting { socket: TcpStream, until: Instant },
+    /// A connect (and TLS handshake) in progress, given up at `until`.
+    Connecting { socket: Link, until: Instant },
     /// Connected, since `since`.
-    Up { socket: TcpStream, since: Instant },
+    Up { socket: Link, since: Instant },
 }
 
 /// What a reply answers.
@@ -250,6 +250,9 @@ impl RedisConn {
         let Phase::Up { socket, .. } = &mut self.phase else {
             return;
         };
+        if let Err(e) = socket.send_pending() {
+            return self.fail(&format!("write: {e}"), false, events);
+        }
         if self.written == self.out.len() {
             return;
         }
@@ -315,9 +318,13 @@ impl RedisConn {
     // Out of line: one copy for every connection, not one per caller.
     #[inline(never)]
     pub fn on_ready(&mut self, readiness: &Readiness, events: &mut Vec<ConnEvent>) {
-        if let Phase::Connecting { socket, .. } = &self.phase {
-            match net::connecting(socket) {
-                Connecting::Done => self.connected(events),
+        if let Phase::Connecting { socket, .. } = &mut self.phase {
+            match net::connecting(socket.tcp()) {
+                Connecting::Done => match socket.handshake() {
+                    Ok(true) => self.connected(events),
+                    Ok(false) => return,
+                    Err(e) => return self.fail(&format!("TLS: {e}"), false, events),
+                },
                 Connecting::InProgress => return,
                 Connecting::Failed(e) => return self.fail(&format!("connect: {e}"), false, events),
             }
@@ -339,7 +346,7 @@ impl RedisConn {
         let (Some(registry), Some(addr)) = (&self.registry, self.addr) else {
             return;
         };
-        let mut socket = match TcpStream::connect(addr) {
+        let mut socket = match Link::connect(addr, self.login.tls.as_ref()) {
             Ok(socket) => socket,
             Err(e) => return self.fail(&format!("connect: {e}"), false, events),
         };
@@ -366,7 +373,7 @@ impl RedisConn {
             return;
         };
         // Commands are small and each is waited for: no Nagle delay.
-        if let Err(e) = socket.set_nodelay(true) {
+        if let Err(e) = socket.tcp().set_nodelay(true) {
             debug!("Redis {}: set_nodelay: {e}", self.name);
         }
         self.phase = Phase::Up { socket, since: now };

@@ -2,6 +2,7 @@
 //! ahead of everything else on a new connection, and what their replies
 //! mean. Pure.
 
+use super::link::Tls;
 use crate::bus::resp::{self, Value};
 
 /// How to log in after connecting.
@@ -16,6 +17,8 @@ pub struct Login {
     /// Ask `ROLE` and go on only with a primary (a server the Sentinels
     /// named may have been demoted since).
     pub primary_only: bool,
+    /// Over TLS, made so; `None`: plain TCP.
+    pub tls: Option<Tls>,
 }
 
 /// What a login command's reply is checked for.
@@ -130,6 +133,7 @@ mod tests {
             password: Some("p".into()),
             db: 3,
             primary_only: true,
+            tls: None,
         };
         let (bytes, steps) = login.commands("me");
         let text = String::from_utf8(bytes).unwrap();

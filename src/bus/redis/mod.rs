@@ -90,12 +90,15 @@ pub mod conn;
 pub mod entry;
 pub mod epoch;
 pub mod events;
+pub mod link;
 pub mod login;
 pub mod reader;
 pub mod reading;
 pub mod scripts;
 pub mod sentinel;
 pub mod side;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod watch;
 pub mod writer;
 
@@ -110,6 +113,7 @@ use std::time::{Duration, Instant};
 
 use self::conn::Login;
 use self::epoch::Epochs;
+use self::link::Tls;
 use self::scripts::{Commands, MAX_ENTRY_BYTES};
 pub use self::side::RedisBus;
 use self::watch::Sentinels;
@@ -175,11 +179,12 @@ pub struct RedisSequencer {
 impl RedisSequencer {
     /// The hub of `cluster` for the loops behind `inboxes`: Redis at
     /// `primary` (resolved once, by the caller), or found through
-    /// `sentinels`.
+    /// `sentinels`; over TLS made with `tls`.
     pub fn new(
         cluster: &Cluster,
         primary: Option<SocketAddr>,
         sentinels: Option<Sentinels>,
+        tls: Option<Tls>,
         config: &Config,
         inboxes: Arc<Inboxes>,
     ) -> Self {
@@ -196,6 +201,7 @@ impl RedisSequencer {
                 db,
                 // A server the Sentinels named may have been demoted since.
                 primary_only: matches!(cluster.redis, RedisTarget::Sentinel(_)),
+                tls,
             },
             commands: Commands::new(&cluster.key, config.history.max(STREAM_MIN_LEN)),
             history: config.history,
@@ -345,14 +351,20 @@ pub fn connect(
     config: &Config,
     inboxes: &Arc<Inboxes>,
 ) -> io::Result<Connected> {
-    let (primary, sentinels) = match &cluster.redis {
-        RedisTarget::Direct(url) => (Some(resolve(&url.host, url.port)?), None),
+    let (primary, sentinels, tls) = match &cluster.redis {
+        RedisTarget::Direct(url) => {
+            let addr = resolve(&url.host, url.port)?;
+            let tls = tls_for(cluster, &[addr])?;
+            (Some(addr), None, tls)
+        }
         RedisTarget::Sentinel(url) => {
             let addrs = url
                 .sentinels
                 .iter()
                 .map(|(host, port)| resolve(host, *port))
                 .collect::<io::Result<Vec<_>>>()?;
+            // The same for the Sentinels and the servers they name.
+            let tls = tls_for(cluster, &addrs)?;
             let sentinels = Sentinels {
                 addrs,
                 service: url.service.clone(),
@@ -361,15 +373,17 @@ pub fn connect(
                     password: url.sentinel_password.clone(),
                     db: 0,
                     primary_only: false,
+                    tls: tls.clone(),
                 },
             };
-            (None, Some(sentinels))
+            (None, Some(sentinels), tls)
         }
     };
     let hub = Arc::new(RedisSequencer::new(
         cluster,
         primary,
         sentinels,
+        tls,
         config,
         Arc::clone(inboxes),
     ));
@@ -377,6 +391,32 @@ pub fn connect(
         .map(|index| Box::new(RedisBus::new(index, Arc::clone(&hub))) as Box<dyn Bus>)
         .collect();
     Ok((hub, buses))
+}
+
+/// How the node's connections make TLS sessions, when the URL asks for
+/// TLS: each of the URL's hosts, resolved to `addrs` (in its order), is
+/// checked against its name. The error says what is wrong with
+/// `--redis-ca`'s file.
+#[cfg(feature = "tls")]
+fn tls_for(cluster: &Cluster, addrs: &[SocketAddr]) -> io::Result<Option<Tls>> {
+    let hosts: Vec<&str> = match &cluster.redis {
+        RedisTarget::Direct(url) if url.tls => vec![&url.host],
+        RedisTarget::Sentinel(url) if url.tls => url
+            .sentinels
+            .iter()
+            .map(|(host, _)| host.as_str())
+            .collect(),
+        _ => return Ok(None),
+    };
+    let names: Vec<_> = addrs.iter().copied().zip(hosts).collect();
+    Tls::new(cluster.redis_ca.as_deref(), &names).map(Some)
+}
+
+/// No URL asks for TLS where it is not built in.
+#[cfg(not(feature = "tls"))]
+#[inline(always)]
+fn tls_for(_: &Cluster, _: &[SocketAddr]) -> io::Result<Option<Tls>> {
+    Ok(None)
 }
 
 /// The first address `host` resolves to (once, at start).

@@ -297,6 +297,13 @@ impl ProcGroup {
         &self.name
     }
 
+    /// The main process's id.
+    // Used by the TLS tests only, which need the feature `tls`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` to the main process only (not the group): SIGSTOP
     /// freezes a server while a child it forked for a sync goes on.
     pub fn signal(&self, signal: i32) {

@@ -130,6 +130,14 @@ impl Redis {
             .signal(signal);
     }
 
+    /// What it logged since it last started.
+    // Used by the TLS tests only, which need the feature `tls`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("redis-{}.log", self.starts)))
+            .unwrap_or_default()
+    }
+
     /// Its config file.
     pub fn config_file(&self) -> PathBuf {
         self.dir.join("redis.conf")

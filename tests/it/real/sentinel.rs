@@ -242,6 +242,26 @@ impl GuardedSentinel {
     }
 }
 
+/// One Sentinel watching `primary`, with more lines of its config file
+/// (the TLS tests' `tls-port` and certificates): its process, ended when
+/// dropped.
+// Used by the TLS tests only, which need the feature `tls`.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub struct SentinelWith {
+    _sentinel: Sentinel,
+}
+
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+impl SentinelWith {
+    /// Starts it (answering on its plain port too, asked there whether it
+    /// is up).
+    pub fn start(primary: SocketAddr, settings: &[&str]) -> SentinelWith {
+        SentinelWith {
+            _sentinel: Sentinel::start_with(primary, settings),
+        }
+    }
+}
+
 /// The `+switch-master` of every Sentinel, awaited.
 pub struct Watch {
     answers: mpsc::Receiver<(Instant, (SocketAddr, SocketAddr))>,
