@@ -54,19 +54,17 @@ pub(super) fn invalid(broken: ConfigError, jwt_key_from: &str) -> CliError {
                 "is at most 1MiB with --redis (every node must read what any node stores), not {size} bytes"
             ),
         ),
-<<<<<<< HEAD
         ConfigError::ClusterTopics(n) => usage(
             "--max-topics",
             &format!(
                 "is at most {} with --redis (every node must read what any node stores), not {n}",
                 config::MAX_CLUSTER_TOPICS
             ),
-=======
+        ),
         #[cfg(feature = "tls")]
         ConfigError::RedisCaWithoutTls => usage(
             "--redis-ca",
             "needs a rediss:// or rediss+sentinel:// --redis URL",
->>>>>>> tls
         ),
         ConfigError::ShortJwtKey(len) => usage(
             jwt_key_from,
