@@ -275,12 +275,11 @@ hook_publishing_exactly_once() {
 # Publishes $2 on the node at $1 until it is acknowledged (a 503 while the
 # cluster has no primary, or no replica that confirms it); prints the id.
 publish_until_stored() {
-    local url=$1 body=$2 tries=300 code
+    local url=$1 body=$2 code until=$((SECONDS + 60))
     while :; do
         code=$(curl -s --max-time 5 -o "$sdir/publish.out" -w '%{http_code}' --data-binary "$body" "$url") || code=000
         [ "$code" != 200 ] || { cat "$sdir/publish.out"; return 0; }
-        tries=$((tries - 1))
-        [ "$tries" -gt 0 ] || fail "publishing on $url still answered $code after 60 s"
+        [ "$SECONDS" -lt "$until" ] || fail "publishing on $url still answered $code after 60 s"
         # A refusal says Retry-After: 1; sooner here, to follow the failover.
         sleep 0.2
     done
@@ -294,7 +293,15 @@ hook_failover() {
     before=$(publish_until_stored "http://$node/publish?topic=failover-check" before)
     open_stream "http://$node/events?topic=failover-check"
     stream=$stream_handle
-    # As the section says: the primary shut down without saving.
+    # As the section says: once the Sentinels know both replicas (from the
+    # primary's INFO, every 10 s), the primary shut down without saving.
+    local p replicas until=$((SECONDS + 30))
+    for p in 26390 26391 26392; do
+        while replicas=$(redis-cli -p "$p" sentinel replicas hub 2>/dev/null | grep -c '^name$'); [ "$replicas" -lt 2 ]; do
+            [ "$SECONDS" -lt "$until" ] || fail "the Sentinel on $p knows $replicas replicas after 30 s, not 2"
+            sleep 0.2
+        done
+    done
     redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true
     ! redis-cli -p 6390 ping >/dev/null 2>&1 || fail "the primary on 6390 still answers"
     say "shut the primary down; publishing until the node follows the new one"
