@@ -332,6 +332,38 @@ fn a_connection_redis_closed_while_idle_is_reopened_without_a_503() {
     }
 }
 
+/// Another program numbered the stream up to 2^53, past which readers
+/// skip entries (their numbers are exact only that far): the next publish
+/// is refused (503), never acknowledged for an event no node delivers.
+#[test]
+fn a_stream_numbered_to_the_end_refuses_publishes_rather_than_lose_them() {
+    let redis = Redis::start(Persistence::None);
+    let a = node(&redis, &[]);
+    let first = a.publisher().publish_ok("", b"before");
+    let run = id_run(&first).to_string();
+    let last = format!("0-{}", 1u64 << 53);
+    match redis.command(&[
+        "XADD",
+        STREAM,
+        &last,
+        "epoch",
+        &run,
+        "data",
+        "from elsewhere",
+    ]) {
+        Reply::Bulk(Some(_)) => {}
+        other => panic!("XADD {last} answered {other:?}"),
+    }
+    let response = a.publisher().publish("", b"after");
+    assert_eq!(
+        response.head.status,
+        503,
+        "a publish after the stream was numbered up to 2^53: {:?} {:?}",
+        response.head,
+        response.text()
+    );
+}
+
 /// The `id` of the client named `name` in `CLIENT LIST`.
 fn client_id(admin: &mut Client, name: &str) -> Option<String> {
     let Reply::Bulk(Some(list)) = admin.command(&["CLIENT", "LIST"]) else {

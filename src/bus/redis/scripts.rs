@@ -140,6 +140,9 @@ return {value, last, removed}
 /// again, so that a `WAIT` after it waits for the first event too). An
 /// `XADD` refused because another program's `XADD *` left the stream's
 /// last id past every `0-<n>` is tried again once that is cleared. The
+/// stream numbered up to 2^53 by another program (past which readers skip
+/// entries, [`MAX_SEQ`](super::reader::MAX_SEQ)) refuses the publish
+/// rather than store an event no node would deliver. The
 /// reply is `{"stored", id, removed}` (removed: foreign entries cleared
 /// first) or `{"again", id, run[, name]}` (name: the first event's `id`
 /// field, when its publisher named it). KEYS: the epoch, the stream, the keys; ARGV: the epoch's value,
@@ -160,6 +163,9 @@ local known = tonumber(ARGV[3])
 local last, removed = last_of(KEYS[2], known)
 if last < known then
   return redis.error_reply('SSELOOP-BEHIND the stream lost events')
+end
+if last >= 9007199254740992 then
+  return redis.error_reply('SSELOOP-NUMBERED-OUT the stream is numbered up to 2^53, past which readers skip entries (another program wrote one): delete the stream to go on')
 end
 local key = ARGV[5]
 if key ~= '' then
