@@ -188,6 +188,7 @@ mod http;
 mod mercure;
 mod metrics;
 mod net;
+mod percent;
 mod process;
 mod publisher;
 mod reactor;

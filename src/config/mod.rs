@@ -4,6 +4,7 @@
 //! values the command line takes (durations, sizes; host names and origins
 //! with `http`'s grammar).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -533,20 +534,7 @@ pub fn valid_redis_key(key: &str) -> bool {
 /// `%XX` escapes decoded; `None` for a broken escape or bytes that are not
 /// UTF-8.
 pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::percent::decode_str(text, false, crate::percent::Broken::Refused).map(Cow::into_owned)
 }
 
 /// Parses a duration: a number with `ms`, `s` or `m`; a bare number is seconds.

@@ -15,8 +15,8 @@
 //! largest head and as many fields as a head may have (431), so a few bytes
 //! of data never carry megabytes of framing.
 
-use super::route::hex_value;
 use super::{Policy, Reject, Status};
+use crate::percent::hex;
 
 /// Most hex digits in a chunk size, leading zeros included: enough for any
 /// size a `u64` holds, and with it the framing of each chunk is bounded.
@@ -188,7 +188,8 @@ fn size_line(text: &[u8], complete: bool) -> Result<(u64, usize), Reject> {
     }
     let size = text[..digits]
         .iter()
-        .fold(0u64, |n, &d| n << 4 | u64::from(hex_value(d)));
+        // Every one a hex digit (counted above).
+        .fold(0u64, |n, d| n << 4 | u64::from(hex(d).unwrap_or(0)));
     extensions(&text[digits..], complete)?;
     Ok((size, text.len() - digits))
 }

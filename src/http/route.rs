@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::{Reject, Status};
+use crate::percent::{self, Broken};
 
 pub use crate::sse::{MAX_TOPIC_LEN, valid_topic};
 
@@ -192,42 +193,13 @@ pub fn percent_decode(text: &str) -> Result<String, Reject> {
 
 /// [`percent_decode`], borrowing `text` when there is nothing to decode.
 fn decode(text: &str) -> Result<Cow<'_, str>, Reject> {
-    if !text.contains(['%', '+']) {
-        return Ok(Cow::Borrowed(text));
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let digits = bytes
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .ok_or(Reject::bad("bad percent-encoding in the query"))?;
-                out.push(hex_value(digits[0]) << 4 | hex_value(digits[1]));
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| Reject::bad("query is not UTF-8"))
-}
-
-pub(super) fn hex_value(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        _ => digit - b'A' + 10,
+    match percent::decode(text.as_bytes(), true, Broken::Refused)
+        .ok_or(Reject::bad("bad percent-encoding in the query"))?
+    {
+        Cow::Borrowed(_) => Ok(Cow::Borrowed(text)),
+        Cow::Owned(bytes) => String::from_utf8(bytes)
+            .map(Cow::Owned)
+            .map_err(|_| Reject::bad("query is not UTF-8")),
     }
 }
 

@@ -13,6 +13,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::percent::{self, Broken};
+
 /// A name or value that is not UTF-8 once percent-decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotUtf8;
@@ -69,33 +71,13 @@ impl<'a> Iterator for Pairs<'a> {
 
 /// One name or value: `+` to space, percent-decoding, UTF-8.
 pub fn decode(raw: &[u8]) -> Result<Cow<'_, str>, NotUtf8> {
-    if !raw.iter().any(|&b| b == b'+' || b == b'%') {
-        return std::str::from_utf8(raw)
-            .map(Cow::Borrowed)
-            .map_err(|_| NotUtf8);
+    match percent::decode(raw, true, Broken::Kept).ok_or(NotUtf8)? {
+        Cow::Borrowed(raw) => std::str::from_utf8(raw).map(Cow::Borrowed),
+        Cow::Owned(bytes) => String::from_utf8(bytes)
+            .map(Cow::Owned)
+            .map_err(|e| e.utf8_error()),
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => match (raw.get(i + 1).and_then(hex), raw.get(i + 2).and_then(hex)) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map(Cow::Owned).map_err(|_| NotUtf8)
-}
-
-fn hex(b: &u8) -> Option<u8> {
-    char::from(*b).to_digit(16).map(|d| d as u8)
+    .map_err(|_| NotUtf8)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! IDNA-canonical (Punycode) hosts and are not affected unless they use
 //! `xn--` labels, which only match `*` hostnames.
 
+use crate::percent::{self, Broken};
+
 /// A parsed host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -108,8 +110,8 @@ pub fn parse(input: &str, opaque: bool) -> Result<Host, InvalidHost> {
             Host::Opaque(out)
         });
     }
-    let decoded = percent_decode(input.as_bytes());
-    let Ok(domain) = String::from_utf8(decoded) else {
+    let Some(domain) = percent::decode_str(input, false, Broken::Kept).map(|d| d.into_owned())
+    else {
         // The standard decodes with replacement characters, which domain to
         // ASCII then refuses.
         return Err(InvalidHost);
@@ -131,28 +133,6 @@ pub fn parse(input: &str, opaque: bool) -> Result<Host, InvalidHost> {
         return ipv4_parse(&domain).map(Host::Ipv4);
     }
     Ok(Host::Domain(domain))
-}
-
-/// Percent-decoding of bytes (`%` without two hex digits stays).
-pub fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%'
-            && let (Some(hi), Some(lo)) = (hex(input.get(i + 1)), hex(input.get(i + 2)))
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: Option<&u8>) -> Option<u8> {
-    char::from(*b?).to_digit(16).map(|d| d as u8)
 }
 
 fn ends_in_a_number(domain: &str) -> bool {
