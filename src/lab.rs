@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use sseloop_lab::{
-    Fixed, Lesson, MAX_RUNS, MAX_VIEWER_QUEUE, MAX_WAITING, Options, RECONNECT_DELAY, Sight,
-    StreamRequest, Trial, Watched, parse_rate, print_runs, summary, watch,
+    Fixed, Lesson, MAX_COUNT, MAX_RUNS, MAX_SIZE, MAX_VIEWER_QUEUE, MAX_WAITING, Options,
+    RECONNECT_DELAY, Sight, StreamRequest, Trial, Watched, parse_rate, print_runs, summary, watch,
 };
 pub(crate) use sseloop_lab::{Handed, LabDoor};
 

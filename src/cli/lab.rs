@@ -3,6 +3,7 @@
 use super::CliError;
 use super::USAGE;
 use super::values::{parsed, size, usage};
+use sseloop::lab::{MAX_COUNT, MAX_SIZE};
 
 /// What `sseloop lab LESSON` asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,15 +79,16 @@ where
             }
             "--size" => {
                 let bytes = size(&name, &value()?)?;
-                if bytes > 16 << 10 {
+                if bytes > MAX_SIZE {
                     return Err(usage(&name, "takes at most 16KiB"));
                 }
                 command.options.size = Some(bytes);
             }
             "--count" => {
-                let count: u32 = parsed(&name, &value()?, "a number of events, 1 to 500")?;
-                if !(1..=500).contains(&count) {
-                    return Err(usage(&name, "takes a number of events, 1 to 500"));
+                let form = format!("a number of events, 1 to {MAX_COUNT}");
+                let count: u32 = parsed(&name, &value()?, &form)?;
+                if !(1..=MAX_COUNT).contains(&count) {
+                    return Err(usage(&name, &format!("takes {form}")));
                 }
                 command.options.count = Some(count);
             }

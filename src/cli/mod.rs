@@ -239,11 +239,7 @@ where
             }
             "--send-buffer" => config.send_buffer = size(&name, &value()?)?,
             "--header-timeout" => {
-                let d = duration(&name, &value()?)?;
-                if d.is_zero() {
-                    return Err(usage(&name, "must be more than 0"));
-                }
-                config.header_timeout = d;
+                config.header_timeout = positive(&name, duration(&name, &value()?)?)?
             }
             "--loops" => config.loops = loops(&name, &value()?)?,
             "--redis" => {

@@ -54,6 +54,7 @@ fn bad_values_name_the_option() {
     assert!(err(&["--listen", "nowhere"]).contains("--listen"));
     assert!(err(&["--listen"]).contains("needs a value"));
     assert!(err(&["--max-event-size", "0"]).contains("--max-event-size"));
+    assert!(err(&["--header-timeout", "0"]).contains("--header-timeout must be more than 0"));
     assert!(err(&["--bogus"]).contains("--bogus"));
     assert!(err(&["--allow-origin", "evil\r\nX: y"]).contains("--allow-origin"));
     assert!(err(&["--publish-token", ""]).contains("--publish-token"));

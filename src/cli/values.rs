@@ -44,7 +44,8 @@ pub(super) fn invalid(broken: ConfigError, jwt_key_from: &str) -> CliError {
         ConfigError::PublishTimeout(d) => usage(
             "--publish-timeout",
             &format!(
-                "must be more than 0 and at most 60s, not {}ms",
+                "must be more than 0 and at most {}s, not {}ms",
+                config::MAX_PUBLISH_TIMEOUT.as_secs(),
                 d.as_millis()
             ),
         ),
@@ -200,8 +201,9 @@ pub(super) fn loops(option: &str, text: &str) -> Result<usize, CliError> {
     }
 }
 
-pub(super) fn positive(option: &str, n: usize) -> Result<usize, CliError> {
-    if n == 0 {
+/// `n`, unless it is zero (a count, a size or a duration).
+pub(super) fn positive<T: Default + PartialEq>(option: &str, n: T) -> Result<T, CliError> {
+    if n == T::default() {
         Err(usage(option, "must be more than 0"))
     } else {
         Ok(n)

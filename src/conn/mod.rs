@@ -235,6 +235,18 @@ enum State {
     },
 }
 
+impl State {
+    /// Closing from `now`: its queue written, then the peer's FIN or the
+    /// linger timeout.
+    fn closing(now: Instant) -> State {
+        State::Closing {
+            until: now + LINGER_TIMEOUT,
+            write_shut: false,
+            discarded: 0,
+        }
+    }
+}
+
 impl<S: Transport> Conn<S> {
     /// A connection accepted at `now`; one accepted past capacity gets a
     /// shorter time to send its request.
@@ -343,11 +355,7 @@ impl<S: Transport> Conn<S> {
     /// From now on the connection only writes what it has queued, then
     /// closes; a bounded wait covers a peer that never reads.
     fn begin_closing(&mut self, now: Instant) {
-        self.state = State::Closing {
-            until: now + LINGER_TIMEOUT,
-            write_shut: false,
-            discarded: 0,
-        };
+        self.state = State::closing(now);
     }
 
     /// The peer sent its FIN.

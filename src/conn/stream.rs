@@ -11,7 +11,6 @@ use super::{
 };
 use crate::auth::{self, Access, Audience, Grants};
 use crate::bus::{Delivery, History, ResetReason, Retained};
-use crate::config::LINGER_TIMEOUT;
 use crate::mercure::matcher::EventTopics;
 use crate::mercure::url::Url;
 use crate::net::Transport;
@@ -248,12 +247,7 @@ impl<S: Transport> Conn<S> {
         if !self.is_stream() {
             return (None, Next::Wait);
         }
-        let closing = State::Closing {
-            until: now + LINGER_TIMEOUT,
-            write_shut: false,
-            discarded: 0,
-        };
-        let State::Stream(s) = mem::replace(&mut self.state, closing) else {
+        let State::Stream(s) = mem::replace(&mut self.state, State::closing(now)) else {
             return (None, Next::Wait);
         };
         if s.framing == Framing::Chunked {

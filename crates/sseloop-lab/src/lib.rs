@@ -79,7 +79,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use mio::{Poll, Waker};
 
-pub use lesson::{Lesson, StreamRequest, parse_rate};
+pub use lesson::{Lesson, MAX_COUNT, MAX_SIZE, StreamRequest, parse_rate};
 pub use run::Fixed;
 pub use thread::Lab;
 pub use watch::{Options, RECONNECT_DELAY, Sight, Trial, Watched, print_runs, summary, watch};
