@@ -12,7 +12,6 @@ mod values;
 pub use self::lab::{LabCommand, parse_lab};
 
 use std::fmt;
-use std::time::Duration;
 
 use sseloop::MAX_TOPIC_LEN;
 use sseloop::config::{self, Config, Framing};
@@ -259,7 +258,7 @@ where
             "--publish-timeout" => publish_timeout = Some(duration(&name, &value()?)?),
             "--busy-poll" => {
                 let d = duration(&name, &value()?)?;
-                if d > Duration::from_secs(1) {
+                if d > config::MAX_BUSY_POLL {
                     return Err(usage(&name, "must be at most 1s"));
                 }
                 config.busy_poll = d;

@@ -3,8 +3,9 @@
 //! options' words.
 
 use super::lab::parse_lab;
-use super::values::{MAX_LOOPS, auto_loops};
+use super::values::auto_loops;
 use super::*;
+use sseloop::config::MAX_LOOPS;
 use std::time::Duration;
 
 fn ok(args: &[&str]) -> Options {

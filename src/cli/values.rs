@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sseloop::MAX_TOPIC_LEN;
-use sseloop::config::{self, ConfigError, MIN_JWT_KEY_LEN as MIN_KEY_LEN};
+use sseloop::config::{self, ConfigError, MAX_LOOPS, MAX_RETRY, MIN_JWT_KEY_LEN as MIN_KEY_LEN};
 
 use super::CliError;
 
@@ -101,6 +101,8 @@ pub(super) fn invalid(broken: ConfigError, jwt_key_from: &str) -> CliError {
             "sseloop: --listen {listen} is reachable from the network and anyone could publish: \
              set --publish-token TOKEN (or SSELOOP_PUBLISH_TOKEN), or pass --insecure-open-publish"
         )),
+        // Each setting is the option of its name.
+        ConfigError::Setting(name, rule) => usage(&format!("--{}", name.replace('_', "-")), rule),
         other => CliError::Usage(format!("sseloop: {other}")),
     }
 }
@@ -127,10 +129,6 @@ pub(super) fn duration(option: &str, text: &str) -> Result<Duration, CliError> {
         )
     })
 }
-
-/// The longest `--retry` taken: a reconnect delay beyond it is almost
-/// always milliseconds written as a bare number, which means seconds.
-const MAX_RETRY: Duration = Duration::from_secs(10 * 60);
 
 /// `d`, unless it is over `MAX_RETRY`: then an error that says what the
 /// value means and, where the text is a number of seconds, the `ms` form.
@@ -169,10 +167,6 @@ pub(super) fn size(option: &str, text: &str) -> Result<usize, CliError> {
 pub(super) fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
-
-/// Most poll loops: far more than cores anyone runs sseloop on, few enough
-/// that a typo cannot start thousands of threads.
-pub(super) const MAX_LOOPS: usize = 256;
 
 /// What `--loops auto` runs with `cpus` available: one loop per CPU, but
 /// one on a machine of 2 CPUs or fewer. There a second loop shares a core

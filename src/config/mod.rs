@@ -61,7 +61,10 @@ pub use redis::{
     SentinelUrl,
 };
 
+mod limits;
 mod redis;
+
+pub use limits::{MAX_BUSY_POLL, MAX_LOOPS, MAX_RETRY};
 
 /// Everything the server needs to know; `Config::default()` is what the
 /// binary runs with when given no options.
@@ -292,6 +295,7 @@ impl Config {
         if self.loops == 0 {
             return Err(ConfigError::NoLoops);
         }
+        limits::check(self)?;
         if self.exposes_open_publish() {
             return Err(ConfigError::OpenPublish(self.listen));
         }
@@ -341,6 +345,8 @@ pub enum ConfigError {
     NeedsJwtKey(&'static str),
     /// `loops` is 0.
     NoLoops,
+    /// A numeric setting (named) is out of its bounds (said how).
+    Setting(&'static str, &'static str),
     /// `listen` is reachable from the network and anyone could publish
     /// (see [`Config::exposes_open_publish`]).
     OpenPublish(SocketAddr),
@@ -407,6 +413,7 @@ impl std::fmt::Display for ConfigError {
                 write!(f, "{what} need a JWT key (without one there are no tokens)")
             }
             ConfigError::NoLoops => f.write_str("a server needs at least one loop"),
+            ConfigError::Setting(name, rule) => write!(f, "{name} {rule}"),
             ConfigError::OpenPublish(listen) => write!(
                 f,
                 "{listen} is reachable from the network and anyone could publish: set a publish \
@@ -745,6 +752,21 @@ mod tests {
             Err(ConfigError::RedisKey("a b".into()))
         );
         assert_eq!(check(|c| c.loops = 0), Err(ConfigError::NoLoops));
+        // What the binary's options refuse, the library refuses too.
+        let zero = "must be more than 0";
+        assert_eq!(
+            check(|c| c.queue_limit = 0),
+            Err(ConfigError::Setting("queue_limit", zero))
+        );
+        assert_eq!(
+            check(|c| c.header_timeout = Duration::ZERO),
+            Err(ConfigError::Setting("header_timeout", zero))
+        );
+        assert!(check(|c| c.loops = MAX_LOOPS).is_ok());
+        assert!(check(|c| c.loops = MAX_LOOPS + 1).is_err());
+        assert!(check(|c| c.busy_poll = MAX_BUSY_POLL + Duration::from_millis(1)).is_err());
+        assert!(check(|c| c.retry = Some(MAX_RETRY)).is_ok());
+        assert!(check(|c| c.retry = Some(MAX_RETRY * 2)).is_err());
     }
 
     #[test]
