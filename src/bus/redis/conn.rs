@@ -187,7 +187,6 @@ impl RedisConn {
         }
         self.backoff = MIN_BACKOFF;
         self.outage = false;
-        self.phase = Phase::Idle { retry_at: now };
         if addr.is_some() {
             self.connect(now, events);
         }
@@ -545,10 +544,8 @@ impl RedisConn {
         // (its `timeout`): connect again at once, and quietly.
         if stable && idle && why == "Redis closed the connection" {
             debug!("Redis {}: closed while idle; connecting again", self.name);
+            // `end` left it idle, to connect now.
             self.backoff = MIN_BACKOFF;
-            self.phase = Phase::Idle {
-                retry_at: Instant::now(),
-            };
             return;
         }
         let wait = self.jittered(self.backoff);
