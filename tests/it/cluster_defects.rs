@@ -527,8 +527,8 @@ fn a_publish_retried_with_its_idempotency_key_after_a_broken_connection_is_store
     }
     let stored: Vec<u64> = stream_entries(&redis)
         .into_iter()
-        .filter(|(_, data)| data == BODY)
-        .map(|(seq, _)| seq)
+        .filter(|entry| entry.data == BODY)
+        .map(|entry| entry.seq)
         .collect();
     assert_eq!(
         stored,
@@ -560,8 +560,16 @@ pub(crate) fn idempotent_publish(key: &str, body: &str) -> Vec<u8> {
     request
 }
 
-/// The stream's entries as (seq, data), oldest first.
-fn stream_entries(redis: &Redis) -> Vec<(u64, String)> {
+/// One entry of the stream, numbered as the nodes number them; a field
+/// the entry lacks is empty.
+pub struct Entry {
+    pub seq: u64,
+    pub epoch: String,
+    pub data: String,
+}
+
+/// The stream's entries with a node's id ("0-<seq>"), oldest first.
+pub fn stream_entries(redis: &Redis) -> Vec<Entry> {
     let Reply::Array(entries) = redis.command(&["XRANGE", STREAM, "-", "+"]) else {
         panic!("XRANGE is not an array");
     };
@@ -574,14 +582,22 @@ fn stream_entries(redis: &Redis) -> Vec<(u64, String)> {
             let [Reply::Bulk(Some(id)), Reply::Array(fields)] = &parts[..] else {
                 return None;
             };
-            let seq = id.strip_prefix("0-")?.parse().ok()?;
-            let data = fields.chunks(2).find_map(|pair| match pair {
-                [Reply::Bulk(Some(name)), Reply::Bulk(Some(value))] if name == "data" => {
-                    Some(value.clone())
-                }
-                _ => None,
-            })?;
-            Some((seq, data))
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find_map(|pair| match pair {
+                        [Reply::Bulk(Some(n)), Reply::Bulk(Some(v))] if n == name => {
+                            Some(v.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            };
+            Some(Entry {
+                seq: id.strip_prefix("0-")?.parse().ok()?,
+                epoch: field("epoch"),
+                data: field("data"),
+            })
         })
         .collect()
 }

@@ -30,9 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::cluster::STREAM;
-use crate::cluster_defects::idempotent_publish;
-use crate::real::redis::{Persistence, Redis, Reply};
+use crate::cluster_defects::{idempotent_publish, stream_entries};
+use crate::real::redis::{Persistence, Redis};
 use crate::real::sentinel::{FAILOVER_TIMEOUT, GuardedSentinel, RedisHa, Switch};
 use crate::support::{
     HttpConn, Item, Next, Subscriber, TestServer, connect, id_run, id_seq, reset_reason,
@@ -236,37 +235,6 @@ fn check_stream(
     }
 }
 
-/// The (epoch, data) of each entry of the stream on `redis`, by seq.
-fn stream_on(redis: &Redis) -> HashMap<u64, (String, String)> {
-    let Reply::Array(entries) = redis.command(&["XRANGE", STREAM, "-", "+"]) else {
-        panic!("XRANGE is not an array");
-    };
-    let mut stream = HashMap::new();
-    for entry in entries {
-        let Reply::Array(parts) = entry else { continue };
-        let [Reply::Bulk(Some(id)), Reply::Array(fields)] = &parts[..] else {
-            continue;
-        };
-        let Some(seq) = id.strip_prefix("0-").and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let field = |name: &str| {
-            fields.chunks(2).find_map(|pair| match pair {
-                [Reply::Bulk(Some(n)), Reply::Bulk(Some(v))] if n == name => Some(v.clone()),
-                _ => None,
-            })
-        };
-        stream.insert(
-            seq,
-            (
-                field("epoch").unwrap_or_default(),
-                field("data").unwrap_or_default(),
-            ),
-        );
-    }
-    stream
-}
-
 /// What is done to the primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Loss {
@@ -367,7 +335,10 @@ fn failover(loss: Loss) {
         check_stream(who, &seen, &later, &mut names_seen);
     }
     // Every acknowledged event is in the new primary's stream.
-    let stream = stream_on(ha.server(to));
+    let stream: HashMap<u64, (String, String)> = stream_entries(ha.server(to))
+        .into_iter()
+        .map(|entry| (entry.seq, (entry.epoch, entry.data)))
+        .collect();
     for x in &acked {
         let entry = stream.get(&id_seq(&x.id));
         assert_eq!(

@@ -187,7 +187,6 @@ impl RedisConn {
         }
         self.backoff = MIN_BACKOFF;
         self.outage = false;
-        self.phase = Phase::Idle { retry_at: now };
         if addr.is_some() {
             self.connect(now, events);
         }
@@ -545,10 +544,8 @@ impl RedisConn {
         // (its `timeout`): connect again at once, and quietly.
         if stable && idle && why == "Redis closed the connection" {
             debug!("Redis {}: closed while idle; connecting again", self.name);
+            // `end` left it idle, to connect now.
             self.backoff = MIN_BACKOFF;
-            self.phase = Phase::Idle {
-                retry_at: Instant::now(),
-            };
             return;
         }
         let wait = self.jittered(self.backoff);
@@ -645,6 +642,16 @@ mod tests {
             driven
         }
 
+        /// A connection up and logged in against a listener of the test's;
+        /// the listener and the server's side of the connection.
+        fn up(login: Login) -> (TcpListener, Driven, Peer) {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut driven = Driven::new(listener.local_addr().unwrap(), login);
+            driven.until(is_up);
+            let peer = Peer::accept(&listener);
+            (listener, driven, peer)
+        }
+
         /// Drives the connection as its loop does (readiness, a flush
         /// before each poll, deadlines) until `done` says so of what it
         /// reported; returns that, taken.
@@ -653,21 +660,29 @@ mod tests {
             let mut readiness = Events::with_capacity(8);
             while !done(&self.events) {
                 assert!(Instant::now() < give_up, "only {:?}", self.events);
-                self.conn.flush(&mut self.events);
-                let timeout = self
-                    .conn
-                    .deadline()
-                    .map(|at| at.saturating_duration_since(Instant::now()))
-                    .unwrap_or(WAIT)
-                    .min(Duration::from_millis(50));
-                net::poll(&mut self.poll, &mut readiness, Some(timeout)).unwrap();
-                for event in readiness.iter() {
-                    assert_eq!(event.token(), TOKEN);
-                    self.conn.on_ready(event, &mut self.events);
-                }
-                self.conn.on_deadline(Instant::now(), &mut self.events);
+                self.turn(&mut readiness, Some(Duration::from_millis(50)));
             }
             std::mem::take(&mut self.events)
+        }
+
+        /// One turn of its loop: a flush, a poll until readiness or the
+        /// connection's deadline (no later than `most`), then deadlines.
+        fn turn(&mut self, readiness: &mut Events, most: Option<Duration>) {
+            self.conn.flush(&mut self.events);
+            let timeout = self
+                .conn
+                .deadline()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = match (timeout, most) {
+                (Some(t), Some(m)) => Some(t.min(m)),
+                (t, m) => t.or(m),
+            };
+            net::poll(&mut self.poll, readiness, timeout).unwrap();
+            for event in readiness.iter() {
+                assert_eq!(event.token(), TOKEN);
+                self.conn.on_ready(event, &mut self.events);
+            }
+            self.conn.on_deadline(Instant::now(), &mut self.events);
         }
 
         /// Drives the connection until `done` says so of it.
@@ -738,18 +753,19 @@ mod tests {
         events.iter().any(|e| matches!(e, ConnEvent::Up))
     }
 
+    fn is_down(events: &[ConnEvent]) -> bool {
+        events.iter().any(|e| matches!(e, ConnEvent::Down(_)))
+    }
+
     #[test]
     fn it_logs_in_then_matches_replies_to_commands_in_order() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let login = Login {
             user: Some("node".into()),
             password: Some("s3cret".into()),
             db: 2,
             ..Login::default()
         };
-        let mut driven = Driven::new(listener.local_addr().unwrap(), login);
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (_listener, mut driven, mut peer) = Driven::up(login);
         assert!(driven.conn.is_up());
         let now = Instant::now();
         driven.conn.send(&[b"PING"], 1, WAIT, now).unwrap();
@@ -773,21 +789,18 @@ mod tests {
 
     #[test]
     fn a_refused_login_is_reported_and_no_command_is_answered() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let login = Login {
             password: Some("wrong".into()),
             ..Login::default()
         };
-        let mut driven = Driven::new(listener.local_addr().unwrap(), login);
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (_listener, mut driven, mut peer) = Driven::up(login);
         driven
             .conn
             .send(&[b"PING"], 1, WAIT, Instant::now())
             .unwrap();
         assert_eq!(peer.command(), ["AUTH", "wrong"]);
         peer.reply(b"-WRONGPASS invalid username-password pair\r\n");
-        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        let events = driven.until(is_down);
         let refused = events.iter().find_map(|e| match e {
             ConnEvent::Refused(why) => Some(why.as_str()),
             _ => None,
@@ -808,10 +821,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_gives_back_what_was_unanswered_and_connects_again() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (listener, mut driven, mut peer) = Driven::up(Login::default());
         let now = Instant::now();
         driven.conn.send(&[b"PING"], 1, WAIT, now).unwrap();
         driven.conn.send(&[b"PING"], 2, WAIT, now).unwrap();
@@ -820,7 +830,7 @@ mod tests {
         assert_eq!(peer.command(), ["PING"]);
         peer.reply(b"+OK\r\n+PONG\r\n");
         drop(peer);
-        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        let events = driven.until(is_down);
         assert!(matches!(&events[0], ConnEvent::Reply(1, _)), "{events:?}");
         assert!(matches!(&events[1], ConnEvent::Down(lost) if lost.sent == [2]));
         // Not connected: a command is given back at once.
@@ -837,10 +847,7 @@ mod tests {
 
     #[test]
     fn a_reply_that_does_not_come_in_time_ends_the_connection() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (_listener, mut driven, mut peer) = Driven::up(Login::default());
         let allowance = Duration::from_millis(100);
         driven
             .conn
@@ -849,7 +856,7 @@ mod tests {
         assert_eq!(peer.command()[0], "CLIENT");
         peer.reply(b"+OK\r\n");
         let started = Instant::now();
-        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        let events = driven.until(is_down);
         assert!(started.elapsed() >= allowance);
         assert!(matches!(&events[..], [ConnEvent::Down(lost)] if lost.sent == [1]));
     }
@@ -857,14 +864,11 @@ mod tests {
     #[test]
     fn a_reply_to_no_command_or_garbage_ends_the_connection() {
         for stray in [&b"+SURPRISE\r\n"[..], b"?what\r\n"] {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
-            driven.until(is_up);
-            let mut peer = Peer::accept(&listener);
+            let (_listener, mut driven, mut peer) = Driven::up(Login::default());
             assert_eq!(peer.command()[0], "CLIENT");
             peer.reply(b"+OK\r\n");
             peer.reply(stray);
-            let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+            let events = driven.until(is_down);
             assert!(
                 matches!(&events[..], [ConnEvent::Down(lost)] if lost.sent.is_empty() && lost.unsent.is_empty()),
                 "{events:?}"
@@ -872,31 +876,31 @@ mod tests {
         }
     }
 
-    /// Drives the connection until `count` connects have failed; when
-    /// each failure was reported.
-    fn failures(driven: &mut Driven, count: usize) -> Vec<Instant> {
-        let mut at = Vec::new();
+    /// Drives the connection until it has been reported down or
+    /// unreachable `count` times; those reports, each when it came.
+    fn outages(driven: &mut Driven, count: usize) -> Vec<(Instant, ConnEvent)> {
         let give_up = Instant::now() + WAIT;
         let mut readiness = Events::with_capacity(8);
-        while at.len() < count {
-            assert!(Instant::now() < give_up, "only {} failures", at.len());
-            let timeout = driven
-                .conn
-                .deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            net::poll(&mut driven.poll, &mut readiness, timeout).unwrap();
-            for event in readiness.iter() {
-                driven.conn.on_ready(event, &mut driven.events);
-            }
-            driven.conn.on_deadline(Instant::now(), &mut driven.events);
+        let mut outages = Vec::new();
+        while outages.len() < count {
+            assert!(Instant::now() < give_up, "only {outages:?}");
+            driven.turn(&mut readiness, None);
             for event in driven.events.drain(..) {
-                match event {
-                    ConnEvent::Unreachable => at.push(Instant::now()),
-                    other => panic!("never up, so nothing was lost: {other:?}"),
+                if matches!(event, ConnEvent::Down(_) | ConnEvent::Unreachable) {
+                    outages.push((Instant::now(), event));
                 }
             }
         }
-        at
+        outages
+    }
+
+    /// Each gap at least twice the one before: 50, 100, 200, 400 ms,
+    /// give or take a quarter; never less.
+    fn assert_backs_off(at: &[Instant]) {
+        for (n, gap) in at.windows(2).map(|w| w[1] - w[0]).enumerate() {
+            let least = MIN_BACKOFF * (1 << n) * 3 / 4;
+            assert!(gap >= least, "attempt {}: {gap:?} after the last", n + 1);
+        }
     }
 
     #[test]
@@ -907,14 +911,16 @@ mod tests {
             .local_addr()
             .unwrap();
         let mut driven = Driven::new(addr, Login::default());
-        let at = failures(&mut driven, 5);
+        let at: Vec<_> = outages(&mut driven, 5)
+            .into_iter()
+            .map(|(at, event)| match event {
+                ConnEvent::Unreachable => at,
+                other => panic!("never up, so nothing was lost: {other:?}"),
+            })
+            .collect();
         assert!(!driven.conn.is_up());
         assert!(driven.conn.in_outage());
-        // 50, 100, 200, 400 ms, give or take a quarter; never less.
-        for (n, gap) in at.windows(2).map(|w| w[1] - w[0]).enumerate() {
-            let least = MIN_BACKOFF * (1 << n) * 3 / 4;
-            assert!(gap >= least, "attempt {}: {gap:?} after the last", n + 1);
-        }
+        assert_backs_off(&at);
         assert!(driven.conn.deadline().is_some(), "a retry is due");
     }
 
@@ -947,43 +953,20 @@ mod tests {
     fn connections_dropped_as_they_come_up_back_off() {
         let (addr, thread, stop) = dropping_listener();
         let mut driven = Driven::new(addr, Login::default());
-        let give_up = Instant::now() + WAIT;
-        let mut downs = Vec::new();
-        let mut readiness = Events::with_capacity(8);
-        while downs.len() < 5 {
-            assert!(Instant::now() < give_up, "only {} drops", downs.len());
-            driven.conn.flush(&mut driven.events);
-            let timeout = driven
-                .conn
-                .deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            net::poll(&mut driven.poll, &mut readiness, timeout).unwrap();
-            for event in readiness.iter() {
-                driven.conn.on_ready(event, &mut driven.events);
-            }
-            driven.conn.on_deadline(Instant::now(), &mut driven.events);
-            for event in driven.events.drain(..) {
-                if matches!(event, ConnEvent::Down(_) | ConnEvent::Unreachable) {
-                    downs.push(Instant::now());
-                }
-            }
-        }
+        let downs: Vec<_> = outages(&mut driven, 5)
+            .into_iter()
+            .map(|(at, _)| at)
+            .collect();
         stop.store(true, std::sync::atomic::Ordering::Release);
         thread.join().unwrap();
         // Each came up and was dropped at once: never stable, so the
         // backoff kept doubling.
-        for (n, gap) in downs.windows(2).map(|w| w[1] - w[0]).enumerate() {
-            let least = MIN_BACKOFF * (1 << n) * 3 / 4;
-            assert!(gap >= least, "attempt {}: {gap:?} after the last", n + 1);
-        }
+        assert_backs_off(&downs);
     }
 
     #[test]
     fn a_connection_closed_while_idle_after_it_worked_connects_again_at_once() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (_listener, mut driven, mut peer) = Driven::up(Login::default());
         assert_eq!(peer.command()[0], "CLIENT");
         peer.reply(b"+OK\r\n");
         driven.settle(|conn| conn.pending.is_empty());
@@ -1024,10 +1007,7 @@ mod tests {
 
     #[test]
     fn commands_not_written_whole_are_told_apart_from_those_sent() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
-        driven.until(is_up);
-        let _peer = Peer::accept(&listener);
+        let (_listener, mut driven, _peer) = Driven::up(Login::default());
         let now = Instant::now();
         driven.conn.send(&[b"PING"], 1, WAIT, now).unwrap();
         driven.conn.flush(&mut driven.events);
@@ -1042,10 +1022,7 @@ mod tests {
 
     #[test]
     fn a_reply_over_the_limits_is_reported_unreadable() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (_listener, mut driven, mut peer) = Driven::up(Login::default());
         driven
             .conn
             .send(&[b"GET", b"big"], 1, WAIT, Instant::now())
@@ -1053,7 +1030,7 @@ mod tests {
         driven.conn.flush(&mut driven.events);
         assert_eq!(peer.command()[0], "CLIENT");
         peer.reply(format!("+OK\r\n${}\r\n", limits().bulk + 1).as_bytes());
-        let events = driven.until(|e| e.iter().any(|e| matches!(e, ConnEvent::Down(_))));
+        let events = driven.until(is_down);
         assert!(
             matches!(&events[..], [ConnEvent::Down(lost)] if lost.unreadable && lost.sent == [1]),
             "{events:?}"
@@ -1062,10 +1039,7 @@ mod tests {
 
     #[test]
     fn a_subscription_hands_out_messages_nobody_asked_for() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut driven = Driven::new(listener.local_addr().unwrap(), Login::default());
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (_listener, mut driven, mut peer) = Driven::up(Login::default());
         driven
             .conn
             .send(&[b"SUBSCRIBE", b"+switch-master"], 1, WAIT, Instant::now())
@@ -1083,14 +1057,11 @@ mod tests {
 
     #[test]
     fn a_login_that_wants_the_primary_finds_a_replica_unreachable() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let login = Login {
             primary_only: true,
             ..Login::default()
         };
-        let mut driven = Driven::new(listener.local_addr().unwrap(), login);
-        driven.until(is_up);
-        let mut peer = Peer::accept(&listener);
+        let (_listener, mut driven, mut peer) = Driven::up(login);
         driven
             .conn
             .send(&[b"PING"], 1, WAIT, Instant::now())
