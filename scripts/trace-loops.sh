@@ -52,16 +52,27 @@ for round in $(seq 1 "$rounds"); do
     esac
     server=$!
     server_pid=$server
+    listening=
     for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then listening=1; break; fi
+        kill -0 "$server" 2>/dev/null || break
         sleep 0.1
     done
-    # Loop 1's thread starts after the listeners are bound.
-    sleep 0.3
+    if [ -z "$listening" ]; then echo "$binary did not listen on port $port" >&2; exit 1; fi
+    # Loop 1's thread starts after the listeners are bound: wait for it.
+    loop1=
+    case "$placement" in
+    two*)
+        for _ in $(seq 1 100); do
+            loop1=$(for t in /proc/"$server"/task/*; do
+                if [ "$(cat "$t/comm" 2>/dev/null)" = sseloop-loop ]; then echo "${t##*/}"; fi
+            done)
+            if [ -n "$loop1" ]; then break; fi
+            sleep 0.05
+        done
+        if [ -z "$loop1" ]; then echo "$binary: no sseloop-loop thread" >&2; exit 1; fi ;;
+    esac
     if [ "$placement" = two-split ]; then
-        loop1=$(for t in /proc/"$server"/task/*; do
-            if [ "$(cat "$t/comm")" = sseloop-loop ]; then echo "${t##*/}"; fi
-        done)
         taskset -p -c 0 "$server" >/dev/null
         taskset -p -c 1 "$loop1" >/dev/null
     fi

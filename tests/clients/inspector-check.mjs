@@ -32,7 +32,7 @@
 //            scrolled into view by the page (its box, whether an ancestor clips
 //            it), whether the left column scrolls inside itself, and the page's
 //            width against the window's.
-import { chromium } from 'playwright-core';
+import { ending, launchChromium } from './chromium-check.mjs';
 
 const USAGE =
   'usage: node inspector-check.mjs BASE_URL [--topics T] [--type TYPE] [--data TEXT] ' +
@@ -119,45 +119,13 @@ const report = {
 
 let step = 'launch chromium';
 let browser = null;
+const { finish, failAfter } = ending(report, () => browser);
 
-let finished = false;
-
-function finish(code) {
-  // The last-resort timer can fire while a finish is closing the browser, and
-  // the steps fail once it is closed: the first finish is the only report.
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify(report) + '\n');
-  const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
-  // Closing must not hang the exit; the caller kills the group anyway.
-  const bound = new Promise((resolve) => setTimeout(resolve, 5000).unref());
-  Promise.race([close, bound]).then(() => process.exit(code));
-}
-
-// Every wait below has its own timeout; this is the last resort should one of
-// Playwright's own steps (launch, close) hang.
-setTimeout(() => {
-  if (finished) return;
-  report.failed = `${step}: the whole check took longer than ${opts.totalTimeoutMs} ms`;
-  finish(1);
-}, opts.totalTimeoutMs).unref();
+// Every wait below has its own timeout.
+failAfter(opts.totalTimeoutMs, () => `${step}: the whole check took longer than ${opts.totalTimeoutMs} ms`);
 
 try {
-  browser = await chromium.launch({
-    executablePath: opts.chromium,
-    headless: true,
-    timeout: opts.timeoutMs,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-    ],
-  });
+  browser = await launchChromium(opts.chromium, opts.timeoutMs);
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   page.setDefaultTimeout(opts.timeoutMs);

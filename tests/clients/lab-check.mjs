@@ -14,7 +14,7 @@
 // and the console and page errors, and exits 0; judging it is the caller's
 // job. A step that does not finish within its time prints the report so far
 // with `failed` naming the step and exits 1.
-import { chromium } from 'playwright-core';
+import { ending, launchChromium } from './chromium-check.mjs';
 
 const USAGE =
   'usage: node lab-check.mjs BASE_URL --lesson L [--rate R] [--size S] [--count N] ' +
@@ -79,40 +79,12 @@ const report = {
 
 let step = 'launch chromium';
 let browser = null;
-let finished = false;
-
-function finish(code) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify(report) + '\n');
-  const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
-  const bound = new Promise((resolve) => setTimeout(resolve, 5000).unref());
-  Promise.race([close, bound]).then(() => process.exit(code));
-}
-
-setTimeout(() => {
-  if (finished) return;
-  report.failed = `${step}: the whole check took longer than ${opts.totalTimeoutMs} ms`;
-  finish(1);
-}, opts.totalTimeoutMs).unref();
+const { finish, failAfter } = ending(report, () => browser);
+failAfter(opts.totalTimeoutMs, () => `${step}: the whole check took longer than ${opts.totalTimeoutMs} ms`);
 
 let page = null;
 try {
-  browser = await chromium.launch({
-    executablePath: opts.chromium,
-    headless: true,
-    timeout: opts.timeoutMs,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-    ],
-  });
+  browser = await launchChromium(opts.chromium, opts.timeoutMs);
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   page = await context.newPage();
   page.setDefaultTimeout(opts.timeoutMs);

@@ -16,7 +16,7 @@
 // longer than --timeout-ms fails with `failed` naming it.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { chromium } from 'playwright-core';
+import { ending, launchChromium } from './chromium-check.mjs';
 
 const USAGE =
   'usage: node page-script.mjs PAGE_URL --script FILE --then COMMAND ' +
@@ -62,22 +62,8 @@ const report = {
 
 let step = 'launch chromium';
 let browser = null;
-let finished = false;
-
-function finish(code) {
-  if (finished) return;
-  finished = true;
-  process.stdout.write(JSON.stringify(report) + '\n');
-  const close = browser ? browser.close().catch(() => {}) : Promise.resolve();
-  const bound = new Promise((resolve) => setTimeout(resolve, 5000).unref());
-  Promise.race([close, bound]).then(() => process.exit(code));
-}
-
-// The last resort, should one of Playwright's own steps hang.
-setTimeout(() => {
-  report.failed = `${step}: the whole run took longer than ${8 * opts.timeoutMs} ms`;
-  finish(1);
-}, 8 * opts.timeoutMs).unref();
+const { finish, failAfter } = ending(report, () => browser);
+failAfter(8 * opts.timeoutMs, () => `${step}: the whole run took longer than ${8 * opts.timeoutMs} ms`);
 
 function run(command) {
   return new Promise((resolve, reject) => {
@@ -90,21 +76,7 @@ function run(command) {
 
 try {
   const source = await readFile(opts.script, 'utf8');
-  browser = await chromium.launch({
-    executablePath: opts.chromium,
-    headless: true,
-    timeout: opts.timeoutMs,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-    ],
-  });
+  browser = await launchChromium(opts.chromium, opts.timeoutMs);
   const page = await (await browser.newContext()).newPage();
   page.setDefaultTimeout(opts.timeoutMs);
   // The message may come before the command has returned the id: every

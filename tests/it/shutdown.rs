@@ -243,10 +243,12 @@ fn requests_arriving_during_the_grace_period_get_a_retry_stream_and_a_503() {
 fn a_signal_while_publishers_are_busy_still_ends_cleanly() {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::{Sender, channel};
 
-    /// Publishes until told to stop or the server stops answering.
-    fn publish_until(stream: TcpStream, stop: &AtomicBool, served: &AtomicU32) -> u32 {
+    /// Publishes until told to stop or the server stops answering; says
+    /// on `answered_once` when its first publish is answered.
+    fn publish_until(stream: TcpStream, stop: &AtomicBool, answered_once: Sender<()>) -> u32 {
         let mut reader = BufReader::new(stream);
         let mut answered = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -276,7 +278,9 @@ fn a_signal_while_publishers_are_busy_still_ends_cleanly() {
                 break;
             }
             answered += 1;
-            served.store(answered, Ordering::Relaxed);
+            if answered == 1 {
+                let _ = answered_once.send(());
+            }
         }
         answered
     }
@@ -284,27 +288,27 @@ fn a_signal_while_publishers_are_busy_still_ends_cleanly() {
     for round in 0..5 {
         let mut server = TestServer::start(&[]);
         let stop = Arc::new(AtomicBool::new(false));
-        let served: Arc<Vec<AtomicU32>> = Arc::new((0..4).map(|_| AtomicU32::new(0)).collect());
+        let (answered_once, first_answers) = channel();
         let publishers: Vec<_> = (0..4)
-            .map(|i| {
+            .map(|_| {
                 let stream = server.connect();
                 let stop = Arc::clone(&stop);
-                let served = Arc::clone(&served);
-                std::thread::spawn(move || publish_until(stream, &stop, &served[i]))
+                let answered_once = answered_once.clone();
+                std::thread::spawn(move || publish_until(stream, &stop, answered_once))
             })
             .collect();
+        drop(answered_once);
         // Every publisher is busy before the signal comes: each has had an
         // answer (on a loaded machine a thread may not have sent its first
         // request by the time the others reach any total), and the server
         // has published a good many.
         server.await_metric("sseloop_events_published_total", |n| n >= 40);
-        let began = std::time::Instant::now();
-        while served.iter().any(|n| n.load(Ordering::Relaxed) == 0) {
-            assert!(
-                began.elapsed() < Duration::from_secs(10),
-                "round {round}: a publisher was never answered before the signal"
-            );
-            std::thread::sleep(Duration::from_millis(1));
+        for _ in 0..publishers.len() {
+            first_answers
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| {
+                    panic!("round {round}: a publisher was never answered before the signal ({e})")
+                });
         }
         server.signal(libc::SIGTERM);
         server.expect_exit_0(Duration::from_secs(5));
