@@ -23,7 +23,7 @@ fn start(extra: &[&str]) -> TestServer {
 }
 
 /// The loop that accepted the connection whose client end is `stream`.
-fn loop_of(server: &TestServer, stream: &TcpStream) -> usize {
+pub(crate) fn loop_of(server: &TestServer, stream: &TcpStream) -> usize {
     let me = stream.local_addr().unwrap().to_string();
     let line = server
         .await_log(&[&format!("from {me}")])

@@ -733,7 +733,7 @@ fn cluster_behind_nginx_chromium_gets_every_acknowledged_event_through_a_redis_f
         ),
         "        location / {
             proxy_pass http://cluster;
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
         }",
     );
     let page = collector.page_url(

@@ -305,19 +305,36 @@ fn event_arrives_while_the_publisher_connection_stays_open() {
 #[test]
 fn a_publish_retried_with_its_idempotency_key_is_published_once() {
     use crate::cluster_defects::idempotent_publish;
-    let server = TestServer::start(&["--loops", "2"]);
+    use crate::loops::loop_of;
+    let server = TestServer::start(&["--loops", "2", "--log-level", "debug"]);
     let mut sub = server.subscribe_ready("");
-    let publish = |key: &str, body: &str| {
+    let publish_on = |key: &str, body: &str| {
         let mut conn = server.http();
         conn.send(&idempotent_publish(key, body));
-        conn.read_response(deadline())
+        (conn.read_response(deadline()), conn)
     };
+    let publish = |key: &str, body: &str| publish_on(key, body).0;
     let first = assert_publish_ok(&publish("order-42", "paid"));
-    // New connections: the kernel spreads them over both loops.
-    for _ in 0..6 {
-        let again = assert_publish_ok(&publish("order-42", "paid"));
-        assert_eq!(again, first, "the retry gets the first one's id");
+    // New connections, until retries have come on both loops (the kernel
+    // spreads them by a hash of their addresses).
+    let mut loops_seen = [false; 2];
+    for _ in 0..64 {
+        let (again, conn) = publish_on("order-42", "paid");
+        assert_eq!(
+            assert_publish_ok(&again),
+            first,
+            "the retry gets the first one's id"
+        );
+        loops_seen[loop_of(&server, conn.stream())] = true;
+        if loops_seen == [true, true] {
+            break;
+        }
     }
+    assert_eq!(
+        loops_seen,
+        [true, true],
+        "64 retries did not reach both loops"
+    );
     let other = assert_publish_ok(&publish("order-43", "paid"));
     let plain = server.publisher().publish_ok("", b"no key");
     assert_eq!(sub.next_event().id.as_deref(), Some(first.as_str()));
