@@ -5,6 +5,8 @@
 //! stream writes the whole frame and a close-delimited one writes only the
 //! payload. Every subscriber's queue points at the same frame.
 
+use std::io::Write;
+
 /// Body framing of HTTP/1.1 event streams (HTTP/1.0 is always close-delimited).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -194,9 +196,8 @@ impl Frame {
             out.push(b'\n');
         }
         if let Some(ms) = retry {
-            out.extend_from_slice(b"retry: ");
-            push_decimal(&mut out, ms);
-            out.push(b'\n');
+            // Into the buffer reserved above: no allocation.
+            let _ = writeln!(out, "retry: {ms}");
         }
         for line in DataLines::new(data) {
             out.extend_from_slice(b"data: ");
@@ -265,21 +266,6 @@ impl Frame {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
-}
-
-/// Appends `n` in decimal, without `format!`.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// The heartbeat comment as a stream with `framing` writes it.

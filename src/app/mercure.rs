@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use super::{Action, Context, StreamStart, foreign_origin, stream_framing};
-use crate::auth::Grants;
+use crate::auth::{Access, Grants};
 use crate::http::{self, Head, Policy, Reject, Status};
 use crate::mercure::bearer::{AuthError, Carrier};
 use crate::mercure::matcher::{EventTopics, Patterns};
@@ -94,14 +94,24 @@ pub fn grants(
         Err(e) => Err(auth_error(e)),
         Ok(None) if access.anonymous() => Ok(None),
         Ok(None) => Err(auth_error(AuthError::Missing)),
-        Ok(Some((token, _))) => match access.verify(token, ctx.unix_now, patterns) {
-            Ok(grants) => Ok(Some(grants)),
-            Err(refusal) => {
-                log::debug!("Mercure token refused: {}", refusal.reason());
-                Err(auth_error(AuthError::InvalidToken))
-            }
-        },
+        Ok(Some((token, _))) => verify(access, token, ctx, patterns).map(Some),
     }
+}
+
+/// What a token that `access` verifies at `ctx.unix_now` allows; one it
+/// refuses is answered as invalid (why is logged, not told).
+fn verify(
+    access: &Access,
+    token: &str,
+    ctx: &Context,
+    patterns: &mut Patterns,
+) -> Result<Grants, Reject> {
+    access
+        .verify(token, ctx.unix_now, patterns)
+        .map_err(|refusal| {
+            log::debug!("Mercure token refused: {}", refusal.reason());
+            auth_error(AuthError::InvalidToken)
+        })
 }
 
 /// Whether a publish may go on to its body: from a page of another
@@ -183,12 +193,9 @@ pub fn publish(
         let Ok(Some((token, _))) = head.carriers().token() else {
             return Action::Reject(auth_error(AuthError::Missing));
         };
-        let grants = match access.verify(token, ctx.unix_now, patterns) {
+        let grants = match verify(access, token, ctx, patterns) {
             Ok(grants) => grants,
-            Err(refusal) => {
-                log::debug!("Mercure token refused: {}", refusal.reason());
-                return Action::Reject(auth_error(AuthError::InvalidToken));
-            }
+            Err(reject) => return Action::Reject(reject),
         };
         let mut event = EventTopics::new(&update.topics, patterns.hub());
         if !grants.may_publish(&mut event) {

@@ -379,6 +379,7 @@ pub fn metrics(text: &str, keep_alive: bool, head_only: bool, ctx: &Context) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::test_support::{POLICY, allowing, statuses, with_token};
     use crate::http::{HeadParse, Policy, parse_head};
 
     /// The context of most tests: the defaults, at most 3 topics.
@@ -421,18 +422,8 @@ mod tests {
 
     /// The head of `raw`, given a `Host` (which HTTP/1.1 requires).
     fn head(raw: &str) -> Head {
-        let policy = Policy {
-            max_head_size: 8192,
-            max_headers: 64,
-            max_body: 1024,
-            publish_token: None,
-            loopback_hosts: true,
-            allow_hosts: Vec::new(),
-            allow_origin: None,
-            access: None,
-        };
         let raw = raw.replacen("\r\n", "\r\nHost: localhost\r\n", 1);
-        match parse_head(raw.as_bytes(), &policy) {
+        match parse_head(raw.as_bytes(), &POLICY) {
             HeadParse::Complete(head, _) => head,
             other => panic!("{other:?}"),
         }
@@ -642,14 +633,8 @@ mod tests {
         let key = "k".repeat(32);
         let access = Access::new(key.as_bytes(), &["news"], token_policy()).unwrap();
         let policy = Policy {
-            max_head_size: 8192,
-            max_headers: 64,
-            max_body: 1024,
-            publish_token: None,
-            loopback_hosts: true,
-            allow_hosts: Vec::new(),
-            allow_origin: None,
             access: Some(std::sync::Arc::new(access.clone())),
+            ..POLICY
         };
         let token = crate::auth::sign_for_tests(
             r#"{"alg":"HS256"}"#,
@@ -749,17 +734,6 @@ mod tests {
 
     // Who may publish: decided on the head, before the body is read.
 
-    const POLICY: Policy = Policy {
-        max_head_size: 8192,
-        max_headers: 64,
-        max_body: 1024,
-        publish_token: None,
-        loopback_hosts: true,
-        allow_hosts: Vec::new(),
-        allow_origin: None,
-        access: None,
-    };
-
     /// The route of `raw` once `may_publish` has ruled on it.
     fn admitted(raw: &str, policy: &Policy) -> Result<Route, Reject> {
         match parse_head(raw.as_bytes(), policy) {
@@ -775,30 +749,9 @@ mod tests {
         admitted(raw, policy).map_or_else(|r| r.status, |_| Status::OK)
     }
 
-    /// A policy with these `--allow-host` names and `--allow-origin`, on a
-    /// loopback address or not.
-    fn allowing(loopback: bool, hosts: &[&str], origin: Option<&str>) -> Policy {
-        Policy {
-            loopback_hosts: loopback,
-            allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            allow_origin: origin.map(str::to_owned),
-            ..POLICY
-        }
-    }
-
-    fn with_token() -> Policy {
-        Policy {
-            publish_token: Some("s3cret".into()),
-            ..POLICY
-        }
-    }
-
     #[test]
     fn publish_token() {
-        let policy = Policy {
-            publish_token: Some("s3cret".into()),
-            ..POLICY
-        };
+        let policy = with_token();
         let route = |raw: &str| admitted(raw, &policy);
         let denied = |raw: &str| route(raw).unwrap_err().status == Status::UNAUTHORIZED;
         assert!(denied("POST /publish HTTP/1.1\r\nHost: localhost\r\n\r\n"));
@@ -820,16 +773,6 @@ mod tests {
         assert!(route("POST /publish HTTP/1.1\r\nHost: localhost\r\nauthorization: bearer  s3cret \r\n\r\n").is_ok());
         // Subscribing stays open.
         assert!(route("GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n").is_ok());
-    }
-
-    /// Request vectors: policy, request head → the status it gets.
-    macro_rules! statuses {
-        ($($name:ident: $policy:expr, $raw:expr => $want:expr;)*) => {$(
-            #[test]
-            fn $name() {
-                assert_eq!(status_with($raw, &$policy), $want, "{:?}", $raw);
-            }
-        )*};
     }
 
     const OK: Status = Status::OK;

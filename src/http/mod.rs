@@ -100,10 +100,10 @@ impl Reject {
     }
 }
 
-/// What the http modules' unit tests share: a policy and head parsing that
-/// must succeed or fail.
+/// What the crate's unit tests on requests share: a policy, head parsing
+/// that must succeed or fail, and policies for `statuses!` vectors.
 #[cfg(test)]
-mod test_support {
+pub(crate) mod test_support {
     use super::*;
 
     pub const POLICY: Policy = Policy {
@@ -133,4 +133,35 @@ mod test_support {
             other => panic!("{raw:?}: {other:?}"),
         }
     }
+
+    /// A policy with these `--allow-host` names and `--allow-origin`, on a
+    /// loopback address or not.
+    pub fn allowing(loopback: bool, hosts: &[&str], origin: Option<&str>) -> Policy {
+        Policy {
+            loopback_hosts: loopback,
+            allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            allow_origin: origin.map(str::to_owned),
+            ..POLICY
+        }
+    }
+
+    /// A policy with `--publish-token s3cret`.
+    pub fn with_token() -> Policy {
+        Policy {
+            publish_token: Some("s3cret".into()),
+            ..POLICY
+        }
+    }
+
+    /// Request vectors: policy, request head → the status it gets, as the
+    /// calling module's `status_with(raw, &policy)` rules.
+    macro_rules! statuses {
+        ($($name:ident: $policy:expr, $raw:expr => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(status_with($raw, &$policy), $want, "{:?}", $raw);
+            }
+        )*};
+    }
+    pub(crate) use statuses;
 }

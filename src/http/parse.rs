@@ -731,36 +731,8 @@ mod tests {
         }
     }
 
-    /// A policy with these `--allow-host` names and `--allow-origin`, on a
-    /// loopback address or not.
-    fn allowing(loopback: bool, hosts: &[&str], origin: Option<&str>) -> Policy {
-        Policy {
-            loopback_hosts: loopback,
-            allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            allow_origin: origin.map(str::to_owned),
-            ..POLICY
-        }
-    }
-
     fn network() -> Policy {
         allowing(false, &[], None)
-    }
-
-    fn with_token() -> Policy {
-        Policy {
-            publish_token: Some("s3cret".into()),
-            ..POLICY
-        }
-    }
-
-    /// Request vectors: policy, request head → the status it gets.
-    macro_rules! statuses {
-        ($($name:ident: $policy:expr, $raw:expr => $want:expr;)*) => {$(
-            #[test]
-            fn $name() {
-                assert_eq!(status_with($raw, &$policy), $want, "{:?}", $raw);
-            }
-        )*};
     }
 
     const OK: Status = Status::OK;

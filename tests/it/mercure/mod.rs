@@ -62,3 +62,17 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
         .trim_start_matches('?')
         .to_owned()
 }
+
+/// The events `sub` receives up to and including the one with id `last`,
+/// as (id, data).
+pub fn events_through(sub: &mut Subscriber, last: &str) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    loop {
+        let event = sub.next_event();
+        let id = event.id.clone().expect("every event has an id");
+        seen.push((id.clone(), event.data));
+        if id == last {
+            return seen;
+        }
+    }
+}

@@ -2,21 +2,8 @@
 //! order and one id sequence for the subscribers of both endpoints, on one
 //! loop and on two.
 
-use super::{publish_request, subscribe};
+use super::{events_through, publish_request, subscribe};
 use crate::support::{Subscriber, TestServer, assert_publish_ok, deadline, id_seq};
-
-/// The (id, data) of every event `sub` receives through `last`.
-fn through(sub: &mut Subscriber, last: &str) -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    loop {
-        let event = sub.next_event();
-        let id = event.id.clone().expect("an id");
-        seen.push((id.clone(), event.data));
-        if id == last {
-            return seen;
-        }
-    }
-}
 
 /// `/events` subscribers of a topic and Mercure subscribers of the same
 /// topic (exact) and of everything (`*`) see the same events, published
@@ -46,7 +33,7 @@ fn events_and_mercure_subscribers_share_one_order_and_one_id_sequence() {
             ids.push(p.publish_ok("?topic=t", format!("e{n}").as_bytes()));
         }
         let last = ids.last().unwrap().clone();
-        let first = through(&mut subs[0], &last);
+        let first = events_through(&mut subs[0], &last);
         let seqs: Vec<u64> = first.iter().map(|(id, _)| id_seq(id)).collect();
         let start = seqs[0];
         assert_eq!(
@@ -56,7 +43,7 @@ fn events_and_mercure_subscribers_share_one_order_and_one_id_sequence() {
         );
         for (i, sub) in subs.iter_mut().enumerate().skip(1) {
             assert_eq!(
-                through(sub, &last),
+                events_through(sub, &last),
                 first,
                 "subscriber {i}, --loops {loops}"
             );

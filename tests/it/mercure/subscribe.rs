@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use super::{HUB, form, publish_request, request, subscribe, subscribe_request, subscribe_with};
+use super::{
+    HUB, events_through, form, publish_request, request, subscribe, subscribe_request,
+    subscribe_with,
+};
 use crate::support::{Item, Next, Subscriber, TestServer, assert_error, percent_encode};
 
 const BOOKS: &str = "https://example.com/books/:id";
@@ -16,20 +19,6 @@ fn publish(server: &TestServer, topics: &[&str], data: &str) -> String {
     let pairs: Vec<(&str, &str)> = topics.iter().map(|t| ("topic", *t)).collect();
     let query = crate::support::query(&pairs);
     server.publisher().publish_ok(&query, data.as_bytes())
-}
-
-/// The events `sub` receives up to and including the one with id `last`,
-/// as (id, data).
-fn events_through(sub: &mut Subscriber, last: &str) -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    loop {
-        let event = sub.next_event();
-        let id = event.id.clone().expect("every event has an id");
-        seen.push((id.clone(), event.data));
-        if id == last {
-            return seen;
-        }
-    }
 }
 
 /// An exact matcher and a URL pattern: an event goes to the subscriber

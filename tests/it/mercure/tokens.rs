@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{publish_request, request, subscribe_request, subscribe_with};
+use super::{events_through, publish_request, request, subscribe_request, subscribe_with};
 use crate::private::{KEY, hs256, mint, unix_now};
 use crate::support::{BodyEnd, Next, Response, Subscriber, TestServer, assert_error, deadline};
 
@@ -107,14 +107,10 @@ fn publish_ok(server: &TestServer, body: &str, headers: &str) -> String {
 
 /// The ids `sub` receives through `last`.
 fn ids_through(sub: &mut Subscriber, last: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    loop {
-        let id = sub.next_event().id.expect("an id");
-        ids.push(id.clone());
-        if id == last {
-            return ids;
-        }
-    }
+    events_through(sub, last)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 const INVALID: Option<&str> = Some("Bearer error=\"invalid_token\"");
