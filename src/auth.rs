@@ -357,6 +357,13 @@ impl<'e> Audience<'e> {
         }
     }
 
+    /// The event's topics as matchers see them: one cache of parsed topic
+    /// URLs and pattern answers per event, for the audience's grants and
+    /// the loop's pattern subscribers alike.
+    pub fn event_mut(&mut self) -> &mut EventTopics<'e> {
+        &mut self.event
+    }
+
     /// Whether every subscriber may receive it.
     pub fn is_everyone(&self) -> bool {
         self.private_topics.is_empty() && !self.private_update

@@ -141,7 +141,7 @@ impl<S: Transport> Conn<S> {
             return Delivered::Skipped;
         }
         self.last_fan_out = fan_out;
-        if !audience.is_everyone() && !audience.admits(s.grants()) {
+        if !audience.admits(s.grants()) {
             return Delivered::Skipped;
         }
         self.queue.push_frame(frame, s.framing);

@@ -12,7 +12,6 @@ use crate::auth::Audience;
 use crate::bus::{Asker, Delivery, EventId, Offer, Publish, PublishError, Ticket};
 use crate::conn::{Clearance, Delivered, Next, ReplayThen};
 use crate::http::{Head, Reject, Status};
-use crate::mercure::matcher::EventTopics;
 use crate::request::Step;
 
 /// A Mercure subscribe whose URL patterns would take the loop past what
@@ -370,8 +369,8 @@ impl Reactor {
         // subscribers have a `*` or URL patterns) by pattern.
         let mut by_pattern = std::mem::take(&mut self.pattern_recipients);
         if self.topics.has_patterns() {
-            let mut event = EventTopics::new(&delivery.topics, self.hub.url());
-            self.topics.pattern_recipients(&mut event, &mut by_pattern);
+            self.topics
+                .pattern_recipients(audience.event_mut(), &mut by_pattern);
         }
         let recipients = self.topics.recipients(&delivery.topics);
         for key in recipients.chain(by_pattern.drain(..)) {
